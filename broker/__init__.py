@@ -1,0 +1,1 @@
+"""The tailrace broker: storage engine, server and request handlers."""
