@@ -32,6 +32,7 @@ __all__ = [
     "BrokerUnavailableError",
     "BufferFullError",
     "ClientClosedError",
+    "ClusterAuthorizationError",
     "ConcurrentTransactionsError",
     "CoordinatorLoadInProgressError",
     "CorruptRecordError",
@@ -66,7 +67,6 @@ __all__ = [
     "TimeoutError",
     "TopicAlreadyExistsError",
     "TopicAuthorizationError",
-    "ClusterAuthorizationError",
     "UnknownMemberIdError",
     "UnknownProducerIdError",
     "UnknownServerError",
@@ -436,7 +436,7 @@ class BrokerUnavailableError(TailraceError):
         self.reason = reason
 
 
-class TimeoutError(TailraceError):  # noqa: A001 - deliberately our own name
+class TimeoutError(TailraceError):
     """An operation did not complete within the time the caller allowed."""
 
     retriable = True
@@ -460,7 +460,9 @@ def error_for_code(code: int, message: str = "") -> BrokerError:
     """
     cls = _REGISTRY.get(code)
     if cls is None:
-        return UnknownServerError(f"error code {code}: {message}" if message else f"error code {code}")
+        return UnknownServerError(
+            f"error code {code}: {message}" if message else f"error code {code}"
+        )
     return cls(message)
 
 

@@ -297,7 +297,9 @@ def validate_batch(
     if size < HEADER_SIZE + 1:
         raise InvalidRecordError(f"batch_length {h.batch_length} is below the minimum")
     if size > max_batch_bytes:
-        raise RecordTooLargeError(f"batch of {size} bytes exceeds max_batch_bytes {max_batch_bytes}")
+        raise RecordTooLargeError(
+            f"batch of {size} bytes exceeds max_batch_bytes {max_batch_bytes}"
+        )
     if size > avail:
         raise InvalidRecordError(f"truncated batch: declares {size} bytes, {avail} present")
     if h.magic != MAGIC:
@@ -305,9 +307,7 @@ def validate_batch(
     view = memoryview(buf)[pos + CRC_START : pos + size]
     actual = crc32c.crc32c(view)
     if actual != h.crc:
-        raise CorruptRecordError(
-            f"CRC-32C mismatch: stored {h.crc:#010x}, computed {actual:#010x}"
-        )
+        raise CorruptRecordError(f"CRC-32C mismatch: stored {h.crc:#010x}, computed {actual:#010x}")
     if h.attributes & ~_COMPRESSION_MASK:
         # bit 3 (log-append time) is reserved; bits 4-15 are undefined.
         raise InvalidRecordError(f"unsupported attributes {h.attributes:#06x}")
