@@ -97,9 +97,10 @@ HEADER_SIZE = HEADER.size  # 61
 LENGTH_PREFIX = struct.Struct(">qi")
 #: First byte covered by the CRC (the attributes field).
 CRC_START = 21
-#: The two fields the broker rewrites on append, outside the CRC.
-_OFFSET_AND_EPOCH = struct.Struct(">q4xi")
+#: The two fields the broker rewrites on append, outside the CRC. (Two
+#: structs: a pad byte in one would overwrite batch_length with zeros.)
 _BASE_OFFSET = struct.Struct(">q")
+_LEADER_EPOCH = struct.Struct(">i")
 _CRC = struct.Struct(">I")
 _ARRAY16 = struct.Struct(">H")
 _ARRAY32 = struct.Struct(">I")
@@ -343,7 +344,8 @@ def patch_base_offset(
 
     Neither field is covered by the CRC, so the batch stays valid.
     """
-    _OFFSET_AND_EPOCH.pack_into(buf, pos, base_offset, leader_epoch)
+    _BASE_OFFSET.pack_into(buf, pos, base_offset)
+    _LEADER_EPOCH.pack_into(buf, pos + 12, leader_epoch)
 
 
 def unpack_records(
