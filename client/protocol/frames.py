@@ -1,0 +1,221 @@
+"""Frames: the byte layer under every message, in both directions.
+
+Layout (big-endian)::
+
+    offset size field           type  notes
+    0      4    length          u32   bytes after this field: 8 + body + records.
+                                      Checked against Limits.max_frame_bytes
+                                      before anything is buffered for it.
+    4      2    api_key         u16   which API (messages.ApiKey); a response
+                                      repeats its request's.
+    6      2    api_version     u16   version of that API's schema; a response
+                                      repeats its request's.
+    8      4    correlation_id  u32   chosen by the client; the response
+                                      carries the same value. Responses come
+                                      in request order.
+    12     ..   body            msgpack map (schema.py)
+    ..     ..   records         raw record batches declared by the body's
+                                ``*_length`` fields (Produce requests and
+                                Fetch responses), possibly empty.
+
+The body's end is found by decoding it (msgpack is self-delimiting); the
+records section is whatever follows, and must match the declared lengths
+exactly.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from ..errors import RemoteProtocolError
+
+__all__ = [
+    "FRAME_HEADER",
+    "FRAME_HEADER_SIZE",
+    "FrameReader",
+    "Limits",
+    "encode_frame_prefix",
+    "split_body",
+]
+
+FRAME_HEADER = struct.Struct(
+    ">"
+    "I"  # length: bytes after this field
+    "H"  # api_key
+    "H"  # api_version
+    "I"  # correlation_id
+)
+FRAME_HEADER_SIZE = FRAME_HEADER.size  # 12
+_LENGTH = struct.Struct(">I")
+_REST = struct.Struct(">HHI")
+#: length counts the 8 bytes of api_key, api_version and correlation_id.
+_MIN_LENGTH = 8
+_MAX_U32 = 2**32 - 1
+
+#: msgpack bytes fed to the decoder at first; bodies are small, records big.
+_FIRST_FEED = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds checked before anything is allocated for a peer's bytes.
+
+    ``max_frame_bytes`` bounds a whole frame (the length prefix is checked
+    against it before the frame is buffered); the others bound the msgpack
+    body and are handed to msgpack's Unpacker explicitly.
+    """
+
+    max_frame_bytes: int = 16 * 1024 * 1024
+    max_body_bytes: int = 4 * 1024 * 1024
+    max_str_len: int = 1024 * 1024
+    max_bin_len: int = 1024 * 1024
+    max_array_len: int = 100_000
+    max_map_len: int = 10_000
+
+    def __post_init__(self) -> None:
+        if not 32 <= self.max_frame_bytes <= _MAX_U32:
+            raise ValueError(f"max_frame_bytes {self.max_frame_bytes} out of range")
+        if self.max_body_bytes < 32:
+            raise ValueError(f"max_body_bytes {self.max_body_bytes} out of range")
+
+
+class FrameReader:
+    """Buffers bytes and hands out whole frames (sans-I/O).
+
+    ``feed(b"")`` records end of stream. ``next_frame()`` returns
+    ``(api_key, api_version, correlation_id, payload)`` where ``payload`` is a
+    memoryview of the frame after its 12-byte header, or None when more bytes
+    are needed. A broken frame raises RemoteProtocolError(fatal=True).
+    """
+
+    __slots__ = ("_buf", "_eof", "_start", "limits")
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self._buf = bytearray()
+        self._start = 0
+        self._eof = False
+
+    @property
+    def eof(self) -> bool:
+        return self._eof
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet handed out as frames."""
+        return len(self._buf) - self._start
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        if self._eof:
+            raise RuntimeError("data fed after end of stream")
+        if data:
+            self._buf += data
+        else:
+            self._eof = True
+
+    def bytes_wanted(self) -> int:
+        """How many more bytes complete the frame being received (0 if one is
+        already complete or the length prefix is not in yet). Lets a transport
+        read a large frame in one go."""
+        avail = len(self._buf) - self._start
+        if avail < 4:
+            return 0
+        (length,) = _LENGTH.unpack_from(self._buf, self._start)
+        return max(0, 4 + length - avail)
+
+    def next_frame(self) -> tuple[int, int, int, memoryview] | None:
+        buf = self._buf
+        start = self._start
+        avail = len(buf) - start
+        if avail < 4:
+            if self._eof and avail:
+                raise RemoteProtocolError(f"stream ended inside a frame's length ({avail} bytes)")
+            return None
+        (length,) = _LENGTH.unpack_from(buf, start)
+        if length < _MIN_LENGTH:
+            raise RemoteProtocolError(f"frame length {length} is shorter than a frame header")
+        if length > self.limits.max_frame_bytes:
+            raise RemoteProtocolError(
+                f"frame length {length} exceeds the limit of {self.limits.max_frame_bytes} bytes"
+            )
+        end = start + 4 + length
+        if len(buf) < end:
+            if self._eof:
+                raise RemoteProtocolError(
+                    f"stream ended inside a frame: {avail} of {4 + length} bytes"
+                )
+            return None
+        with memoryview(buf) as view:
+            frame = bytes(view[start + 4 : end])
+        if end == len(buf):
+            buf.clear()
+            self._start = 0
+        elif end > 1 << 20 or end > len(buf) // 2:
+            del buf[:end]
+            self._start = 0
+        else:
+            self._start = end
+        api_key, api_version, correlation_id = _REST.unpack_from(frame)
+        return api_key, api_version, correlation_id, memoryview(frame)[_MIN_LENGTH:]
+
+
+def split_body(payload: memoryview, limits: Limits) -> tuple[Any, memoryview]:
+    """Decode the msgpack body at the start of ``payload``.
+
+    Returns ``(body, records)``, ``records`` being the rest of the payload.
+    Raises RemoteProtocolError(fatal=False): the frame itself was intact.
+    """
+    unpacker = msgpack.Unpacker(
+        raw=False,
+        strict_map_key=True,
+        use_list=True,
+        max_buffer_size=limits.max_body_bytes,
+        max_str_len=limits.max_str_len,
+        max_bin_len=limits.max_bin_len,
+        max_array_len=limits.max_array_len,
+        max_map_len=limits.max_map_len,
+        max_ext_len=0,
+    )
+    total = len(payload)
+    fed = min(total, _FIRST_FEED, limits.max_body_bytes)
+    try:
+        unpacker.feed(payload[:fed])
+        while True:
+            try:
+                body = unpacker.unpack()
+                break
+            except msgpack.OutOfData:
+                if fed >= total:
+                    raise RemoteProtocolError(
+                        "frame ends inside its msgpack body", fatal=False
+                    ) from None
+                if fed >= limits.max_body_bytes:
+                    raise RemoteProtocolError(
+                        f"msgpack body exceeds {limits.max_body_bytes} bytes", fatal=False
+                    ) from None
+                more = min(total, limits.max_body_bytes)
+                unpacker.feed(payload[fed:more])
+                fed = more
+    except RemoteProtocolError:
+        raise
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        # FormatError, StackError (deep nesting), ExtraData, limit breaches
+        # and unhashable map keys all land here.
+        raise RemoteProtocolError(
+            f"malformed msgpack body: {type(exc).__name__}: {exc}", fatal=False
+        ) from exc
+    return body, payload[unpacker.tell() :]
+
+
+def encode_frame_prefix(
+    api_key: int, api_version: int, correlation_id: int, body: bytes, records_length: int
+) -> bytes:
+    """Frame header plus body; ``records_length`` more bytes must follow."""
+    length = _MIN_LENGTH + len(body) + records_length
+    if length > _MAX_U32:
+        raise ValueError(f"frame of {length} bytes does not fit a u32 length")
+    return FRAME_HEADER.pack(length, api_key, api_version, correlation_id) + body

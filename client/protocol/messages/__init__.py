@@ -1,0 +1,164 @@
+"""Every API's request and response bodies, and the table that ties them to
+their API key.
+
+Each module holds one family of APIs. A message is a ``kw_only`` dataclass
+whose field hints give the wire types (see ..schema); every response field
+has a default so that a response carrying only a request-level
+``error_code`` still decodes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from enum import IntEnum
+
+from .admin import (
+    AlterConfigResource,
+    AlterConfigResult,
+    AlterConfigsRequest,
+    AlterConfigsResponse,
+    ConfigEntry,
+    ConfigResource,
+    ConfigResourceResult,
+    CreatableTopic,
+    CreatedTopic,
+    CreateTopicsRequest,
+    CreateTopicsResponse,
+    DeleteTopicsRequest,
+    DeleteTopicsResponse,
+    DescribeConfigsRequest,
+    DescribeConfigsResponse,
+    TopicResult,
+)
+from .core import (
+    ApiVersionRange,
+    ApiVersionsRequest,
+    ApiVersionsResponse,
+    BrokerInfo,
+    MetadataRequest,
+    MetadataResponse,
+    PartitionMetadata,
+    TopicMetadata,
+)
+from .data import (
+    EARLIEST_TIMESTAMP,
+    LATEST_TIMESTAMP,
+    FetchPartition,
+    FetchPartitionResult,
+    FetchRequest,
+    FetchResponse,
+    FetchTopic,
+    FetchTopicResult,
+    InitProducerIdRequest,
+    InitProducerIdResponse,
+    ListOffsetsPartition,
+    ListOffsetsPartitionResult,
+    ListOffsetsRequest,
+    ListOffsetsResponse,
+    ListOffsetsTopic,
+    ListOffsetsTopicResult,
+    ProducePartition,
+    ProducePartitionResult,
+    ProduceRequest,
+    ProduceResponse,
+    ProduceTopic,
+    ProduceTopicResult,
+)
+
+
+class ApiKey(IntEnum):
+    """API keys; the numbers are Apache Kafka's for the same operation."""
+
+    PRODUCE = 0
+    FETCH = 1
+    LIST_OFFSETS = 2
+    METADATA = 3
+    API_VERSIONS = 18
+    CREATE_TOPICS = 19
+    DELETE_TOPICS = 20
+    INIT_PRODUCER_ID = 22
+    DESCRIBE_CONFIGS = 32
+    ALTER_CONFIGS = 33
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ApiSpec:
+    key: ApiKey
+    request: type
+    response: type
+    min_version: int = 0
+    max_version: int = 0
+
+
+#: api_key -> its request and response classes and supported versions.
+APIS: dict[int, ApiSpec] = {
+    spec.key: spec
+    for spec in (
+        ApiSpec(ApiKey.PRODUCE, ProduceRequest, ProduceResponse),
+        ApiSpec(ApiKey.FETCH, FetchRequest, FetchResponse),
+        ApiSpec(ApiKey.LIST_OFFSETS, ListOffsetsRequest, ListOffsetsResponse),
+        ApiSpec(ApiKey.METADATA, MetadataRequest, MetadataResponse),
+        ApiSpec(ApiKey.API_VERSIONS, ApiVersionsRequest, ApiVersionsResponse),
+        ApiSpec(ApiKey.CREATE_TOPICS, CreateTopicsRequest, CreateTopicsResponse),
+        ApiSpec(ApiKey.DELETE_TOPICS, DeleteTopicsRequest, DeleteTopicsResponse),
+        ApiSpec(ApiKey.INIT_PRODUCER_ID, InitProducerIdRequest, InitProducerIdResponse),
+        ApiSpec(ApiKey.DESCRIBE_CONFIGS, DescribeConfigsRequest, DescribeConfigsResponse),
+        ApiSpec(ApiKey.ALTER_CONFIGS, AlterConfigsRequest, AlterConfigsResponse),
+    )
+}
+
+#: request class -> its ApiSpec
+SPEC_BY_REQUEST: dict[type, ApiSpec] = {spec.request: spec for spec in APIS.values()}
+
+__all__ = [
+    "APIS",
+    "EARLIEST_TIMESTAMP",
+    "LATEST_TIMESTAMP",
+    "SPEC_BY_REQUEST",
+    "AlterConfigResource",
+    "AlterConfigResult",
+    "AlterConfigsRequest",
+    "AlterConfigsResponse",
+    "ApiKey",
+    "ApiSpec",
+    "ApiVersionRange",
+    "ApiVersionsRequest",
+    "ApiVersionsResponse",
+    "BrokerInfo",
+    "ConfigEntry",
+    "ConfigResource",
+    "ConfigResourceResult",
+    "CreatableTopic",
+    "CreateTopicsRequest",
+    "CreateTopicsResponse",
+    "CreatedTopic",
+    "DeleteTopicsRequest",
+    "DeleteTopicsResponse",
+    "DescribeConfigsRequest",
+    "DescribeConfigsResponse",
+    "FetchPartition",
+    "FetchPartitionResult",
+    "FetchRequest",
+    "FetchResponse",
+    "FetchTopic",
+    "FetchTopicResult",
+    "InitProducerIdRequest",
+    "InitProducerIdResponse",
+    "ListOffsetsPartition",
+    "ListOffsetsPartitionResult",
+    "ListOffsetsRequest",
+    "ListOffsetsResponse",
+    "ListOffsetsTopic",
+    "ListOffsetsTopicResult",
+    "MetadataRequest",
+    "MetadataResponse",
+    "PartitionMetadata",
+    "ProducePartition",
+    "ProducePartitionResult",
+    "ProduceRequest",
+    "ProduceResponse",
+    "ProduceTopic",
+    "ProduceTopicResult",
+    "TopicMetadata",
+    "TopicResult",
+]

@@ -1,0 +1,186 @@
+"""One sample request and response per API, shared by the golden-bytes,
+feeding and fuzz tests. Changing a sample changes its golden bytes."""
+
+from __future__ import annotations
+
+from tailrace.client.protocol import (
+    AlterConfigResource,
+    AlterConfigResult,
+    AlterConfigsRequest,
+    AlterConfigsResponse,
+    ApiKey,
+    ApiVersionRange,
+    ApiVersionsRequest,
+    ApiVersionsResponse,
+    BrokerInfo,
+    ConfigEntry,
+    ConfigResource,
+    ConfigResourceResult,
+    CreatableTopic,
+    CreatedTopic,
+    CreateTopicsRequest,
+    CreateTopicsResponse,
+    DeleteTopicsRequest,
+    DeleteTopicsResponse,
+    DescribeConfigsRequest,
+    DescribeConfigsResponse,
+    FetchPartition,
+    FetchPartitionResult,
+    FetchRequest,
+    FetchResponse,
+    FetchTopic,
+    FetchTopicResult,
+    InitProducerIdRequest,
+    InitProducerIdResponse,
+    ListOffsetsPartition,
+    ListOffsetsPartitionResult,
+    ListOffsetsRequest,
+    ListOffsetsResponse,
+    ListOffsetsTopic,
+    ListOffsetsTopicResult,
+    MetadataRequest,
+    MetadataResponse,
+    PartitionMetadata,
+    ProducePartition,
+    ProducePartitionResult,
+    ProduceRequest,
+    ProduceResponse,
+    ProduceTopic,
+    ProduceTopicResult,
+    TopicMetadata,
+    TopicResult,
+)
+from tailrace.client.records import build_batch
+
+BATCH = build_batch([(1700000000000, b"k", b"v", None)])
+
+SAMPLES: dict[ApiKey, tuple[object, object]] = {
+    ApiKey.PRODUCE: (
+        ProduceRequest(
+            acks=1,
+            timeout_ms=1000,
+            topics=[
+                ProduceTopic(name="t", partitions=[ProducePartition(partition=0, records=BATCH)])
+            ],
+        ),
+        ProduceResponse(
+            topics=[
+                ProduceTopicResult(
+                    name="t",
+                    partitions=[
+                        ProducePartitionResult(
+                            partition=0, base_offset=42, log_append_time_ms=5, log_start_offset=0
+                        )
+                    ],
+                )
+            ]
+        ),
+    ),
+    ApiKey.FETCH: (
+        FetchRequest(
+            max_wait_ms=100,
+            min_bytes=1,
+            max_bytes=1 << 20,
+            topics=[FetchTopic(name="t", partitions=[FetchPartition(partition=0, fetch_offset=7)])],
+        ),
+        FetchResponse(
+            topics=[
+                FetchTopicResult(
+                    name="t",
+                    partitions=[
+                        FetchPartitionResult(
+                            partition=0, high_watermark=9, log_start_offset=0, records=BATCH
+                        ),
+                        FetchPartitionResult(partition=1, error_code=1, error_message="range"),
+                    ],
+                )
+            ]
+        ),
+    ),
+    ApiKey.LIST_OFFSETS: (
+        ListOffsetsRequest(
+            topics=[
+                ListOffsetsTopic(
+                    name="t", partitions=[ListOffsetsPartition(partition=0, timestamp=-2)]
+                )
+            ]
+        ),
+        ListOffsetsResponse(
+            topics=[
+                ListOffsetsTopicResult(
+                    name="t",
+                    partitions=[ListOffsetsPartitionResult(partition=0, offset=3, timestamp=-1)],
+                )
+            ]
+        ),
+    ),
+    ApiKey.METADATA: (
+        MetadataRequest(topics=["t"]),
+        MetadataResponse(
+            cluster_id="c1",
+            brokers=[BrokerInfo(node_id=0, host="127.0.0.1", port=7420)],
+            topics=[
+                TopicMetadata(
+                    name="t",
+                    partitions=[
+                        PartitionMetadata(
+                            partition=0,
+                            log_start_offset=0,
+                            high_watermark=10,
+                            log_end_offset=10,
+                            size_bytes=1000,
+                            segment_count=1,
+                        )
+                    ],
+                )
+            ],
+        ),
+    ),
+    ApiKey.API_VERSIONS: (
+        ApiVersionsRequest(client_name="tailrace-python", client_version="0.1.0"),
+        ApiVersionsResponse(
+            api_versions=[ApiVersionRange(api_key=0, min_version=0, max_version=0)],
+            broker_version="0.1.0",
+        ),
+    ),
+    ApiKey.CREATE_TOPICS: (
+        CreateTopicsRequest(
+            topics=[CreatableTopic(name="t", partitions=3, configs={"flush": "none"})]
+        ),
+        CreateTopicsResponse(topics=[CreatedTopic(name="t", partitions=3)]),
+    ),
+    ApiKey.DELETE_TOPICS: (
+        DeleteTopicsRequest(topics=["t"]),
+        DeleteTopicsResponse(topics=[TopicResult(name="t", error_code=3, error_message="no")]),
+    ),
+    ApiKey.INIT_PRODUCER_ID: (
+        InitProducerIdRequest(),
+        InitProducerIdResponse(producer_id=1000, producer_epoch=0),
+    ),
+    ApiKey.DESCRIBE_CONFIGS: (
+        DescribeConfigsRequest(
+            resources=[ConfigResource(resource_type="topic", name="t", keys=["flush"])]
+        ),
+        DescribeConfigsResponse(
+            resources=[
+                ConfigResourceResult(
+                    resource_type="topic",
+                    name="t",
+                    configs=[ConfigEntry(name="flush", value="sync", source="default")],
+                )
+            ]
+        ),
+    ),
+    ApiKey.ALTER_CONFIGS: (
+        AlterConfigsRequest(
+            resources=[
+                AlterConfigResource(
+                    resource_type="topic",
+                    name="t",
+                    configs={"retention_ms": "1000", "flush": None},
+                )
+            ]
+        ),
+        AlterConfigsResponse(resources=[AlterConfigResult(resource_type="topic", name="t")]),
+    ),
+}
