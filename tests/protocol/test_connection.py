@@ -7,6 +7,7 @@ import struct
 import msgpack
 import pytest
 from protocol_samples import SAMPLES
+
 from tailrace.client.errors import (
     ErrorCode,
     InvalidRequestError,

@@ -6,6 +6,8 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from protocol_samples import SAMPLES
+from test_golden import GOLDEN
+
 from tailrace.client.errors import RemoteProtocolError
 from tailrace.client.protocol import (
     CLOSED,
@@ -18,7 +20,6 @@ from tailrace.client.protocol import (
     Response,
     ServerConnection,
 )
-from test_golden import GOLDEN
 
 GOLDEN_REQUESTS = [req for req, _ in GOLDEN.values()]
 LIMITS = Limits(max_frame_bytes=64 * 1024, max_body_bytes=16 * 1024)

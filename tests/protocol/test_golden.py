@@ -13,6 +13,7 @@ import struct
 
 import pytest
 from protocol_samples import BATCH, SAMPLES
+
 from tailrace.client.protocol import (
     CLOSED,
     NEED_DATA,

@@ -9,6 +9,7 @@ import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from tailrace.client.errors import CorruptRecordError, InvalidRecordError, RecordTooLargeError
 from tailrace.client.records import (
     COMPRESSION_GZIP,

@@ -1,0 +1,492 @@
+"""Broker configuration: every key, its default, and where values come from.
+
+Precedence, highest first: command-line flag > environment variable
+(``TAILRACE_<KEY>``, or ``TAILRACE_<SECTION>_<KEY>`` for keys in a section)
+> the TOML file given with ``--config`` > the default below. An unknown key
+or a bad value anywhere stops start-up with a :class:`ConfigError` naming it.
+
+The table :data:`SETTINGS` is the single source: config/broker.toml lists
+every key in it with its default (tests/broker/test_config.py checks that),
+and DescribeConfigs reports from it.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tailrace.client.errors import InvalidConfigError
+
+from .log.config import FLUSH_MODES, LogConfig
+
+__all__ = [
+    "SETTINGS",
+    "BrokerConfig",
+    "ConfigError",
+    "ListenerConfig",
+    "Setting",
+    "load_config",
+    "parse_address",
+]
+
+MiB = 1024 * 1024
+DAY_MS = 24 * 3600 * 1000
+
+#: Environment variables that belong to the command-line clients, not the
+#: broker; everything else starting with TAILRACE_ must be a broker key.
+CLIENT_ENV = frozenset({"TAILRACE_BOOTSTRAP"})
+
+
+class ConfigError(Exception):
+    """A configuration key or value the broker cannot start with."""
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    section: str | None
+    key: str
+    kind: type
+    default: Any
+    doc: str
+    check: Callable[[Any], str | None] | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.section}.{self.key}" if self.section else self.key
+
+    @property
+    def env(self) -> str:
+        parts = ["TAILRACE", *([self.section] if self.section else []), self.key]
+        return "_".join(parts).upper()
+
+
+def _at_least(n: int) -> Callable[[Any], str | None]:
+    return lambda v: None if v >= n else f"must be at least {n}"
+
+
+def _one_of(*choices: str) -> Callable[[Any], str | None]:
+    return lambda v: None if v in choices else f"must be one of {', '.join(choices)}"
+
+
+_LOG = LogConfig()
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(None, "data_dir", str, "./data", "directory holding every topic's logs"),
+    Setting(
+        None,
+        "auto_create_topics",
+        bool,
+        False,
+        "create a topic on its first produce instead of answering UNKNOWN_TOPIC_OR_PARTITION",
+    ),
+    Setting(
+        None,
+        "fetch_zero_copy",
+        bool,
+        True,
+        "serve fetches with sendfile (plaintext listeners); false copies through user space",
+    ),
+    Setting(
+        None,
+        "log_level",
+        str,
+        "INFO",
+        "DEBUG, INFO, WARNING or ERROR",
+        _one_of("DEBUG", "INFO", "WARNING", "ERROR"),
+    ),
+    Setting(None, "log_format", str, "kv", "kv (key=value lines) or json", _one_of("kv", "json")),
+    Setting(
+        None,
+        "retention_check_interval_ms",
+        int,
+        300_000,
+        "how often retention deletes expired segments",
+        _at_least(1),
+    ),
+    Setting(
+        None,
+        "recovery_checkpoint_interval_ms",
+        int,
+        60_000,
+        "how often logs are flushed and the recovery point written",
+        _at_least(1),
+    ),
+    Setting(
+        None,
+        "shutdown_timeout_ms",
+        int,
+        10_000,
+        "longest a SIGTERM waits for in-flight requests before closing connections",
+        _at_least(0),
+    ),
+    # --- [topic_defaults]: every topic starts from these ---------------------
+    Setting("topic_defaults", "partitions", int, 1, "partitions of a new topic", _at_least(1)),
+    Setting(
+        "topic_defaults",
+        "segment_bytes",
+        int,
+        _LOG.segment_bytes,
+        "roll the active segment when the next batch would pass this size",
+    ),
+    Setting(
+        "topic_defaults",
+        "segment_ms",
+        int,
+        _LOG.segment_ms,
+        "roll the active segment after this much record time",
+    ),
+    Setting(
+        "topic_defaults",
+        "segment_index_bytes",
+        int,
+        _LOG.segment_index_bytes,
+        "capacity of a segment's offset index; a full index rolls the segment",
+    ),
+    Setting(
+        "topic_defaults",
+        "index_interval_bytes",
+        int,
+        _LOG.index_interval_bytes,
+        "log bytes between offset-index entries",
+    ),
+    Setting(
+        "topic_defaults",
+        "retention_ms",
+        int,
+        _LOG.retention_ms,
+        "delete sealed segments whose newest record is older than this; -1 keeps all",
+    ),
+    Setting(
+        "topic_defaults",
+        "retention_bytes",
+        int,
+        _LOG.retention_bytes,
+        "delete the oldest sealed segments while a partition is larger; -1 keeps all",
+    ),
+    Setting(
+        "topic_defaults",
+        "flush",
+        str,
+        _LOG.flush,
+        "sync (ack after fsync, group commit), interval (fsync every flush_ms) or none",
+        _one_of(*FLUSH_MODES),
+    ),
+    Setting("topic_defaults", "flush_ms", int, _LOG.flush_ms, "fsync period of flush = interval"),
+    Setting(
+        "topic_defaults",
+        "preallocate_bytes",
+        int,
+        _LOG.preallocate_bytes,
+        "step by which the active segment grows (posix_fallocate)",
+    ),
+    Setting(
+        "topic_defaults",
+        "producer_id_expiration_ms",
+        int,
+        _LOG.producer_id_expiration_ms,
+        "forget an idempotent producer's state after this long without a batch",
+    ),
+    # --- [limits]: what one client may cost the broker ---------------------
+    Setting(
+        "limits",
+        "max_frame_bytes",
+        int,
+        16 * MiB,
+        "largest request frame; a larger length prefix closes the connection",
+        _at_least(1024),
+    ),
+    Setting(
+        "limits",
+        "max_batch_bytes",
+        int,
+        _LOG.max_batch_bytes,
+        "largest record batch a produce may carry (a topic may lower it)",
+    ),
+    Setting(
+        "limits",
+        "max_connections",
+        int,
+        10_000,
+        "open connections beyond this are closed at accept",
+        _at_least(1),
+    ),
+    Setting(
+        "limits",
+        "connections_max_idle_ms",
+        int,
+        600_000,
+        "close a connection idle (or not reading its responses) this long; 0 never",
+        _at_least(0),
+    ),
+    Setting(
+        "limits",
+        "max_in_flight_requests",
+        int,
+        128,
+        "requests one connection may have unanswered before the broker stops reading it",
+        _at_least(1),
+    ),
+    Setting(
+        "limits",
+        "max_partitions_per_topic",
+        int,
+        10_000,
+        "largest partition count CreateTopics accepts",
+        _at_least(1),
+    ),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+_SECTIONS = {s.section for s in SETTINGS if s.section}
+#: topic_defaults keys that are LogConfig fields (all but partitions)
+_LOG_KEYS = set(LogConfig.keys())
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerConfig:
+    """One listening address. ``security`` is ``plaintext`` for now."""
+
+    name: str
+    host: str
+    port: int
+    security: str = "plaintext"
+
+    @property
+    def address(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+DEFAULT_LISTENERS = (ListenerConfig("default", "127.0.0.1", 7420),)
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    """The broker's effective configuration."""
+
+    listeners: tuple[ListenerConfig, ...] = DEFAULT_LISTENERS
+    values: Mapping[str, Any] = field(default_factory=lambda: {s.name: s.default for s in SETTINGS})
+    #: name -> where the value came from: "default", "file", "env" or "flag"
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        # top-level keys read as attributes: config.data_dir
+        values = object.__getattribute__(self, "values")
+        if name in values:
+            return values[name]
+        raise AttributeError(name)
+
+    def get(self, section: str, key: str) -> Any:
+        return self.values[f"{section}.{key}"]
+
+    @property
+    def topic_defaults(self) -> LogConfig:
+        """Defaults of every topic's log config (broker-wide max_batch_bytes included)."""
+        mapping = {
+            s.key: self.values[s.name]
+            for s in SETTINGS
+            if s.section == "topic_defaults" and s.key in _LOG_KEYS
+        }
+        mapping["max_batch_bytes"] = self.values["limits.max_batch_bytes"]
+        return LogConfig().with_overrides(mapping)
+
+    @property
+    def default_partitions(self) -> int:
+        return self.values["topic_defaults.partitions"]
+
+    def differences(self) -> dict[str, Any]:
+        """Keys whose value is not the default (logged at start-up)."""
+        out = {s.name: self.values[s.name] for s in SETTINGS if self.values[s.name] != s.default}
+        if self.listeners != DEFAULT_LISTENERS:
+            out["listeners"] = ",".join(f"{lc.name}={lc.address}" for lc in self.listeners)
+        return out
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` -> (host, port)."""
+    text = text.strip()
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or not rest.startswith(":"):
+            raise ValueError(f"bad address {text!r}: expected [host]:port")
+        port_text = rest[1:]
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep:
+            raise ValueError(f"bad address {text!r}: expected host:port")
+    if not host:
+        raise ValueError(f"bad address {text!r}: empty host")
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"bad address {text!r}: port must be 0-65535")
+    return host, int(port_text)
+
+
+def _parse_text(setting: Setting, raw: str) -> Any:
+    """Values from the environment or flags arrive as strings."""
+    if setting.kind is bool:
+        low = raw.strip().lower()
+        if low in ("true", "1", "yes", "on"):
+            return True
+        if low in ("false", "0", "no", "off"):
+            return False
+        raise ValueError(f"{raw!r} is not a boolean (true/false)")
+    if setting.kind is int:
+        text = raw.strip().replace("_", "")
+        body = text[1:] if text[:1] in "+-" else text
+        if not body.isdigit() or not body.isascii():
+            raise ValueError(f"{raw!r} is not an integer")
+        return int(text)
+    return raw
+
+
+def _check(setting: Setting, value: Any, origin: str) -> Any:
+    if setting.kind is int and (type(value) is not int):
+        raise ConfigError(f"{origin}: {setting.name} must be an integer, got {value!r}")
+    if setting.kind is bool and type(value) is not bool:
+        raise ConfigError(f"{origin}: {setting.name} must be true or false, got {value!r}")
+    if setting.kind is str and type(value) is not str:
+        raise ConfigError(f"{origin}: {setting.name} must be a string, got {value!r}")
+    if setting.check is not None:
+        problem = setting.check(value)
+        if problem:
+            raise ConfigError(f"{origin}: {setting.name} = {value!r} {problem}")
+    return value
+
+
+def _listeners_from_toml(raw: Any, origin: str) -> tuple[ListenerConfig, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError(f"{origin}: listeners must be a non-empty array of tables")
+    out = []
+    names = set()
+    for i, item in enumerate(raw):
+        where = f"{origin}: listeners[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where} must be a table")
+        unknown = set(item) - {"name", "address", "security"}
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]}")
+        name = item.get("name", f"listener{i}")
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{where}.name must be a non-empty string")
+        if name in names:
+            raise ConfigError(f"{where}.name {name!r} is used twice")
+        names.add(name)
+        address = item.get("address")
+        if not isinstance(address, str):
+            raise ConfigError(f"{where}.address must be a string host:port")
+        try:
+            host, port = parse_address(address)
+        except ValueError as exc:
+            raise ConfigError(f"{where}.address: {exc}") from None
+        security = item.get("security", "plaintext")
+        if security != "plaintext":
+            raise ConfigError(f"{where}.security {security!r}: only plaintext is supported")
+        out.append(ListenerConfig(name, host, port, security))
+    return tuple(out)
+
+
+def _listeners_from_text(text: str, origin: str) -> tuple[ListenerConfig, ...]:
+    out = []
+    for i, part in enumerate(p for p in text.split(",") if p.strip()):
+        try:
+            host, port = parse_address(part)
+        except ValueError as exc:
+            raise ConfigError(f"{origin}: {exc}") from None
+        out.append(ListenerConfig("default" if i == 0 else f"listener{i}", host, port))
+    if not out:
+        raise ConfigError(f"{origin}: no address given")
+    return tuple(out)
+
+
+def load_config(
+    path: str | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+) -> BrokerConfig:
+    """Build the effective configuration.
+
+    ``flags`` maps setting names (``data_dir``, ``limits.max_connections``) or
+    ``listen`` to values already parsed from the command line (strings are
+    parsed like environment values).
+    """
+    env = os.environ if env is None else env
+    flags = flags or {}
+    values: dict[str, Any] = {s.name: s.default for s in SETTINGS}
+    sources: dict[str, str] = {s.name: "default" for s in SETTINGS}
+    listeners = DEFAULT_LISTENERS
+
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                doc = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        for key, raw in doc.items():
+            if key == "listeners":
+                listeners = _listeners_from_toml(raw, path)
+            elif key in _SECTIONS:
+                if not isinstance(raw, dict):
+                    raise ConfigError(f"{path}: [{key}] must be a table")
+                for sub, subraw in raw.items():
+                    setting = _BY_NAME.get(f"{key}.{sub}")
+                    if setting is None:
+                        raise ConfigError(f"{path}: unknown key {sub!r} in [{key}]")
+                    values[setting.name] = _check(setting, subraw, path)
+                    sources[setting.name] = "file"
+            else:
+                setting = _BY_NAME.get(key)
+                if setting is None:
+                    raise ConfigError(f"{path}: unknown key {key!r}")
+                values[setting.name] = _check(setting, raw, path)
+                sources[setting.name] = "file"
+
+    env_names = {s.env: s for s in SETTINGS}
+    for name, raw in env.items():
+        if not name.startswith("TAILRACE_") or name in CLIENT_ENV:
+            continue
+        if name == "TAILRACE_LISTEN":
+            listeners = _listeners_from_text(raw, name)
+            continue
+        setting = env_names.get(name)
+        if setting is None:
+            raise ConfigError(f"environment: unknown variable {name}")
+        try:
+            value = _parse_text(setting, raw)
+        except ValueError as exc:
+            raise ConfigError(f"environment: {name}: {exc}") from None
+        values[setting.name] = _check(setting, value, f"environment {name}")
+        sources[setting.name] = "env"
+
+    for name, raw in flags.items():
+        if raw is None:
+            continue
+        if name == "listen":
+            listeners = _listeners_from_text(raw, "--listen")
+            continue
+        setting = _BY_NAME[name]
+        value = (
+            _parse_text(setting, raw) if isinstance(raw, str) and setting.kind is not str else raw
+        )
+        values[setting.name] = _check(setting, value, f"--{name.replace('_', '-')}")
+        sources[setting.name] = "flag"
+
+    config = BrokerConfig(listeners=listeners, values=values, sources=sources)
+    try:
+        config.topic_defaults  # noqa: B018 - validates the topic defaults as a whole
+    except InvalidConfigError as exc:
+        raise ConfigError(f"topic_defaults: {exc}") from None
+    return config
+
+
+def describe(config: BrokerConfig) -> list[tuple[str, Any, str, str]]:
+    """(name, value, source, doc) for every setting, for DescribeConfigs."""
+    return [
+        (s.name, config.values[s.name], config.sources.get(s.name, "default"), s.doc)
+        for s in SETTINGS
+    ]

@@ -1,0 +1,327 @@
+"""One client connection: read requests, run them, write responses in order.
+
+Shape (one trio nursery per connection)::
+
+    reader task ──> [pending responses, bounded queue] ──> writer task
+        │                                                     ▲
+        └── a request that must wait (durability, long poll) ─┘
+            runs in its own task and fills its slot later
+
+Rules:
+
+1. Requests are handled in arrival order up to the point where they would
+   wait: the produce path validates and appends synchronously in the reader,
+   so pipelined produces keep their order. Only the waiting part runs in a
+   task of its own.
+2. Responses are written strictly in request order by the single writer task;
+   nothing else writes to the socket.
+3. The queue bounds how many requests one connection may have in flight;
+   when it is full the reader stops reading and TCP pushes back.
+4. A malformed request (intact frame) gets an error response. Broken framing
+   closes the connection with a logged reason. An unexpected exception in a
+   handler is logged with its traceback and answered with
+   UNKNOWN_SERVER_ERROR; it never takes the broker down.
+5. A connection with nothing in flight that sends nothing for
+   ``idle_timeout`` seconds is closed, and so is one whose peer does not take
+   a response for that long (a consumer that never reads).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from tailrace.client.errors import BrokerError, RemoteProtocolError, UnknownServerError
+from tailrace.client.protocol import (
+    CLOSED,
+    NEED_DATA,
+    BadRequest,
+    Limits,
+    Request,
+    SendfileSlice,
+    ServerConnection,
+)
+
+from .ratelimit import RateLimitedLogger
+from .sendfile import pread_all, sendfile_all
+
+__all__ = [
+    "NO_REPLY",
+    "CloseConnection",
+    "ConnectionHandler",
+    "ConnectionInfo",
+    "Later",
+    "Streamed",
+]
+
+log = logging.getLogger(__name__)
+bad_clients = RateLimitedLogger(log, per_second=5)
+
+_RECEIVE_MIN = 64 * 1024
+_RECEIVE_MAX = 8 * 1024 * 1024
+
+
+class CloseConnection(Exception):
+    """Raised by a handler to end the connection after logging ``reason``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Streamed:
+    """A response whose records parts may include SendfileSlices.
+
+    ``parts`` are written after ``prefix`` in order; each SendfileSlice's
+    ``source`` has ``fd``, ``position``, ``length`` and ``release()``.
+    """
+
+    __slots__ = ("parts", "prefix")
+
+    def __init__(self, prefix: bytes, parts: list) -> None:
+        self.prefix = prefix
+        self.parts = parts
+
+    def release(self) -> None:
+        for part in self.parts:
+            if type(part) is SendfileSlice and part.source is not None:
+                part.source.release()
+                part.source = None
+
+
+class _NoReply:
+    __repr__ = lambda self: "NO_REPLY"  # noqa: E731
+
+
+#: A handler's answer when the protocol says no response is sent (acks 0).
+NO_REPLY = _NoReply()
+
+
+class Later:
+    """A handler's answer when it must wait: ``await fn(*args)`` gives the
+    reply. Runs in its own task so later requests are not held up."""
+
+    __slots__ = ("args", "fn")
+
+    def __init__(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        self.fn = fn
+        self.args = args
+
+
+class ConnectionInfo:
+    """What handlers may know about the connection they serve."""
+
+    __slots__ = ("listener", "peer", "principal", "state", "zero_copy")
+
+    def __init__(self, listener: str, peer: str, zero_copy: bool) -> None:
+        self.listener = listener
+        self.peer = peer
+        self.zero_copy = zero_copy
+        self.principal = "User:ANONYMOUS"
+        #: free slot for per-connection protocol state (authentication)
+        self.state: Any = None
+
+
+Dispatch = Callable[[ConnectionInfo, Request | BadRequest], Any]
+
+
+class _Slot:
+    __slots__ = ("done", "reply")
+
+    def __init__(self) -> None:
+        self.reply: Any = None
+        self.done: trio.Event | None = None
+
+
+class ConnectionHandler:
+    """Serves one accepted stream until the peer leaves or the broker drains."""
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        info: ConnectionInfo,
+        dispatch: Dispatch,
+        *,
+        limits: Limits,
+        max_in_flight: int,
+        idle_timeout: float,
+        error_response: Callable[[Request | BadRequest, BrokerError], bytes] | None = None,
+    ) -> None:
+        self.stream = stream
+        self.info = info
+        self.dispatch = dispatch
+        self.conn = ServerConnection(limits)
+        self.max_in_flight = max_in_flight
+        self.idle_timeout = idle_timeout if idle_timeout > 0 else math.inf
+        self.in_flight = 0
+        self._reader_scope: trio.CancelScope | None = None
+        self._closing_reason: str | None = None
+        self._writer_done = False
+        self._sock = getattr(stream, "socket", None)
+
+    def stop_reading(self) -> None:
+        """Stop taking requests; those already read are still answered."""
+        if self._reader_scope is not None:
+            self._reader_scope.cancel()
+
+    async def run(self) -> None:
+        send, receive = trio.open_memory_channel[_Slot](self.max_in_flight)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._writer, receive, nursery.cancel_scope)
+                async with send:
+                    with trio.CancelScope() as self._reader_scope:
+                        await self._reader(send, nursery)
+        finally:
+            if self._closing_reason:
+                bad_clients.info(
+                    "closing connection",
+                    peer=self.info.peer,
+                    listener=self.info.listener,
+                    reason=self._closing_reason,
+                )
+
+    # --- reading -------------------------------------------------------
+
+    async def _reader(self, send: trio.MemorySendChannel[_Slot], nursery: trio.Nursery) -> None:
+        conn = self.conn
+        while True:
+            event = self._next_event()
+            if event is NEED_DATA:
+                wanted = conn.bytes_wanted()
+                size = _RECEIVE_MIN if wanted <= _RECEIVE_MIN else min(wanted, _RECEIVE_MAX)
+                data = None
+                while data is None:
+                    with trio.move_on_after(self.idle_timeout):
+                        data = await self._receive(size)
+                    if data is None and self.in_flight == 0:
+                        self._closing_reason = f"idle for {self.idle_timeout:g} s"
+                        return
+                if data is False:
+                    return
+                conn.receive_data(data)
+                continue
+            if event is CLOSED or event is None:
+                return
+            slot = _Slot()
+            try:
+                reply = self.dispatch(self.info, event)
+            except CloseConnection as exc:
+                self._closing_reason = exc.reason
+                return
+            except BrokerError as exc:
+                reply = conn.error_response(event, exc)
+            except Exception as exc:
+                log.exception("request handler failed (api_key %s)", event.api_key)
+                reply = conn.error_response(event, UnknownServerError(f"{type(exc).__name__}"))
+            if reply is NO_REPLY:
+                continue
+            if type(reply) is Later:
+                slot.done = trio.Event()
+                self.in_flight += 1
+                nursery.start_soon(self._complete, slot, event, reply)
+            else:
+                slot.reply = reply
+            await send.send(slot)
+
+    def _next_event(self) -> Any:
+        try:
+            return self.conn.next_event()
+        except RemoteProtocolError as exc:
+            self._closing_reason = f"protocol error: {exc}"
+            return None
+
+    async def _receive(self, size: int) -> bytes | bool:
+        """Bytes from the peer, b"" at its end of stream, False if it broke."""
+        try:
+            data = await self.stream.receive_some(size)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self._closing_reason = f"connection lost: {exc}"
+            return False
+        return data
+
+    async def _complete(self, slot: _Slot, event: Request, later: Later) -> None:
+        try:
+            slot.reply = await later.fn(*later.args)
+        except CloseConnection as exc:
+            self._closing_reason = exc.reason
+            slot.reply = exc
+        except BrokerError as exc:
+            slot.reply = self.conn.error_response(event, exc)
+        except trio.Cancelled:
+            raise
+        except Exception as exc:
+            log.exception("request handler failed (api_key %s)", event.api_key)
+            slot.reply = self.conn.error_response(event, UnknownServerError(type(exc).__name__))
+        finally:
+            self.in_flight -= 1
+            assert slot.done is not None
+            slot.done.set()
+            if self._writer_done and isinstance(slot.reply, Streamed):
+                slot.reply.release()  # finished after the writer gave up
+
+    # --- writing -------------------------------------------------------
+
+    async def _writer(
+        self, receive: trio.MemoryReceiveChannel[_Slot], connection_scope: trio.CancelScope
+    ) -> None:
+        try:
+            async for slot in receive:
+                if slot.done is not None:
+                    await slot.done.wait()
+                reply = slot.reply
+                if isinstance(reply, CloseConnection):
+                    break
+                with trio.move_on_after(self.idle_timeout) as scope:
+                    ok = await self._write(reply)
+                if scope.cancelled_caught:
+                    self._closing_reason = (
+                        f"peer took no response bytes for {self.idle_timeout:g} s"
+                    )
+                    break
+                if not ok:
+                    break
+        finally:
+            # Whatever ends the writer ends the connection: release what the
+            # unsent responses hold and stop the reader and waiting tasks.
+            self._writer_done = True
+            self._release_unsent(receive)
+            receive.close()
+            connection_scope.cancel()
+
+    async def _write(self, reply: Any) -> bool:
+        try:
+            if type(reply) is bytes:
+                await self.stream.send_all(reply)
+                return True
+            try:
+                await self.stream.send_all(reply.prefix)
+                for part in reply.parts:
+                    if type(part) is SendfileSlice:
+                        src = part.source
+                        if self.info.zero_copy and self._sock is not None:
+                            await sendfile_all(self._sock, src.fd, src.position, src.length)
+                        else:
+                            await pread_all(self.stream, src.fd, src.position, src.length)
+                    else:
+                        await self.stream.send_all(part)
+            finally:
+                reply.release()
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self._closing_reason = f"connection lost while writing: {exc}"
+            return False
+        return True
+
+    @staticmethod
+    def _release_unsent(receive: trio.MemoryReceiveChannel[_Slot]) -> None:
+        while True:
+            try:
+                slot = receive.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                return
+            if isinstance(slot.reply, Streamed):
+                slot.reply.release()
