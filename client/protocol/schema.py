@@ -461,11 +461,11 @@ def describe_type(hint: Any) -> str:
     """A short wire-type name for documentation tables (``i32``, ``[Topic]``)."""
     optional, inner = _is_optional(hint)
     if optional:
-        return describe_type(inner) + " | nil"
+        return describe_type(inner) + " or nil"
     base, metadata = _split_annotated(hint)
     optional, inner = _is_optional(base)
     if optional:
-        return describe_type(Annotated[inner, *metadata] if metadata else inner) + " | nil"
+        return describe_type(Annotated[inner, *metadata] if metadata else inner) + " or nil"
     if _meta(metadata, RecordsField):
         return "records"
     if base is bool:
