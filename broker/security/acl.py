@@ -74,7 +74,7 @@ from tailrace.client.errors import (
     PolicyViolationError,
 )
 
-from .files import read_bounded, write_atomically
+from .files import load_json, read_bounded, write_atomically
 from .principal import check_name, validate_principal
 
 __all__ = [
@@ -348,10 +348,7 @@ _BINDING_KEYS = {f.name for f in fields(AclBinding)}
 
 
 def _parse(data: bytes, where: str, max_bindings: int) -> frozenset[AclBinding]:
-    try:
-        doc = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise InvalidConfigError(f"{where} is not a valid ACL file: {exc}") from None
+    doc = load_json(data, where)
     if not isinstance(doc, dict) or set(doc) != {"version", "bindings"}:
         raise InvalidConfigError(f"{where}: expected an object with 'version' and 'bindings'")
     if type(doc["version"]) is not int or doc["version"] != FORMAT_VERSION:

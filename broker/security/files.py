@@ -14,22 +14,30 @@ a failure removes the temporary file and leaves the old file as it was.
 Readers never lock: they see one whole version or the other.
 
 :func:`read_bounded` refuses anything that is not a regular file or is
-larger than the caller's limit, before reading it.
+larger than the caller's limit, before reading it; :func:`load_json` parses
+what it read strictly (UTF-8, no duplicate keys, nesting too deep for the
+parser is an error, not a crash).
+
+If the final directory fsync fails, the error propagates although the new
+file is already in place: whether it survives a power loss is then unknown,
+which is what the error says.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import secrets
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from tailrace.client.errors import InvalidConfigError
 
-__all__ = ["locked_directory", "read_bounded", "write_atomically"]
+__all__ = ["load_json", "locked_directory", "read_bounded", "write_atomically"]
 
 
 def write_atomically(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o600) -> None:
@@ -109,3 +117,18 @@ def locked_directory(path: str | os.PathLike[str]) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("duplicate key")
+    return result
+
+
+def load_json(data: bytes, where: str) -> Any:
+    """Parse a JSON document strictly; any problem raises :class:`InvalidConfigError`."""
+    try:
+        return json.loads(data.decode("utf-8"), object_pairs_hook=_refuse_duplicates)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise InvalidConfigError(f"{where} is not valid JSON: {exc}") from None

@@ -65,7 +65,7 @@ from tailrace.client.errors import (
 )
 from tailrace.client.security.scram import DEFAULT_ITERATIONS, ScramCredential, saslprep
 
-from .files import locked_directory, read_bounded, write_atomically
+from .files import load_json, locked_directory, read_bounded, write_atomically
 from .principal import validate_username
 
 __all__ = [
@@ -91,7 +91,7 @@ MAX_PASSWORD_BYTES = 512
 _MECHANISM_KEY = "scram-sha-256"
 _CREDENTIAL_KEYS = {"salt", "iterations", "stored_key", "server_key"}
 
-Path = str | os.PathLike[str]
+StrPath = str | os.PathLike[str]
 _Identity = tuple[int, int, int, int]
 
 
@@ -124,13 +124,6 @@ def _identity(st: os.stat_result) -> _Identity:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        raise InvalidConfigError("duplicate key in the users file")
-    return result
-
-
 def _b64_field(entry: Mapping[str, Any], key: str, where: str) -> bytes:
     value = entry[key]
     if not isinstance(value, str):
@@ -142,12 +135,7 @@ def _b64_field(entry: Mapping[str, Any], key: str, where: str) -> bytes:
 
 
 def _parse(data: bytes, where: str) -> dict[str, ScramCredential]:
-    try:
-        doc = json.loads(data.decode("utf-8"), object_pairs_hook=_refuse_duplicates)
-    except InvalidConfigError as exc:
-        raise InvalidConfigError(f"{where}: {exc.message}") from None
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise InvalidConfigError(f"{where} is not a valid users file: {exc}") from None
+    doc = load_json(data, where)
     if not isinstance(doc, dict) or set(doc) != {"version", "users"}:
         raise InvalidConfigError(f"{where}: expected an object with 'version' and 'users'")
     version = doc["version"]
@@ -173,12 +161,12 @@ def _parse(data: bytes, where: str) -> dict[str, ScramCredential]:
         iterations = fields["iterations"]
         if type(iterations) is not int:
             raise InvalidConfigError(f"{user_where}: iterations must be an integer")
+        salt, stored_key, server_key = (
+            _b64_field(fields, key, user_where) for key in ("salt", "stored_key", "server_key")
+        )
         try:
             credentials[name] = ScramCredential(
-                salt=_b64_field(fields, "salt", user_where),
-                iterations=iterations,
-                stored_key=_b64_field(fields, "stored_key", user_where),
-                server_key=_b64_field(fields, "server_key", user_where),
+                salt=salt, iterations=iterations, stored_key=stored_key, server_key=server_key
             )
         except InvalidConfigError as exc:
             raise InvalidConfigError(f"{user_where}: {exc.message}") from None
@@ -206,7 +194,7 @@ def _encode(credentials: Mapping[str, ScramCredential]) -> bytes:
     return (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def load(path: Path) -> Users:
+def load(path: StrPath) -> Users:
     """Read the users file. A missing or invalid file raises :class:`InvalidConfigError`."""
     where = repr(os.fspath(path))
     try:
@@ -220,7 +208,7 @@ def load(path: Path) -> Users:
     return Users(_parse(data, where), _identity(st))
 
 
-def reload_if_changed(path: Path, users: Users) -> Users:
+def reload_if_changed(path: StrPath, users: Users) -> Users:
     """``users`` if the file is the one it was read from, else :func:`load` again."""
     try:
         st = os.stat(path)
@@ -231,7 +219,7 @@ def reload_if_changed(path: Path, users: Users) -> Users:
     return load(path)
 
 
-def _read_for_update(path: Path) -> dict[str, ScramCredential]:
+def _read_for_update(path: StrPath) -> dict[str, ScramCredential]:
     try:
         data, _ = read_bounded(path, MAX_FILE_SIZE)
     except FileNotFoundError:
@@ -239,13 +227,13 @@ def _read_for_update(path: Path) -> dict[str, ScramCredential]:
     return _parse(data, repr(os.fspath(path)))
 
 
-def list_users(path: Path) -> list[str]:
+def list_users(path: StrPath) -> list[str]:
     """The user names in the file, sorted; a missing file has none."""
     return sorted(_read_for_update(path))
 
 
 def add_user(
-    path: Path,
+    path: StrPath,
     name: str,
     password: str,
     *,
@@ -278,7 +266,7 @@ def add_user(
         write_atomically(path, _encode(credentials), mode=0o600)
 
 
-def remove_user(path: Path, name: str) -> None:
+def remove_user(path: StrPath, name: str) -> None:
     """Remove user ``name``; an unknown name raises :class:`InvalidRequestError`."""
     with locked_directory(path):
         credentials = _read_for_update(path)

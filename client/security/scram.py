@@ -328,8 +328,9 @@ def _xor(a: bytes, b: bytes) -> bytes:
 
 
 class _Steps:
-    """A linear state machine: each step may run once, in order; any failure
-    or the end of the exchange closes it."""
+    """A linear state machine: each step runs once, in order. A failure or a
+    step out of order fails it for good; after the last step nothing more is
+    accepted (but success stands)."""
 
     def __init__(self, *steps: str) -> None:
         self._steps = steps
@@ -339,9 +340,13 @@ class _Steps:
     def enter(self, step: str) -> None:
         if self.failed:
             raise IllegalSaslStateError(f"{MECHANISM}: the exchange already failed")
-        if self._next >= len(self._steps) or self._steps[self._next] != step:
-            expected = self._steps[self._next] if self._next < len(self._steps) else "nothing"
-            raise IllegalSaslStateError(f"{MECHANISM}: expected {expected}, got {step}")
+        if self._next >= len(self._steps):
+            raise IllegalSaslStateError(f"{MECHANISM}: the exchange is over, got {step}")
+        if self._steps[self._next] != step:
+            self.failed = True  # a message out of order ends the exchange
+            raise IllegalSaslStateError(
+                f"{MECHANISM}: expected {self._steps[self._next]}, got {step}"
+            )
         self._next += 1
 
     @property

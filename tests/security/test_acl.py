@@ -223,6 +223,7 @@ def test_corrupt_acl_files_are_refused(tmp_path):
         json.dumps({"version": 1, "bindings": [{**good, "operation": "own"}]}).encode(),
         json.dumps({"version": 1, "bindings": [{**good, "extra": 1}]}).encode(),
         json.dumps({"version": 1, "bindings": [["User:alice"]]}).encode(),
+        b'{"version": 1, "bindings": [], "bindings": []}',
     ):
         path.write_bytes(doc)
         with pytest.raises(InvalidConfigError):

@@ -288,6 +288,8 @@ def test_messages_out_of_order_are_illegal_state():
     server = ScramServer(lookup_for(alice="pw"))
     with pytest.raises(IllegalSaslStateError):
         server.receive_client_final(b"c=biws,r=abc,p=AAAA")
+    with pytest.raises(IllegalSaslStateError, match="already failed"):
+        server.receive_client_first(b"n,,n=alice,r=abc")  # out of order ends the exchange
     client = ScramClient("alice", "pw")
     with pytest.raises(IllegalSaslStateError):
         client.receive_server_first(b"r=abc,s=AAAA,i=4096")
