@@ -45,6 +45,7 @@ from .scram import (
     CredentialLookup,
     ScramClient,
     ScramCredential,
+    ScramError,
     ScramServer,
     saslprep,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "SaslMechanism",
     "ScramClient",
     "ScramCredential",
+    "ScramError",
     "ScramServer",
     "SecurityConfig",
     "authenticate_plain",

@@ -20,7 +20,9 @@ Rules both sides enforce:
    the RFC gives. Anything else raises :class:`SaslAuthenticationError`; a
    message at the wrong moment (or after the exchange ended, successfully or
    not) raises :class:`IllegalSaslStateError`. No other exception escapes a
-   ``receive_*`` method for any input.
+   ``receive_*`` method for any input. Refusals are :class:`ScramError`, a
+   SaslAuthenticationError carrying the RFC 5802 server-error-value; the
+   server also offers it as a server-final-message (:attr:`ScramServer.error_final`).
 2. Nonces: the client's is :data:`NONCE_BYTES` random bytes in base64. The
    server appends a random suffix of its own. The client refuses a server
    nonce that does not *start with* its nonce and add something; the server
@@ -80,6 +82,7 @@ __all__ = [
     "CredentialLookup",
     "ScramClient",
     "ScramCredential",
+    "ScramError",
     "ScramServer",
     "escape_saslname",
     "saslprep",
@@ -125,8 +128,21 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _fail(message: str) -> SaslAuthenticationError:
-    return SaslAuthenticationError(f"{MECHANISM}: {message}")
+class ScramError(SaslAuthenticationError):
+    """A SCRAM exchange was refused (the wire code is SaslAuthenticationError's).
+
+    ``server_error`` is the RFC 5802 server-error-value that names the
+    failure (``invalid-encoding``, ``invalid-proof``...), for a protocol that
+    reports it in a server-final-message ``e=...``.
+    """
+
+    def __init__(self, message: str, server_error: str = "other-error") -> None:
+        super().__init__(f"{MECHANISM}: {message}")
+        self.server_error = server_error
+
+
+def _fail(message: str, server_error: str = "invalid-encoding") -> ScramError:
+    return ScramError(message, server_error)
 
 
 def _unb64(value: str, what: str) -> bytes:
@@ -167,13 +183,15 @@ def saslprep(text: str) -> str:
     prepared = unicodedata.normalize("NFKC", mapped)
     for c in prepared:
         if any(prohibited(c) for prohibited in _PROHIBITED):
-            raise _fail(f"the password contains a prohibited character U+{ord(c):04X}")
+            raise _fail(
+                f"the password contains a prohibited character U+{ord(c):04X}", "other-error"
+            )
     if any(stringprep.in_table_d1(c) for c in prepared) and (
         any(stringprep.in_table_d2(c) for c in prepared)
         or not stringprep.in_table_d1(prepared[0])
         or not stringprep.in_table_d1(prepared[-1])
     ):
-        raise _fail("the password mixes right-to-left and left-to-right text")
+        raise _fail("the password mixes right-to-left and left-to-right text", "other-error")
     return prepared
 
 
@@ -189,7 +207,7 @@ def unescape_saslname(value: str) -> str:
     """Undo :func:`escape_saslname`; a stray ``=`` or a NUL raises
     :class:`SaslAuthenticationError` (RFC 5802: ``invalid-username-encoding``)."""
     if not _SASLNAME.match(value):
-        raise _fail("invalid-username-encoding")
+        raise _fail("invalid-username-encoding", "invalid-username-encoding")
     return value.replace("=2C", ",").replace("=3D", "=")
 
 
@@ -314,7 +332,7 @@ def _expect(pairs: list[tuple[str, str]], index: int, name: str, what: str) -> s
 
 def _check_no_mandatory_extension(pairs: list[tuple[str, str]], what: str) -> None:
     if pairs and pairs[0][0] == "m":
-        raise _fail(f"{what}: extensions-not-supported")
+        raise _fail(f"{what}: extensions-not-supported", "extensions-not-supported")
 
 
 def _check_nonce(nonce: str, what: str) -> str:
@@ -440,7 +458,7 @@ class ScramClient:
             what = "server-final-message"
             pairs = _attributes(_text(data, what), what)
             if pairs[0][0] == "e":
-                raise _fail(f"the server refused: {pairs[0][1]}")
+                raise _fail(f"the server refused: {pairs[0][1]}", pairs[0][1])
             signature = _unb64(_expect(pairs, 0, "v", what), "the server signature")
             if not hmac.compare_digest(signature, self._server_signature):
                 raise _fail(
@@ -483,11 +501,20 @@ class ScramServer:
         #: Why the exchange failed, in more detail than the exception (which
         #: may be sent to the peer and must not tell which user names exist).
         self.failure_reason: str | None = None
+        #: The RFC 5802 server-error-value of the failure (never
+        #: ``unknown-user``: an unknown user is an ``invalid-proof``).
+        self.server_error: str | None = None
 
     @property
     def username(self) -> str | None:
         """The authenticated user name, once the exchange has succeeded."""
         return self._user if self._steps.finished else None
+
+    @property
+    def error_final(self) -> bytes | None:
+        """The server-final-message ``e=<server-error-value>`` reporting the
+        failure, for a protocol that sends one; None unless the exchange failed."""
+        return None if self.server_error is None else f"e={self.server_error}".encode()
 
     @property
     def attempted_username(self) -> str | None:
@@ -507,8 +534,9 @@ class ScramServer:
     def _run(self, step: Callable[[bytes], bytes], data: bytes) -> bytes:
         try:
             return step(data)
-        except SaslAuthenticationError as exc:
+        except ScramError as exc:
             self._steps.failed = True
+            self.server_error = exc.server_error
             if self.failure_reason is None:
                 self.failure_reason = exc.message
             raise
@@ -524,7 +552,7 @@ class ScramServer:
         if not comma:
             raise _fail(f"malformed {what}: no gs2 header")
         if cbind.startswith("p="):
-            raise _fail("channel-binding-not-supported")
+            raise _fail("channel-binding-not-supported", "channel-binding-not-supported")
         if cbind not in ("n", "y"):
             raise _fail(f"malformed {what}: bad channel-binding flag")
         pairs = _attributes(bare, what)
@@ -534,7 +562,9 @@ class ScramServer:
         if authzid and (
             not authzid.startswith("a=") or unescape_saslname(authzid[2:]) != self._user
         ):
-            raise _fail("an authorization identity other than the user is not supported")
+            raise _fail(
+                "an authorization identity other than the user is not supported", "other-error"
+            )
         credential = self._lookup(self._user)
         self._known_user = credential is not None
         self._credential = credential if credential is not None else _fake_credential(self._user)
@@ -553,12 +583,12 @@ class ScramServer:
         if len(pairs) < 3 or pairs[-1][0] != "p":
             raise _fail(f"malformed {what}: the proof must come last")
         if _expect(pairs, 0, "c", what) != self._channel_binding:
-            raise _fail("channel-bindings-dont-match")
+            raise _fail("channel-bindings-dont-match", "channel-bindings-dont-match")
         if not hmac.compare_digest(_expect(pairs, 1, "r", what).encode(), self._nonce.encode()):
-            raise _fail("the nonce is not the one this exchange agreed")
+            raise _fail("the nonce is not the one this exchange agreed", "other-error")
         proof = _unb64(pairs[-1][1], "the proof")
         if len(proof) != _KEY_BYTES:
-            raise _fail("invalid-proof")
+            raise _fail("invalid-proof", "invalid-proof")
         credential = self._credential
         assert credential is not None  # set by _client_first, which _Steps ran first
         without_proof = text.rsplit(",", 1)[0]
@@ -567,5 +597,5 @@ class ScramServer:
         valid = hmac.compare_digest(hashlib.sha256(client_key).digest(), credential.stored_key)
         if not (valid and self._known_user):
             self.failure_reason = "unknown user" if not self._known_user else "invalid proof"
-            raise _fail("invalid-proof")
+            raise _fail("invalid-proof", "invalid-proof")
         return f"v={_b64(_hmac(credential.server_key, auth_message))}".encode()

@@ -18,6 +18,7 @@ from tailrace.client.security.scram import (
     MAX_MESSAGE_SIZE,
     ScramClient,
     ScramCredential,
+    ScramError,
     ScramServer,
     escape_saslname,
     saslprep,
@@ -78,6 +79,7 @@ def test_exchange_with_random_nonces_succeeds():
     assert client.authenticated
     assert server.username == "alice"
     assert server.failure_reason is None
+    assert server.error_final is None
 
 
 def test_user_names_are_escaped():
@@ -107,6 +109,7 @@ def test_wrong_password_is_refused():
     assert server.username is None
     assert server.failure_reason == "invalid proof"
     assert server.attempted_username == "alice"
+    assert server.error_final == b"e=invalid-proof"
 
 
 def test_unknown_user_looks_like_a_wrong_password():
@@ -121,6 +124,7 @@ def test_unknown_user_looks_like_a_wrong_password():
             server.receive_client_final(client.receive_server_first(server_first))
         assert "invalid-proof" in info.value.message
         assert server.failure_reason == "unknown user"
+        assert server.error_final == b"e=invalid-proof"  # never e=unknown-user
     # A salt that changed between attempts would reveal the name is unknown.
     assert salts[0] == salts[1]
 
@@ -180,8 +184,9 @@ def test_server_error_in_server_final_is_raised_by_the_client():
     client = ScramClient("alice", "pw")
     server = ScramServer(lookup_for(alice="pw"))
     client.receive_server_first(server.receive_client_first(client.client_first()))
-    with pytest.raises(SaslAuthenticationError, match="invalid-proof"):
+    with pytest.raises(ScramError, match="invalid-proof") as info:
         client.receive_server_final(b"e=invalid-proof")
+    assert info.value.server_error == "invalid-proof"
 
 
 @pytest.mark.parametrize(
@@ -233,8 +238,27 @@ def test_server_refuses_bad_client_first(client_first, match):
     with pytest.raises(SaslAuthenticationError, match=match):
         server.receive_client_first(client_first)
     assert server.failure_reason is not None
+    assert server.error_final is not None
     with pytest.raises(IllegalSaslStateError):
         server.receive_client_final(b"c=biws,r=abc,p=AAAA")
+
+
+@pytest.mark.parametrize(
+    ("client_first", "error"),
+    [
+        (b"p=tls-unique,,n=alice,r=abc", "channel-binding-not-supported"),
+        (b"n,,m=ext,n=alice,r=abc", "extensions-not-supported"),
+        (b"n,,n=al=ice,r=abc", "invalid-username-encoding"),
+        (b"n,,n=alice", "invalid-encoding"),
+        (b"n,a=bob,n=alice,r=abc", "other-error"),
+    ],
+)
+def test_server_names_the_rfc5802_error(client_first, error):
+    server = ScramServer(lookup_for(alice="pw"))
+    with pytest.raises(ScramError) as info:
+        server.receive_client_first(client_first)
+    assert info.value.server_error == error
+    assert server.error_final == f"e={error}".encode()
 
 
 def test_server_accepts_authzid_naming_the_user_and_extensions():
@@ -254,8 +278,9 @@ def _first_then_final(gs2: bytes, channel_binding: bytes) -> bytes:
 
 def test_y_flag_is_accepted_with_its_own_channel_binding():
     # "y": the client could bind but thinks we cannot, which is true.
-    with pytest.raises(SaslAuthenticationError, match="channel-bindings-dont-match"):
+    with pytest.raises(ScramError, match="channel-bindings-dont-match") as info:
         _first_then_final(b"y,,", b"c=biws")
+    assert info.value.server_error == "channel-bindings-dont-match"
     # A correct proof needs the auth message the client really signed, so a
     # rewritten c= reaches the proof check and fails there.
     with pytest.raises(SaslAuthenticationError, match="invalid-proof"):
