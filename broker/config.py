@@ -242,7 +242,7 @@ SETTINGS: tuple[Setting, ...] = (
 _BY_NAME = {s.name: s for s in SETTINGS}
 _SECTIONS = {s.section for s in SETTINGS if s.section}
 #: topic_defaults keys that are LogConfig fields (all but partitions)
-_LOG_KEYS = set(LogConfig.keys())
+_LOG_KEYS = set(LogConfig.field_names())
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,13 +103,19 @@ NO_REPLY = _NoReply()
 
 class Later:
     """A handler's answer when it must wait: ``await fn(*args)`` gives the
-    reply. Runs in its own task so later requests are not held up."""
+    reply. Runs in its own task so later requests are not held up, unless
+    ``barrier`` is set: then the connection reads nothing more until it is
+    done (for waits that later requests on the connection depend on, such as
+    creating the topic a pipelined produce writes to)."""
 
-    __slots__ = ("args", "fn")
+    __slots__ = ("args", "barrier", "fn")
 
-    def __init__(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+    def __init__(
+        self, fn: Callable[..., Awaitable[Any]], *args: Any, barrier: bool = False
+    ) -> None:
         self.fn = fn
         self.args = args
+        self.barrier = barrier
 
 
 class ConnectionInfo:
@@ -209,6 +215,8 @@ class ConnectionHandler:
                 return
             slot = _Slot()
             try:
+                if type(event) is BadRequest:
+                    raise event.error
                 reply = self.dispatch(self.info, event)
             except CloseConnection as exc:
                 self._closing_reason = exc.reason
@@ -218,6 +226,14 @@ class ConnectionHandler:
             except Exception as exc:
                 log.exception("request handler failed (api_key %s)", event.api_key)
                 reply = conn.error_response(event, UnknownServerError(f"{type(exc).__name__}"))
+            if type(reply) is Later and reply.barrier:
+                slot.done = trio.Event()
+                self.in_flight += 1
+                await self._complete(slot, event, reply)
+                reply = slot.reply
+                slot.done = None
+                if isinstance(reply, CloseConnection):
+                    return
             if reply is NO_REPLY:
                 continue
             if type(reply) is Later:

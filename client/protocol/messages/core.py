@@ -37,6 +37,9 @@ class MetadataRequest:
     """Describes the broker and topics."""
 
     topics: list[Name] | None = f("topics to describe; nil for every topic", None)
+    allow_auto_topic_creation: bool = f(
+        "create missing topics when the broker runs with auto_create_topics", False
+    )
 
 
 @dataclass(slots=True, kw_only=True)

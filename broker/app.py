@@ -1,0 +1,208 @@
+"""The broker process: storage, listeners, housekeeping, lifecycle.
+
+:meth:`Broker.serve` is the whole life of a broker::
+
+    open the data directory (recovery runs here, in a worker thread)
+    bind the listeners, log one line per listener with its address
+    serve connections, run the housekeeping loops (flush, retention, checkpoint)
+    on shutdown(): stop accepting, stop reading requests, answer those in
+    flight (up to shutdown_timeout_ms), close every log (flush, trim),
+    write the clean-shutdown marker
+
+Tests run it in their own nursery (``await nursery.start(broker.serve)``
+returns the bound listeners, port 0 included); ``tailrace broker`` runs it
+under a signal handler (SIGTERM/SIGINT call :meth:`shutdown`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import uuid
+
+import trio
+
+from tailrace.client.errors import BrokerError
+from tailrace.client.protocol import Limits
+
+from .config import BrokerConfig
+from .handlers import HANDLERS, BrokerContext
+from .log.manager import LogManager
+from .log.storage_io import StorageIO
+from .logs import log_event
+from .producer_ids import ProducerIdAllocator
+from .server.connection import ConnectionHandler, ConnectionInfo
+from .server.listeners import BoundListener, ConnectionCounter, open_listener, serve_listeners
+
+__all__ = ["Broker"]
+
+log = logging.getLogger("tailrace.broker")
+
+CLUSTER_ID_FILE = "~cluster-id"
+
+
+def raise_fd_limit() -> int:
+    """Lift the soft open-file limit to the hard one: every partition's active
+    segment and every connection holds a descriptor."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = 1 << 20
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            return hard
+        except (ValueError, OSError):
+            return soft
+    return soft
+
+
+class Broker:
+    def __init__(self, config: BrokerConfig, *, io: StorageIO | None = None) -> None:
+        self.config = config
+        self.data_dir = os.path.abspath(config.data_dir)
+        self.io = io or StorageIO()
+        self._stop = trio.Event()
+        self._connections: set[ConnectionHandler] = set()
+        self.manager: LogManager | None = None
+        self.context: BrokerContext | None = None
+        self.counter = ConnectionCounter(config.get("limits", "max_connections"))
+        self.listeners: list[BoundListener] = []
+        self.clean_shutdown: bool | None = None
+        limits = config.values
+        self._limits = Limits(max_frame_bytes=limits["limits.max_frame_bytes"])
+        self._max_in_flight = limits["limits.max_in_flight_requests"]
+        self._idle = limits["limits.connections_max_idle_ms"] / 1000
+
+    def shutdown(self) -> None:
+        """Begin a graceful stop (safe to call more than once)."""
+        self._stop.set()
+
+    async def serve(
+        self, *, task_status: trio.TaskStatus[list[BoundListener]] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        config = self.config
+        raise_fd_limit()
+        data_dir = self.data_dir
+        self.manager = manager = await trio.to_thread.run_sync(
+            lambda: LogManager.open(data_dir, config.topic_defaults, io=self.io)
+        )
+        try:
+            cluster_id = await trio.to_thread.run_sync(_cluster_id, data_dir)
+            producer_ids = ProducerIdAllocator(data_dir, self.io)
+            self.listeners = [
+                await open_listener(lc.name, lc.host, lc.port) for lc in config.listeners
+            ]
+            self.context = BrokerContext(config, manager, producer_ids, self.listeners, cluster_id)
+            async with trio.open_nursery() as background:
+                await background.start(
+                    lambda task_status: manager.run_maintenance(
+                        checkpoint_interval_ms=config.recovery_checkpoint_interval_ms,
+                        retention_check_ms=config.retention_check_interval_ms,
+                        task_status=task_status,
+                    )
+                )
+                await self._serve_connections(task_status)
+                background.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                self.clean_shutdown = await manager.aclose()
+            log_event(log, logging.INFO, "stopped", clean=self.clean_shutdown)
+
+    async def _serve_connections(self, task_status: trio.TaskStatus[list[BoundListener]]) -> None:
+        config = self.config
+        async with trio.open_nursery() as connections:
+            async with trio.open_nursery() as accepting:
+                await accepting.start(
+                    lambda task_status: serve_listeners(
+                        self._handle,
+                        self.listeners,
+                        handler_nursery=connections,
+                        counter=self.counter,
+                        task_status=task_status,
+                    )
+                )
+                for bound in self.listeners:
+                    log_event(
+                        log,
+                        logging.INFO,
+                        "listening",
+                        listener=bound.name,
+                        address=bound.address,
+                        data_dir=self.data_dir,
+                    )
+                task_status.started(self.listeners)
+                await self._stop.wait()
+                accepting.cancel_scope.cancel()
+            log_event(log, logging.INFO, "shutting down", connections=len(self._connections))
+            assert self.context is not None
+            self.context.draining.set()
+            for handler in list(self._connections):
+                handler.stop_reading()
+            connections.cancel_scope.deadline = (
+                trio.current_time() + config.shutdown_timeout_ms / 1000
+            )
+
+    async def _handle(self, stream: trio.abc.Stream, listener: BoundListener) -> None:
+        assert self.context is not None
+        peer = _peer(stream)
+        zero_copy = bool(self.config.fetch_zero_copy) and hasattr(stream, "socket")
+        info = ConnectionInfo(listener.name, peer, zero_copy)
+        handler = ConnectionHandler(
+            stream,
+            info,
+            self._dispatch,
+            limits=self._limits,
+            max_in_flight=self._max_in_flight,
+            idle_timeout=self._idle,
+        )
+        self._connections.add(handler)
+        try:
+            if self._stop.is_set():
+                return
+            await handler.run()
+        finally:
+            self._connections.discard(handler)
+
+    def _dispatch(self, info: ConnectionInfo, request: object) -> object:
+        handler = HANDLERS.get(request.api_key)  # type: ignore[attr-defined]
+        if handler is None:
+            raise BrokerError(f"no handler for api_key {request.api_key}")  # type: ignore[attr-defined]
+        return handler(self.context, info, request)
+
+
+def _peer(stream: trio.abc.Stream) -> str:
+    sock = getattr(stream, "socket", None)
+    if sock is None:
+        inner = getattr(stream, "transport_stream", None)
+        sock = getattr(inner, "socket", None)
+    try:
+        host, port = sock.getpeername()[:2]
+    except (AttributeError, OSError):
+        return "unknown"
+    return f"{host}:{port}"
+
+
+def _cluster_id(data_dir: str) -> str:
+    """A stable id for the data directory, made once."""
+    path = os.path.join(data_dir, CLUSTER_ID_FILE)
+    try:
+        with open(path) as fh:
+            text = fh.read(64).strip()
+        if text:
+            return text
+    except FileNotFoundError:
+        pass
+    value = uuid.uuid4().hex
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+        fh.write(value + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    fd = os.open(data_dir, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return value

@@ -1,0 +1,41 @@
+"""Request handlers, one module per family of APIs, and the table that routes
+each API key to its handler.
+
+A handler is ``handler(ctx, info, request)`` and returns response bytes, a
+``Streamed`` response (fetch), ``NO_REPLY`` (acks 0), or ``Later(fn, ...)``
+when it must wait; it raises a BrokerError to answer with a request-level
+error (see ..server.connection).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tailrace.client.protocol import ApiKey
+
+from .admin import (
+    handle_alter_configs,
+    handle_create_topics,
+    handle_delete_topics,
+    handle_describe_configs,
+)
+from .context import BrokerContext
+from .fetch import handle_fetch
+from .metadata import handle_api_versions, handle_metadata
+from .offsets import handle_init_producer_id, handle_list_offsets
+from .produce import handle_produce
+
+__all__ = ["HANDLERS", "BrokerContext"]
+
+HANDLERS: dict[int, Callable] = {
+    ApiKey.PRODUCE: handle_produce,
+    ApiKey.FETCH: handle_fetch,
+    ApiKey.LIST_OFFSETS: handle_list_offsets,
+    ApiKey.METADATA: handle_metadata,
+    ApiKey.API_VERSIONS: handle_api_versions,
+    ApiKey.CREATE_TOPICS: handle_create_topics,
+    ApiKey.DELETE_TOPICS: handle_delete_topics,
+    ApiKey.INIT_PRODUCER_ID: handle_init_producer_id,
+    ApiKey.DESCRIBE_CONFIGS: handle_describe_configs,
+    ApiKey.ALTER_CONFIGS: handle_alter_configs,
+}

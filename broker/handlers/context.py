@@ -1,0 +1,78 @@
+"""What every request handler reaches through: the broker's shared state."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import trio
+
+from tailrace.client.errors import TopicAlreadyExistsError
+from tailrace.client.protocol import Request, encode_response
+
+from ..config import BrokerConfig
+from ..log.manager import LogManager
+from ..log.partition import PartitionLog
+from ..producer_ids import ProducerIdAllocator
+from ..server.connection import ConnectionInfo
+from ..server.listeners import BoundListener
+
+__all__ = ["BrokerContext"]
+
+
+class BrokerContext:
+    """Shared by every handler on every connection (trio thread only)."""
+
+    def __init__(
+        self,
+        config: BrokerConfig,
+        manager: LogManager,
+        producer_ids: ProducerIdAllocator,
+        listeners: list[BoundListener],
+        cluster_id: str,
+    ) -> None:
+        self.config = config
+        self.manager = manager
+        self.producer_ids = producer_ids
+        self.listeners = listeners
+        self.cluster_id = cluster_id
+        #: set when the broker starts shutting down: long polls answer at once
+        self.draining = trio.Event()
+        self.node_id = 0
+
+    # --- lookups -------------------------------------------------------------
+
+    def partition_for_produce(
+        self, info: ConnectionInfo, topic: str, partition: int
+    ) -> PartitionLog:
+        return self.manager.get(topic, partition)
+
+    def partition_for_fetch(self, info: ConnectionInfo, topic: str, partition: int) -> PartitionLog:
+        return self.manager.get(topic, partition)
+
+    def missing_topics(self, names: list[str]) -> list[str]:
+        """Topics among ``names`` that do not exist (for auto-creation)."""
+        existing = self.manager.topics()
+        return [n for n in dict.fromkeys(names) if n not in existing]
+
+    async def auto_create(self, names: list[str]) -> None:
+        """Create ``names`` with the broker defaults, when auto_create_topics
+        is on; a topic created meanwhile by someone else is fine."""
+        for name in names:
+            if name in self.manager.topics():
+                continue
+            with contextlib.suppress(TopicAlreadyExistsError):  # a racing create won
+                await self.manager.create_topic(name, self.config.default_partitions)
+
+    # --- encoding --------------------------------------------------------------
+
+    def encode(self, request: Request, response: Any) -> bytes:
+        prefix, parts = encode_response(
+            request.api_key, request.api_version, request.correlation_id, response
+        )
+        return b"".join([prefix, *parts]) if parts else prefix
+
+    def encode_parts(self, request: Request, response: Any) -> tuple[bytes, list]:
+        return encode_response(
+            request.api_key, request.api_version, request.correlation_id, response
+        )

@@ -1,0 +1,339 @@
+"""Admin: topics, configuration and offsets, async and blocking.
+
+Every method raises the exception the broker's error code maps to
+(TopicAlreadyExistsError, UnknownTopicOrPartitionError, InvalidConfigError,
+...), with the broker's message: the CLI shows those same messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from .background import BackgroundTrio
+from .errors import ClientClosedError, error_for_code
+from .protocol import (
+    EARLIEST_TIMESTAMP,
+    LATEST_TIMESTAMP,
+    AlterConfigResource,
+    AlterConfigsRequest,
+    ConfigResource,
+    CreatableTopic,
+    CreateTopicsRequest,
+    DeleteTopicsRequest,
+    DescribeConfigsRequest,
+    ListOffsetsPartition,
+    ListOffsetsRequest,
+    ListOffsetsTopic,
+    MetadataRequest,
+)
+from .transport.pool import BrokerClient
+
+__all__ = [
+    "Admin",
+    "AsyncAdmin",
+    "ConfigValue",
+    "PartitionDescription",
+    "TopicDescription",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionDescription:
+    partition: int
+    log_start_offset: int
+    high_watermark: int
+    log_end_offset: int
+    size_bytes: int
+    segment_count: int
+    #: None, or why the partition is unavailable (e.g. offline after a failed fsync)
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigValue:
+    name: str
+    value: str | None
+    source: str
+    read_only: bool = False
+    doc: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TopicDescription:
+    name: str
+    internal: bool
+    partitions: list[PartitionDescription]
+    configs: dict[str, ConfigValue] = field(default_factory=dict)
+
+
+def _check(code: int, message: str | None) -> None:
+    if code:
+        raise error_for_code(code, message or "")
+
+
+def _offset_spec(spec: Any) -> int:
+    if spec == "earliest":
+        return EARLIEST_TIMESTAMP
+    if spec == "latest":
+        return LATEST_TIMESTAMP
+    if isinstance(spec, int) and not isinstance(spec, bool) and spec >= 0:
+        return spec
+    raise ValueError("an offset spec is 'earliest', 'latest' or a timestamp in ms")
+
+
+class AsyncAdmin:
+    """Topic administration from trio code::
+
+    async with AsyncAdmin("127.0.0.1:7420") as admin:
+        await admin.create_topic("events", partitions=3, config={"flush": "none"})
+    """
+
+    def __init__(self, bootstrap: str, *, request_timeout_ms: int = 30_000) -> None:
+        self.bootstrap = bootstrap
+        self.request_timeout_ms = request_timeout_ms
+        self._client: BrokerClient | None = None
+        self._stack: AsyncExitStack | None = None
+
+    async def __aenter__(self) -> AsyncAdmin:
+        stack = AsyncExitStack()
+        await stack.__aenter__()
+        nursery = await stack.enter_async_context(trio.open_nursery())
+        self._client = BrokerClient(
+            nursery, self.bootstrap, request_timeout_ms=self.request_timeout_ms
+        )
+        stack.push_async_callback(self._client.aclose)
+        self._stack = stack
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._stack is not None:
+            stack, self._stack = self._stack, None
+            await stack.aclose()
+
+    async def _request(self, body: Any) -> Any:
+        if self._client is None or self._stack is None:
+            raise ClientClosedError("the admin client is not open")
+        response = await self._client.request(body)
+        _check(response.error_code, response.error_message)
+        return response
+
+    # --- topics --------------------------------------------------------------
+
+    async def create_topic(
+        self,
+        name: str,
+        partitions: int | None = None,
+        config: Mapping[str, Any] | None = None,
+        *,
+        validate_only: bool = False,
+    ) -> int:
+        """Create a topic; returns its partition count. ``partitions`` None
+        takes the broker's default; ``config`` overrides topic settings."""
+        response = await self._request(
+            CreateTopicsRequest(
+                topics=[
+                    CreatableTopic(
+                        name=name,
+                        partitions=-1 if partitions is None else partitions,
+                        configs={k: str(v) for k, v in (config or {}).items()},
+                    )
+                ],
+                validate_only=validate_only,
+            )
+        )
+        (result,) = response.topics
+        _check(result.error_code, result.error_message)
+        return result.partitions
+
+    async def delete_topic(self, name: str) -> None:
+        response = await self._request(DeleteTopicsRequest(topics=[name]))
+        (result,) = response.topics
+        _check(result.error_code, result.error_message)
+
+    async def list_topics(self, *, internal: bool = False) -> list[TopicDescription]:
+        """Every topic (the broker's internal ones too when ``internal``)."""
+        response = await self._request(MetadataRequest(topics=None))
+        return sorted(
+            (_topic(t) for t in response.topics if internal or not t.internal),
+            key=lambda t: t.name,
+        )
+
+    async def describe_topic(self, name: str) -> TopicDescription:
+        """Partitions (offsets, size, segments) and configuration of a topic."""
+        response = await self._request(MetadataRequest(topics=[name]))
+        (t,) = response.topics
+        _check(t.error_code, t.error_message)
+        configs = await self.describe_configs(name)
+        desc = _topic(t)
+        return TopicDescription(desc.name, desc.internal, desc.partitions, configs)
+
+    async def describe_configs(self, topic: str | None = None) -> dict[str, ConfigValue]:
+        """A topic's effective configuration, or the broker's when None."""
+        resource = ConfigResource(
+            resource_type="broker" if topic is None else "topic", name=topic or ""
+        )
+        response = await self._request(DescribeConfigsRequest(resources=[resource]))
+        (result,) = response.resources
+        _check(result.error_code, result.error_message)
+        return {
+            c.name: ConfigValue(c.name, c.value, c.source, c.read_only, c.doc)
+            for c in result.configs
+        }
+
+    async def alter_configs(
+        self, topic: str, changes: Mapping[str, Any], *, validate_only: bool = False
+    ) -> None:
+        """Set topic configuration keys; a value of None reverts the key to the
+        broker default. Takes effect without a restart."""
+        response = await self._request(
+            AlterConfigsRequest(
+                resources=[
+                    AlterConfigResource(
+                        resource_type="topic",
+                        name=topic,
+                        configs={k: None if v is None else str(v) for k, v in changes.items()},
+                    )
+                ],
+                validate_only=validate_only,
+            )
+        )
+        (result,) = response.resources
+        _check(result.error_code, result.error_message)
+
+    async def list_offsets(
+        self, query: Mapping[tuple[str, int], Any]
+    ) -> dict[tuple[str, int], tuple[int, int]]:
+        """``{(topic, partition): 'earliest' | 'latest' | timestamp_ms}`` ->
+        ``{(topic, partition): (offset, timestamp)}``; offset -1 when no
+        record has a timestamp at or after the one asked."""
+        by_topic: dict[str, list[ListOffsetsPartition]] = {}
+        for (topic, partition), spec in query.items():
+            by_topic.setdefault(topic, []).append(
+                ListOffsetsPartition(partition=partition, timestamp=_offset_spec(spec))
+            )
+        response = await self._request(
+            ListOffsetsRequest(
+                topics=[ListOffsetsTopic(name=t, partitions=ps) for t, ps in by_topic.items()]
+            )
+        )
+        out = {}
+        for t in response.topics:
+            for p in t.partitions:
+                _check(p.error_code, p.error_message)
+                out[(t.name, p.partition)] = (p.offset, p.timestamp)
+        return out
+
+    async def topic_offsets(self, topic: str) -> dict[int, tuple[int, int]]:
+        """{partition: (earliest, latest)} for every partition of ``topic``."""
+        desc = await self.describe_topic_partitions(topic)
+        query: dict[tuple[str, int], Any] = {}
+        for p in desc:
+            query[(topic, p.partition)] = "earliest"
+        earliest = await self.list_offsets(query)
+        latest = await self.list_offsets({k: "latest" for k in query})
+        return {p: (earliest[(topic, p)][0], latest[(topic, p)][0]) for _, p in query}
+
+    async def describe_topic_partitions(self, topic: str) -> list[PartitionDescription]:
+        response = await self._request(MetadataRequest(topics=[topic]))
+        (t,) = response.topics
+        _check(t.error_code, t.error_message)
+        return _topic(t).partitions
+
+
+def _topic(t: Any) -> TopicDescription:
+    return TopicDescription(
+        name=t.name,
+        internal=t.internal,
+        partitions=[
+            PartitionDescription(
+                partition=p.partition,
+                log_start_offset=p.log_start_offset,
+                high_watermark=p.high_watermark,
+                log_end_offset=p.log_end_offset,
+                size_bytes=p.size_bytes,
+                segment_count=p.segment_count,
+                error=p.error_message if p.error_code else None,
+            )
+            for p in sorted(t.partitions, key=lambda p: p.partition)
+        ],
+    )
+
+
+class Admin:
+    """The blocking admin client; the same methods as :class:`AsyncAdmin`::
+
+    with Admin("127.0.0.1:7420") as admin:
+        admin.create_topic("events", partitions=3)
+    """
+
+    def __init__(self, bootstrap: str, **config: Any) -> None:
+        self._admin = AsyncAdmin(bootstrap, **config)
+        self._closed = False
+        self._loop = BackgroundTrio("tailrace-admin", self._main)
+
+    async def _main(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with self._admin:
+            self._stop = trio.Event()
+            task_status.started()
+            await self._stop.wait()
+
+    def __enter__(self) -> Admin:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._loop.alive:
+            self._loop.run_sync_soon(self._stop.set)
+        self._loop.join()
+
+    def create_topic(
+        self,
+        name: str,
+        partitions: int | None = None,
+        config: Mapping[str, Any] | None = None,
+        *,
+        validate_only: bool = False,
+    ) -> int:
+        return self._loop.run(
+            lambda: self._admin.create_topic(name, partitions, config, validate_only=validate_only)
+        )
+
+    def delete_topic(self, name: str) -> None:
+        self._loop.run(self._admin.delete_topic, name)
+
+    def list_topics(self, *, internal: bool = False) -> list[TopicDescription]:
+        return self._loop.run(lambda: self._admin.list_topics(internal=internal))
+
+    def describe_topic(self, name: str) -> TopicDescription:
+        return self._loop.run(self._admin.describe_topic, name)
+
+    def describe_configs(self, topic: str | None = None) -> dict[str, ConfigValue]:
+        return self._loop.run(self._admin.describe_configs, topic)
+
+    def alter_configs(
+        self, topic: str, changes: Mapping[str, Any], *, validate_only: bool = False
+    ) -> None:
+        self._loop.run(
+            lambda: self._admin.alter_configs(topic, changes, validate_only=validate_only)
+        )
+
+    def list_offsets(
+        self, query: Mapping[tuple[str, int], Any]
+    ) -> dict[tuple[str, int], tuple[int, int]]:
+        return self._loop.run(self._admin.list_offsets, dict(query))
+
+    def topic_offsets(self, topic: str) -> dict[int, tuple[int, int]]:
+        return self._loop.run(self._admin.topic_offsets, topic)

@@ -1,0 +1,93 @@
+"""Running a client's async core on a background trio thread.
+
+The blocking ``Producer``, ``Consumer`` and ``Admin`` are the async ones
+driven from ordinary code: each starts one daemon thread running
+``trio.run``, hands async work to it with ``trio.from_thread.run`` and cheap
+wake-ups with ``run_sync_soon``. There is one implementation of every
+behaviour; the blocking classes only cross the thread boundary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import trio
+
+from .errors import ClientClosedError
+
+__all__ = ["BackgroundTrio"]
+
+T = TypeVar("T")
+
+
+class BackgroundTrio:
+    """A trio loop on its own thread, running one long-lived ``main``.
+
+    ``main(task_status)`` is started with ``nursery.start`` semantics: the
+    constructor returns once it called ``task_status.started()``, or raises
+    what it raised before that.
+    """
+
+    def __init__(self, name: str, main: Callable[..., Awaitable[Any]]) -> None:
+        self._ready = threading.Event()
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._error: BaseException | None = None
+        self._finished = threading.Event()
+        self.thread_id: int | None = None
+        self._thread = threading.Thread(target=self._run, args=(main,), name=name, daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            self._thread.join()
+            raise self._error
+
+    def _run(self, main: Callable[..., Awaitable[Any]]) -> None:
+        self.thread_id = threading.get_ident()
+
+        async def wrapper() -> None:
+            self._token = trio.lowlevel.current_trio_token()
+            async with trio.open_nursery() as nursery:
+                await nursery.start(main)
+                self._ready.set()
+
+        try:
+            trio.run(wrapper)
+        except BaseException as exc:  # reported to the caller, never lost
+            self._error = exc
+        finally:
+            self._ready.set()
+            self._finished.set()
+
+    @property
+    def alive(self) -> bool:
+        return not self._finished.is_set()
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._error
+
+    def in_loop_thread(self) -> bool:
+        return threading.get_ident() == self.thread_id
+
+    def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run ``await fn(*args)`` on the loop and return its result."""
+        if not self.alive:
+            raise ClientClosedError("the client's background loop has stopped") from self._error
+        try:
+            return trio.from_thread.run(fn, *args, trio_token=self._token)
+        except trio.RunFinishedError:
+            raise ClientClosedError("the client's background loop has stopped") from self._error
+
+    def run_sync_soon(self, fn: Callable[[], Any]) -> None:
+        """Schedule ``fn()`` on the loop without waiting (thread-safe)."""
+        if self._token is None:
+            return
+        with contextlib.suppress(trio.RunFinishedError):  # the loop is gone: nothing to wake
+            self._token.run_sync_soon(fn)
+
+    def join(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()

@@ -1,0 +1,356 @@
+"""The consumer's fetcher: keeps the next fetch in flight while records are used.
+
+State per assigned partition: the *position* (next offset the user gets),
+the *fetch offset* (next offset to ask the broker for: the position plus
+whatever is already buffered) and an *epoch* bumped by every seek, so a
+response to a fetch sent before the seek is recognised and dropped.
+
+The fetcher task sends one Fetch for every partition whose fetch offset is
+known, as long as the buffered bytes stay under ``max_buffer_bytes``; when
+the response arrives it buffers each partition's raw records and sends the
+next one at once, so the network works while the user decodes. Decoding
+happens in ``take()``, called by poll, not here.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections import deque
+from dataclasses import dataclass
+
+import trio
+
+from ..errors import (
+    BrokerUnavailableError,
+    ErrorCode,
+    OffsetOutOfRangeError,
+    TailraceError,
+    TimeoutError,
+    error_for_code,
+)
+from ..protocol import (
+    EARLIEST_TIMESTAMP,
+    LATEST_TIMESTAMP,
+    FetchPartition,
+    FetchRequest,
+    FetchTopic,
+    ListOffsetsPartition,
+    ListOffsetsRequest,
+    ListOffsetsTopic,
+)
+from ..transport.pool import BrokerClient
+from .record import Record, TopicPartition, decode_batches
+
+__all__ = ["Fetcher", "PartitionState"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Chunk:
+    tp: TopicPartition
+    epoch: int
+    data: memoryview
+    next_offset: int  # the offset the next record from this chunk must have
+
+
+class PartitionState:
+    __slots__ = ("epoch", "error", "fetch_offset", "high_watermark", "position")
+
+    def __init__(self) -> None:
+        self.position: int | None = None
+        self.fetch_offset: int | None = None
+        self.epoch = 0
+        self.high_watermark = -1
+        self.error: TailraceError | None = None
+
+
+class Fetcher:
+    def __init__(
+        self,
+        client: BrokerClient,
+        *,
+        auto_offset_reset: str,
+        fetch_min_bytes: int,
+        fetch_max_wait_ms: int,
+        fetch_max_bytes: int,
+        max_partition_fetch_bytes: int,
+        max_buffer_bytes: int,
+        retry_backoff: float,
+    ) -> None:
+        self.client = client
+        self.auto_offset_reset = auto_offset_reset
+        self.fetch_min_bytes = fetch_min_bytes
+        self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.fetch_max_bytes = fetch_max_bytes
+        self.max_partition_fetch_bytes = max_partition_fetch_bytes
+        self.max_buffer_bytes = max_buffer_bytes
+        self.retry_backoff = retry_backoff
+        self.partitions: dict[TopicPartition, PartitionState] = {}
+        self._chunks: deque[_Chunk] = deque()
+        self._buffered = 0
+        self._data_arrived = trio.Event()
+        self._wake = trio.Event()
+        self._fetch_scope: trio.CancelScope | None = None
+
+    # --- assignment and positions (called from the consumer, trio thread) ----
+
+    def assign(self, tps: list[TopicPartition]) -> None:
+        wanted = set(tps)
+        for tp in list(self.partitions):
+            if tp not in wanted:
+                del self.partitions[tp]
+        for tp in tps:
+            self.partitions.setdefault(tp, PartitionState())
+        self._drop_chunks(lambda c: c.tp not in wanted)
+        self._restart_fetch()
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        state = self.partitions.get(tp)
+        if state is None:
+            raise ValueError(f"{tp.topic}/{tp.partition} is not assigned")
+        if offset < 0:
+            raise ValueError("offsets are not negative")
+        state.epoch += 1
+        state.position = offset
+        state.fetch_offset = offset
+        state.error = None
+        self._drop_chunks(lambda c: c.tp == tp)
+        self._restart_fetch()
+
+    def _drop_chunks(self, doomed) -> None:
+        keep = deque()
+        for c in self._chunks:
+            if doomed(c):
+                self._buffered -= len(c.data)
+            else:
+                keep.append(c)
+        self._chunks = keep
+
+    def _restart_fetch(self) -> None:
+        """A long-polling fetch for the old positions is pointless now."""
+        if self._fetch_scope is not None:
+            self._fetch_scope.cancel()
+        self._wake.set()
+
+    async def resolve_positions(self) -> None:
+        """Give every partition without a position one, per auto_offset_reset."""
+        missing = [tp for tp, s in self.partitions.items() if s.position is None]
+        if not missing:
+            return
+        if self.auto_offset_reset == "none":
+            raise OffsetOutOfRangeError(
+                f"no position for {', '.join(f'{t}/{p}' for t, p in missing)} and "
+                "auto_offset_reset is 'none': seek first"
+            )
+        ts = EARLIEST_TIMESTAMP if self.auto_offset_reset == "earliest" else LATEST_TIMESTAMP
+        offsets = await self.list_offsets({tp: ts for tp in missing})
+        for tp, (offset, _ts) in offsets.items():
+            state = self.partitions.get(tp)
+            if state is not None and state.position is None:
+                state.position = state.fetch_offset = offset
+        self._wake.set()
+
+    async def list_offsets(
+        self, query: dict[TopicPartition, int]
+    ) -> dict[TopicPartition, tuple[int, int]]:
+        by_topic: dict[str, list[ListOffsetsPartition]] = {}
+        for tp, ts in query.items():
+            by_topic.setdefault(tp.topic, []).append(
+                ListOffsetsPartition(partition=tp.partition, timestamp=ts)
+            )
+        response = await self.client.request(
+            ListOffsetsRequest(
+                topics=[ListOffsetsTopic(name=t, partitions=ps) for t, ps in by_topic.items()]
+            )
+        )
+        if response.error_code:
+            raise error_for_code(response.error_code, response.error_message or "")
+        out = {}
+        for t in response.topics:
+            for p in t.partitions:
+                if p.error_code:
+                    raise error_for_code(p.error_code, p.error_message or "")
+                out[TopicPartition(t.name, p.partition)] = (p.offset, p.timestamp)
+        return out
+
+    # --- the fetch loop --------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            request, epochs = self._build_request()
+            if request is None:
+                await self._wake.wait()
+                self._wake = trio.Event()
+                continue
+            response = None
+            try:
+                with trio.CancelScope() as self._fetch_scope:
+                    response = await self.client.request(
+                        request, timeout=self.client.request_timeout + self.fetch_max_wait_ms / 1000
+                    )
+            except (BrokerUnavailableError, TimeoutError) as exc:
+                log.debug("fetch failed, retrying: %s", exc)
+                with trio.move_on_after(self.retry_backoff):
+                    await self._wake.wait()
+                self._wake = trio.Event()
+                continue
+            finally:
+                self._fetch_scope = None
+            if response is None:  # cancelled by a seek or assignment change
+                self._wake = trio.Event()
+                continue
+            self._absorb(response, epochs)
+
+    def _build_request(self) -> tuple[FetchRequest | None, dict[TopicPartition, int]]:
+        if self._buffered >= self.max_buffer_bytes:
+            return None, {}
+        topics: dict[str, list[FetchPartition]] = {}
+        epochs = {}
+        for tp, state in self.partitions.items():
+            if state.fetch_offset is None or state.error is not None:
+                continue
+            topics.setdefault(tp.topic, []).append(
+                FetchPartition(
+                    partition=tp.partition,
+                    fetch_offset=state.fetch_offset,
+                    max_bytes=self.max_partition_fetch_bytes,
+                )
+            )
+            epochs[tp] = state.epoch
+        if not topics:
+            return None, {}
+        request = FetchRequest(
+            max_wait_ms=self.fetch_max_wait_ms,
+            min_bytes=self.fetch_min_bytes,
+            max_bytes=self.fetch_max_bytes,
+            topics=[FetchTopic(name=t, partitions=ps) for t, ps in topics.items()],
+        )
+        return request, epochs
+
+    def _absorb(self, response, epochs: dict[TopicPartition, int]) -> None:
+        if response.error_code:
+            error = error_for_code(response.error_code, response.error_message or "")
+            for tp in epochs:
+                state = self.partitions.get(tp)
+                if state is not None and not error.retriable:
+                    state.error = error
+            self._data_arrived.set()
+            return
+        arrived = False
+        for t in response.topics:
+            for p in t.partitions:
+                tp = TopicPartition(t.name, p.partition)
+                state = self.partitions.get(tp)
+                if state is None or epochs.get(tp) != state.epoch:
+                    continue  # unassigned or sought since the request was sent
+                if p.high_watermark >= 0:
+                    state.high_watermark = p.high_watermark
+                if p.error_code:
+                    self._partition_error(tp, state, p.error_code, p.error_message)
+                    arrived = True
+                    continue
+                data = p.records
+                if not data:
+                    continue
+                # The fetch offset moves past the whole batches received.
+                end_offset = _last_offset(data)
+                if end_offset is None or end_offset < state.fetch_offset:
+                    continue
+                self._chunks.append(_Chunk(tp, state.epoch, data, state.fetch_offset))
+                self._buffered += len(data)
+                state.fetch_offset = end_offset + 1
+                arrived = True
+        if arrived:
+            self._data_arrived.set()
+
+    def _partition_error(
+        self, tp: TopicPartition, state: PartitionState, code: int, message: str | None
+    ) -> None:
+        error = error_for_code(code, message or "")
+        if code == ErrorCode.OFFSET_OUT_OF_RANGE and self.auto_offset_reset != "none":
+            # Positions are re-resolved by the consumer on its next poll.
+            log.info(
+                "%s/%s: offset %s out of range, resetting to %s",
+                tp.topic,
+                tp.partition,
+                state.fetch_offset,
+                self.auto_offset_reset,
+            )
+            state.position = state.fetch_offset = None
+            state.epoch += 1
+            self._drop_chunks(lambda c: c.tp == tp)
+            return
+        if error.retriable:
+            return  # the next fetch tries again
+        state.error = error
+
+    # --- the poll side -----------------------------------------------------------
+
+    async def wait_for_data(self) -> None:
+        await self._data_arrived.wait()
+
+    def take(self, max_records: int) -> list[Record]:
+        """Decode buffered records (up to ``max_records``), advancing positions.
+
+        Raises a partition's error (CorruptRecordError, OffsetOutOfRange with
+        auto_offset_reset 'none', authorization...) when its turn comes.
+        """
+        out: list[Record] = []
+        for tp, state in self.partitions.items():
+            if state.error is not None and not any(c.tp == tp for c in self._chunks):
+                raise state.error  # stays until the user seeks or reassigns
+        while self._chunks and len(out) < max_records:
+            chunk = self._chunks[0]
+            state = self.partitions.get(chunk.tp)
+            if state is None or chunk.epoch != state.epoch:
+                self._chunks.popleft()
+                self._buffered -= len(chunk.data)
+                continue
+            start = state.position if state.position is not None else chunk.next_offset
+            try:
+                used, next_offset = decode_batches(
+                    chunk.tp.topic, chunk.tp.partition, chunk.data, start, out, max_records
+                )
+            except TailraceError as exc:
+                # Drop what is buffered for the partition and stop fetching
+                # it; the position stays on the bad batch and the error is
+                # raised again by every poll until the user seeks past it.
+                self._drop_chunks(lambda c, bad=chunk.tp: c.tp == bad)
+                state.fetch_offset = state.position
+                state.epoch += 1
+                state.error = exc
+                raise
+            state.position = next_offset
+            if used >= len(chunk.data) or next_offset > _last_offset(chunk.data):
+                self._chunks.popleft()
+                self._buffered -= len(chunk.data)
+            else:
+                chunk.data = chunk.data[used:]
+                self._buffered -= used
+        if not self._chunks:
+            self._data_arrived = trio.Event()
+        if self._buffered < self.max_buffer_bytes:
+            self._wake.set()
+        return out
+
+    def has_data(self) -> bool:
+        return bool(self._chunks) or any(s.error is not None for s in self.partitions.values())
+
+
+def _last_offset(data: memoryview) -> int | None:
+    """Last offset of the last whole batch in ``data`` (header walk only)."""
+    pos = 0
+    end = len(data)
+    last = None
+    while end - pos >= 61:
+        base, length = struct.unpack_from(">qi", data, pos)
+        size = length + 12
+        if size < 61 or pos + size > end:
+            break
+        (delta,) = struct.unpack_from(">i", data, pos + 23)
+        last = base + delta
+        pos += size
+    return last

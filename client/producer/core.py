@@ -1,0 +1,241 @@
+"""The producer's shared core: configuration, the per-record path, the tasks.
+
+:class:`AsyncProducer` and the blocking :class:`Producer` are both this core;
+they differ only in the thread their caller is on. ``prepare`` is the hot
+path (one call per record): it coerces the value, key and headers, picks the
+partition and appends to the accumulator, and does nothing else.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from ..errors import (
+    ClientClosedError,
+    RecordTooLargeError,
+    UnknownTopicOrPartitionError,
+)
+from ..protocol import Limits
+from ..records import COMPRESSION_GZIP, COMPRESSION_NONE, HEADER_SIZE
+from ..transport.pool import BrokerClient
+from .accumulator import Accumulator
+from .batch import ProducerBatch, RecordFuture
+from .partitioner import StickyPartitioner, partition_for_key
+from .sender import Sender
+
+__all__ = ["ProducerConfig", "ProducerCore"]
+
+_RECORD_OVERHEAD = 16
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerConfig:
+    """Producer settings (names follow Kafka's where one exists).
+
+    * ``acks``: 1 waits for the topic's flush mode; 0 expects no answer.
+    * ``linger_ms``: how long a batch waits for more records before it is sent.
+    * ``batch_bytes``: a batch is sent once it holds this many bytes.
+    * ``buffer_bytes``: bytes of records held before ``send`` blocks.
+    * ``max_block_ms``: how long ``send`` waits for buffer space (and for a
+      topic's metadata) before raising.
+    * ``max_in_flight``: Produce requests outstanding on the connection.
+    * ``compression``: None or "gzip" (per batch).
+    * ``enable_idempotence``: number batches so retries never duplicate.
+    * ``delivery_timeout_ms``: a record not acknowledged by then fails.
+    """
+
+    acks: int = 1
+    linger_ms: float = 5
+    batch_bytes: int = 512 * 1024
+    buffer_bytes: int = 32 * 1024 * 1024
+    max_block_ms: int = 60_000
+    max_in_flight: int = 5
+    max_request_bytes: int = 16 * 1024 * 1024 - 64 * 1024
+    compression: str | None = None
+    compression_level: int = 6
+    enable_idempotence: bool = True
+    retry_backoff_ms: int = 100
+    delivery_timeout_ms: int = 120_000
+    request_timeout_ms: int = 30_000
+    connect_timeout_ms: int = 10_000
+
+    def __post_init__(self) -> None:
+        if self.acks not in (0, 1):
+            raise ValueError("acks must be 0 or 1")
+        if self.compression not in (None, "gzip", "none"):
+            raise ValueError("compression must be None or 'gzip'")
+        for name in ("batch_bytes", "buffer_bytes", "max_in_flight", "max_request_bytes"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        if self.linger_ms < 0 or self.max_block_ms < 0:
+            raise ValueError("linger_ms and max_block_ms must not be negative")
+
+
+def _to_bytes(value: Any, what: str) -> bytes:
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError(f"{what} must be bytes, str or None, not {type(value).__name__}")
+
+
+def _headers(headers: Iterable[tuple[str, Any]] | Mapping[str, Any]) -> list:
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    out = []
+    for name, value in items:
+        if not isinstance(name, str):
+            raise TypeError("header names must be str")
+        if value is not None and type(value) is not bytes:
+            value = _to_bytes(value, f"header {name!r}")
+        out.append((name, value))
+    return out
+
+
+class ProducerCore:
+    def __init__(self, bootstrap: str, config: ProducerConfig) -> None:
+        self.bootstrap = bootstrap
+        self.config = config
+        self.sticky = StickyPartitioner()
+        self.partition_counts: dict[str, int] = {}
+        self._wake_sender = self._no_wake
+        self.acc = Accumulator(
+            batch_bytes=config.batch_bytes,
+            linger=config.linger_ms / 1000,
+            buffer_bytes=config.buffer_bytes,
+            wakeup=self._wakeup,
+            on_seal=self._sealed,
+        )
+        self.client: BrokerClient | None = None
+        self.sender: Sender | None = None
+        self.max_record_bytes = min(config.max_request_bytes, 8 * 1024 * 1024) - HEADER_SIZE - 64
+
+    # --- wiring ------------------------------------------------------------
+
+    @staticmethod
+    def _no_wake() -> None:
+        return None
+
+    def _wakeup(self) -> None:
+        self._wake_sender()
+
+    def _sealed(self, topic: str, partition: int) -> None:
+        count = self.partition_counts.get(topic)
+        if count:
+            self.sticky.batch_sealed(topic, partition, count)
+
+    async def run(
+        self,
+        wake_from_any_thread: Any = None,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Own the connection and the sender until the accumulator is closed
+        and every batch in it has completed."""
+        config = self.config
+        async with trio.open_nursery() as connections:
+            self.client = BrokerClient(
+                connections,
+                self.bootstrap,
+                limits=Limits(max_frame_bytes=64 * 1024 * 1024, max_body_bytes=16 << 20),
+                request_timeout_ms=config.request_timeout_ms,
+                connect_timeout_ms=config.connect_timeout_ms,
+            )
+            self.sender = Sender(
+                self.client,
+                self.acc,
+                acks=config.acks,
+                idempotent=config.enable_idempotence,
+                max_in_flight=config.max_in_flight,
+                max_request_bytes=config.max_request_bytes,
+                compression=COMPRESSION_GZIP if config.compression == "gzip" else COMPRESSION_NONE,
+                compression_level=config.compression_level,
+                retry_backoff=config.retry_backoff_ms / 1000,
+                delivery_timeout=config.delivery_timeout_ms / 1000,
+                request_timeout=config.request_timeout_ms / 1000,
+            )
+            self._wake_sender = wake_from_any_thread or self.sender.wakeup
+            async with trio.open_nursery() as tasks:
+                await tasks.start(self.sender.run)
+                task_status.started()
+            # the sender returned: closed, and every batch completed
+            await self.client.aclose()
+            connections.cancel_scope.cancel()
+
+    # --- the per-record path ---------------------------------------------
+
+    def prepare(
+        self,
+        topic: str,
+        value: Any,
+        key: Any,
+        headers: Any,
+        partition: int | None,
+        timestamp: int | None,
+    ) -> tuple[Any, ...] | None:
+        """Coerce and place one record; returns the accumulator arguments, or
+        None when the topic's partition count is not known yet."""
+        if value is not None and type(value) is not bytes:
+            value = _to_bytes(value, "value")
+        if key is not None and type(key) is not bytes:
+            key = _to_bytes(key, "key")
+        if headers:
+            headers = _headers(headers)
+            hsize = sum(len(n) + (len(v) if v else 0) + 4 for n, v in headers)
+        else:
+            headers = None
+            hsize = 0
+        size = _RECORD_OVERHEAD + hsize
+        if value is not None:
+            size += len(value)
+        if key is not None:
+            size += len(key)
+        if size > self.max_record_bytes:
+            raise RecordTooLargeError(
+                f"a record of {size} bytes cannot fit a batch of {self.max_record_bytes} bytes"
+            )
+        if timestamp is None:
+            timestamp = time.time_ns() // 1_000_000
+        count = self.partition_counts.get(topic)
+        if count is None:
+            return None  # the caller fetches the topic's metadata and asks again
+        if partition is None:
+            partition = (
+                self.sticky.partition(topic, count)
+                if key is None
+                else partition_for_key(key, count)
+            )
+        elif not 0 <= partition < count:
+            raise UnknownTopicOrPartitionError(
+                f"partition {partition} of {topic!r} does not exist ({count} partitions)"
+            )
+        return topic, partition, timestamp, key, value, headers, size
+
+    async def fetch_partition_count(self, topic: str) -> int:
+        if self.client is None:
+            raise ClientClosedError("the producer is not running")
+        info = await self.client.topic(topic)
+        self.partition_counts[topic] = info.partitions
+        return info.partitions
+
+    def append(self, args: tuple[Any, ...]) -> RecordFuture | None:
+        return self.acc.try_append(*args)
+
+    def unfinished(self) -> list[ProducerBatch]:
+        """Every batch accepted and not yet completed (trio thread only)."""
+        sender = self.sender
+        return self.acc.pending_batches() + (sender.unfinished() if sender else [])
+
+    async def flush(self) -> None:
+        """Wait until every record accepted so far is acknowledged or failed."""
+        pending = self.unfinished()
+        self.acc.begin_flush()
+        try:
+            for batch in pending:
+                await batch.wait_trio()
+        finally:
+            self.acc.end_flush()

@@ -1,0 +1,132 @@
+"""Producer: the blocking, thread-safe producer for ordinary code.
+
+The async core runs on a background trio thread; ``send`` appends to the
+thread-safe accumulator straight from the caller's thread (no thread hop per
+record) and wakes the sender only when a batch is ready.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import trio
+
+from ..background import BackgroundTrio
+from ..errors import BufferFullError, ClientClosedError, TimeoutError
+from .batch import RecordFuture
+from .core import ProducerConfig, ProducerCore
+
+__all__ = ["Producer"]
+
+
+class Producer:
+    """Sends records to tailrace; safe to share between threads::
+
+        with Producer("127.0.0.1:7420", linger_ms=5) as producer:
+            future = producer.send("events", b"hello", key=b"user-1")
+            print(future.result(timeout=10).offset)
+
+    ``send`` returns a future-like handle at once (``result(timeout)``,
+    ``done()``, ``add_done_callback``); it blocks only while the buffer is
+    full, up to ``max_block_ms``. ``flush()`` waits for every record sent so
+    far; ``close()`` (or leaving the ``with`` block) flushes and stops.
+    """
+
+    def __init__(self, bootstrap: str, **config: Any) -> None:
+        self._core = ProducerCore(bootstrap, ProducerConfig(**config))
+        self._loop: BackgroundTrio | None = None
+        self._closed = False
+        self._loop = BackgroundTrio("tailrace-producer", self._main)
+
+    async def _main(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        await self._core.run(wake_from_any_thread=self._wake, task_status=task_status)
+
+    def _wake(self) -> None:
+        loop, sender = self._loop, self._core.sender
+        if loop is None or sender is None:
+            return
+        if loop.in_loop_thread():
+            sender.wakeup()
+        else:
+            loop.run_sync_soon(sender.wakeup)
+
+    def __enter__(self) -> Producer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def send(
+        self,
+        topic: str,
+        value: Any,
+        key: Any = None,
+        headers: Any = None,
+        partition: int | None = None,
+        timestamp: int | None = None,
+    ) -> RecordFuture:
+        """Queue one record and return its handle."""
+        core = self._core
+        if self._closed:
+            raise ClientClosedError("the producer is closed")
+        args = core.prepare(topic, value, key, headers, partition, timestamp)
+        if args is None:
+            self._run(core.fetch_partition_count, topic, timeout=core.config.max_block_ms / 1000)
+            args = core.prepare(topic, value, key, headers, partition, timestamp)
+            assert args is not None
+        handle = core.append(args)
+        while handle is None:
+            if not core.acc.wait_for_space(args[-1], core.config.max_block_ms / 1000):
+                raise BufferFullError(
+                    f"the producer buffer ({core.config.buffer_bytes} bytes) stayed full for "
+                    f"max_block_ms ({core.config.max_block_ms} ms)"
+                )
+            handle = core.append(args)
+        return handle
+
+    def _run(self, fn: Any, *args: Any, timeout: float | None = None) -> Any:
+        assert self._loop is not None
+        limit = math.inf if timeout is None else timeout
+
+        async def bounded() -> Any:
+            with trio.fail_after(limit):
+                return await fn(*args)
+
+        try:
+            return self._loop.run(bounded)
+        except trio.TooSlowError:
+            raise TimeoutError(f"gave up after {timeout:g} s") from None
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Block until every record sent so far is acknowledged or failed."""
+        if self._closed:
+            return
+        self._run(self._core.flush, timeout=timeout)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Send everything accepted, then stop the background thread. After
+        ``timeout`` seconds, records still unacknowledged fail with
+        ClientClosedError."""
+        if self._closed:
+            return
+        self._closed = True
+        loop = self._loop
+        assert loop is not None
+        self._core.acc.close()
+        if not loop.join(timeout):
+            sender = self._core.sender
+            if sender is not None:
+                loop.run_sync_soon(
+                    lambda: sender.abort(ClientClosedError("closed before acknowledged"))
+                )
+            loop.run_sync_soon(self._abandon)
+            loop.join()
+
+    def _abandon(self) -> None:
+        client = self._core.client
+        if client is not None:
+            client.closed = True
+            conn = client._conn
+            if conn is not None:
+                conn._break("the producer was closed")

@@ -1,0 +1,394 @@
+"""The producer's sender task: batches out, acknowledgements in, retries.
+
+Runs in the producer's nursery on the trio thread. It drains sealed batches
+from the accumulator into per-partition queues, packs one batch per
+partition into each Produce request, keeps up to ``max_in_flight`` requests
+outstanding on the connection, and completes each batch from its response.
+
+Rules:
+
+1. Order. Requests go out from this one task, so each partition's batches
+   reach the broker in queue order; responses come back in request order.
+2. Idempotence (on by default with acks 1). The producer gets an id and epoch
+   from the broker and numbers each partition's batches (the sequence of a
+   batch's first record); the broker drops a batch it already has and
+   answers with the original offsets, so a retry after a lost response
+   never duplicates records.
+3. Retries. A retriable failure (lost connection, timeout, storage
+   unavailable) puts the batch back at its place in its partition queue and
+   it is sent again, byte for byte, after ``retry_backoff``; later batches of
+   that partition that the broker refuses for the gap are retried with it.
+   A batch still failing ``delivery_timeout`` after it was created fails for
+   good with the last error.
+4. A gap the broker cannot explain (OUT_OF_ORDER_SEQUENCE_NUMBER with no
+   earlier batch being retried, or UNKNOWN_PRODUCER_ID) bumps the producer
+   epoch once every in-flight request has been answered; unsent batches are
+   renumbered from 0 under the new epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import deque
+
+import trio
+
+from ..errors import (
+    BrokerUnavailableError,
+    ErrorCode,
+    InvalidProducerEpochError,
+    TailraceError,
+    TimeoutError,
+    error_for_code,
+)
+from ..protocol import (
+    InitProducerIdRequest,
+    ProducePartition,
+    ProduceRequest,
+    ProduceTopic,
+)
+from ..transport.pool import BrokerClient
+from .accumulator import Accumulator
+from .batch import ProducerBatch
+
+__all__ = ["Sender"]
+
+log = logging.getLogger(__name__)
+
+_SEQ_MOD = 2**31
+_REQUEST_OVERHEAD = 4096
+
+
+class Sender:
+    def __init__(
+        self,
+        client: BrokerClient,
+        accumulator: Accumulator,
+        *,
+        acks: int,
+        idempotent: bool,
+        max_in_flight: int,
+        max_request_bytes: int,
+        compression: int,
+        compression_level: int,
+        retry_backoff: float,
+        delivery_timeout: float,
+        request_timeout: float,
+    ) -> None:
+        self.client = client
+        self.acc = accumulator
+        self.acks = acks
+        self.idempotent = idempotent and acks != 0
+        self.max_request_bytes = max_request_bytes
+        self.compression = compression
+        self.compression_level = compression_level
+        self.retry_backoff = retry_backoff
+        self.delivery_timeout = delivery_timeout
+        self.request_timeout = request_timeout
+        self._slots = trio.Semaphore(max_in_flight)
+        self._wake = trio.Event()
+        self._queues: dict[tuple[str, int], deque[ProducerBatch]] = {}
+        #: earliest trio time a partition may be sent to again (retry back-off)
+        self._blocked_until: dict[tuple[str, int], float] = {}
+        #: partitions with a batch being retried: gap errors there are expected
+        self._rewinding: set[tuple[str, int]] = set()
+        self._in_flight: dict[tuple[str, int], int] = {}
+        self._sent: set[ProducerBatch] = set()
+        self._requests_in_flight = 0
+        self._next_seq: dict[tuple[str, int], int] = {}
+        self.producer_id = -1
+        self.producer_epoch = -1
+        self._epoch_bump_needed = False
+        self._all_answered = trio.Event()
+        self._all_answered.set()
+        self.fatal_error: TailraceError | None = None
+
+    def wakeup(self) -> None:
+        """Make the sender look at the accumulator (trio thread only)."""
+        self._wake.set()
+
+    # --- main loop -------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Send until the accumulator is closed and every batch completed."""
+        task_status.started()
+        async with trio.open_nursery() as responses:
+            while True:
+                for batch in self.acc.drain():
+                    self._queues.setdefault((batch.topic, batch.partition), deque()).append(batch)
+                self._expire_queued()
+                if self.idempotent and (self.producer_id < 0 or self._epoch_bump_needed):
+                    if self._epoch_bump_needed and self._requests_in_flight:
+                        await self._all_answered.wait()
+                        continue
+                    if not await self._init_producer_id():
+                        if self._finished():
+                            return
+                        await self._wait_for_wake(trio.current_time() + self.retry_backoff)
+                        continue
+                if await self._send_some(responses):
+                    continue
+                if self._finished():
+                    return
+                await self._sleep_until_needed()
+
+    def _finished(self) -> bool:
+        return (
+            self.acc.closed
+            and not self._has_queued()
+            and self._requests_in_flight == 0
+            and not self.acc.pending_batches()
+        )
+
+    def _expire_queued(self) -> None:
+        """Fail queued batches whose delivery timeout passed (oldest first)."""
+        now = time.monotonic()
+        for queue in self._queues.values():
+            while queue and now - queue[0].created >= self.delivery_timeout:
+                batch = queue.popleft()
+                self._finish(
+                    batch,
+                    -1,
+                    TimeoutError(
+                        f"batch for {batch.topic}/{batch.partition} not acknowledged within "
+                        f"delivery_timeout ({self.delivery_timeout:g} s)"
+                    ),
+                )
+
+    def unfinished(self) -> list[ProducerBatch]:
+        """Batches taken from the accumulator and not yet completed."""
+        return [*self._sent, *(b for q in self._queues.values() for b in q)]
+
+    def abort(self, error: BaseException) -> None:
+        """Fail every batch not yet acknowledged (a forced close)."""
+        for batch in self.acc.drain():
+            self._finish(batch, -1, error)
+        for queue in self._queues.values():
+            while queue:
+                self._finish(queue.popleft(), -1, error)
+
+    def _has_queued(self) -> bool:
+        return any(self._queues.values())
+
+    async def _sleep_until_needed(self) -> None:
+        deadlines = []
+        linger = self.acc.next_deadline()
+        if linger is not None:
+            deadlines.append(trio.current_time() + max(0.0, linger - time.monotonic()))
+        if self._has_queued():
+            blocked = [self._blocked_until.get(tp, 0.0) for tp, q in self._queues.items() if q]
+            deadlines.append(min(blocked))
+        deadline = min(deadlines) if deadlines else math.inf
+        if deadline <= trio.current_time():
+            await trio.lowlevel.checkpoint()
+            if self._has_queued() and self._requests_in_flight:
+                # queued work waits for a free slot: wait for any answer
+                await self._wait_for_wake(trio.current_time() + 0.05)
+            return
+        await self._wait_for_wake(deadline)
+
+    async def _wait_for_wake(self, deadline: float) -> None:
+        with trio.move_on_at(deadline):
+            await self._wake.wait()
+        self._wake = trio.Event()
+
+    # --- building and sending requests --------------------------------------
+
+    def _take_request(self) -> list[ProducerBatch]:
+        """One batch from the head of each sendable partition queue."""
+        now = trio.current_time()
+        taken: list[ProducerBatch] = []
+        total = _REQUEST_OVERHEAD
+        for tp, queue in self._queues.items():
+            if not queue or self._blocked_until.get(tp, 0.0) > now:
+                continue
+            batch = queue[0]
+            if self.idempotent and batch.sequence < 0:
+                self._assign_sequence(tp, batch)
+            data = batch.encode(self.compression, self.compression_level)
+            if taken and total + len(data) > self.max_request_bytes:
+                break
+            queue.popleft()
+            taken.append(batch)
+            total += len(data)
+        return taken
+
+    def _assign_sequence(self, tp: tuple[str, int], batch: ProducerBatch) -> None:
+        seq = self._next_seq.get(tp, 0)
+        batch.producer_id = self.producer_id
+        batch.producer_epoch = self.producer_epoch
+        batch.sequence = seq
+        self._next_seq[tp] = (seq + len(batch.records)) % _SEQ_MOD
+
+    async def _send_some(self, nursery: trio.Nursery) -> bool:
+        if not self._has_queued():
+            return False
+        if self._slots.value == 0:
+            return False
+        batches = self._take_request()
+        if not batches:
+            return False
+        await self._slots.acquire()
+        topics: dict[str, list[ProducePartition]] = {}
+        for b in batches:
+            topics.setdefault(b.topic, []).append(
+                ProducePartition(partition=b.partition, records=b.encoded)
+            )
+        request = ProduceRequest(
+            acks=self.acks,
+            timeout_ms=int(self.request_timeout * 1000),
+            topics=[ProduceTopic(name=t, partitions=ps) for t, ps in topics.items()],
+        )
+        for b in batches:
+            b.attempts += 1
+            tp = (b.topic, b.partition)
+            self._in_flight[tp] = self._in_flight.get(tp, 0) + 1
+            self._sent.add(b)
+        self._requests_in_flight += 1
+        self._all_answered = trio.Event() if self._all_answered.is_set() else self._all_answered
+        try:
+            conn = await self.client.connection()
+            pending = await conn.send(request)
+        except (BrokerUnavailableError, TimeoutError) as exc:
+            self._request_done(batches)
+            self._retry_all(batches, exc)
+            return True
+        if pending is None:  # acks 0: no response will come
+            self._request_done(batches)
+            for b in batches:
+                self._finish(b, -1, None)
+            return True
+        nursery.start_soon(self._await_response, conn, pending, batches)
+        return True
+
+    def _request_done(self, batches: list[ProducerBatch]) -> None:
+        self._slots.release()
+        self._requests_in_flight -= 1
+        for b in batches:
+            tp = (b.topic, b.partition)
+            self._in_flight[tp] -= 1
+            self._sent.discard(b)
+        if self._requests_in_flight == 0:
+            self._all_answered.set()
+        self._wake.set()
+
+    async def _await_response(self, conn, pending, batches: list[ProducerBatch]) -> None:
+        try:
+            response = await conn.wait(pending)
+        except (BrokerUnavailableError, TimeoutError) as exc:
+            self._request_done(batches)
+            self._retry_all(batches, exc)
+            return
+        self._request_done(batches)
+        if response.error_code:
+            error = error_for_code(response.error_code, response.error_message or "")
+            for b in batches:
+                self._handle_error(b, error)
+            return
+        results = {(t.name, p.partition): p for t in response.topics for p in t.partitions}
+        for b in batches:
+            result = results.get((b.topic, b.partition))
+            if result is None:
+                self._handle_error(b, TailraceError("the broker's response left this batch out"))
+            elif result.error_code == 0:
+                self._rewinding.discard((b.topic, b.partition))
+                self._finish(b, result.base_offset, None)
+            else:
+                self._handle_error(b, error_for_code(result.error_code, result.error_message or ""))
+
+    # --- outcomes ------------------------------------------------------------
+
+    def _finish(self, batch: ProducerBatch, base_offset: int, error: BaseException | None) -> None:
+        size = batch.size
+        batch.complete(base_offset, error)
+        batch.records = []
+        self.acc.release(size)
+
+    def _expired(self, batch: ProducerBatch) -> bool:
+        return time.monotonic() - batch.created >= self.delivery_timeout
+
+    def _retry_all(self, batches: list[ProducerBatch], error: BaseException) -> None:
+        for b in batches:
+            self._retry(b, error)
+
+    def _retry(self, batch: ProducerBatch, error: BaseException) -> None:
+        if self._expired(batch) or (self.acc.closed and self.client.closed):
+            self._finish(batch, -1, error)
+            return
+        tp = (batch.topic, batch.partition)
+        queue = self._queues.setdefault(tp, deque())
+        # keep sequence order: insert before the first batch with a higher one
+        if batch.sequence >= 0:
+            for i, other in enumerate(queue):
+                if other.sequence < 0 or _seq_after(other.sequence, batch.sequence):
+                    queue.insert(i, batch)
+                    break
+            else:
+                queue.append(batch)
+        else:
+            queue.appendleft(batch)
+        self._rewinding.add(tp)
+        self._blocked_until[tp] = trio.current_time() + self.retry_backoff
+        log.debug("retrying batch for %s/%s after %r", batch.topic, batch.partition, error)
+
+    def _handle_error(self, batch: ProducerBatch, error: TailraceError) -> None:
+        tp = (batch.topic, batch.partition)
+        code = getattr(error, "code", None)
+        if code in (ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER, ErrorCode.UNKNOWN_PRODUCER_ID):
+            if tp in self._rewinding and code == ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER:
+                self._retry(batch, error)  # an earlier batch is being retried
+                return
+            # The broker lost track of us: renumber under a new epoch.
+            self._epoch_bump_needed = True
+            self._retry(batch, error)
+            return
+        if isinstance(error, InvalidProducerEpochError):
+            self.fatal_error = error
+            self._finish(batch, -1, error)
+            return
+        if error.retriable:
+            self._retry(batch, error)
+            return
+        self._finish(batch, -1, error)
+
+    # --- producer id ---------------------------------------------------------
+
+    async def _init_producer_id(self) -> bool:
+        """One attempt to get (or bump) the producer id; False to retry later."""
+        bump = self._epoch_bump_needed
+        request = InitProducerIdRequest(
+            producer_id=self.producer_id if bump else -1,
+            producer_epoch=self.producer_epoch if bump else -1,
+        )
+        try:
+            response = await self.client.request(request, timeout=self.request_timeout)
+        except (BrokerUnavailableError, TimeoutError) as exc:
+            log.debug("InitProducerId failed, will retry: %s", exc)
+            return False
+        if response.error_code:
+            error = error_for_code(response.error_code, response.error_message or "")
+            if error.retriable:
+                return False
+            # Nothing can be sent without an id: fail what waits, stay usable
+            # for a later attempt.
+            self.abort(error)
+            return False
+        self.producer_id = response.producer_id
+        self.producer_epoch = response.producer_epoch
+        self._epoch_bump_needed = False
+        if bump:
+            # every partition starts again at sequence 0 under the new epoch
+            self._next_seq.clear()
+            self._rewinding.clear()
+            for queue in self._queues.values():
+                for b in queue:
+                    b.sequence = -1
+                    b.encoded = None
+        return True
+
+
+def _seq_after(a: int, b: int) -> bool:
+    """True when sequence ``a`` comes after ``b`` (mod 2**31)."""
+    return 0 < (a - b) % _SEQ_MOD < _SEQ_MOD // 2

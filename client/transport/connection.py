@@ -1,0 +1,246 @@
+"""One client connection to the broker, pipelined, over trio.
+
+The sans-I/O :class:`~tailrace.client.protocol.ClientConnection` does the
+protocol; this class moves its bytes. Requests are written by whoever calls
+:meth:`BrokerConnection.send` (under a lock, so correlation ids go out in
+the order they were assigned); one reader task, started in a nursery the
+caller owns, reads responses and hands each to the request waiting for it.
+
+Failure rules:
+
+* The connection breaks as a whole: a lost socket, a fatal protocol error or
+  a request timing out (the response might still come and would be
+  mismatched) fails every outstanding request with
+  :class:`BrokerUnavailableError` (retriable) and refuses new ones. Callers
+  reconnect (see pool.py).
+* Request-level and partition-level broker errors are not raised here; the
+  response body carries them and the caller decides.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import ssl
+from collections import deque
+from typing import Any
+
+import trio
+
+from ..errors import BrokerUnavailableError, RemoteProtocolError, TimeoutError
+from ..protocol import CLOSED, NEED_DATA, ClientConnection, Limits, ProduceRequest
+
+__all__ = ["BrokerConnection", "PendingResponse"]
+
+log = logging.getLogger(__name__)
+
+_RECEIVE_MIN = 256 * 1024
+_RECEIVE_MAX = 16 * 1024 * 1024
+
+
+class PendingResponse:
+    """The handle of one sent request; ``await wait()`` gives the response body."""
+
+    __slots__ = ("_error", "_event", "_result", "correlation_id")
+
+    def __init__(self, correlation_id: int) -> None:
+        self.correlation_id = correlation_id
+        self._event = trio.Event()
+        self._result: Any = None
+        self._error: BaseException | None = None
+
+    def _set(self, result: Any) -> None:
+        self._result = result
+        self._event.set()
+
+    def _fail(self, error: BaseException) -> None:
+        if not self._event.is_set():
+            self._error = error
+            self._event.set()
+
+    def done(self) -> bool:
+        return self._event.is_set()
+
+    async def wait(self) -> Any:
+        await self._event.wait()
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+
+class BrokerConnection:
+    """A connected, pipelining client connection.
+
+    Create with :meth:`connect` inside a nursery that will run the reader::
+
+        async with trio.open_nursery() as nursery:
+            conn = await BrokerConnection.connect(nursery, "127.0.0.1:7420")
+            response = await conn.request(MetadataRequest())
+    """
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        address: str,
+        *,
+        limits: Limits | None = None,
+        request_timeout: float = 30.0,
+    ) -> None:
+        self.stream = stream
+        self.address = address
+        self.codec = ClientConnection(limits)
+        self.request_timeout = request_timeout
+        self._pending: deque[PendingResponse] = deque()
+        self._send_lock = trio.Lock()
+        self._broken: BrokerUnavailableError | None = None
+        self._closed = trio.Event()
+        self._reader_scope: trio.CancelScope | None = None
+
+    @classmethod
+    async def connect(
+        cls,
+        nursery: trio.Nursery,
+        address: str,
+        *,
+        limits: Limits | None = None,
+        connect_timeout: float = 10.0,
+        request_timeout: float = 30.0,
+        ssl_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+    ) -> BrokerConnection:
+        host, port = split_address(address)
+        try:
+            with trio.fail_after(connect_timeout):
+                stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
+                if ssl_context is not None:
+                    tls = trio.SSLStream(
+                        stream,
+                        ssl_context,
+                        server_hostname=server_hostname or host,
+                        https_compatible=False,
+                    )
+                    await tls.do_handshake()
+                    stream = tls
+        except trio.TooSlowError:
+            raise BrokerUnavailableError(
+                address, f"no connection within {connect_timeout:g} s"
+            ) from None
+        except (OSError, trio.BrokenResourceError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise BrokerUnavailableError(address, reason or type(exc).__name__) from exc
+        conn = cls(stream, address, limits=limits, request_timeout=request_timeout)
+        nursery.start_soon(conn._reader)
+        return conn
+
+    @property
+    def broken(self) -> bool:
+        return self._broken is not None
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    async def send(self, body: Any, api_version: int = 0) -> PendingResponse | None:
+        """Write a request and return its handle (None for an acks-0 produce,
+        which gets no response)."""
+        if self._broken is not None:
+            raise self._broken
+        async with self._send_lock:
+            if self._broken is not None:
+                raise self._broken
+            correlation_id, prefix, buffers = self.codec.send_request(body, api_version)
+            expects = not (type(body) is ProduceRequest and body.acks == 0)
+            pending = PendingResponse(correlation_id) if expects else None
+            if pending is not None:
+                self._pending.append(pending)
+            try:
+                if buffers:
+                    if sum(len(b) for b in buffers) < 64 * 1024:
+                        await self.stream.send_all(b"".join([prefix, *buffers]))
+                    else:
+                        await self.stream.send_all(prefix)
+                        for buf in buffers:
+                            await self.stream.send_all(buf)
+                else:
+                    await self.stream.send_all(prefix)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                self._break(f"send failed: {exc}")
+                raise self._broken from exc
+            except trio.Cancelled:
+                # A half-written frame desynchronises the stream for good.
+                self._break("a request was cancelled while being written")
+                raise
+        return pending
+
+    async def request(self, body: Any, api_version: int = 0, timeout: float | None = None) -> Any:
+        """Send ``body`` and wait for its response body."""
+        pending = await self.send(body, api_version)
+        if pending is None:
+            return None
+        return await self.wait(pending, timeout)
+
+    async def wait(self, pending: PendingResponse, timeout: float | None = None) -> Any:
+        limit = self.request_timeout if timeout is None else timeout
+        with trio.move_on_after(limit if limit > 0 else math.inf) as scope:
+            return await pending.wait()
+        if scope.cancelled_caught:
+            self._break(f"no response within {limit:g} s")
+            raise TimeoutError(f"request to {self.address} got no response within {limit:g} s")
+        raise AssertionError("unreachable")
+
+    def _break(self, reason: str) -> None:
+        if self._broken is None:
+            self._broken = BrokerUnavailableError(self.address, reason)
+            log.debug("connection to %s broken: %s", self.address, reason)
+        while self._pending:
+            self._pending.popleft()._fail(self._broken)
+        if self._reader_scope is not None:
+            self._reader_scope.cancel()
+
+    async def _reader(self) -> None:
+        codec = self.codec
+        with trio.CancelScope() as self._reader_scope:
+            try:
+                while True:
+                    try:
+                        event = codec.next_event()
+                    except RemoteProtocolError as exc:
+                        self._break(f"protocol error: {exc}")
+                        return
+                    if event is NEED_DATA:
+                        wanted = codec.bytes_wanted()
+                        size = min(max(wanted, _RECEIVE_MIN), _RECEIVE_MAX)
+                        try:
+                            data = await self.stream.receive_some(size)
+                        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                            self._break(f"connection lost: {exc}")
+                            return
+                        codec.receive_data(data)
+                        continue
+                    if event is CLOSED:
+                        self._break("the broker closed the connection")
+                        return
+                    if not self._pending:
+                        self._break("a response arrived for no request")
+                        return
+                    self._pending.popleft()._set(event.body)
+            finally:
+                self._closed.set()
+
+    async def aclose(self) -> None:
+        """Close the connection; outstanding requests fail."""
+        self._break("connection closed by the client")
+        await trio.aclose_forcefully(self.stream)
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port``."""
+    text = address.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, _, port_text = text.rpartition(":")
+    if not host or not port_text.isdigit() or not 0 < int(port_text) <= 65535:
+        raise ValueError(f"bad broker address {address!r}: expected host:port")
+    return host, int(port_text)
