@@ -225,7 +225,12 @@ class BrokerConnection:
                         return
                     self._pending.popleft()._set(event.body)
             finally:
+                # However the reader ends (broken, closed, cancelled with its
+                # nursery), the connection is finished: fail what waits and
+                # close the socket.
+                self._break("the connection's reader stopped")
                 self._closed.set()
+                await trio.aclose_forcefully(self.stream)
 
     async def aclose(self) -> None:
         """Close the connection; outstanding requests fail."""

@@ -1,0 +1,34 @@
+"""The storage engine: segmented, mmap-appended, recoverable partition logs.
+
+Public API (see each module's docstring for the details and the why):
+
+* :class:`LogManager` (manager.py): owns a data directory; loads every topic
+  at start, creates/deletes topics crash-safely, stores topic configs,
+  checkpoints recovery points, writes the clean-shutdown marker.
+* :class:`PartitionLog` (partition.py): one partition: ``append``,
+  ``wait_durable``, ``read`` (FileSlice for sendfile), ``offset_for_timestamp``,
+  retention, flush; starts with a "how to use" section.
+* :class:`LogConfig` (config.py): the per-topic settings, validated.
+* :class:`StorageIO` (storage_io.py): the fault seam for durability syscalls.
+* :func:`dump_log` (dump.py): the ``tailrace dump-log`` inspector.
+
+On-disk formats are documented byte by byte in docs/format.md ("Storage").
+"""
+
+from .config import FLUSH_MODES, LogConfig
+from .errors import CorruptLogError
+from .partition import AppendResult, FileSlice, LogPosition, PartitionLog, TimestampOffset
+from .storage_io import CRASH_POINTS, StorageIO
+
+__all__ = [
+    "CRASH_POINTS",
+    "FLUSH_MODES",
+    "AppendResult",
+    "CorruptLogError",
+    "FileSlice",
+    "LogConfig",
+    "LogPosition",
+    "PartitionLog",
+    "StorageIO",
+    "TimestampOffset",
+]

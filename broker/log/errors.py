@@ -1,0 +1,38 @@
+"""Storage-engine errors that carry more detail than the wire code.
+
+They subclass the wire errors of :mod:`tailrace.client.errors` without a
+``code`` of their own, so the broker reports them under the parent's code
+(STORAGE_ERROR) while operators and tests get the file and byte position.
+"""
+
+from __future__ import annotations
+
+from tailrace.client.errors import StorageError
+
+__all__ = ["CorruptLogError"]
+
+
+class CorruptLogError(StorageError):
+    """Data the log knows to be durable failed its checks: the partition is
+    refused (on open) or the read fails (on a lazily loaded segment).
+
+    ``path`` and ``position`` name the first bad byte; ``first_offset`` is the
+    offset the bad batch should have started at and ``last_offset`` the last
+    offset known durable there (or None when unknown).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        position: int,
+        first_offset: int,
+        last_offset: int | None,
+        reason: str,
+    ) -> None:
+        rng = f"{first_offset}" if last_offset is None else f"{first_offset}..{last_offset}"
+        super().__init__(f"corrupt log data in {path} at byte {position} (offsets {rng}): {reason}")
+        self.path = path
+        self.position = position
+        self.first_offset = first_offset
+        self.last_offset = last_offset
+        self.reason = reason

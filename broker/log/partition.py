@@ -1,0 +1,1271 @@
+"""The partition log: the API the broker's request handlers call.
+
+How to use
+----------
+Open (synchronous: loads or recovers the directory; a broker opens many logs
+through :class:`~tailrace.broker.log.manager.LogManager`)::
+
+    log = PartitionLog.open(path, LogConfig(), recovery_point=rp, clean=False)
+
+Produce (append is synchronous and fast: call it on the trio thread, then
+wait for the durability the topic's flush mode promises)::
+
+    result = log.append(records_section)     # one or more whole batches
+    await log.wait_durable(result)           # returns at once unless flush=sync
+    # result.base_offset, result.last_offset, result.log_append_time,
+    # result.duplicate (an idempotent retry: nothing was appended)
+
+Fetch (zero-copy: the slice pins its segment until released)::
+
+    slice_ = log.read(offset, max_bytes)     # None when offset == high watermark
+    if slice_ is not None:
+        with slice_:
+            os.sendfile(sock, slice_.fd, slice_.position, slice_.length)  # loop
+    # long poll: await log.wait_for_high_watermark(offset), or wait on
+    # log.hw_event; log.available_bytes(slice_.next_position) is cheap.
+
+Housekeeping (the broker owns the loops; LogManager has one that calls these):
+``await log.maybe_flush(now_ms)``, ``await log.enforce_retention(now_ms)``,
+``await log.write_producer_snapshot()``, ``log.update_config(cfg)`` and
+finally ``await log.aclose()``.
+
+Offsets and marks
+-----------------
+``log_start_offset`` <= ``recovery_point`` <= ``log_end_offset`` and
+``high_watermark`` <= ``log_end_offset``. Consumers never see past the high
+watermark (HW). What the HW covers depends on the topic's ``flush`` mode:
+
+* ``sync``: the HW is the offset up to which data has been fdatasynced. An
+  append's ack waits in :meth:`wait_durable`; appends that arrive while an
+  fdatasync runs share the next one (group commit: the first waiter becomes
+  the leader, runs the sync in a worker thread via ``trio.to_thread``, and
+  wakes the others). Survives power loss.
+* ``interval``: the HW advances at append (the page cache survives ``kill -9``);
+  :meth:`maybe_flush` fdatasyncs every ``flush_ms``, so a power cut loses at
+  most that window of acknowledged data.
+* ``none``: the HW advances at append; only roll and close fsync. A power cut
+  loses whatever the kernel had not written back.
+
+``recovery_point`` is the offset below which the log is durable *and* every
+sealed segment's indexes were fsynced; after an unclean stop, recovery
+rescans from the segment holding it. Index files are never fsynced per ack:
+recovery rebuilds every index at or above the recovery point's segment.
+
+A failed fsync/fdatasync (any OSError) takes the partition offline at once
+(fsyncgate: Linux may have dropped the dirty pages, so retrying could ack
+lost data): every waiter and every later append or read gets StorageError
+naming the cause, until the broker restarts and recovery runs. A failed
+preallocation (disk full) raises StorageFullError, writes nothing, and the
+partition stays usable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import time
+from bisect import bisect_right
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import NamedTuple
+
+import trio
+
+from tailrace.client.errors import (
+    InvalidRecordError,
+    OffsetOutOfRangeError,
+    StorageError,
+)
+from tailrace.client.records import BatchHeader, unpack_records, validate_batch
+
+from .config import LogConfig
+from .errors import CorruptLogError
+from .files import (
+    DELETED_SUFFIX,
+    INDEX_SUFFIX,
+    LOG_SUFFIX,
+    SNAPSHOT_SUFFIX,
+    TIMEINDEX_SUFFIX,
+    TMP_SUFFIX,
+    atomic_write,
+    offset_file_name,
+    parse_offset_file_name,
+)
+from .index import IndexCorruptError
+from .producer_state import ProducerStateManager
+from .recovery import scan_segment
+from .segment import NO_TIMESTAMP, Segment, SegmentContext, index_capacity
+from .storage_io import StorageIO
+
+__all__ = [
+    "AppendResult",
+    "FileSlice",
+    "LogPosition",
+    "PartitionLog",
+    "TimestampOffset",
+    "init_partition_dir",
+]
+
+logger = logging.getLogger(__name__)
+
+_U32 = 0xFFFFFFFF
+#: Sealed segments kept open (fd and index arrays) per partition.
+MAX_OPEN_SEALED = 8
+#: Producer snapshots kept (the newest, plus one fallback).
+SNAPSHOTS_KEPT = 2
+_SEGMENT_SUFFIXES = (LOG_SUFFIX, INDEX_SUFFIX, TIMEINDEX_SUFFIX)
+
+
+def _default_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class AppendResult(NamedTuple):
+    """What an append did. Pass it to :meth:`PartitionLog.wait_durable`."""
+
+    base_offset: int
+    last_offset: int
+    #: Broker wall-clock time of the append, ms.
+    log_append_time: int
+    log_start_offset: int
+    #: True when the append was an idempotent retry: nothing was written and
+    #: the offsets are those of the original batches.
+    duplicate: bool = False
+
+    @property
+    def end_offset(self) -> int:
+        return self.last_offset + 1
+
+
+class LogPosition(NamedTuple):
+    """An offset and where its batch starts: lets available_bytes skip lookups."""
+
+    offset: int
+    segment_base: int
+    position: int
+
+
+class TimestampOffset(NamedTuple):
+    offset: int
+    timestamp: int
+
+
+class FileSlice:
+    """Whole batches of one segment, ready for ``os.sendfile``.
+
+    Holds a reference on its segment so that the fd stays open (retention,
+    topic deletion and close defer closing it) until :meth:`release`.
+    """
+
+    __slots__ = ("_segment", "fd", "first_offset", "last_offset", "length", "position")
+
+    def __init__(
+        self, segment: Segment, position: int, length: int, first_offset: int, last_offset: int
+    ) -> None:
+        segment.acquire()
+        self._segment: Segment | None = segment
+        self.fd = segment.fd
+        self.position = position
+        self.length = length
+        #: Base offset of the first batch (may be below the offset asked for).
+        self.first_offset = first_offset
+        #: Last offset of the last batch.
+        self.last_offset = last_offset
+
+    @property
+    def next_position(self) -> LogPosition:
+        assert self._segment is not None, "released"
+        return LogPosition(
+            self.last_offset + 1, self._segment.base_offset, self.position + self.length
+        )
+
+    def read_bytes(self) -> bytes:
+        """The slice's bytes via os.pread (the non-zero-copy path)."""
+        assert self._segment is not None, "released"
+        parts = []
+        pos, left = self.position, self.length
+        while left:
+            chunk = os.pread(self.fd, left, pos)
+            if not chunk:
+                raise CorruptLogError(
+                    self._segment.log_path, pos, self.first_offset, self.last_offset, "short read"
+                )
+            parts.append(chunk)
+            pos += len(chunk)
+            left -= len(chunk)
+        return b"".join(parts)
+
+    def release(self) -> None:
+        """Drop the segment reference (idempotent)."""
+        seg, self._segment = self._segment, None
+        if seg is not None:
+            seg.release()
+
+    def __enter__(self) -> FileSlice:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return (
+            f"<FileSlice fd={self.fd} pos={self.position} len={self.length} "
+            f"offsets={self.first_offset}..{self.last_offset}>"
+        )
+
+
+def init_partition_dir(path: str, io: StorageIO) -> None:
+    """Create an empty partition directory holding an empty segment at offset 0.
+
+    Empty files cost inodes, not blocks: nothing is preallocated until the
+    first append. The caller fsyncs the parent directory.
+    """
+    io.mkdir(path)
+    for suffix in _SEGMENT_SUFFIXES:
+        fd = io.open(os.path.join(path, offset_file_name(0, suffix)), os.O_RDWR | os.O_CREAT)
+        os.close(fd)
+    io.fsync_dir(path)
+
+
+class PartitionLog:
+    """One partition's segmented log. See the module docstring."""
+
+    # ------------------------------------------------------------------ open
+
+    def __init__(
+        self, path: str, config: LogConfig, io: StorageIO, clock_ms: Callable[[], int]
+    ) -> None:
+        """Use :meth:`open`."""
+        self._dir = path
+        self._name = f"{os.path.basename(os.path.dirname(path))}-{os.path.basename(path)}"
+        self._ctx = SegmentContext(config, io)
+        self._io = io
+        self._clock_ms = clock_ms
+        self._segments: list[Segment] = []
+        self._bases: list[int] = []
+        self._leo = 0
+        self._log_start = 0
+        self._hw = 0
+        self._hw_seg: Segment | None = None
+        self._hw_pos = 0
+        self._flushed = 0
+        self._unsynced: list[Segment] = []
+        self._dir_gen = 0
+        self._dir_synced_gen = 0
+        self._syncing = False
+        self._sync_done: trio.Event | None = None
+        self._retention_running = False
+        self._hw_event: trio.Event | None = None
+        self._offline: str | None = None
+        self._closed = False
+        self._last_flush_ms = clock_ms()
+        self._lru: OrderedDict[int, Segment] = OrderedDict()
+        self._producers = ProducerStateManager(config.producer_id_expiration_ms)
+        self._snapshot_version = -1
+        self._snapshots: list[int] = []
+
+    @classmethod
+    def open(
+        cls,
+        path: str,
+        config: LogConfig,
+        *,
+        recovery_point: int | None = None,
+        clean: bool = False,
+        io: StorageIO | None = None,
+        clock_ms: Callable[[], int] | None = None,
+    ) -> PartitionLog:
+        """Load the partition at ``path`` (created empty if missing).
+
+        ``clean`` says the broker shut down cleanly (its marker file was
+        present): recovery is skipped, indexes are only sanity-checked.
+        Otherwise every segment from the one holding ``recovery_point``
+        (None: from the first) is scanned: a torn tail is truncated (logged),
+        corrupt data below the recovery point raises CorruptLogError.
+        """
+        io = io or StorageIO()
+        log = cls(path, config, io, clock_ms or _default_clock_ms)
+        if not os.path.isdir(path):
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            init_partition_dir(path, io)
+            io.fsync_dir(os.path.dirname(path) or ".")
+        try:
+            log._load(recovery_point, clean)
+        except BaseException:
+            log.abandon()
+            raise
+        return log
+
+    def _load(self, recovery_point: int | None, clean: bool) -> None:
+        bases = self._scan_directory()
+        if not bases:
+            if recovery_point:
+                raise CorruptLogError(
+                    self._dir, 0, 0, recovery_point - 1, "no segment files, data is missing"
+                )
+            init_files = [
+                os.path.join(self._dir, offset_file_name(0, s)) for s in _SEGMENT_SUFFIXES
+            ]
+            for p in init_files:
+                os.close(self._io.open(p, os.O_RDWR | os.O_CREAT))
+            self._io.fsync_dir(self._dir)
+            bases = [0]
+        for i, base in enumerate(bases):
+            size = os.stat(os.path.join(self._dir, offset_file_name(base, LOG_SUFFIX))).st_size
+            last = i == len(bases) - 1
+            seg = Segment(
+                self._ctx,
+                self._dir,
+                base,
+                size=size,
+                next_offset=-1 if last else bases[i + 1],
+                sealed=not last,
+            )
+            self._segments.append(seg)
+        self._bases = list(bases)
+        if clean and self._load_clean_tail():
+            self._producers = self._producer_state_at(self._active.next_offset)
+        else:
+            self._recover(recovery_point)
+        active = self._active
+        self._leo = active.next_offset
+        self._log_start = self._segments[0].base_offset
+        self._flushed = self._leo
+        self._set_hw(self._leo, active, active.size)
+        self._producers.expire(self._clock_ms())
+        self._snapshot_version = self._producers.version
+        self._prune_snapshots()
+
+    def _scan_directory(self) -> list[int]:
+        """List segment bases; remove .deleted/.tmp leftovers and orphan indexes."""
+        logs: set[int] = set()
+        indexes: list[tuple[int, str]] = []
+        removed = False
+        for name in os.listdir(self._dir):
+            full = os.path.join(self._dir, name)
+            if name.endswith((DELETED_SUFFIX, TMP_SUFFIX)):
+                logger.info("%s: removing leftover %s", self._name, name)
+                self._io.unlink(full)
+                removed = True
+                continue
+            parsed = parse_offset_file_name(name)
+            if parsed is None:
+                logger.warning("%s: ignoring unknown file %s", self._name, name)
+                continue
+            offset, suffix = parsed
+            if suffix == LOG_SUFFIX:
+                logs.add(offset)
+            elif suffix in (INDEX_SUFFIX, TIMEINDEX_SUFFIX):
+                indexes.append((offset, name))
+            elif suffix == SNAPSHOT_SUFFIX:
+                self._snapshots.append(offset)
+            else:
+                logger.warning("%s: ignoring unknown file %s", self._name, name)
+        for offset, name in indexes:
+            if offset not in logs:
+                logger.info("%s: removing orphan index %s", self._name, name)
+                self._io.unlink(os.path.join(self._dir, name))
+                removed = True
+        if removed:
+            self._io.fsync_dir(self._dir)
+        self._snapshots.sort()
+        return sorted(logs)
+
+    def _load_clean_tail(self) -> bool:
+        """After a clean shutdown: find the log end from the active segment's
+        last index entry and a short header walk. False (fall back to
+        recovery) when its index or tail does not check out."""
+        seg = self._active
+        try:
+            oi, ti = seg.read_index_files(_U32 + 1)
+            rel, pos = oi.last()
+            next_offset = seg.base_offset + rel
+            max_ts = ti.last_timestamp
+            for p, h in seg.walk(pos, seg.size):
+                if h.base_offset != next_offset:
+                    raise IndexCorruptError(
+                        f"batch at {p} has base offset {h.base_offset}, expected {next_offset}"
+                    )
+                next_offset = h.next_offset
+                max_ts = max(max_ts, h.max_timestamp)
+            if ti and ti.rel_offsets[-1] >= next_offset - seg.base_offset:
+                raise IndexCorruptError("time index points past the log end")
+        except (OSError, IndexCorruptError, CorruptLogError) as exc:
+            logger.warning(
+                "%s: clean shutdown marker present but %s does not check out (%s); recovering",
+                self._name,
+                seg.log_path,
+                exc,
+            )
+            return False
+        seg.next_offset = next_offset
+        seg.set_indexes(oi, ti, max_ts)
+        return True
+
+    def _recover(self, recovery_point: int | None) -> None:
+        """Scan from the segment holding ``recovery_point``; see open()."""
+        segs = self._segments
+        start = 0
+        if recovery_point is not None:
+            start = max(0, bisect_right(self._bases, recovery_point) - 1)
+        cfg = self._ctx.config
+        oi_cap, ti_cap = index_capacity(cfg)
+        scan_from = segs[start].base_offset
+        # Producer state: the newest snapshot, headers replayed up to the scan
+        # start, then the scan feeds every batch from replay_from on.
+        snapshot = self._snapshot_at_or_below(None)
+        if snapshot is None:
+            producers = ProducerStateManager(cfg.producer_id_expiration_ms)
+            snapshot_offset = segs[0].base_offset
+        else:
+            producers, snapshot_offset = snapshot
+        if snapshot_offset < scan_from:
+            self._replay_headers(producers, snapshot_offset, scan_from)
+        replay_from = max(snapshot_offset, scan_from)
+
+        def on_producer_batch(h: BatchHeader, base_offset: int) -> None:
+            if base_offset >= replay_from:
+                producers.replay(h, base_offset)
+
+        logger.info(
+            "%s: recovering from offset %d (%d segment(s) to scan)",
+            self._name,
+            scan_from,
+            len(segs) - start,
+        )
+        i = start
+        while i < len(segs):
+            seg = segs[i]
+            last = i == len(segs) - 1
+            expected_next = None if last else segs[i + 1].base_offset
+            file_size = os.stat(seg.log_path).st_size
+            fd = os.open(seg.log_path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                result = scan_segment(
+                    fd,
+                    file_size,
+                    seg.base_offset,
+                    index_interval=cfg.index_interval_bytes,
+                    max_index_entries=oi_cap,
+                    max_time_entries=ti_cap,
+                    on_producer_batch=on_producer_batch,
+                )
+            finally:
+                os.close(fd)
+            reaches_next = not last and result.next_offset == expected_next
+            if result.error is None and (last or reaches_next):
+                self._adopt_scan(seg, result, file_size)
+                i += 1
+                continue
+            if reaches_next:
+                # A sealed segment whose preallocated tail was not trimmed
+                # before the crash: its batches reach the next segment's base,
+                # nothing is lost. Trim and go on.
+                log = logger.info if result.tail_is_zero else logger.warning
+                log(
+                    "%s: %s ends at byte %d, offset %d; trimming %d %s trailing bytes",
+                    self._name,
+                    seg.log_path,
+                    result.end,
+                    result.next_offset,
+                    file_size - result.end,
+                    "zero" if result.tail_is_zero else "NON-ZERO",
+                )
+                self._adopt_scan(seg, result, file_size)
+                i += 1
+                continue
+            reason = result.error or (
+                f"segment ends at offset {result.next_offset}, the next one starts at "
+                f"{expected_next}"
+            )
+            if recovery_point is not None and result.next_offset < recovery_point:
+                raise CorruptLogError(
+                    seg.log_path, result.end, result.next_offset, recovery_point - 1, reason
+                )
+            later = segs[i + 1 :]
+            dropped = file_size - result.end
+            if later or not result.tail_is_zero:
+                logger.warning(
+                    "%s: torn tail in %s at byte %d (offset %d): %s; dropping %d bytes there "
+                    "and %d later segment(s) (%d bytes)",
+                    self._name,
+                    seg.log_path,
+                    result.end,
+                    result.next_offset,
+                    reason,
+                    dropped,
+                    len(later),
+                    sum(os.stat(s.log_path).st_size for s in later),
+                )
+            elif dropped:
+                logger.info(
+                    "%s: %s data ends at byte %d (offset %d); trimming %d zero bytes",
+                    self._name,
+                    seg.log_path,
+                    result.end,
+                    result.next_offset,
+                    dropped,
+                )
+            for s in reversed(later):
+                for suffix in _SEGMENT_SUFFIXES:
+                    with contextlib.suppress(FileNotFoundError):
+                        self._io.unlink(s.path(suffix))
+            del segs[i + 1 :]
+            del self._bases[i + 1 :]
+            seg.sealed = False
+            self._adopt_scan(seg, result, file_size)
+            break
+        active = self._active
+        active.sealed = False
+        if recovery_point is not None and active.next_offset < recovery_point:
+            raise CorruptLogError(
+                active.log_path,
+                active.size,
+                active.next_offset,
+                recovery_point - 1,
+                "data below the recovery point is missing",
+            )
+        # What was scanned is now the log: make it durable so the recovery
+        # point can honestly move to the log end.
+        for seg in segs[start:]:
+            if not seg.size:
+                continue
+            fd = self._io.open(seg.log_path, os.O_RDONLY)
+            try:
+                self._io.fsync(fd)
+            finally:
+                os.close(fd)
+        self._io.fsync_dir(self._dir)
+        if active.next_offset < snapshot_offset:
+            # The snapshot lies past the recovered end: rebuild from an older one.
+            producers = self._producer_state_at(active.next_offset)
+        self._producers = producers
+
+    def _adopt_scan(self, seg: Segment, result, file_size: int) -> None:
+        seg.set_from_scan(result)
+        if file_size != result.end:
+            fd = self._io.open(seg.log_path, os.O_RDWR)
+            try:
+                self._io.ftruncate(fd, result.end)
+            finally:
+                os.close(fd)
+        seg.allocated = result.end
+        seg.write_index_files()
+
+    # --- producer state loading ---------------------------------------------------
+
+    def _snapshot_at_or_below(self, offset: int | None) -> tuple[ProducerStateManager, int] | None:
+        """The newest snapshot (at or below ``offset``, if given) that parses."""
+        exp = self._ctx.config.producer_id_expiration_ms
+        for snap in reversed(self._snapshots):
+            if offset is not None and snap > offset:
+                continue
+            path = os.path.join(self._dir, offset_file_name(snap, SNAPSHOT_SUFFIX))
+            try:
+                with open(path, "rb") as f:
+                    state, inner = ProducerStateManager.from_snapshot(f.read(), exp)
+                if inner != snap:
+                    raise ValueError(f"file name says offset {snap}, content {inner}")
+            except (OSError, ValueError) as exc:
+                logger.warning("%s: ignoring producer snapshot %s: %s", self._name, path, exc)
+                continue
+            return state, snap
+        return None
+
+    def _producer_state_at(self, offset: int) -> ProducerStateManager:
+        """Producer state covering every batch below ``offset``: the newest
+        snapshot at or below it plus a replay of the batch headers after it."""
+        snapshot = self._snapshot_at_or_below(offset)
+        if snapshot is None:
+            exp = self._ctx.config.producer_id_expiration_ms
+            state, start = ProducerStateManager(exp), self._segments[0].base_offset
+        else:
+            state, start = snapshot
+        if start < offset:
+            self._replay_headers(state, start, offset)
+        return state
+
+    def _replay_headers(self, state: ProducerStateManager, start: int, end: int) -> None:
+        """Replay the headers of batches with base offset in [start, end)
+        (structural walk, no CRC: this data is below the recovery point or
+        was validated when the log was loaded)."""
+        i = max(0, bisect_right(self._bases, start) - 1)
+        for seg in self._segments[i:]:
+            if seg.base_offset >= end:
+                return
+            for _pos, h in seg.walk(0, seg.size):
+                if h.base_offset >= end:
+                    return
+                if h.base_offset >= start and h.producer_id >= 0:
+                    state.replay(h, h.base_offset)
+
+    def _prune_snapshots(self) -> None:
+        """Delete snapshots past the log end and all but the newest few."""
+        keep = [s for s in self._snapshots if s <= self._leo]
+        doomed = [s for s in self._snapshots if s > self._leo] + keep[:-SNAPSHOTS_KEPT]
+        for offset in doomed:
+            with contextlib.suppress(FileNotFoundError):
+                self._io.unlink(os.path.join(self._dir, offset_file_name(offset, SNAPSHOT_SUFFIX)))
+        if doomed:
+            self._io.fsync_dir(self._dir)
+        self._snapshots = keep[-SNAPSHOTS_KEPT:]
+
+    # ------------------------------------------------------------ properties
+
+    @property
+    def path(self) -> str:
+        return self._dir
+
+    @property
+    def config(self) -> LogConfig:
+        return self._ctx.config
+
+    @property
+    def log_start_offset(self) -> int:
+        """The first offset still in the log (moves up with retention)."""
+        return self._log_start
+
+    @property
+    def log_end_offset(self) -> int:
+        """The next offset to be assigned."""
+        return self._leo
+
+    @property
+    def high_watermark(self) -> int:
+        """Consumers read below this offset only (see the module docstring)."""
+        return self._hw
+
+    @property
+    def recovery_point(self) -> int:
+        """Below this offset data and sealed indexes are durable."""
+        return self._flushed
+
+    @property
+    def offline(self) -> bool:
+        return self._offline is not None
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(s.size for s in self._segments)
+
+    @property
+    def segments(self) -> list[Segment]:
+        """The segments, oldest first (read-only view for tools and tests)."""
+        return list(self._segments)
+
+    @property
+    def producer_state(self) -> ProducerStateManager:
+        return self._producers
+
+    @property
+    def _active(self) -> Segment:
+        return self._segments[-1]
+
+    def _raise_if_unusable(self) -> None:
+        if self._offline is not None:
+            raise StorageError(f"partition {self._name} is offline: {self._offline}")
+        if self._closed:
+            raise StorageError(f"partition {self._name} is closed")
+
+    def _go_offline(self, reason: str) -> None:
+        if self._offline is None:
+            self._offline = reason
+            logger.error("partition %s is OFFLINE until restart: %s", self._name, reason)
+        ev = self._hw_event
+        if ev is not None:
+            self._hw_event = None
+            ev.set()
+
+    # ---------------------------------------------------------------- append
+
+    def append(self, records: bytes | bytearray | memoryview) -> AppendResult:
+        """Validate and append a records section of one or more batches.
+
+        Every batch is checked first (validate_batch: bounds, magic, CRC,
+        record count, ``max_batch_bytes``) and so are idempotent-producer
+        sequences; on any error nothing is written. Then offsets are
+        assigned, the bytes copied into the active segment's map and the
+        batch headers patched in place. Raises InvalidRecordError,
+        CorruptRecordError, RecordTooLargeError, the producer errors,
+        StorageFullError (nothing written; retry later) or StorageError
+        (offline). Synchronous, no await: never yields to other tasks.
+        """
+        if self._offline is not None or self._closed:
+            self._raise_if_unusable()
+        data = records if type(records) is memoryview else memoryview(records)
+        n = data.nbytes
+        cfg = self._ctx.config
+        max_batch = cfg.max_batch_bytes
+        headers = []
+        pos = 0
+        idempotent = False
+        max_ts = NO_TIMESTAMP
+        while pos < n:
+            h = validate_batch(data, pos, max_batch_bytes=max_batch, end=n)
+            headers.append(h)
+            if h.producer_id >= 0:
+                idempotent = True
+            if h.max_timestamp > max_ts:
+                max_ts = h.max_timestamp
+            pos += h.batch_length + 12
+        if not headers:
+            raise InvalidRecordError("empty records section")
+        now = self._clock_ms()
+        if idempotent:
+            dup = self._producers.check(headers)
+            if dup is not None:
+                return AppendResult(dup.first_offset, dup.last_offset, now, self._log_start, True)
+        base = self._leo
+        last = base - 1
+        for h in headers:
+            last += h.last_offset_delta + 1
+        try:
+            seg = self._active
+            if not seg.writable:
+                seg.open_for_append()
+            oi_cap, ti_cap = index_capacity(cfg)
+            if seg.size and (
+                seg.size + n > cfg.segment_bytes
+                or (seg.roll_base_ts is not None and max_ts - seg.roll_base_ts > cfg.segment_ms)
+                or last - seg.base_offset > _U32
+                or seg.index_full(oi_cap, ti_cap)
+            ):
+                seg = self._roll()
+            seg.ensure_capacity(seg.size + n)
+            seg.append(data, headers, base, oi_cap, ti_cap)
+        except OSError as exc:
+            self._go_offline(f"append failed: {_describe(exc)}")
+            raise StorageError(f"partition {self._name} is offline: {_describe(exc)}") from exc
+        self._leo = last + 1
+        if idempotent:
+            self._producers.record(headers, base)
+        if cfg.flush != "sync":
+            self._set_hw(self._leo, seg, seg.size)
+        return AppendResult(base, last, now, self._log_start, False)
+
+    def _roll(self) -> Segment:
+        """Seal the active segment and start a new one at the log end.
+
+        The sealed segment is trimmed here; its fsync (and the directory's,
+        for the new files) happens in the next sync, off the trio thread, and
+        the recovery point moves past it only then.
+        """
+        old = self._active
+        old.seal()
+        self._io.crash_point("segment.roll")
+        self._unsynced.append(old)
+        self._lru[old.base_offset] = old
+        new = Segment(self._ctx, self._dir, self._leo, size=0, next_offset=self._leo, sealed=False)
+        for suffix in _SEGMENT_SUFFIXES:
+            os.close(self._io.open(new.path(suffix), os.O_RDWR | os.O_CREAT | os.O_EXCL))
+        self._io.crash_point("segment.created")
+        self._dir_gen += 1
+        self._segments.append(new)
+        self._bases.append(new.base_offset)
+        new.open_for_append()
+        self._evict_sealed()
+        logger.debug("%s: rolled to %s", self._name, new.log_path)
+        return new
+
+    # ------------------------------------------------------------ durability
+
+    def _set_hw(self, offset: int, seg: Segment, pos: int) -> None:
+        self._hw = offset
+        self._hw_seg = seg
+        self._hw_pos = pos
+        ev = self._hw_event
+        if ev is not None:
+            self._hw_event = None
+            ev.set()
+
+    @property
+    def hw_event(self) -> trio.Event:
+        """An Event set at the next high-watermark advance (or going offline).
+
+        A fresh Event after each advance: read the property again after it
+        fires. Lets a long-poll wait for many partitions without polling.
+        """
+        ev = self._hw_event
+        if ev is None:
+            ev = self._hw_event = trio.Event()
+        return ev
+
+    async def wait_for_high_watermark(self, offset: int) -> None:
+        """Wait until the high watermark is above ``offset``."""
+        while self._hw <= offset:
+            self._raise_if_unusable()
+            await self.hw_event.wait()
+        await trio.lowlevel.checkpoint()
+
+    async def wait_durable(self, result: AppendResult | int) -> None:
+        """Wait until the append (or every offset below an int) is as durable
+        as the flush mode promises, i.e. below the high watermark.
+
+        In sync mode this is where fdatasync runs: the first waiter leads a
+        sync covering everything appended so far; waiters arriving meanwhile
+        share the next one. Raises StorageError if the partition goes offline
+        first (a failed fsync): the data must not be acknowledged.
+        """
+        target = result.last_offset + 1 if isinstance(result, AppendResult) else result
+        await trio.lowlevel.checkpoint()
+        while self._hw < target:
+            self._raise_if_unusable()
+            if self._syncing:
+                assert self._sync_done is not None
+                await self._sync_done.wait()
+            else:
+                await self._sync(full=True)
+
+    async def flush(self) -> None:
+        """Make everything appended so far durable (fdatasync)."""
+        target = self._leo
+        await trio.lowlevel.checkpoint()
+        while self._flushed < target or self._unsynced:
+            self._raise_if_unusable()
+            if self._syncing:
+                assert self._sync_done is not None
+                await self._sync_done.wait()
+            else:
+                await self._sync(full=True)
+
+    async def maybe_flush(self, now_ms: int | None = None) -> None:
+        """Called by the broker's flush loop (every few ms to ``flush_ms``).
+
+        sync: syncs data nobody waited for (acks=0); interval: fdatasync when
+        ``flush_ms`` has passed; none: only the fsync of segments sealed by a
+        roll. Raises StorageError when a sync fails (the partition goes
+        offline); the loop should log it and go on with other partitions.
+        """
+        if self._offline is not None or self._closed or self._syncing:
+            return
+        mode = self._ctx.config.flush
+        if mode == "sync":
+            if self._hw < self._leo or self._unsynced:
+                await self._sync(full=True)
+        elif mode == "interval":
+            now = self._clock_ms() if now_ms is None else now_ms
+            dirty = self._flushed < self._leo or self._unsynced
+            if dirty and now - self._last_flush_ms >= self._ctx.config.flush_ms:
+                await self._sync(full=True)
+        elif self._unsynced:
+            await self._sync(full=False)
+
+    async def _sync(self, *, full: bool) -> None:
+        """One sync round (the group-commit leader). Captures what is appended
+        now, fsyncs sealed segments, the directory if segments were created,
+        and fdatasyncs the active segment in a worker thread."""
+        self._syncing = True
+        done = self._sync_done = trio.Event()
+        sealed = list(self._unsynced)
+        active = self._active
+        target = self._leo
+        target_pos = active.size
+        dir_gen = self._dir_gen
+        sync_active = full and active.fd >= 0 and self._flushed < target
+        pinned = [*sealed, active] if sync_active else sealed
+        for seg in pinned:
+            seg.refs += 1
+        try:
+            try:
+                await trio.to_thread.run_sync(
+                    self._sync_files,
+                    sealed,
+                    dir_gen != self._dir_synced_gen,
+                    active if sync_active else None,
+                )
+            except OSError as exc:
+                self._go_offline(f"fsync failed: {_describe(exc)}")
+                raise StorageError(
+                    f"partition {self._name} is offline: fsync failed: {_describe(exc)}"
+                ) from exc
+            finally:
+                for seg in pinned:
+                    seg.release()
+            for seg in sealed:
+                seg.close_index_fds()
+                if seg in self._unsynced:
+                    self._unsynced.remove(seg)
+            self._dir_synced_gen = max(self._dir_synced_gen, dir_gen)
+            if full:
+                self._flushed = max(self._flushed, target)
+                self._last_flush_ms = self._clock_ms()
+                if self._ctx.config.flush == "sync" and target > self._hw:
+                    self._set_hw(target, active, target_pos)
+            elif sealed:
+                self._flushed = max(self._flushed, sealed[-1].next_offset)
+            self._evict_sealed()
+        finally:
+            self._syncing = False
+            done.set()
+
+    def _sync_files(self, sealed: list[Segment], sync_dir: bool, active: Segment | None) -> None:
+        # Worker thread: only fds and the seam, no shared Python state.
+        for seg in sealed:
+            seg.sync_files()
+        if sync_dir:
+            self._io.fsync_dir(self._dir)
+        if active is not None:
+            self._io.fdatasync(active.fd)
+
+    # ------------------------------------------------------------------ read
+
+    def _segment_for(self, offset: int) -> Segment:
+        seg = self._segments[bisect_right(self._bases, offset) - 1]
+        if seg.sealed:
+            self._touch(seg)
+        return seg
+
+    def _touch(self, seg: Segment) -> None:
+        self._lru.pop(seg.base_offset, None)
+        self._lru[seg.base_offset] = seg
+        self._evict_sealed()
+
+    def _evict_sealed(self) -> None:
+        excess = len(self._lru) - MAX_OPEN_SEALED
+        if excess <= 0:
+            return
+        for base in list(self._lru)[:-1]:
+            if self._lru[base].close_if_idle():
+                del self._lru[base]
+                excess -= 1
+                if not excess:
+                    return
+
+    def _check_offset(self, offset: int) -> None:
+        if offset < self._log_start or offset > self._leo:
+            raise OffsetOutOfRangeError(
+                f"offset {offset} is outside [{self._log_start}, {self._leo}] of {self._name}"
+            )
+
+    def read(self, offset: int, max_bytes: int) -> FileSlice | None:
+        """Whole batches from the one holding ``offset``, below the HW.
+
+        Returns None when ``offset`` is at (or, in sync mode, past) the high
+        watermark. The slice starts at the batch holding ``offset`` (so it
+        may begin below it: consumers skip those records), holds only whole
+        batches of one segment, at most ``max_bytes`` unless the first batch
+        alone is larger (it is then returned whole, so a consumer always makes
+        progress). Raises OffsetOutOfRangeError below the log start or above
+        the log end. Release the slice when done (``with``).
+        """
+        self._raise_if_unusable()
+        self._check_offset(offset)
+        if offset >= self._hw:
+            return None
+        seg = self._segment_for(offset)
+        pos, first = seg.find_batch(offset)
+        if seg is self._hw_seg:
+            end, end_offset = self._hw_pos, self._hw
+        else:
+            end, end_offset = seg.size, seg.next_offset
+        if end - pos > max_bytes:
+            end, end_offset = seg.last_boundary(pos, pos + max(max_bytes, 0), end)
+        return FileSlice(seg, pos, end - pos, first, end_offset - 1)
+
+    def position_of(self, offset: int) -> LogPosition:
+        """Where the batch holding ``offset`` starts (for available_bytes)."""
+        self._raise_if_unusable()
+        self._check_offset(offset)
+        if offset >= self._hw:
+            seg = self._hw_seg
+            assert seg is not None
+            return LogPosition(offset, seg.base_offset, self._hw_pos)
+        seg = self._segment_for(offset)
+        pos, _first = seg.find_batch(offset)
+        return LogPosition(offset, seg.base_offset, pos)
+
+    def available_bytes(self, position: LogPosition) -> int:
+        """Bytes between ``position`` and the high watermark, from segment
+        sizes only (no lookup): what a long-poll compares with min_bytes."""
+        if position.offset >= self._hw:
+            return 0
+        hw_seg = self._hw_seg
+        assert hw_seg is not None
+        total = 0
+        i = max(0, bisect_right(self._bases, position.segment_base) - 1)
+        for seg in self._segments[i:]:
+            start = position.position if seg.base_offset == position.segment_base else 0
+            if seg is hw_seg:
+                return total + max(0, self._hw_pos - start)
+            total += max(0, seg.size - start)
+        return total
+
+    def offset_for_timestamp(self, timestamp: int) -> TimestampOffset | None:
+        """The first record (below the HW) with a timestamp >= ``timestamp``,
+        found through the time index and one decoded batch; None if none."""
+        self._raise_if_unusable()
+        hw = self._hw
+        for seg in list(self._segments):
+            if seg.base_offset >= hw:
+                break
+            if seg.sealed:
+                self._touch(seg)
+            if seg.max_timestamp < timestamp:
+                continue
+            rel = seg.time_index.last_rel_below(timestamp)
+            start_offset = seg.base_offset + rel + 1 if rel >= 0 else seg.base_offset
+            if start_offset >= min(seg.next_offset, hw):
+                continue
+            end = self._hw_pos if seg is self._hw_seg else seg.size
+            pos, _ = seg.find_batch(start_offset)
+            for p, h in seg.walk(pos, end):
+                if h.max_timestamp < timestamp:
+                    continue
+                raw = seg.pread(p, h.batch_length + 12)
+                for i, rec in enumerate(unpack_records(raw, h)):
+                    ts = h.base_timestamp + rec[0]
+                    if ts >= timestamp:
+                        return TimestampOffset(h.base_offset + i, ts)
+        return None
+
+    # -------------------------------------------------------------- retention
+
+    async def enforce_retention(self, now_ms: int | None = None) -> int:
+        """Delete whole segments past ``retention_ms`` (by their largest
+        record timestamp) or beyond ``retention_bytes``, oldest first, never
+        at or above the high watermark; advances the log start offset.
+
+        If every segment, the active one included, has expired, the active
+        segment is rolled first so the log can empty. Crash-safe (files are
+        renamed to ``.deleted`` before they are unlinked) and safe against
+        readers (a FileSlice keeps its fd open). Returns segments deleted.
+        """
+        if self._offline is not None or self._closed or self._retention_running:
+            return 0
+        cfg = self._ctx.config
+        if cfg.retention_ms < 0 and cfg.retention_bytes < 0:
+            return 0
+        now = self._clock_ms() if now_ms is None else now_ms
+        excess = self.size_bytes - cfg.retention_bytes if cfg.retention_bytes >= 0 else 0
+        victims: list[Segment] = []
+        for seg in self._segments:
+            if seg.size == 0 or seg.next_offset > self._hw:
+                break
+            if self._syncing and seg in self._unsynced:
+                break  # a sync is using it; next time
+            if seg.sealed:
+                self._touch(seg)
+            by_time = cfg.retention_ms >= 0 and now - seg.max_timestamp > cfg.retention_ms
+            by_size = cfg.retention_bytes >= 0 and excess >= seg.size
+            if not (by_time or by_size):
+                break
+            victims.append(seg)
+            excess -= seg.size
+        if not victims:
+            return 0
+        self._retention_running = True
+        try:
+            if victims[-1] is self._active:
+                try:
+                    if not self._active.writable:
+                        self._active.open_for_append()
+                    self._roll()
+                except OSError as exc:
+                    self._go_offline(f"roll for retention failed: {_describe(exc)}")
+                    raise StorageError(f"partition {self._name} is offline: {exc}") from exc
+            self._unsynced = [s for s in self._unsynced if s not in victims]
+            del self._segments[: len(victims)]
+            del self._bases[: len(victims)]
+            self._log_start = self._segments[0].base_offset
+            if self._flushed < self._log_start:
+                self._flushed = self._log_start
+            if self._hw_seg in victims:
+                first = self._segments[0]
+                self._hw_seg, self._hw_pos = first, 0
+            for seg in victims:
+                self._lru.pop(seg.base_offset, None)
+            logger.info(
+                "%s: retention deleted %d segment(s) (%d bytes); log start offset now %d",
+                self._name,
+                len(victims),
+                sum(s.size for s in victims),
+                self._log_start,
+            )
+            try:
+                await trio.to_thread.run_sync(self._delete_segment_files, victims)
+            except OSError as exc:
+                self._go_offline(f"deleting segments failed: {_describe(exc)}")
+                raise StorageError(f"partition {self._name} is offline: {exc}") from exc
+            finally:
+                for seg in victims:
+                    seg.close()
+        finally:
+            self._retention_running = False
+        return len(victims)
+
+    def _delete_segment_files(self, victims: list[Segment]) -> None:
+        # Worker thread. The directory is synced first so that a segment
+        # created by the roll above exists durably before older ones vanish
+        # (else a crash could leave an empty directory and reuse offsets).
+        io = self._io
+        io.fsync_dir(self._dir)
+        renamed = []
+        for seg in victims:
+            for suffix in _SEGMENT_SUFFIXES:
+                src = seg.path(suffix)
+                try:
+                    io.rename(src, src + DELETED_SUFFIX)
+                except FileNotFoundError:
+                    continue
+                renamed.append(src + DELETED_SUFFIX)
+        io.fsync_dir(self._dir)
+        io.crash_point("retention.renamed")
+        for path in renamed:
+            io.unlink(path)
+        io.fsync_dir(self._dir)
+
+    # --------------------------------------------------------------- config
+
+    def update_config(self, config: LogConfig) -> None:
+        """Apply an altered config to the open log (AlterConfigs).
+
+        Segment and index settings apply from the next append or roll;
+        switching ``flush`` away from sync moves the high watermark to the
+        log end at once (the page cache is then the durability point).
+        """
+        self._ctx.config = config
+        self._producers.expiration_ms = config.producer_id_expiration_ms
+        if config.flush != "sync" and self._hw < self._leo and self._offline is None:
+            active = self._active
+            self._set_hw(self._leo, active, active.size)
+
+    # ------------------------------------------------------------ snapshots
+
+    async def write_producer_snapshot(self) -> bool:
+        """Write a producer-state snapshot at the log end if the state changed
+        since the last one (called at checkpoints). Returns whether it wrote."""
+        self._raise_if_unusable()
+        if self._producers.version == self._snapshot_version:
+            return False
+        self._producers.expire(self._clock_ms())
+        version = self._producers.version
+        offset = self._leo
+        data = self._producers.snapshot_bytes(offset)
+        doomed = self._plan_snapshot(offset)
+        await trio.to_thread.run_sync(self._write_snapshot_file, offset, data, doomed)
+        self._snapshot_version = version
+        return True
+
+    def _plan_snapshot(self, offset: int) -> list[int]:
+        """Record a new snapshot offset; returns the old ones to delete."""
+        if offset not in self._snapshots:
+            self._snapshots.append(offset)
+        doomed = self._snapshots[:-SNAPSHOTS_KEPT]
+        del self._snapshots[:-SNAPSHOTS_KEPT]
+        return doomed
+
+    def _write_snapshot_file(self, offset: int, data: bytes, doomed: list[int]) -> None:
+        # Worker thread (or close()): files only, bookkeeping was done by the caller.
+        path = os.path.join(self._dir, offset_file_name(offset, SNAPSHOT_SUFFIX))
+        atomic_write(self._io, path, data)
+        for old in doomed:
+            with contextlib.suppress(FileNotFoundError):
+                self._io.unlink(os.path.join(self._dir, offset_file_name(old, SNAPSHOT_SUFFIX)))
+
+    # ---------------------------------------------------------------- close
+
+    async def aclose(self) -> bool:
+        """Flush, trim the active segment, snapshot producer state, close.
+
+        Returns True for a clean close (the broker may then write its clean
+        shutdown marker), False when the partition was offline or a sync
+        failed: its files are then closed as they are and the next start
+        recovers them.
+        """
+        while self._syncing:
+            assert self._sync_done is not None
+            await self._sync_done.wait()
+        plan = self._prepare_close()
+        if plan is None:
+            return False
+        try:
+            await trio.to_thread.run_sync(self._finish_close_files, *plan)
+        except OSError as exc:
+            return self._close_failed(exc)
+        self._release_all()
+        return True
+
+    def close(self) -> bool:
+        """Synchronous :meth:`aclose` for tools and tests outside trio (it
+        blocks on fsync). Must not run while an async sync is in flight."""
+        assert not self._syncing, "close() during a sync: use aclose()"
+        plan = self._prepare_close()
+        if plan is None:
+            return False
+        try:
+            self._finish_close_files(*plan)
+        except OSError as exc:
+            return self._close_failed(exc)
+        self._release_all()
+        return True
+
+    def _prepare_close(self) -> tuple[list[Segment], Segment, int, bytes | None, list[int]] | None:
+        """Trio-thread half of close; None when there is nothing clean to do."""
+        if self._closed:
+            return None
+        if self._offline is not None:
+            self.abandon()
+            return None
+        self._closed = True
+        active = self._active
+        try:
+            active.trim()
+        except OSError as exc:
+            self._close_failed(exc)
+            return None
+        self._producers.expire(self._clock_ms())
+        snap = None
+        doomed: list[int] = []
+        if self._producers.version != self._snapshot_version or (
+            self._producers and self._leo not in self._snapshots
+        ):
+            snap = self._producers.snapshot_bytes(self._leo)
+            doomed = self._plan_snapshot(self._leo)
+        return list(self._unsynced), active, self._leo, snap, doomed
+
+    def _finish_close_files(
+        self,
+        sealed: list[Segment],
+        active: Segment,
+        leo: int,
+        snap: bytes | None,
+        doomed: list[int],
+    ) -> None:
+        for seg in sealed:
+            seg.sync_files()
+        if active.writable:
+            active.sync_files()
+        self._io.fsync_dir(self._dir)
+        if snap is not None:
+            self._write_snapshot_file(leo, snap, doomed)
+
+    def _close_failed(self, exc: OSError) -> bool:
+        self._go_offline(f"close failed: {_describe(exc)}")
+        self.abandon()
+        return False
+
+    def _release_all(self) -> None:
+        self._unsynced.clear()
+        self._flushed = self._leo
+        for seg in self._segments:
+            seg.close()
+        self._lru.clear()
+
+    def abandon(self) -> None:
+        """Close every fd and map without flushing, trimming or writing, as a
+        crash would leave the files (tests; the broker's fatal-error path)."""
+        self._closed = True
+        for seg in self._segments:
+            seg.close()
+        self._lru.clear()
+        ev = self._hw_event
+        if ev is not None:
+            self._hw_event = None
+            ev.set()
+
+
+def _describe(exc: OSError) -> str:
+    name = errno.errorcode.get(exc.errno or 0, "")
+    return f"{name} {exc.strerror or exc}".strip()

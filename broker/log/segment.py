@@ -1,0 +1,600 @@
+"""One log segment: ``<base>.log`` plus its ``.index`` and ``.timeindex``.
+
+A segment is either *active* (the partition's last segment, being appended
+to) or *sealed* (trimmed to its data and read-only).
+
+Active segment write path. The ``.log`` grows in steps of
+``preallocate_bytes`` reserved with ``posix_fallocate`` (real blocks: a full
+disk fails the fallocate with ENOSPC, instead of a later page fault dying of
+SIGBUS as it would in a sparse ``ftruncate``-grown file). Each step is mapped
+as its own mmap *window* whose file offset is aligned to
+``mmap.ALLOCATIONGRANULARITY``; growth never remaps, and a window is unmapped
+as soon as the write position has passed it. Unmapping a shared file mapping
+loses nothing: its dirty pages stay in the page cache and ``fdatasync`` on the
+fd writes them like any other dirty page. So a partition keeps at most one or
+two windows mapped and the broker's RSS does not grow with the data written.
+(A Python 3.11 mmap dups its fd: each open window costs one fd.) A batch that
+spans two windows is copied in two parts.
+
+An append copies a whole produce records section with one slice assignment,
+then patches each batch's base_offset and leader_epoch in place (both outside
+the CRC), so bytes are never re-encoded. Index entries are pwritten into
+index files that were fallocated together with the log step that could need
+them, so an index write never meets a full disk.
+
+Index files are not fsynced per ack: after an unclean stop every segment from
+the one holding the recovery point onward is rescanned and its indexes are
+rebuilt from the log, so only indexes of sealed segments below the recovery
+point are ever trusted, and those were fsynced when the segment was sealed
+(see partition.py). Untrusted-but-loaded indexes are still sanity-checked and
+rebuilt when damaged.
+
+Sealed segments hold no fd and no index arrays until first read; the
+partition closes the least recently used ones again. Readers hold a reference
+(``acquire``/``release``) so that retention or close never closes an fd that
+a FileSlice is still sending from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import mmap
+import os
+import struct
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from tailrace.client.errors import StorageFullError
+from tailrace.client.records import HEADER, HEADER_SIZE, BatchHeader
+
+from .errors import CorruptLogError
+from .files import INDEX_SUFFIX, LOG_SUFFIX, TIMEINDEX_SUFFIX, offset_file_name
+from .index import OFFSET_ENTRY, TIME_ENTRY, IndexCorruptError, OffsetIndex, TimeIndex
+from .recovery import NO_TIMESTAMP, ScanResult, scan_segment
+
+if TYPE_CHECKING:
+    from .config import LogConfig
+    from .storage_io import StorageIO
+
+__all__ = ["NO_TIMESTAMP", "Segment", "SegmentContext", "index_entry_bound"]
+
+logger = logging.getLogger(__name__)
+
+_GRAN = mmap.ALLOCATIONGRANULARITY
+#: Rewrites the first 16 header bytes: base_offset i64, batch_length i32
+#: (written back unchanged), leader_epoch i32 (0 on a single node).
+_PATCH = struct.Struct(">qii")
+_BASE_OFFSET = struct.Struct(">q")
+_U32 = 0xFFFFFFFF
+#: Header bytes read at once when walking batches with pread.
+_WALK_CHUNK = 64 * 1024
+
+
+def _round_up(n: int) -> int:
+    return -(-n // _GRAN) * _GRAN
+
+
+def index_entry_bound(log_bytes: int, interval: int) -> int:
+    """Most offset-index entries a log of ``log_bytes`` can get: consecutive
+    entries are more than ``interval`` and at least one batch apart."""
+    return log_bytes // (max(interval, HEADER_SIZE) + 1) + 1
+
+
+def index_capacity(config: LogConfig) -> tuple[int, int]:
+    """(offset entries, time entries) that fit in ``segment_index_bytes``."""
+    n = config.segment_index_bytes
+    return n // OFFSET_ENTRY.size, n // TIME_ENTRY.size
+
+
+class SegmentContext:
+    """What all segments of one partition share: the config and the I/O seam.
+    The partition replaces ``config`` when it is altered at runtime."""
+
+    __slots__ = ("config", "io")
+
+    def __init__(self, config: LogConfig, io: StorageIO) -> None:
+        self.config = config
+        self.io = io
+
+
+class Segment:
+    """A segment's files, indexes and, when active, its mmap windows.
+
+    ``size`` is the number of valid data bytes (the active segment's file may
+    be longer: preallocated); ``next_offset`` the offset after its last batch.
+    """
+
+    __slots__ = (
+        "_index_alloc",
+        "_last_index_pos",
+        "_max_ts",
+        "_offset_index",
+        "_time_index",
+        "_timeindex_alloc",
+        "_windows",
+        "allocated",
+        "base_offset",
+        "close_pending",
+        "ctx",
+        "dir",
+        "fd",
+        "index_fd",
+        "next_offset",
+        "refs",
+        "roll_base_ts",
+        "sealed",
+        "size",
+        "timeindex_fd",
+    )
+
+    def __init__(
+        self,
+        ctx: SegmentContext,
+        directory: str,
+        base_offset: int,
+        *,
+        size: int,
+        next_offset: int,
+        sealed: bool,
+    ) -> None:
+        self.ctx = ctx
+        self.dir = directory
+        self.base_offset = base_offset
+        self.size = size
+        self.next_offset = next_offset
+        self.sealed = sealed
+        #: Bytes of the .log file (size plus preallocation); known once open.
+        self.allocated = size
+        self.close_pending = False
+        self.refs = 0
+        self.fd = -1
+        self.index_fd = -1
+        self.timeindex_fd = -1
+        self._offset_index: OffsetIndex | None = None
+        self._time_index: TimeIndex | None = None
+        self._max_ts: int | None = None
+        #: Max timestamp of the first batch: segment_ms is measured from it.
+        self.roll_base_ts: int | None = None
+        self._windows: list[tuple[int, int, mmap.mmap]] = []
+        self._last_index_pos = 0
+        self._index_alloc = 0
+        self._timeindex_alloc = 0
+
+    # --- names ---------------------------------------------------------------
+
+    def path(self, suffix: str) -> str:
+        return os.path.join(self.dir, offset_file_name(self.base_offset, suffix))
+
+    @property
+    def log_path(self) -> str:
+        return self.path(LOG_SUFFIX)
+
+    def __repr__(self) -> str:
+        state = "sealed" if self.sealed else "active"
+        return f"<Segment {self.log_path} {state} size={self.size} next={self.next_offset}>"
+
+    # --- indexes ---------------------------------------------------------------
+
+    @property
+    def indexes_loaded(self) -> bool:
+        return self._offset_index is not None
+
+    @property
+    def offset_index(self) -> OffsetIndex:
+        if self._offset_index is None:
+            self.load_indexes()
+        return self._offset_index  # type: ignore[return-value]
+
+    @property
+    def time_index(self) -> TimeIndex:
+        if self._time_index is None:
+            self.load_indexes()
+        return self._time_index  # type: ignore[return-value]
+
+    @property
+    def max_timestamp(self) -> int:
+        """Largest record timestamp in the segment (NO_TIMESTAMP if none)."""
+        if self._max_ts is None:
+            self._max_ts = self.time_index.last_timestamp
+        return self._max_ts
+
+    def set_indexes(self, offset_index: OffsetIndex, time_index: TimeIndex, max_ts: int) -> None:
+        """Adopt indexes loaded and checked by the caller (clean open)."""
+        self._offset_index = offset_index
+        self._time_index = time_index
+        self._max_ts = max_ts
+        self._last_index_pos = offset_index.last()[1]
+
+    def set_from_scan(self, result: ScanResult) -> None:
+        """Adopt the indexes and bounds a scan rebuilt (sealed: finalized)."""
+        self.size = result.end
+        self.next_offset = result.next_offset
+        self._offset_index = result.offset_index
+        self._time_index = result.time_index
+        self._max_ts = result.max_timestamp
+        self._last_index_pos = result.offset_index.last()[1]
+        self.roll_base_ts = result.first_max_timestamp
+        if self.sealed and self.size:
+            ti = result.time_index
+            if result.max_timestamp > ti.last_timestamp:
+                ti.append(result.max_timestamp, self.next_offset - 1 - self.base_offset)
+
+    def read_index_files(self, next_rel: int) -> tuple[OffsetIndex, TimeIndex]:
+        """Read and sanity-check both index files (IndexCorruptError, OSError)."""
+        with open(self.path(INDEX_SUFFIX), "rb") as f:
+            oi = OffsetIndex.from_bytes(f.read(), log_size=self.size, next_rel=next_rel)
+        with open(self.path(TIMEINDEX_SUFFIX), "rb") as f:
+            ti = TimeIndex.from_bytes(f.read(), next_rel=next_rel)
+        if oi:
+            rel, pos = oi.last()
+            raw = self.pread(pos, 8)
+            if len(raw) < 8 or _BASE_OFFSET.unpack(raw)[0] != self.base_offset + rel:
+                raise IndexCorruptError(f"last entry ({rel}, {pos}) does not point at its batch")
+        return oi, ti
+
+    def load_indexes(self) -> None:
+        """Load a sealed segment's indexes, checked; rebuild them from the log
+        when either file is missing or damaged (a bad index is never trusted).
+        """
+        try:
+            oi, ti = self.read_index_files(self.next_offset - self.base_offset)
+            if self.size and not ti:
+                raise IndexCorruptError("a sealed non-empty segment has an empty time index")
+        except (OSError, IndexCorruptError) as exc:
+            logger.warning("index of %s is unusable (%s): rebuilding it from the log", self, exc)
+            self.rebuild_indexes()
+            return
+        self._offset_index = oi
+        self._time_index = ti
+        self._last_index_pos = oi.last()[1]
+        if self._max_ts is None:
+            self._max_ts = ti.last_timestamp
+
+    def rebuild_indexes(self) -> None:
+        """Rebuild both indexes of this durable segment by scanning it; any
+        invalid batch is corruption of durable data (CorruptLogError)."""
+        cfg = self.ctx.config
+        oi_cap, ti_cap = index_capacity(cfg)
+        fd = os.open(self.log_path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            result = scan_segment(
+                fd,
+                self.size,
+                self.base_offset,
+                index_interval=cfg.index_interval_bytes,
+                max_index_entries=oi_cap,
+                max_time_entries=ti_cap,
+            )
+        finally:
+            os.close(fd)
+        if result.error is not None or result.next_offset != self.next_offset:
+            reason = result.error or f"data ends at offset {result.next_offset}"
+            raise CorruptLogError(
+                self.log_path, result.end, result.next_offset, self.next_offset - 1, reason
+            )
+        self.set_from_scan(result)
+        self.write_index_files()
+
+    def write_index_files(self) -> None:
+        """Rewrite both index files from the in-memory arrays and fsync them
+        (skipped for a file that already holds exactly those bytes)."""
+        io = self.ctx.io
+        oi, ti = self.offset_index, self.time_index
+        for suffix, data in ((INDEX_SUFFIX, oi.to_bytes()), (TIMEINDEX_SUFFIX, ti.to_bytes())):
+            with contextlib.suppress(FileNotFoundError), open(self.path(suffix), "rb") as f:
+                if f.read(len(data) + 1) == data:
+                    continue
+            fd = io.open(self.path(suffix), os.O_WRONLY | os.O_CREAT)
+            try:
+                io.ftruncate(fd, 0)
+                io.pwrite(fd, data, 0)
+                io.fsync(fd)
+            finally:
+                os.close(fd)
+        self._index_alloc = len(oi) * OFFSET_ENTRY.size
+        self._timeindex_alloc = len(ti) * TIME_ENTRY.size
+
+    # --- reading ---------------------------------------------------------------
+
+    def acquire(self) -> None:
+        """Take a reference, opening the log fd if needed."""
+        if self.fd < 0:
+            flags = os.O_RDONLY if self.sealed else os.O_RDWR
+            self.fd = self.ctx.io.open(self.log_path, flags)
+        self.refs += 1
+
+    def release(self) -> None:
+        self.refs -= 1
+        if self.refs == 0 and self.close_pending:
+            self._close_fds()
+
+    def pread(self, pos: int, n: int) -> bytes:
+        if self.fd >= 0:
+            return os.pread(self.fd, n, pos)
+        fd = os.open(self.log_path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            return os.pread(fd, n, pos)
+        finally:
+            os.close(fd)
+
+    def walk(self, pos: int, end: int) -> Iterator[tuple[int, BatchHeader]]:
+        """Yield (position, header) for the batches in [pos, end), reading
+        headers with pread in 64 KiB chunks. Structural checks only, no CRC:
+        for data validated on append or by recovery."""
+        buf = b""
+        buf_start = pos
+        make = BatchHeader._make
+        while pos < end:
+            rel = pos - buf_start
+            if rel + HEADER_SIZE > len(buf):
+                buf = self.pread(pos, min(_WALK_CHUNK, max(end - pos, HEADER_SIZE)))
+                buf_start = pos
+                rel = 0
+                if len(buf) < HEADER_SIZE:
+                    raise CorruptLogError(
+                        self.log_path, pos, -1, None, "batch header runs past the end of the file"
+                    )
+            h = make(HEADER.unpack_from(buf, rel))
+            size = h.batch_length + 12
+            if size <= HEADER_SIZE or pos + size > end:
+                raise CorruptLogError(
+                    self.log_path, pos, h.base_offset, None, f"batch of {size} bytes does not fit"
+                )
+            yield pos, h
+            pos += size
+
+    def find_batch(self, offset: int) -> tuple[int, int]:
+        """(position, base_offset) of the batch holding ``offset``: floor
+        index entry, then a forward scan of batch headers."""
+        _rel, pos = self.offset_index.floor(offset - self.base_offset)
+        for p, h in self.walk(pos, self.size):
+            if h.base_offset + h.last_offset_delta >= offset:
+                return p, h.base_offset
+        raise CorruptLogError(self.log_path, self.size, offset, None, "offset not in its segment")
+
+    def last_boundary(self, start: int, limit: int, end: int) -> tuple[int, int]:
+        """(b, offset of the batch starting at b) for the last batch boundary
+        with start < b <= limit (``limit`` < ``end``), or the end of the
+        first batch when it alone passes ``limit``: a read always returns at
+        least one whole batch. Walks at most one index interval of headers."""
+        _rel, pos = self.offset_index.floor_by_position(limit)
+        if pos <= start:
+            pos = start
+        boundary = (pos, -1)
+        for p, h in self.walk(pos, end):
+            size = h.batch_length + 12
+            if p + size > limit:
+                return (p, h.base_offset) if p > start else (p + size, h.next_offset)
+            boundary = (p + size, h.next_offset)
+        return boundary
+
+    # --- active-segment writing --------------------------------------------------
+
+    def open_for_append(self) -> None:
+        """Open the three files read-write (nothing preallocated yet) and load
+        what the append path needs: indexes and the roll base timestamp."""
+        io = self.ctx.io
+        if self.fd < 0:
+            self.fd = io.open(self.log_path, os.O_RDWR | os.O_CREAT)
+        if self.index_fd < 0:
+            self.index_fd = io.open(self.path(INDEX_SUFFIX), os.O_RDWR | os.O_CREAT)
+        if self.timeindex_fd < 0:
+            self.timeindex_fd = io.open(self.path(TIMEINDEX_SUFFIX), os.O_RDWR | os.O_CREAT)
+        self.allocated = os.fstat(self.fd).st_size
+        self._index_alloc = os.fstat(self.index_fd).st_size
+        self._timeindex_alloc = os.fstat(self.timeindex_fd).st_size
+        if self._offset_index is None:
+            self.load_indexes()
+        if self.roll_base_ts is None and self.size >= HEADER_SIZE:
+            self.roll_base_ts = HEADER.unpack(self.pread(0, HEADER_SIZE))[8]
+
+    @property
+    def writable(self) -> bool:
+        return self.index_fd >= 0
+
+    def ensure_capacity(self, end: int) -> None:
+        """Preallocate (log and indexes) and map so that [size, end) is writable.
+
+        Raises StorageFullError, changing nothing visible, when a fallocate
+        fails (ENOSPC, EDQUOT or any other OSError).
+        """
+        if end <= self.allocated and self._windows:
+            return
+        cfg = self.ctx.config
+        io = self.ctx.io
+        new_alloc = self.allocated
+        if end > self.allocated:
+            cap = _round_up(cfg.segment_bytes)
+            new_alloc = _round_up(max(end, min(self.allocated + cfg.preallocate_bytes, cap)))
+        entries = index_entry_bound(new_alloc, cfg.index_interval_bytes) + 1
+        try:
+            want = entries * OFFSET_ENTRY.size
+            if want > self._index_alloc:
+                io.fallocate(self.index_fd, self._index_alloc, want - self._index_alloc)
+                self._index_alloc = want
+            want = (entries + 1) * TIME_ENTRY.size
+            if want > self._timeindex_alloc:
+                io.fallocate(self.timeindex_fd, self._timeindex_alloc, want - self._timeindex_alloc)
+                self._timeindex_alloc = want
+            if new_alloc > self.allocated:
+                io.fallocate(self.fd, self.allocated, new_alloc - self.allocated)
+        except OSError as exc:
+            name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+            raise StorageFullError(
+                f"cannot preallocate {self.log_path} to {new_alloc} bytes: {name} ({exc.strerror})"
+            ) from exc
+        self.allocated = new_alloc
+        map_start = self._windows[-1][1] if self._windows else (self.size // _GRAN) * _GRAN
+        if new_alloc > map_start:
+            window = mmap.mmap(self.fd, new_alloc - map_start, offset=map_start)
+            self._windows.append((map_start, new_alloc, window))
+
+    def append(
+        self,
+        data: memoryview,
+        headers: list[BatchHeader],
+        base_offset: int,
+        max_index_entries: int,
+        max_time_entries: int,
+    ) -> None:
+        """Copy ``data`` (whole, validated batches) at ``size`` and patch
+        their offsets. The caller checked capacity (ensure_capacity) and
+        rolled if needed."""
+        start = self.size
+        end = start + len(data)
+        w_start, w_end, window = self._windows[0]
+        if end <= w_end:
+            window[start - w_start : end - w_start] = data
+        else:
+            self._write_spanning(start, data)
+            window = None
+        interval = self.ctx.config.index_interval_bytes
+        pos = start
+        offset = base_offset
+        base = self.base_offset
+        max_ts = self._max_ts if self._max_ts is not None else NO_TIMESTAMP
+        oi = self.offset_index
+        for h in headers:
+            if window is not None:
+                _PATCH.pack_into(window, pos - w_start, offset, h.batch_length, 0)
+            else:
+                self._write_spanning(pos, _PATCH.pack(offset, h.batch_length, 0))
+            last = offset + h.last_offset_delta
+            if h.max_timestamp > max_ts:
+                max_ts = h.max_timestamp
+            if pos - self._last_index_pos > interval and len(oi) < max_index_entries:
+                self._add_index_entry(offset - base, pos, max_ts, last - base, max_time_entries)
+            if self.roll_base_ts is None:
+                self.roll_base_ts = h.max_timestamp
+            pos += h.batch_length + 12
+            offset = last + 1
+        self._max_ts = max_ts
+        self.size = end
+        self.next_offset = offset
+        if end >= w_end:
+            self._unmap_below(end)
+
+    def _add_index_entry(
+        self, rel: int, pos: int, max_ts: int, rel_last: int, max_time_entries: int
+    ) -> None:
+        io = self.ctx.io
+        oi = self._offset_index
+        ti = self._time_index
+        assert oi is not None
+        assert ti is not None
+        io.crash_point("index.append")
+        io.pwrite(self.index_fd, OFFSET_ENTRY.pack(rel, pos), len(oi) * OFFSET_ENTRY.size)
+        oi.append(rel, pos)
+        self._last_index_pos = pos
+        if max_ts > ti.last_timestamp and len(ti) < max_time_entries - 1:
+            io.pwrite(
+                self.timeindex_fd, TIME_ENTRY.pack(max_ts, rel_last), len(ti) * TIME_ENTRY.size
+            )
+            ti.append(max_ts, rel_last)
+
+    def _write_spanning(self, pos: int, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        for w_start, w_end, window in self._windows:
+            if pos >= w_end:
+                continue
+            take = min(len(view), w_end - pos)
+            window[pos - w_start : pos - w_start + take] = view[:take]
+            view = view[take:]
+            pos += take
+            if not view:
+                return
+        raise AssertionError("write beyond the mapped windows")
+
+    def _unmap_below(self, pos: int) -> None:
+        while self._windows and self._windows[0][1] <= pos:
+            self._windows.pop(0)[2].close()
+
+    def index_full(self, max_index_entries: int, max_time_entries: int) -> bool:
+        return (
+            len(self.offset_index) >= max_index_entries
+            or len(self.time_index) >= max_time_entries - 1
+        )
+
+    def trim(self) -> None:
+        """Unmap, write the final time-index entry and cut the files down to
+        their real size (removes preallocation; creates no sparse region)."""
+        self._unmap_all()
+        if not self.writable:
+            return
+        io = self.ctx.io
+        ti = self.time_index
+        max_ts = self.max_timestamp
+        if self.size and max_ts > ti.last_timestamp:
+            rel_last = self.next_offset - 1 - self.base_offset
+            io.pwrite(
+                self.timeindex_fd, TIME_ENTRY.pack(max_ts, rel_last), len(ti) * TIME_ENTRY.size
+            )
+            ti.append(max_ts, rel_last)
+        if self.allocated != self.size:
+            io.ftruncate(self.fd, self.size)
+            self.allocated = self.size
+        n = len(self.offset_index) * OFFSET_ENTRY.size
+        if self._index_alloc != n:
+            io.ftruncate(self.index_fd, n)
+            self._index_alloc = n
+        n = len(ti) * TIME_ENTRY.size
+        if self._timeindex_alloc != n:
+            io.ftruncate(self.timeindex_fd, n)
+            self._timeindex_alloc = n
+
+    def seal(self) -> None:
+        """Make the active segment sealed: files trimmed. Their fsync is the
+        partition's job, off the trio thread; index fds stay open until then."""
+        self.trim()
+        self.sealed = True
+
+    def sync_files(self) -> None:
+        """fsync the log and (if open) index files: the seal sync. Runs in a
+        worker thread; the caller holds a reference so no fd closes under it."""
+        io = self.ctx.io
+        io.fsync(self.fd)
+        if self.index_fd >= 0:
+            io.fsync(self.index_fd)
+        if self.timeindex_fd >= 0:
+            io.fsync(self.timeindex_fd)
+
+    def close_index_fds(self) -> None:
+        if self.index_fd >= 0:
+            os.close(self.index_fd)
+            self.index_fd = -1
+        if self.timeindex_fd >= 0:
+            os.close(self.timeindex_fd)
+            self.timeindex_fd = -1
+
+    def _unmap_all(self) -> None:
+        for _s, _e, window in self._windows:
+            window.close()
+        self._windows.clear()
+
+    def close(self) -> None:
+        """Close maps and fds now, or the log fd when the last reader releases."""
+        self._unmap_all()
+        if self.refs:
+            self.close_index_fds()
+            self.close_pending = True
+        else:
+            self._close_fds()
+
+    def close_if_idle(self) -> bool:
+        """LRU eviction of a sealed segment: close its fd and drop its index
+        arrays unless a reader or a pending sync holds it."""
+        if self.refs or not self.sealed or self.index_fd >= 0 or self._windows:
+            return False
+        self._close_fds()
+        self._offset_index = None
+        self._time_index = None
+        return True
+
+    def _close_fds(self) -> None:
+        self.close_pending = False
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        self.close_index_fds()

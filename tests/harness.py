@@ -1,0 +1,180 @@
+"""Real brokers for tests, on loopback port 0, in three shapes.
+
+* ``broker`` (async tests): a Broker served in the test's own trio nursery.
+* ``threaded_broker`` (sync tests, for the blocking clients): a Broker running
+  ``trio.run`` on a thread of its own, stopped through its handle.
+* ``BrokerProcess`` (tests about the process: signals, crashes): a real
+  ``tailrace broker`` subprocess, stopped through its Popen handle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from tailrace.broker.app import Broker
+from tailrace.broker.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def broker_config(data_dir: Path, **flags: Any) -> Any:
+    """A broker configuration on 127.0.0.1:0 with ``data_dir``.
+
+    ``flags`` are setting names (``auto_create_topics``, or
+    ``topic_defaults.flush`` spelled ``topic_defaults__flush``) -> values.
+    """
+    base: dict[str, Any] = {"data_dir": str(data_dir), "listen": "127.0.0.1:0"}
+    for key, value in flags.items():
+        base[key.replace("__", ".")] = value
+    return load_config(env={}, flags=base)
+
+
+@dataclass
+class RunningBroker:
+    broker: Broker
+    address: str
+    data_dir: Path
+
+    def stop(self) -> None:
+        self.broker.shutdown()
+
+
+class ThreadedBroker:
+    """A broker on its own thread and trio loop, for tests of blocking clients."""
+
+    def __init__(self, data_dir: Path, **flags: Any) -> None:
+        self.data_dir = data_dir
+        self.broker = Broker(broker_config(data_dir, **flags))
+        self.address = ""
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="test-broker", daemon=True)
+        self._thread.start()
+        self._ready.wait(30)
+        if self._error is not None:
+            raise self._error
+        assert self.address, "broker did not start"
+
+    def _run(self) -> None:
+        async def main() -> None:
+            self._token = trio.lowlevel.current_trio_token()
+            async with trio.open_nursery() as nursery:
+                listeners = await nursery.start(self.broker.serve)
+                self.address = listeners[0].address
+                self._ready.set()
+
+        try:
+            trio.run(main)
+        except BaseException as exc:
+            self._error = exc
+        finally:
+            self._ready.set()
+
+    def stop(self) -> None:
+        if self._thread.is_alive() and self._token is not None:
+            with contextlib.suppress(trio.RunFinishedError):
+                self._token.run_sync_soon(self.broker.shutdown)
+        self._thread.join(30)
+        assert not self._thread.is_alive(), "broker thread did not stop"
+        if self._error is not None:
+            raise self._error
+
+
+_LISTENING = re.compile(r"listening .*address=(\S+)")
+
+
+class BrokerProcess:
+    """``tailrace broker`` as a child process on a free loopback port."""
+
+    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.args = list(args)
+        self.env = env
+        self.proc: subprocess.Popen[str] | None = None
+        self.address = ""
+        self.log_lines: list[str] = []
+
+    def start(self, timeout: float = 30.0) -> BrokerProcess:
+        cmd = [
+            sys.executable,
+            "-m",
+            "tailrace.broker.cli",
+            "broker",
+            "--data-dir",
+            str(self.data_dir),
+            "--listen",
+            "127.0.0.1:0",
+            *self.args,
+        ]
+        env = dict(os.environ)
+        env.pop("TAILRACE_BOOTSTRAP", None)
+        env.update(self.env or {})
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT
+        )
+        self.address = ""
+        found = threading.Event()
+
+        def pump() -> None:
+            assert self.proc is not None
+            assert self.proc.stderr is not None
+            for line in self.proc.stderr:
+                self.log_lines.append(line.rstrip("\n"))
+                m = _LISTENING.search(line)
+                if m and not self.address:
+                    self.address = m.group(1)
+                    found.set()
+            found.set()
+
+        self._pump = threading.Thread(target=pump, daemon=True)
+        self._pump.start()
+        found.wait(timeout)
+        if not self.address:
+            self.kill()
+            raise RuntimeError("broker did not start:\n" + "\n".join(self.log_lines))
+        return self
+
+    @property
+    def port(self) -> int:
+        return int(self.address.rsplit(":", 1)[1])
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        """SIGTERM, then wait; returns the exit code."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout)
+        self._reap()
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL (a crash), then reap."""
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(30)
+            self._reap()
+
+    def _reap(self) -> None:
+        # the stderr pump ends at EOF; then the pipe can be closed
+        assert self.proc is not None
+        self._pump.join(30)
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
+
+    def __enter__(self) -> BrokerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
