@@ -16,7 +16,9 @@ On-disk formats are documented byte by byte in docs/format.md ("Storage").
 """
 
 from .config import FLUSH_MODES, LogConfig
+from .dump import dump_log
 from .errors import CorruptLogError
+from .manager import LogManager, TopicInfo, validate_topic_name
 from .partition import AppendResult, FileSlice, LogPosition, PartitionLog, TimestampOffset
 from .storage_io import CRASH_POINTS, StorageIO
 
@@ -27,8 +29,12 @@ __all__ = [
     "CorruptLogError",
     "FileSlice",
     "LogConfig",
+    "LogManager",
     "LogPosition",
     "PartitionLog",
     "StorageIO",
     "TimestampOffset",
+    "TopicInfo",
+    "dump_log",
+    "validate_topic_name",
 ]
