@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import ssl
 from collections import deque
 from typing import Any
@@ -126,8 +127,7 @@ class BrokerConnection:
                 address, f"no connection within {connect_timeout:g} s"
             ) from None
         except (OSError, trio.BrokenResourceError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise BrokerUnavailableError(address, reason or type(exc).__name__) from exc
+            raise BrokerUnavailableError(address, _connect_failure_reason(exc)) from exc
         conn = cls(stream, address, limits=limits, request_timeout=request_timeout)
         nursery.start_soon(conn._reader)
         return conn
@@ -236,6 +236,27 @@ class BrokerConnection:
         """Close the connection; outstanding requests fail."""
         self._break("connection closed by the client")
         await trio.aclose_forcefully(self.stream)
+
+
+def _connect_failure_reason(exc: BaseException) -> str:
+    """Why a connect failed, in the OS's words ("Connection refused").
+
+    trio.open_tcp_stream tries every address the host resolves to and then
+    raises OSError("all attempts to connect to H:P failed") from an
+    ExceptionGroup of the attempts' errors: their reasons are the useful part.
+    """
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    cause = exc.__cause__
+    if isinstance(cause, BaseExceptionGroup):
+        reasons = dict.fromkeys(
+            os.strerror(e.errno) if e.errno else str(e)
+            for e in cause.exceptions
+            if isinstance(e, OSError)
+        )
+        if reasons:
+            return "; ".join(reasons)
+    return str(exc) or type(exc).__name__
 
 
 def split_address(address: str) -> tuple[str, int]:
