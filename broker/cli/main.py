@@ -6,13 +6,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import broker_cmd, dump_log_cmd
+from . import bench_cmd, broker_cmd, dump_log_cmd
 
 __all__ = ["main"]
 
 #: Modules that each add one subcommand: ``register(subparsers)`` and the
 #: function they set as ``func`` taking the parsed args, returning the exit code.
-COMMANDS = [broker_cmd, dump_log_cmd]
+COMMANDS = [broker_cmd, dump_log_cmd, bench_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,105 @@
+"""``tailrace bench`` as a user runs it: real processes, tiny record counts.
+
+Shape and counts only: speed is measured by running the bench, never asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+from harness import BrokerProcess
+
+KEYS = {"records", "records_per_sec", "mib_per_sec", "latency_ms", "config", "errors"}
+LATENCY_KEYS = {"p50", "p99", "p999", "max"}
+
+
+def bench(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TAILRACE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "tailrace.broker.cli", "bench", *args],
+        capture_output=True, text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def last_json(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert lines, proc.stderr
+    return json.loads(lines[-1])
+
+
+def check_shape(result: dict[str, Any], records: int) -> None:
+    assert result.keys() >= KEYS
+    assert result["records"] == records
+    assert result["errors"] == 0
+    assert result["records_per_sec"] > 0
+    assert result["mib_per_sec"] > 0
+    assert result["latency_ms"].keys() >= LATENCY_KEYS
+    assert all(result["latency_ms"][k] >= 0 for k in LATENCY_KEYS)
+    # a spawned broker's PID is known: its cost is reported
+    assert result["broker_cpu_s"] >= 0
+    assert result["broker_rss_mib"] > 0
+
+
+def test_produce_json():
+    result = last_json(bench("produce", "--spawn-broker", "--json", "--records", "500"))
+    check_shape(result, 500)
+    assert result["mode"] == "produce"
+    assert result["latency_ms"]["count"] == 500  # one produce-ack sample per record
+    assert result["config"]["spawned_broker"] is True
+
+
+def test_consume_json_with_two_producers_and_partitions():
+    result = last_json(
+        bench(
+            "consume", "--spawn-broker", "--json", "--records", "501",
+            "--producers", "2", "--partitions", "3", "--record-size", "1000",
+        )
+    )  # fmt: skip
+    check_shape(result, 501)
+    assert result["mode"] == "consume"
+    assert result["mib_per_sec"] == pytest.approx(
+        result["records_per_sec"] * 1000 / 2**20, rel=1e-3
+    )
+
+
+def test_e2e_json_at_a_fixed_rate():
+    result = last_json(
+        bench("e2e", "--spawn-broker", "--json", "--records", "200", "--rate", "2000")
+    )
+    check_shape(result, 200)
+    assert result["latency_ms"]["count"] == 200
+    assert result["produce_ack_latency_ms"]["count"] == 200
+    assert result["config"]["rate"] == 2000
+
+
+def test_human_report_against_a_running_broker_finds_its_pid(tmp_path):
+    with BrokerProcess(tmp_path / "data") as broker:
+        proc = bench("produce", "--bootstrap", broker.address, "--records", "300")
+        assert proc.returncode == 0, proc.stderr
+        assert "300 records" in proc.stdout
+        assert "records/s" in proc.stdout
+        # the broker listens on loopback: its PID is looked up, not guessed
+        assert "PID from listener" in proc.stdout
+        assert "\r" not in proc.stderr  # no progress drawn when stderr is not a TTY
+
+
+def test_idle_needs_a_spawned_broker_and_reports_startup():
+    refused = bench("idle", "--bootstrap", "127.0.0.1:1")
+    assert refused.returncode == 2
+    assert "--spawn-broker" in refused.stderr
+    result = last_json(bench("idle", "--spawn-broker", "--partitions", "5", "--json"))
+    assert result["partitions"] == 5
+    assert result["startup_s"] > 0
+    assert result["broker_rss_mib"] > 0
+
+
+def test_bad_arguments_are_usage_errors():
+    proc = bench("e2e", "--spawn-broker", "--records", "10", "--record-size", "4")
+    assert proc.returncode == 2
+    assert "--record-size" in proc.stderr
