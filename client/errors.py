@@ -35,16 +35,19 @@ __all__ = [
     "ClusterAuthorizationError",
     "ConcurrentTransactionsError",
     "CoordinatorLoadInProgressError",
+    "CoordinatorNotAvailableError",
     "CorruptRecordError",
     "DuplicateSequenceError",
     "ErrorCode",
     "FencedMemberEpochError",
     "GroupAuthorizationError",
     "GroupIdNotFoundError",
+    "GroupMaxSizeReachedError",
     "GroupNotEmptyError",
     "IllegalGenerationError",
     "IllegalSaslStateError",
     "InvalidConfigError",
+    "InvalidGroupIdError",
     "InvalidPartitionsError",
     "InvalidProducerEpochError",
     "InvalidRecordError",
@@ -90,8 +93,10 @@ class ErrorCode(IntEnum):
     REQUEST_TIMED_OUT = 7
     MESSAGE_TOO_LARGE = 10
     COORDINATOR_LOAD_IN_PROGRESS = 14
+    COORDINATOR_NOT_AVAILABLE = 15
     INVALID_TOPIC = 17
     ILLEGAL_GENERATION = 22
+    INVALID_GROUP_ID = 24
     UNKNOWN_MEMBER_ID = 25
     INVALID_SESSION_TIMEOUT = 26
     TOPIC_AUTHORIZATION_FAILED = 29
@@ -115,9 +120,10 @@ class ErrorCode(IntEnum):
     UNKNOWN_PRODUCER_ID = 59
     NON_EMPTY_GROUP = 68
     GROUP_ID_NOT_FOUND = 69
+    GROUP_MAX_SIZE_REACHED = 81
     INVALID_RECORD = 87
-    UNRELEASED_INSTANCE_ID = 111
     FENCED_MEMBER_EPOCH = 110
+    UNRELEASED_INSTANCE_ID = 111
     # tailrace's own codes
     STORAGE_FULL = 1000
     NOT_ASSIGNED = 1001
@@ -228,6 +234,14 @@ class CoordinatorLoadInProgressError(BrokerError):
     retriable = True
 
 
+class CoordinatorNotAvailableError(BrokerError):
+    """The group coordinator cannot serve now (it failed to load its state,
+    or the broker is shutting down); see the broker's log."""
+
+    code = ErrorCode.COORDINATOR_NOT_AVAILABLE
+    retriable = True
+
+
 class InvalidTopicError(BrokerError):
     """The topic name is not valid."""
 
@@ -238,6 +252,12 @@ class IllegalGenerationError(BrokerError):
     """The member's generation is stale: it was fenced by a rebalance."""
 
     code = ErrorCode.ILLEGAL_GENERATION
+
+
+class InvalidGroupIdError(BrokerError):
+    """The group id is not valid (it is empty)."""
+
+    code = ErrorCode.INVALID_GROUP_ID
 
 
 class UnknownMemberIdError(BrokerError):
@@ -388,6 +408,12 @@ class GroupIdNotFoundError(BrokerError):
     """The group does not exist."""
 
     code = ErrorCode.GROUP_ID_NOT_FOUND
+
+
+class GroupMaxSizeReachedError(BrokerError):
+    """The group already has as many members as the broker allows."""
+
+    code = ErrorCode.GROUP_MAX_SIZE_REACHED
 
 
 class InvalidRecordError(BrokerError):

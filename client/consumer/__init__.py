@@ -2,6 +2,6 @@
 
 from .async_consumer import AsyncConsumer, ConsumerConfig
 from .consumer import Consumer
-from .record import Record, TopicPartition
+from .record import Record, RecordList, TopicPartition
 
-__all__ = ["AsyncConsumer", "Consumer", "ConsumerConfig", "Record", "TopicPartition"]
+__all__ = ["AsyncConsumer", "Consumer", "ConsumerConfig", "Record", "RecordList", "TopicPartition"]

@@ -13,7 +13,7 @@ from ..errors import ClientClosedError
 from ..protocol import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, Limits
 from ..transport.pool import BrokerClient
 from .fetcher import Fetcher
-from .record import Record, TopicPartition
+from .record import Record, RecordList, TopicPartition
 
 __all__ = ["AsyncConsumer", "ConsumerConfig"]
 
@@ -197,9 +197,10 @@ class AsyncConsumer:
 
     # --- reading -------------------------------------------------------------------
 
-    async def poll(self, timeout_ms: float = 1000, max_records: int | None = None) -> list[Record]:
+    async def poll(self, timeout_ms: float = 1000, max_records: int | None = None) -> RecordList:
         """Records from the assigned partitions, waiting up to ``timeout_ms``
-        for the first; an empty list when none came in time."""
+        for the first; empty when none came in time. The result is a
+        read-only sequence of :class:`Record` (see RecordList)."""
         f = self._f
         limit = self.config.max_poll_records if max_records is None else max_records
         await f.resolve_positions()
@@ -214,7 +215,7 @@ class AsyncConsumer:
                 if records:
                     return records
                 await trio.lowlevel.checkpoint()
-        return []
+        return RecordList()
 
     def __aiter__(self) -> AsyncIterator[Record]:
         return self._iterate()

@@ -14,7 +14,7 @@ import trio
 
 from ..background import BackgroundTrio
 from .async_consumer import AsyncConsumer
-from .record import Record, TopicPartition
+from .record import Record, RecordList, TopicPartition
 
 __all__ = ["Consumer"]
 
@@ -82,8 +82,9 @@ class Consumer:
     def highwater(self, partition: Any) -> int:
         return self._call_sync(self._consumer.highwater, partition)
 
-    def poll(self, timeout_ms: float = 1000, max_records: int | None = None) -> list[Record]:
-        """Records from the assigned partitions; [] when none came in time."""
+    def poll(self, timeout_ms: float = 1000, max_records: int | None = None) -> RecordList:
+        """Records from the assigned partitions (a read-only sequence, see
+        RecordList); empty when none came in time."""
         return self._loop.run(self._consumer.poll, timeout_ms, max_records)
 
     def __iter__(self) -> Iterator[Record]:

@@ -40,7 +40,7 @@ from ..protocol import (
     ListOffsetsTopic,
 )
 from ..transport.pool import BrokerClient
-from .record import Record, TopicPartition, decode_batches
+from .record import RecordList, TopicPartition, decode_batches
 
 __all__ = ["Fetcher", "PartitionState"]
 
@@ -292,17 +292,18 @@ class Fetcher:
     async def wait_for_data(self) -> None:
         await self._data_arrived.wait()
 
-    def take(self, max_records: int) -> list[Record]:
+    def take(self, max_records: int) -> RecordList:
         """Decode buffered records (up to ``max_records``), advancing positions.
 
         Raises a partition's error (CorruptRecordError, OffsetOutOfRange with
         auto_offset_reset 'none', authorization...) when its turn comes.
         """
-        out: list[Record] = []
+        parts: list[tuple] = []
+        taken = 0
         for tp, state in self.partitions.items():
             if state.error is not None and not any(c.tp == tp for c in self._chunks):
                 raise state.error  # stays until the user seeks or reassigns
-        while self._chunks and len(out) < max_records:
+        while self._chunks and taken < max_records:
             chunk = self._chunks[0]
             state = self.partitions.get(chunk.tp)
             if state is None or chunk.epoch != state.epoch:
@@ -311,9 +312,15 @@ class Fetcher:
                 continue
             start = state.position if state.position is not None else chunk.next_offset
             try:
-                used, next_offset = decode_batches(
-                    chunk.tp.topic, chunk.tp.partition, chunk.data, start, out, max_records
+                used, next_offset, count = decode_batches(
+                    chunk.tp.topic,
+                    chunk.tp.partition,
+                    chunk.data,
+                    start,
+                    parts,
+                    max_records - taken,
                 )
+                taken += count
             except TailraceError as exc:
                 # Drop what is buffered for the partition and stop fetching
                 # it; the position stays on the bad batch and the error is
@@ -334,7 +341,7 @@ class Fetcher:
             self._data_arrived = trio.Event()
         if self._buffered < self.max_buffer_bytes:
             self._wake.set()
-        return out
+        return RecordList(parts)
 
     def has_data(self) -> bool:
         return bool(self._chunks) or any(s.error is not None for s in self.partitions.values())

@@ -1,12 +1,18 @@
 """Consumed records, and turning fetched batches into them.
 
-The decode path is the consumer's hot path. Per batch: one CRC-32C call and
-one msgpack call (both C); per record: one tuple built. Nothing else.
+The decode path is the consumer's hot path. Per batch: one CRC-32C call, one
+msgpack call and one transposition into columns (all C); per record, when it
+is read: one tuple built by C-level iteration. No Python code runs per
+record.
 """
 
 from __future__ import annotations
 
 import struct
+from bisect import bisect_right
+from collections.abc import Iterator, Sequence
+from itertools import chain, count, repeat
+from operator import add
 from typing import Any, NamedTuple
 
 import msgpack
@@ -14,7 +20,7 @@ import msgpack
 from ..errors import CorruptRecordError, InvalidRecordError, RecordTooLargeError, TailraceError
 from ..records import COMPRESSION_GZIP, HEADER_SIZE, decompress_gzip, validate_batch
 
-__all__ = ["Record", "TopicPartition", "decode_batches"]
+__all__ = ["Record", "RecordList", "TopicPartition", "decode_batches"]
 
 _unpackb = msgpack.unpackb
 _tuple_new = tuple.__new__
@@ -37,31 +43,109 @@ class Record(NamedTuple):
     headers: Any
 
 
+class RecordList(Sequence[Record]):
+    """What ``poll`` returns: a read-only sequence of :class:`Record`.
+
+    It holds each batch's decoded columns and builds Record objects as they
+    are read (iteration and indexing), with C-level iteration only. Records
+    that are looked at and dropped die young, so consuming millions of
+    records does not make the cyclic garbage collector rescan the heap again
+    and again (with a list of millions of tuple objects it would: those are
+    tracked objects that survive into the old generation). ``list(records)``
+    gives an ordinary list when one is wanted.
+    """
+
+    __slots__ = ("_ends", "_len", "_parts")
+
+    def __init__(self, parts: list[tuple] | None = None) -> None:
+        # each part: (topic, partition, first_offset, base_timestamp,
+        #             deltas, keys, values, headers) as parallel tuples
+        self._parts = parts if parts is not None else []
+        ends = []
+        total = 0
+        for part in self._parts:
+            total += len(part[4])
+            ends.append(total)
+        self._ends = ends
+        self._len = total
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __bool__(self) -> bool:
+        return self._len > 0
+
+    def __iter__(self) -> Iterator[Record]:
+        return chain.from_iterable(map(_part_records, self._parts))
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return list(self)[index]
+        n = self._len
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError("record index out of range")
+        i = bisect_right(self._ends, index)
+        topic, partition, first, ts0, deltas, keys, values, headers = self._parts[i]
+        j = index - (self._ends[i - 1] if i else 0)
+        return _tuple_new(
+            Record, (topic, partition, first + j, ts0 + deltas[j], keys[j], values[j], headers[j])
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (RecordList, list, tuple)):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<RecordList of {self._len} records>"
+
+
+def _part_records(part: tuple) -> Iterator[Record]:
+    topic, partition, first, ts0, deltas, keys, values, headers = part
+    return map(
+        _tuple_new,
+        repeat(Record),
+        zip(
+            repeat(topic),
+            repeat(partition),
+            count(first),
+            map(add, repeat(ts0), deltas),
+            keys,
+            values,
+            headers,
+        ),
+    )
+
+
 def decode_batches(
     topic: str,
     partition: int,
     data: memoryview,
     start_offset: int,
-    out: list[Record],
+    out: list[tuple],
     max_records: int,
     max_batch_bytes: int = 1 << 31,
-) -> tuple[int, int]:
-    """Decode whole batches from ``data`` into ``out``, skipping offsets below
-    ``start_offset``, stopping once ``out`` holds ``max_records`` records or at
-    the end of the whole batches.
+) -> tuple[int, int, int]:
+    """Decode whole batches from ``data`` into RecordList parts appended to
+    ``out``, skipping offsets below ``start_offset``, stopping after
+    ``max_records`` records or at the end of the whole batches.
 
-    Returns ``(bytes_consumed, next_offset)``: where in ``data`` decoding
-    stopped (always a batch boundary) and the offset after the last record
-    returned. A batch that fails its CRC or structure raises
-    CorruptRecordError naming its offset range; nothing of it is returned.
+    Returns ``(bytes_consumed, next_offset, records)``: where in ``data``
+    decoding stopped (a batch boundary), the offset after the last record
+    decoded, and how many records were decoded. A batch that fails its CRC
+    or structure raises CorruptRecordError naming its offset range; nothing
+    of it is returned.
     """
     pos = 0
     end = len(data)
     next_offset = start_offset
-    new = _tuple_new
-    cls = Record
+    taken = 0
     expected: int | None = None
-    while end - pos >= HEADER_SIZE and len(out) < max_records:
+    while end - pos >= HEADER_SIZE and taken < max_records:
         try:
             h = validate_batch(data, pos, max_batch_bytes=max_batch_bytes, end=end)
         except (CorruptRecordError, InvalidRecordError, RecordTooLargeError) as exc:
@@ -91,28 +175,24 @@ def decode_batches(
             records = _unpackb(body, use_list=False)
             if type(records) is not tuple or len(records) != h.record_count:
                 raise InvalidRecordError("record count does not match the header")
-            ts0 = h.base_timestamp
             skip = next_offset - base if next_offset > base else 0
-            room = max_records - len(out)
+            room = max_records - taken
             if skip or len(records) - skip > room:
                 records = records[skip : skip + room]
-            first = base + skip
-            out.extend(
-                [
-                    new(cls, (topic, partition, first + i, ts0 + r[0], r[1], r[2], r[3]))
-                    for i, r in enumerate(records)
-                ]
-            )
+            deltas, keys, values, headers = zip(*records, strict=True)
         except (ValueError, TypeError, IndexError, TailraceError) as exc:
             raise CorruptRecordError(
                 f"{topic}/{partition}: batch at offsets {base}..{last} does not decode: {exc}"
             ) from exc
-        next_offset = first + len(records)
+        first = base + skip
+        out.append((topic, partition, first, h.base_timestamp, deltas, keys, values, headers))
+        taken += len(deltas)
+        next_offset = first + len(deltas)
         if next_offset <= last:
             # stopped inside the batch (max_records): resume in it next time
-            return pos, next_offset
+            return pos, next_offset, taken
         pos += size
-    return pos, next_offset
+    return pos, next_offset, taken
 
 
 def _corrupt(

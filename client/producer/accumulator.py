@@ -11,9 +11,11 @@ Rules:
    when it reaches ``batch_bytes``, when it has been open for ``linger``
    seconds, or when the producer flushes; sealed batches queue in order.
 2. Every record's bytes are reserved against ``buffer_bytes`` until its batch
-   completes. ``try_append`` refuses (returns None) when the reservation does
-   not fit; callers wait for space (``wait_for_space`` from threads, the
-   ``space_freed`` hook from trio) up to ``max_block_ms``.
+   completes: a batch reserves in chunks (RESERVE_CHUNK), gives back what it
+   did not use when sealed, and the rest when it completes. ``try_append``
+   refuses (returns None) when a reservation does not fit; callers wait for
+   space (``wait_for_space`` from threads, the ``space_freed`` hook from
+   trio) up to ``max_block_ms``.
 3. The sender is woken (the ``wakeup`` callable) only when it must act:
    a batch was sealed, or the first open batch appeared while nothing else
    was pending (so no linger deadline was armed).
@@ -28,6 +30,11 @@ from collections.abc import Callable
 
 from ..errors import ClientClosedError
 from .batch import ProducerBatch, RecordFuture
+
+_new_future = tuple.__new__
+
+#: Buffer bytes a batch reserves at a time (at most batch_bytes in all).
+RESERVE_CHUNK = 64 * 1024
 
 __all__ = ["Accumulator"]
 
@@ -49,7 +56,9 @@ class Accumulator:
         self._on_seal = on_seal
         self._lock = threading.Lock()
         self._space = threading.Condition(self._lock)
-        self._open: dict[tuple[str, int], ProducerBatch] = {}
+        #: topic -> partition -> the open batch
+        self._open: dict[str, dict[int, ProducerBatch]] = {}
+        self._open_count = 0
         self._ready: deque[ProducerBatch] = deque()
         self.buffered = 0
         self.closed = False
@@ -58,6 +67,15 @@ class Accumulator:
         self.space_freed: Callable[[], None] | None = None
 
     # --- the send() side ------------------------------------------------
+
+    def _reserve(self, batch: ProducerBatch, need: int) -> bool:
+        # under the lock: grow the batch's reservation by at least ``need``
+        extra = max(need, min(RESERVE_CHUNK, self.batch_bytes - batch.reserved))
+        if self.buffered + extra > self.buffer_bytes and self.buffered:
+            return False
+        self.buffered += extra
+        batch.reserved += extra
+        return True
 
     def try_append(
         self,
@@ -69,35 +87,45 @@ class Accumulator:
         headers: list | None,
         size: int,
     ) -> RecordFuture | None:
-        """Add a record; None when the buffer has no room for ``size`` bytes."""
+        """Add a record (the general path); None when the buffer has no room.
+
+        Buffer bytes are reserved per batch in chunks of up to RESERVE_CHUNK,
+        so the producer's per-record fast path (ProducerCore.make_try_send,
+        which appends under this same lock) only compares the batch's size
+        with its reservation.
+        """
         wake = False
         with self._lock:
             if self.closed:
                 raise ClientClosedError("the producer is closed")
-            if self.buffered + size > self.buffer_bytes and self.buffered:
-                return None
-            self.buffered += size
-            tp = (topic, partition)
-            batch = self._open.get(tp)
-            if batch is None:
-                batch = self._open[tp] = ProducerBatch(topic, partition, timestamp)
-                wake = len(self._open) == 1 and not self._ready
-            elif batch.size + size > self.batch_bytes:
-                self._seal(tp, batch)
-                batch = self._open[tp] = ProducerBatch(topic, partition, timestamp)
+            by_partition = self._open.get(topic)
+            if by_partition is None:
+                by_partition = self._open[topic] = {}
+            batch = by_partition.get(partition)
+            if batch is not None and batch.records and batch.size + size > self.batch_bytes:
+                self._seal(batch)
+                batch = None
                 wake = True
+            if batch is None:
+                batch = ProducerBatch(topic, partition, timestamp)
+                if not self._reserve(batch, size):
+                    return None
+                by_partition[partition] = batch
+                self._open_count += 1
+                wake = wake or (self._open_count == 1 and not self._ready)
+            elif batch.size + size > batch.reserved and not self._reserve(
+                batch, batch.size + size - batch.reserved
+            ):
+                return None
             records = batch.records
             index = len(records)
             records.append((timestamp - batch.base_timestamp, key, value, headers))
             batch.size += size
             if timestamp > batch.max_timestamp:
                 batch.max_timestamp = timestamp
-            if batch.size >= self.batch_bytes:
-                self._seal(tp, batch)
-                wake = True
         if wake:
             self._wakeup()
-        return RecordFuture(batch, index, timestamp)
+        return _new_future(RecordFuture, (batch, index, timestamp))
 
     def wait_for_space(self, size: int, timeout: float) -> bool:
         """Block the calling thread until ``size`` bytes fit (or the buffer is
@@ -111,9 +139,15 @@ class Accumulator:
                 self._space.wait(remaining)
         return True
 
-    def _seal(self, tp: tuple[str, int], batch: ProducerBatch) -> None:
-        # under the lock
-        del self._open[tp]
+    def _seal(self, batch: ProducerBatch) -> None:
+        # under the lock: unused reservation goes back to the buffer
+        del self._open[batch.topic][batch.partition]
+        self._open_count -= 1
+        unused = batch.reserved - batch.size
+        if unused:
+            self.buffered -= unused
+            batch.reserved = batch.size
+            self._space.notify_all()
         batch.sealed = True
         self._ready.append(batch)
         if self._on_seal is not None:
@@ -126,12 +160,12 @@ class Accumulator:
         (all of them while a flush is pending or after close)."""
         now = time.monotonic()
         with self._lock:
-            if self._open:
+            if self._open_count:
                 everything = self._flush_requests > 0 or self.closed
                 linger = self.linger
-                for tp, batch in list(self._open.items()):
+                for batch in self._open_batches():
                     if everything or now - batch.created >= linger:
-                        self._seal(tp, batch)
+                        self._seal(batch)
             out = list(self._ready)
             self._ready.clear()
         return out
@@ -139,11 +173,11 @@ class Accumulator:
     def next_deadline(self) -> float | None:
         """time.monotonic() at which the oldest open batch's linger expires."""
         with self._lock:
-            if self._ready or ((self._flush_requests or self.closed) and self._open):
+            if self._ready or ((self._flush_requests or self.closed) and self._open_count):
                 return 0.0
-            if not self._open:
+            if not self._open_count:
                 return None
-            return min(b.created for b in self._open.values()) + self.linger
+            return min(b.created for b in self._open_batches()) + self.linger
 
     def release(self, size: int) -> None:
         """Give back the bytes of a completed batch."""
@@ -156,7 +190,11 @@ class Accumulator:
     def pending_batches(self) -> list[ProducerBatch]:
         """Open and sealed-but-undrained batches (for flush)."""
         with self._lock:
-            return [*self._open.values(), *self._ready]
+            return [*self._open_batches(), *self._ready]
+
+    def _open_batches(self) -> list[ProducerBatch]:
+        # under the lock
+        return [b for by_partition in self._open.values() for b in by_partition.values()]
 
     def begin_flush(self) -> None:
         with self._lock:
@@ -171,5 +209,7 @@ class Accumulator:
         """Refuse new records; everything open becomes ready to send."""
         with self._space:
             self.closed = True
+            for batch in self._open_batches():
+                self._seal(batch)
             self._space.notify_all()
         self._wakeup()

@@ -29,6 +29,7 @@ class AsyncProducer:
 
     def __init__(self, bootstrap: str, **config: Any) -> None:
         self._core = ProducerCore(bootstrap, ProducerConfig(**config))
+        self._try_send = self._core.make_try_send()
         self._stack: AsyncExitStack | None = None
         self._space = trio.Event()
         self._closed = False
@@ -68,9 +69,12 @@ class AsyncProducer:
         """Queue one record; returns its handle (``await handle`` for the
         metadata). Waits up to ``max_block_ms`` when the buffer is full, then
         raises BufferFullError."""
-        core = self._core
         if self._stack is None or self._closed:
             raise ClientClosedError("the producer is not running")
+        handle = self._try_send(topic, value, key, headers, partition, timestamp)
+        if handle is not None:
+            return handle
+        core = self._core
         args = core.prepare(topic, value, key, headers, partition, timestamp)
         if args is None:
             with trio.fail_after(core.config.max_block_ms / 1000):

@@ -54,6 +54,7 @@ class ProducerBatch:
         "producer_epoch",
         "producer_id",
         "records",
+        "reserved",
         "sealed",
         "sequence",
         "size",
@@ -68,6 +69,8 @@ class ProducerBatch:
         #: records in the batch (kept once ``records`` is freed by encode)
         self.count = 0
         self.size = 0
+        #: buffer bytes held for this batch (>= size); released on completion
+        self.reserved = 0
         self.base_timestamp = base_timestamp
         self.max_timestamp = base_timestamp
         self.created = time.monotonic()
@@ -160,54 +163,57 @@ class ProducerBatch:
         cb()
 
 
-class RecordFuture:
+class RecordFuture(tuple):
     """The handle of one sent record, in the manner of concurrent.futures.
 
     ``result(timeout)`` blocks (from ordinary threads) until the broker
     acknowledged the record and returns its :class:`RecordMetadata`, or
     raises the error that failed it. Inside trio, ``await handle`` or
     ``await handle.wait()`` does the same without blocking the loop.
+
+    A (batch, index, timestamp) tuple: built with one C call per record.
     """
 
-    __slots__ = ("_batch", "_index", "_timestamp")
-
-    def __init__(self, batch: ProducerBatch, index: int, timestamp: int) -> None:
-        self._batch = batch
-        self._index = index
-        self._timestamp = timestamp
+    __slots__ = ()
 
     def done(self) -> bool:
-        return self._batch.done
+        return self[0].done
 
     def _metadata(self) -> RecordMetadata:
-        b = self._batch
+        b, index, timestamp = self
         if b.error is not None:
             raise b.error
-        offset = -1 if b.base_offset < 0 else b.base_offset + self._index
-        return RecordMetadata(b.topic, b.partition, offset, self._timestamp)
+        offset = -1 if b.base_offset < 0 else b.base_offset + index
+        return RecordMetadata(b.topic, b.partition, offset, timestamp)
 
     def result(self, timeout: float | None = None) -> RecordMetadata:
-        if not self._batch.wait_thread(timeout):
+        if not self[0].wait_thread(timeout):
             raise TimeoutError(f"record not acknowledged within {timeout} s")
         return self._metadata()
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
-        if not self._batch.wait_thread(timeout):
+        if not self[0].wait_thread(timeout):
             raise TimeoutError(f"record not acknowledged within {timeout} s")
-        return self._batch.error
+        return self[0].error
 
     def add_done_callback(self, fn: Callable[[RecordFuture], Any]) -> None:
         """Call ``fn(handle)`` once the record is acknowledged or failed (from
         the producer's thread; keep it short)."""
-        self._batch.add_callback(lambda: fn(self))
+        self[0].add_callback(lambda: fn(self))
 
     async def wait(self) -> RecordMetadata:
-        await self._batch.wait_trio()
+        await self[0].wait_trio()
         return self._metadata()
 
     def __await__(self):  # type: ignore[no-untyped-def]
         return self.wait().__await__()
 
     def __repr__(self) -> str:
-        state = "pending" if not self._batch.done else ("failed" if self._batch.error else "done")
-        return f"<RecordFuture {self._batch.topic}/{self._batch.partition} {state}>"
+        b = self[0]
+        state = "pending" if not b.done else ("failed" if b.error else "done")
+        return f"<RecordFuture {b.topic}/{b.partition} {state}>"
+
+    # a handle is an identity, not a value
+    __eq__ = object.__eq__
+    __ne__ = object.__ne__
+    __hash__ = object.__hash__

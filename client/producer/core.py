@@ -8,9 +8,9 @@ partition and appends to the accumulator, and does nothing else.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from time import time_ns as _time_ns
 from typing import Any
 
 import trio
@@ -30,7 +30,7 @@ from .sender import Sender
 
 __all__ = ["ProducerConfig", "ProducerCore"]
 
-_RECORD_OVERHEAD = 16
+_RECORD_OVERHEAD = 16  # bytes charged per record besides key and value (see try_send)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +101,7 @@ class ProducerCore:
         self.bootstrap = bootstrap
         self.config = config
         self.sticky = StickyPartitioner()
+        self._sticky_current = self.sticky.current
         self.partition_counts: dict[str, int] = {}
         self._wake_sender = self._no_wake
         self.acc = Accumulator(
@@ -168,6 +169,81 @@ class ProducerCore:
 
     # --- the per-record path ---------------------------------------------
 
+    def make_try_send(self) -> Any:
+        """Build the per-record fast path: ``try_send(topic, value, key=None,
+        headers=None, partition=None, timestamp=None)`` for the common case
+        (bytes value and key, no headers, a known topic, an open batch with
+        room left in its buffer reservation). It returns the record's
+        handle, or None whenever anything is unusual; the caller then takes
+        the general path (``prepare`` + ``append``), which handles it or
+        raises. One closure over locals, because in CPython most of what a
+        send costs is calls and attribute lookups."""
+        counts = self.partition_counts
+        sticky = self._sticky_current
+        acc = self.acc
+        lock = acc._lock
+        open_batches = acc._open
+        max_bytes = self.max_record_bytes
+        time_ns = _time_ns
+        for_key = partition_for_key
+        new_future = tuple.__new__
+
+        def try_send(
+            topic: str,
+            value: Any,
+            key: Any = None,
+            headers: Any = None,
+            partition: int | None = None,
+            timestamp: int | None = None,
+        ) -> RecordFuture | None:
+            if headers or type(value) is not bytes:
+                return None
+            if key is None:
+                size = 16 + len(value)
+                if partition is None:
+                    partition = sticky.get(topic)
+                    if partition is None:
+                        return None
+                elif partition < 0 or partition >= counts.get(topic, 0):
+                    return None
+            elif type(key) is bytes:
+                size = 16 + len(value) + len(key)
+                count = counts.get(topic)
+                if count is None:
+                    return None
+                if partition is None:
+                    partition = for_key(key, count)
+                elif partition < 0 or partition >= count:
+                    return None
+            else:
+                return None
+            if size > max_bytes:
+                return None
+            if timestamp is None:
+                timestamp = time_ns() // 1_000_000
+            lock.acquire()
+            try:
+                by_partition = open_batches.get(topic)
+                if by_partition is None:
+                    return None
+                batch = by_partition.get(partition)
+                if batch is None:
+                    return None
+                size += batch.size
+                if size > batch.reserved:
+                    return None
+                batch.size = size
+                records = batch.records
+                index = len(records)
+                records.append((timestamp - batch.base_timestamp, key, value, None))
+                if timestamp > batch.max_timestamp:
+                    batch.max_timestamp = timestamp
+            finally:
+                lock.release()
+            return new_future(RecordFuture, (batch, index, timestamp))
+
+        return try_send
+
     def prepare(
         self,
         topic: str,
@@ -199,7 +275,7 @@ class ProducerCore:
                 f"a record of {size} bytes cannot fit a batch of {self.max_record_bytes} bytes"
             )
         if timestamp is None:
-            timestamp = time.time_ns() // 1_000_000
+            timestamp = _time_ns() // 1_000_000
         count = self.partition_counts.get(topic)
         if count is None:
             return None  # the caller fetches the topic's metadata and asks again

@@ -64,24 +64,25 @@ def partition_for_key(key: bytes, partitions: int) -> int:
 class StickyPartitioner:
     """Per-topic sticky choice for records without a key."""
 
-    __slots__ = ("_current", "_rng")
+    __slots__ = ("_rng", "current")
 
     def __init__(self, seed: int | None = None) -> None:
-        self._current: dict[str, int] = {}
+        #: topic -> the partition records without a key go to now
+        self.current: dict[str, int] = {}
         self._rng = random.Random(seed)
 
     def partition(self, topic: str, partitions: int) -> int:
-        p = self._current.get(topic)
+        p = self.current.get(topic)
         if p is None or p >= partitions:
             p = self._rng.randrange(partitions)
-            self._current[topic] = p
+            self.current[topic] = p
         return p
 
     def batch_sealed(self, topic: str, partition: int, partitions: int) -> None:
         """The batch for ``partition`` was sealed: stick to another one next."""
-        if self._current.get(topic) != partition:
+        if self.current.get(topic) != partition:
             return
         if partitions <= 1:
             return
         p = self._rng.randrange(partitions - 1)
-        self._current[topic] = p if p < partition else p + 1
+        self.current[topic] = p if p < partition else p + 1

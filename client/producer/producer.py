@@ -35,6 +35,7 @@ class Producer:
 
     def __init__(self, bootstrap: str, **config: Any) -> None:
         self._core = ProducerCore(bootstrap, ProducerConfig(**config))
+        self._try_send = self._core.make_try_send()
         self._loop: BackgroundTrio | None = None
         self._closed = False
         self._loop = BackgroundTrio("tailrace-producer", self._main)
@@ -67,9 +68,12 @@ class Producer:
         timestamp: int | None = None,
     ) -> RecordFuture:
         """Queue one record and return its handle."""
-        core = self._core
         if self._closed:
             raise ClientClosedError("the producer is closed")
+        handle = self._try_send(topic, value, key, headers, partition, timestamp)
+        if handle is not None:
+            return handle
+        core = self._core
         args = core.prepare(topic, value, key, headers, partition, timestamp)
         if args is None:
             self._run(core.fetch_partition_count, topic, timeout=core.config.max_block_ms / 1000)

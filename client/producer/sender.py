@@ -301,7 +301,7 @@ class Sender:
     # --- outcomes ------------------------------------------------------------
 
     def _finish(self, batch: ProducerBatch, base_offset: int, error: BaseException | None) -> None:
-        size = batch.size
+        size = batch.reserved
         batch.complete(base_offset, error)
         batch.records = []
         self.acc.release(size)

@@ -64,6 +64,32 @@ from .data import (
     ProduceTopic,
     ProduceTopicResult,
 )
+from .groups import (
+    ConsumerGroupHeartbeatRequest,
+    ConsumerGroupHeartbeatResponse,
+    DeletedGroup,
+    DeleteGroupsRequest,
+    DeleteGroupsResponse,
+    DescribedGroup,
+    DescribedMember,
+    DescribeGroupsRequest,
+    DescribeGroupsResponse,
+    ListedGroup,
+    ListGroupsRequest,
+    ListGroupsResponse,
+    OffsetCommitPartition,
+    OffsetCommitPartitionResult,
+    OffsetCommitRequest,
+    OffsetCommitResponse,
+    OffsetCommitTopic,
+    OffsetCommitTopicResult,
+    OffsetFetchPartitionResult,
+    OffsetFetchRequest,
+    OffsetFetchResponse,
+    OffsetFetchTopic,
+    OffsetFetchTopicResult,
+    TopicPartitions,
+)
 
 
 class ApiKey(IntEnum):
@@ -73,12 +99,18 @@ class ApiKey(IntEnum):
     FETCH = 1
     LIST_OFFSETS = 2
     METADATA = 3
+    OFFSET_COMMIT = 8
+    OFFSET_FETCH = 9
+    DESCRIBE_GROUPS = 15
+    LIST_GROUPS = 16
     API_VERSIONS = 18
     CREATE_TOPICS = 19
     DELETE_TOPICS = 20
     INIT_PRODUCER_ID = 22
     DESCRIBE_CONFIGS = 32
     ALTER_CONFIGS = 33
+    DELETE_GROUPS = 42
+    CONSUMER_GROUP_HEARTBEAT = 68
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -104,6 +136,16 @@ APIS: dict[int, ApiSpec] = {
         ApiSpec(ApiKey.INIT_PRODUCER_ID, InitProducerIdRequest, InitProducerIdResponse),
         ApiSpec(ApiKey.DESCRIBE_CONFIGS, DescribeConfigsRequest, DescribeConfigsResponse),
         ApiSpec(ApiKey.ALTER_CONFIGS, AlterConfigsRequest, AlterConfigsResponse),
+        ApiSpec(ApiKey.OFFSET_COMMIT, OffsetCommitRequest, OffsetCommitResponse),
+        ApiSpec(ApiKey.OFFSET_FETCH, OffsetFetchRequest, OffsetFetchResponse),
+        ApiSpec(ApiKey.DESCRIBE_GROUPS, DescribeGroupsRequest, DescribeGroupsResponse),
+        ApiSpec(ApiKey.LIST_GROUPS, ListGroupsRequest, ListGroupsResponse),
+        ApiSpec(ApiKey.DELETE_GROUPS, DeleteGroupsRequest, DeleteGroupsResponse),
+        ApiSpec(
+            ApiKey.CONSUMER_GROUP_HEARTBEAT,
+            ConsumerGroupHeartbeatRequest,
+            ConsumerGroupHeartbeatResponse,
+        ),
     )
 }
 
@@ -128,14 +170,23 @@ __all__ = [
     "ConfigEntry",
     "ConfigResource",
     "ConfigResourceResult",
+    "ConsumerGroupHeartbeatRequest",
+    "ConsumerGroupHeartbeatResponse",
     "CreatableTopic",
     "CreateTopicsRequest",
     "CreateTopicsResponse",
     "CreatedTopic",
+    "DeleteGroupsRequest",
+    "DeleteGroupsResponse",
     "DeleteTopicsRequest",
     "DeleteTopicsResponse",
+    "DeletedGroup",
     "DescribeConfigsRequest",
     "DescribeConfigsResponse",
+    "DescribeGroupsRequest",
+    "DescribeGroupsResponse",
+    "DescribedGroup",
+    "DescribedMember",
     "FetchPartition",
     "FetchPartitionResult",
     "FetchRequest",
@@ -144,14 +195,28 @@ __all__ = [
     "FetchTopicResult",
     "InitProducerIdRequest",
     "InitProducerIdResponse",
+    "ListGroupsRequest",
+    "ListGroupsResponse",
     "ListOffsetsPartition",
     "ListOffsetsPartitionResult",
     "ListOffsetsRequest",
     "ListOffsetsResponse",
     "ListOffsetsTopic",
     "ListOffsetsTopicResult",
+    "ListedGroup",
     "MetadataRequest",
     "MetadataResponse",
+    "OffsetCommitPartition",
+    "OffsetCommitPartitionResult",
+    "OffsetCommitRequest",
+    "OffsetCommitResponse",
+    "OffsetCommitTopic",
+    "OffsetCommitTopicResult",
+    "OffsetFetchPartitionResult",
+    "OffsetFetchRequest",
+    "OffsetFetchResponse",
+    "OffsetFetchTopic",
+    "OffsetFetchTopicResult",
     "PartitionMetadata",
     "ProducePartition",
     "ProducePartitionResult",
@@ -160,5 +225,6 @@ __all__ = [
     "ProduceTopic",
     "ProduceTopicResult",
     "TopicMetadata",
+    "TopicPartitions",
     "TopicResult",
 ]
