@@ -1,0 +1,216 @@
+"""``tailrace topics create | list | describe | alter | delete``.
+
+Thin over :class:`tailrace.client.Admin`: every refusal (unknown topic,
+invalid name or config, topic exists) is the broker's own message, shown as
+one line with exit 1. ``list --json`` and ``describe --json`` print the
+shapes documented in docs/operations.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from tailrace.client import TopicDescription
+
+from .common import UsageError, add_bootstrap_option, open_admin, parse_key_value, resolve_bootstrap
+from .common import setup_client_logging as _logging
+from .output import human_size, table, write_json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "topics",
+        help="create, list, describe, alter and delete topics",
+        description="Create, list, describe, alter and delete topics.",
+    )
+    tsub = p.add_subparsers(dest="topics_command", metavar="ACTION")
+    tsub.required = True
+
+    c = tsub.add_parser("create", help="create a topic", description="Create a topic.")
+    c.add_argument("name", help="topic name: 1-249 characters from [A-Za-z0-9._-]")
+    c.add_argument(
+        "--partitions", type=int, metavar="N", help="partition count (default: the broker's)"
+    )
+    c.add_argument(
+        "--config",
+        type=parse_key_value,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a topic setting (repeat for several), e.g. --config flush=none",
+    )
+    c.set_defaults(func=run_create)
+
+    ls = tsub.add_parser("list", help="list topics", description="List topics.")
+    ls.add_argument("--json", action="store_true", help="print JSON")
+    ls.set_defaults(func=run_list)
+
+    d = tsub.add_parser(
+        "describe",
+        help="partitions, offsets, sizes and configuration of a topic",
+        description=(
+            "Show each partition (log start, high watermark, log end, size, segments) "
+            "and every configuration key with its value and source."
+        ),
+    )
+    d.add_argument("name")
+    d.add_argument("--json", action="store_true", help="print JSON")
+    d.set_defaults(func=run_describe)
+
+    a = tsub.add_parser(
+        "alter",
+        help="change topic settings",
+        description=(
+            "Set topic configuration keys (--config KEY=VALUE) or revert them to the "
+            "broker default (--delete-config KEY). Takes effect without a restart."
+        ),
+    )
+    a.add_argument("name")
+    a.add_argument(
+        "--config",
+        type=parse_key_value,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set a key (repeat for several)",
+    )
+    a.add_argument(
+        "--delete-config",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="revert a key to the broker default (repeat for several)",
+    )
+    a.set_defaults(func=run_alter)
+
+    rm = tsub.add_parser(
+        "delete", help="delete a topic and its data", description="Delete a topic and its data."
+    )
+    rm.add_argument("name")
+    rm.set_defaults(func=run_delete)
+
+    for parser in (c, ls, d, a, rm):
+        add_bootstrap_option(parser)
+
+
+def run_create(args: argparse.Namespace) -> int:
+    _logging(args.debug)
+    configs = dict(args.config)
+    if args.partitions is not None and args.partitions < 1:
+        raise UsageError("--partitions must be at least 1")
+    with open_admin(resolve_bootstrap(args)) as admin:
+        count = admin.create_topic(args.name, args.partitions, configs)
+    plural = "partition" if count == 1 else "partitions"
+    sys.stdout.write(f"created topic {args.name} ({count} {plural})\n")
+    return 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    _logging(args.debug)
+    with open_admin(resolve_bootstrap(args)) as admin:
+        topics = admin.list_topics()
+    if args.json:
+        write_json({"topics": [_topic_summary(t) for t in topics]}, sys.stdout)
+        return 0
+    rows = [
+        (t.name, len(t.partitions), human_size(sum(p.size_bytes for p in t.partitions)))
+        for t in topics
+    ]
+    sys.stdout.write(table(["TOPIC", "PARTITIONS", "SIZE"], rows, [False, True, True]))
+    return 0
+
+
+def _topic_summary(t: TopicDescription) -> dict[str, Any]:
+    return {
+        "name": t.name,
+        "internal": t.internal,
+        "partitions": len(t.partitions),
+        "size_bytes": sum(p.size_bytes for p in t.partitions),
+    }
+
+
+def run_describe(args: argparse.Namespace) -> int:
+    _logging(args.debug)
+    with open_admin(resolve_bootstrap(args)) as admin:
+        desc = admin.describe_topic(args.name)
+    if args.json:
+        write_json(describe_json(desc), sys.stdout)
+        return 0
+    out = sys.stdout
+    out.write(f"TOPIC {desc.name}" + (" (internal)" if desc.internal else "") + "\n\n")
+    rows = [
+        (
+            p.partition,
+            p.log_start_offset,
+            p.high_watermark,
+            p.log_end_offset,
+            human_size(p.size_bytes),
+            p.segment_count,
+            p.error or "",
+        )
+        for p in desc.partitions
+    ]
+    headers = ["PARTITION", "LOG-START", "HIGH-WATERMARK", "LOG-END", "SIZE", "SEGMENTS"]
+    numeric = [True] * 6
+    if any(p.error for p in desc.partitions):
+        headers.append("ERROR")
+        numeric.append(False)
+    else:
+        rows = [r[:6] for r in rows]
+    out.write(table(headers, rows, numeric))
+    out.write("\n")
+    configs = [
+        (c.name, c.value, c.source + (", read-only" if c.read_only else ""))
+        for c in sorted(desc.configs.values(), key=lambda c: c.name)
+    ]
+    out.write(table(["CONFIG", "VALUE", "SOURCE"], configs, [False, False, False]))
+    return 0
+
+
+def describe_json(desc: TopicDescription) -> dict[str, Any]:
+    return {
+        "name": desc.name,
+        "internal": desc.internal,
+        "partitions": [
+            {
+                "partition": p.partition,
+                "log_start_offset": p.log_start_offset,
+                "high_watermark": p.high_watermark,
+                "log_end_offset": p.log_end_offset,
+                "size_bytes": p.size_bytes,
+                "segment_count": p.segment_count,
+                "error": p.error,
+            }
+            for p in desc.partitions
+        ],
+        "configs": {
+            c.name: {"value": c.value, "source": c.source, "read_only": c.read_only}
+            for c in sorted(desc.configs.values(), key=lambda c: c.name)
+        },
+    }
+
+
+def run_alter(args: argparse.Namespace) -> int:
+    _logging(args.debug)
+    changes: dict[str, str | None] = dict(args.config)
+    for key in args.delete_config:
+        if key in changes:
+            raise UsageError(f"{key} is both set (--config) and reverted (--delete-config)")
+        changes[key] = None
+    if not changes:
+        raise UsageError("nothing to change: give --config KEY=VALUE or --delete-config KEY")
+    with open_admin(resolve_bootstrap(args)) as admin:
+        admin.alter_configs(args.name, changes)
+    done = ", ".join(f"{k}={v}" if v is not None else f"{k} (default)" for k, v in changes.items())
+    sys.stdout.write(f"altered topic {args.name}: {done}\n")
+    return 0
+
+
+def run_delete(args: argparse.Namespace) -> int:
+    _logging(args.debug)
+    with open_admin(resolve_bootstrap(args)) as admin:
+        admin.delete_topic(args.name)
+    sys.stdout.write(f"deleted topic {args.name}\n")
+    return 0
