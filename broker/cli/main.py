@@ -17,8 +17,10 @@ from tailrace.client.errors import TailraceError
 
 from . import (
     broker_cmd,
+    consume_cmd,
     dump_log_cmd,
     offsets_cmd,
+    produce_cmd,
     topics_cmd,
 )
 from .common import EXIT_ERROR, CliError
@@ -27,7 +29,7 @@ __all__ = ["main"]
 
 #: Modules that each add one subcommand: ``register(subparsers)`` and the
 #: function they set as ``func`` taking the parsed args, returning the exit code.
-COMMANDS = [broker_cmd, topics_cmd, offsets_cmd, dump_log_cmd]
+COMMANDS = [broker_cmd, topics_cmd, produce_cmd, consume_cmd, offsets_cmd, dump_log_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:

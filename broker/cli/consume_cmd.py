@@ -1,0 +1,282 @@
+"""``tailrace consume TOPIC [--from-beginning | --offset N | --from-time ISO] ...``.
+
+Reads every partition of the topic (or ``--partition N``) and writes each
+record to stdout: its value alone on a line (``--format value``, the raw
+bytes, a null value as an empty line) or one JSON object per line
+(``--format json``, shape in docs/operations.md and :func:`record_json`).
+
+Where it starts: the end of each partition, so only records produced after
+the command started (default); the log start (``--from-beginning``); offset
+N of every partition read (``--offset N``); the first record at or after a
+time (``--from-time``, see times.py for the accepted forms).
+
+When it stops: after ``--max-messages N`` records; once ``--timeout-ms MS``
+pass without a new record; otherwise at Ctrl-C or SIGTERM, which finish the
+records in hand (see interrupt.py). Every end is exit 0 with the summary
+``consumed N records`` on stderr.
+
+The command is three parts so that ``--group`` (consumer groups, issue 5)
+can slot in beside the others: :func:`open_reader` decides what is read
+and from where (a group would subscribe and start from its committed
+offsets instead of assigning and seeking), :func:`copy_records` is the
+loop, the same for both, and its ``on_written`` hook sees each batch once
+it is on stdout (a group would remember those offsets and commit them
+before exiting).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Protocol
+
+from tailrace.client import Consumer, Record
+
+from .common import (
+    CliError,
+    UsageError,
+    add_bootstrap_option,
+    check_broker,
+    resolve_bootstrap,
+    setup_client_logging,
+)
+from .interrupt import StopOnSignal
+from .output import bytes_field
+from .progress import Progress
+from .times import parse_time_ms
+
+#: Longest one poll waits: how quickly Ctrl-C and --timeout-ms are noticed.
+POLL_TICK_MS = 250
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "consume",
+        help="print records of a topic",
+        description=(
+            "Print the records of a topic, one per line, following the log until "
+            "interrupted (Ctrl-C exits 0 with a summary on stderr)."
+        ),
+    )
+    p.add_argument("topic")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument(
+        "--from-beginning",
+        action="store_true",
+        help="start at the log start (default: only records produced from now on)",
+    )
+    start.add_argument(
+        "--offset", type=int, metavar="N", help="start at offset N of every partition read"
+    )
+    start.add_argument(
+        "--from-time",
+        metavar="ISO",
+        help="start at the first record at or after this time "
+        "(ISO 8601, e.g. 2026-11-25T10:00:00Z; no zone means UTC)",
+    )
+    p.add_argument("--partition", type=int, metavar="N", help="read only partition N")
+    p.add_argument("--max-messages", type=int, metavar="N", help="exit after N records")
+    p.add_argument(
+        "--timeout-ms",
+        type=int,
+        metavar="MS",
+        help="exit once MS milliseconds pass without a new record",
+    )
+    p.add_argument(
+        "--format",
+        choices=["value", "json"],
+        default="value",
+        help="value: the value alone (default); json: one JSON object per record",
+    )
+    add_bootstrap_option(p)
+    p.set_defaults(func=run)
+
+
+# --- where reading starts -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """``kind`` is "end", "beginning", "offset" (``value`` = the offset) or
+    "time" (``value`` = ms since the epoch)."""
+
+    kind: str
+    value: int = 0
+
+
+def start_from_args(args: argparse.Namespace) -> Start:
+    if args.from_beginning:
+        return Start("beginning")
+    if args.offset is not None:
+        if args.offset < 0:
+            raise UsageError("--offset must not be negative")
+        return Start("offset", args.offset)
+    if args.from_time is not None:
+        try:
+            return Start("time", parse_time_ms(args.from_time))
+        except ValueError as exc:
+            raise UsageError(f"--from-time: {exc}") from None
+    return Start("end")
+
+
+class Reader(Protocol):
+    """What :func:`copy_records` needs of a consumer."""
+
+    def poll(self, timeout_ms: float = ..., max_records: int | None = ...) -> list[Record]: ...
+
+
+@contextmanager
+def open_reader(
+    bootstrap: str, topic: str, partitions: Sequence[int], start: Start
+) -> Iterator[Consumer]:
+    """A consumer assigned ``partitions`` of ``topic`` and positioned at
+    ``start``. A position that falls out of the log while following (retention
+    overtook a slow reader, the topic was recreated) moves to the log start,
+    so nothing still kept is skipped; an explicit ``--offset`` outside the
+    log is an error instead (auto_offset_reset "none")."""
+    reset = "none" if start.kind == "offset" else "earliest"
+    with Consumer(bootstrap, auto_offset_reset=reset) as consumer:
+        tps = [(topic, p) for p in partitions]
+        consumer.assign(tps)
+        if start.kind == "end":
+            consumer.seek_to_end(tps)
+        elif start.kind == "beginning":
+            consumer.seek_to_beginning(tps)
+        elif start.kind == "offset":
+            for tp in tps:
+                consumer.seek(tp, start.value)
+        elif start.kind == "time":
+            consumer.seek_to_time(dict.fromkeys(tps, start.value))
+        else:
+            raise AssertionError(start.kind)
+        yield consumer
+
+
+# --- output ---------------------------------------------------------------------
+
+
+def record_json(r: Record) -> dict[str, Any]:
+    """The ``--format json`` object of one record (documented shape)."""
+    obj: dict[str, Any] = {
+        "topic": r.topic,
+        "partition": r.partition,
+        "offset": r.offset,
+        "timestamp": r.timestamp,
+    }
+    obj.update(bytes_field("key", r.key))
+    obj.update(bytes_field("value", r.value))
+    obj["headers"] = [{"key": name, **bytes_field("value", v)} for name, v in (r.headers or ())]
+    return obj
+
+
+def _write_values(out: BinaryIO, records: list[Record]) -> None:
+    out.write(b"".join([(r.value or b"") + b"\n" for r in records]))
+
+
+def _write_json_lines(out: BinaryIO, records: list[Record]) -> None:
+    text = "".join(
+        json.dumps(record_json(r), ensure_ascii=False, separators=(",", ":")) + "\n"
+        for r in records
+    )
+    out.write(text.encode("utf-8"))
+
+
+WRITERS: dict[str, Callable[[BinaryIO, list[Record]], None]] = {
+    "value": _write_values,
+    "json": _write_json_lines,
+}
+
+
+# --- the loop -------------------------------------------------------------------
+
+
+def copy_records(
+    reader: Reader,
+    write: Callable[[list[Record]], None],
+    *,
+    max_messages: int | None,
+    timeout_ms: int | None,
+    stop: StopOnSignal,
+    progress: Progress,
+    on_written: Callable[[list[Record]], None] | None = None,
+) -> int:
+    """Poll and write until a stop condition; returns the records written.
+
+    Every batch is written (and flushed by ``write``) before the stop flag
+    is looked at again, so an interrupted run has printed whole records,
+    and exactly those ``on_written`` saw.
+    """
+    count = 0
+    idle_since = time.monotonic()
+    while stop.requested is None:
+        wait_ms = POLL_TICK_MS
+        if timeout_ms is not None:
+            left = timeout_ms - (time.monotonic() - idle_since) * 1000
+            if left <= 0:
+                break
+            wait_ms = min(wait_ms, left)
+        want = None if max_messages is None else max_messages - count
+        records = reader.poll(timeout_ms=wait_ms, max_records=want)
+        if not records:
+            continue
+        write(records)
+        count += len(records)
+        if on_written is not None:
+            on_written(records)
+        progress.update(count)
+        idle_since = time.monotonic()
+        if max_messages is not None and count >= max_messages:
+            break
+    return count
+
+
+def run(args: argparse.Namespace) -> int:
+    setup_client_logging(args.debug)
+    bootstrap = resolve_bootstrap(args)
+    if args.max_messages is not None and args.max_messages < 1:
+        raise UsageError("--max-messages must be at least 1")
+    if args.timeout_ms is not None and args.timeout_ms < 0:
+        raise UsageError("--timeout-ms must not be negative")
+    if args.partition is not None and args.partition < 0:
+        raise UsageError("--partition must not be negative")
+    start = start_from_args(args)
+
+    count = check_broker(bootstrap, args.topic)
+    if args.partition is not None:
+        if args.partition >= count:
+            raise CliError(
+                f"partition {args.partition} of {args.topic!r} does not exist ({count} partitions)"
+            )
+        partitions = [args.partition]
+    else:
+        partitions = list(range(count))
+
+    out = sys.stdout.buffer
+    writer = WRITERS[args.format]
+
+    def write(records: list[Record]) -> None:
+        writer(out, records)
+        out.flush()
+
+    # a bar only when records go to a file or pipe and a person watches stderr
+    progress = Progress(sys.stderr, enabled=False if sys.stdout.isatty() else None)
+    consumed = 0
+    try:
+        with StopOnSignal() as stop, open_reader(bootstrap, args.topic, partitions, start) as c:
+            consumed = copy_records(
+                c,
+                write,
+                max_messages=args.max_messages,
+                timeout_ms=args.timeout_ms,
+                stop=stop,
+                progress=progress,
+            )
+    finally:
+        progress.close()
+    sys.stderr.write(f"consumed {consumed} record{'' if consumed == 1 else 's'}\n")
+    return 0

@@ -1,0 +1,167 @@
+"""``tailrace produce TOPIC [--key-separator SEP] [--partition N] [--acks 0|1] [--file PATH]``.
+
+One record per input line, read as bytes from stdin or ``--file``: the
+trailing newline (b"\\n") is removed and nothing else, so an empty line is a
+record with an empty value and a line ending in "\\r\\n" keeps its "\\r".
+With ``--key-separator SEP`` each line splits at the first SEP into key and
+value; a line without SEP is an error (exit 1), reported with its line
+number after the lines before it have been sent.
+
+The command exits only after every record is acknowledged (``flush``), then
+reports ``produced N records to TOPIC`` on stderr. A record the broker
+refuses makes the command stop reading and exit 1 with the broker's reason;
+the summary still says how many were acknowledged. Ctrl-C stops reading,
+waits for what was already sent, reports it and exits 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import BinaryIO
+
+from tailrace.client import Producer, RecordFuture
+
+from .common import (
+    CliError,
+    UsageError,
+    add_bootstrap_option,
+    check_broker,
+    resolve_bootstrap,
+    setup_client_logging,
+)
+from .progress import Progress
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "produce",
+        help="send one record per input line",
+        description=(
+            "Send one record per line of stdin (or --file), waiting until every record "
+            "is acknowledged. The count goes to stderr."
+        ),
+    )
+    p.add_argument("topic")
+    p.add_argument(
+        "--key-separator",
+        metavar="SEP",
+        help="split each line at the first SEP into key and value (e.g. ':' or $'\\t')",
+    )
+    p.add_argument("--partition", type=int, metavar="N", help="send every record to partition N")
+    p.add_argument(
+        "--acks",
+        type=int,
+        choices=[0, 1],
+        default=1,
+        help="1: wait for the broker's acknowledgement (default); 0: do not",
+    )
+    p.add_argument("--file", metavar="PATH", help="read lines from PATH instead of stdin")
+    add_bootstrap_option(p)
+    p.set_defaults(func=run)
+
+
+class _Acks:
+    """Counts acknowledged records and keeps the first failure; called on
+    the producer's thread, read on ours after ``flush``."""
+
+    def __init__(self) -> None:
+        self.acked = 0
+        self.error: BaseException | None = None
+
+    def __call__(self, future: RecordFuture) -> None:
+        error = future.exception(0)
+        if error is None:
+            self.acked += 1
+        elif self.error is None:
+            self.error = error
+
+
+def run(args: argparse.Namespace) -> int:
+    setup_client_logging(args.debug)
+    bootstrap = resolve_bootstrap(args)
+    sep = None
+    if args.key_separator is not None:
+        sep = args.key_separator.encode()
+        if not sep:
+            raise UsageError("--key-separator must not be empty")
+    if args.partition is not None and args.partition < 0:
+        raise UsageError("--partition must not be negative")
+
+    source: BinaryIO
+    if args.file is not None:
+        source = open(args.file, "rb")  # noqa: SIM115 (closed in the finally below)
+        total = os.fstat(source.fileno()).st_size
+    else:
+        source = sys.stdin.buffer
+        total = None
+    try:
+        partitions = check_broker(bootstrap, args.topic)
+        if args.partition is not None and args.partition >= partitions:
+            raise CliError(
+                f"partition {args.partition} of {args.topic!r} does not exist "
+                f"({partitions} partitions)"
+            )
+        # a progress bar only for a file or a pipe: on a terminal the person
+        # typing the lines is the progress
+        interactive = args.file is None and source.isatty()
+        progress = Progress(sys.stderr, total_bytes=total, enabled=False if interactive else None)
+        return _produce(args, bootstrap, source, sep, progress)
+    finally:
+        if source is not sys.stdin.buffer:
+            source.close()
+
+
+def _produce(
+    args: argparse.Namespace,
+    bootstrap: str,
+    source: BinaryIO,
+    sep: bytes | None,
+    progress: Progress,
+) -> int:
+    topic, partition = args.topic, args.partition
+    acks = _Acks()
+    sent = 0
+    read_bytes = 0
+    failure: Exception | None = None
+    interrupted = False
+    producer = Producer(bootstrap, acks=args.acks)
+    try:
+        send = producer.send
+        try:
+            for lineno, line in enumerate(source, 1):
+                read_bytes += len(line)
+                if line.endswith(b"\n"):
+                    line = line[:-1]
+                key = None
+                if sep is not None:
+                    key, found, value = line.partition(sep)
+                    if not found:
+                        failure = CliError(
+                            f"line {lineno} has no key separator {args.key_separator!r}"
+                        )
+                        break
+                else:
+                    value = line
+                send(topic, value, key=key, partition=partition).add_done_callback(acks)
+                sent += 1
+                if acks.error is not None:
+                    break  # the broker refuses: stop reading more
+                progress.update(sent, read_bytes)
+        except KeyboardInterrupt:
+            interrupted = True
+        producer.flush()
+    except Exception as exc:  # a send refused before it was queued
+        failure = exc
+    finally:
+        progress.close()
+        producer.close()
+    plural = "record" if acks.acked == 1 else "records"
+    note = " (interrupted)" if interrupted else ""
+    sys.stderr.write(f"produced {acks.acked} {plural} to {topic}{note}\n")
+    if acks.error is not None:
+        raise acks.error
+    if failure is not None:
+        raise failure
+    return 130 if interrupted else 0
