@@ -1,0 +1,647 @@
+"""Side-by-side: tailrace, Redis Streams and NATS JetStream on the same workloads.
+
+    .venv/bin/pip install -e '.[bench]'        # redis, nats-py, matplotlib
+    apt-get install -y redis-server nats-server
+    .venv/bin/python tools/compare_peers.py --repeats 3
+
+Workloads, for records of 100 B and 1 KiB:
+
+* produce: N records as fast as the client's best documented batching allows,
+  timed until the system holds them all;
+* consume: read those N records back from the start;
+* e2e: records sent at a fixed rate for a few seconds, each value starting
+  with its scheduled send time (8 bytes, CLOCK_MONOTONIC ns); a consumer in
+  another process records now - scheduled time (latency from the schedule,
+  so a stall is not hidden). p50 and p99 are reported.
+
+How each system is driven (the fastest documented way its Python client has):
+
+* tailrace: ``tailrace bench produce|consume|e2e --spawn-broker --json``
+  subprocesses (a fresh broker per run), topic flush ``interval`` (fsync
+  every second, like Redis's ``appendfsync everysec``) and ``sync`` (fsync
+  before every acknowledgement); the blocking Producer with its defaults
+  (linger 5 ms) for throughput, ``--linger-ms 1`` for e2e (``--e2e-linger-ms``).
+* Redis Streams: Debian's redis-server with ``appendonly yes`` and
+  ``appendfsync everysec`` in a temporary directory; redis-py, XADD pipelined
+  1000 per round trip, XREAD COUNT 5000; e2e: one XADD per record, XREAD
+  BLOCK on the consumer side.
+* NATS JetStream: Debian's nats-server ``-js`` with file storage in a
+  temporary directory (its default sync interval: 2 minutes); nats-py, core
+  publish into the stream's subject flushed every 1000, timed until the
+  stream holds all N; pull consumer fetch(1000) with no acks; e2e: acked
+  ``publish_async`` at the schedule, pull fetch on the consumer side.
+
+Every server is started by this tool on a free loopback port in a temporary
+directory and stopped through its own process handle. The systems run
+interleaved (tailrace, tailrace-sync, redis, nats, then again, ``--repeats``
+times) and the table shows each figure's median, because on a shared
+machine figures drift from minute to minute: only figures from one run are
+comparable. A system whose server or Python client is not installed is
+skipped with a note. A PNG chart goes to ``--chart`` (default docs/peers.png).
+
+This is a tool, not a test: it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime
+import json
+import multiprocessing
+import os
+import platform
+import shutil
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tailrace.broker.bench.histogram import Histogram
+from tailrace.broker.bench.procstats import sample
+
+ROOT = Path(__file__).resolve().parents[1]
+STAMP = struct.Struct(">q")
+MIB = 1 << 20
+WAIT_S = 120.0  # longest any single wait for a server or for records
+
+SYSTEMS = ("tailrace", "tailrace-sync", "redis", "nats")
+LABELS = {
+    "tailrace": "tailrace (flush interval)",
+    "tailrace-sync": "tailrace (flush sync)",
+    "redis": "Redis Streams (AOF everysec)",
+    "nats": "NATS JetStream (file)",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def payload(size: int) -> bytes:
+    return (bytes(range(256)) * (size // 256 + 1))[:size]
+
+
+def stamped(size: int, t_ns: int) -> bytes:
+    return STAMP.pack(t_ns) + payload(size)[STAMP.size :]
+
+
+# --- servers ---------------------------------------------------------------------
+
+
+class Server:
+    """A peer's server process in a temporary directory on a free loopback port."""
+
+    def __init__(self, name: str, cmd: Callable[[int, str], list[str]]) -> None:
+        self.name = name
+        self.tmp = tempfile.TemporaryDirectory(prefix=f"compare-{name}-")
+        self.port = free_port()
+        self.log = open(Path(self.tmp.name) / "server.log", "w")  # noqa: SIM115 - closed in stop
+        self.proc = subprocess.Popen(
+            cmd(self.port, self.tmp.name),
+            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.tmp.name,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{name} exited: {self._log_tail()}")
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=1),
+            ):
+                break
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{name} did not listen: {self._log_tail()}")
+            time.sleep(0.05)
+
+    def _log_tail(self) -> str:
+        self.log.flush()
+        return (Path(self.tmp.name) / "server.log").read_text()[-1000:]
+
+    def cost(self) -> tuple[float, float]:
+        """(CPU seconds so far, peak RSS MiB) of the server process."""
+        s = sample(self.proc.pid)
+        return s.cpu_s, s.hwm_kib / 1024
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(30)
+        self.log.close()
+        self.tmp.cleanup()
+
+
+def redis_server() -> Server:
+    return Server(
+        "redis",
+        lambda port, d: [
+            "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", d,
+            "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+            "--daemonize", "no", "--protected-mode", "no", "--logfile", "",
+        ],
+    )  # fmt: skip
+
+
+def nats_server() -> Server:
+    return Server(
+        "nats",
+        lambda port, d: ["nats-server", "-js", "-sd", d, "-a", "127.0.0.1", "-p", str(port)],
+    )
+
+
+# --- tailrace ----------------------------------------------------------------------
+
+
+def tailrace_bench(mode: str, flush: str, *args: str) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TAILRACE_")}
+    cmd = [sys.executable, "-m", "tailrace.broker.cli", "bench", mode, "--spawn-broker"]
+    cmd += ["--json", "--flush", flush, *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr.strip()[-500:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_tailrace(
+    flush: str, size: int, records: int, rate: float, seconds: float, linger_ms: float
+) -> dict:
+    common = ["--record-size", str(size)]
+    p = tailrace_bench("produce", flush, "--records", str(records), *common)
+    c = tailrace_bench("consume", flush, "--records", str(records), *common)
+    e = tailrace_bench(
+        "e2e", flush, "--rate", str(rate), "--duration", str(seconds),
+        "--linger-ms", str(linger_ms), *common,
+    )  # fmt: skip
+    return {
+        "produce_rps": p["records_per_sec"],
+        "produce_server_cpu_s": p.get("broker_cpu_s"),
+        "consume_rps": c["records_per_sec"],
+        "consume_server_cpu_s": c.get("broker_cpu_s"),
+        "e2e_p50_ms": e["latency_ms"]["p50"],
+        "e2e_p99_ms": e["latency_ms"]["p99"],
+        "e2e_records": e["records"],
+        "server_rss_mib": max(x.get("broker_rss_mib") or 0 for x in (p, c, e)),
+    }
+
+
+# --- Redis Streams -----------------------------------------------------------------
+
+
+def run_redis(size: int, records: int, rate: float, seconds: float) -> dict:
+    import redis
+
+    server = redis_server()
+    try:
+        r = redis.Redis(port=server.port)
+        value = payload(size)
+        cpu0, _ = server.cost()
+        t0 = time.perf_counter()
+        for i in range(0, records, 1000):
+            pipe = r.pipeline(transaction=False)
+            for _ in range(min(1000, records - i)):
+                pipe.xadd("bench", {"v": value})
+            pipe.execute()
+        produce_s = time.perf_counter() - t0
+        cpu1, _ = server.cost()
+        t0 = time.perf_counter()
+        last, got = "0-0", 0
+        while got < records:
+            res = r.xread({"bench": last}, count=5000)
+            entries = res[0][1]
+            got += len(entries)
+            last = entries[-1][0]
+        consume_s = time.perf_counter() - t0
+        cpu2, _ = server.cost()
+        hist = e2e(_redis_producer, _redis_consumer, server.port, size, rate, seconds)
+        _, rss = server.cost()
+        r.close()
+    finally:
+        server.stop()
+    return {
+        "produce_rps": records / produce_s,
+        "produce_server_cpu_s": cpu1 - cpu0,
+        "consume_rps": records / consume_s,
+        "consume_server_cpu_s": cpu2 - cpu1,
+        "e2e_p50_ms": hist.summary_ms()["p50"],
+        "e2e_p99_ms": hist.summary_ms()["p99"],
+        "e2e_records": hist.count,
+        "server_rss_mib": rss,
+    }
+
+
+def _redis_producer(port: int, size: int, schedule: list[int]) -> int:
+    import redis
+
+    r = redis.Redis(port=port)
+    for t in schedule:
+        sleep_until(t)
+        r.xadd("e2e", {"v": stamped(size, t)})
+    r.close()
+    return len(schedule)
+
+
+def _redis_consumer(port: int, expected: int, ready: Callable[[], None]) -> Histogram:
+    import redis
+
+    r = redis.Redis(port=port)
+    hist = Histogram()
+    last = "$"
+    r.xadd("e2e-warmup", {"v": b"x"})
+    ready()
+    deadline = time.monotonic() + WAIT_S
+    while hist.count < expected and time.monotonic() < deadline:
+        res = r.xread({"e2e": last}, count=1000, block=1000)
+        now = time.monotonic_ns()
+        if not res:
+            continue
+        for entry_id, fields in res[0][1]:
+            hist.record(now - STAMP.unpack_from(fields[b"v"])[0])
+            last = entry_id
+    r.close()
+    return hist
+
+
+# --- NATS JetStream ----------------------------------------------------------------
+
+
+def run_nats(size: int, records: int, rate: float, seconds: float) -> dict:
+    server = nats_server()
+    try:
+        out = asyncio.run(_nats_throughput(server, size, records))
+        hist = e2e(_nats_producer, _nats_consumer, server.port, size, rate, seconds)
+        _, rss = server.cost()
+    finally:
+        server.stop()
+    out.update(
+        e2e_p50_ms=hist.summary_ms()["p50"],
+        e2e_p99_ms=hist.summary_ms()["p99"],
+        e2e_records=hist.count,
+        server_rss_mib=rss,
+    )
+    return out
+
+
+async def _nats_throughput(server: Server, size: int, records: int) -> dict:
+    import nats
+    from nats.js.api import AckPolicy, ConsumerConfig
+
+    nc = await nats.connect(f"nats://127.0.0.1:{server.port}")
+    js = nc.jetstream()
+    await js.add_stream(name="BENCH", subjects=["bench"], storage="file")
+    value = payload(size)
+    cpu0, _ = server.cost()
+    t0 = time.perf_counter()
+    for i in range(records):
+        await nc.publish("bench", value)
+        if i % 1000 == 999:
+            await nc.flush()
+    await nc.flush()
+    deadline = time.monotonic() + WAIT_S
+    while (await js.stream_info("BENCH")).state.messages < records:
+        if time.monotonic() > deadline:
+            raise RuntimeError("NATS did not store every record")
+        await asyncio.sleep(0.005)
+    produce_s = time.perf_counter() - t0
+    cpu1, _ = server.cost()
+    sub = await js.pull_subscribe(
+        "bench", durable="c1", config=ConsumerConfig(ack_policy=AckPolicy.NONE)
+    )
+    t0 = time.perf_counter()
+    got = 0
+    while got < records:
+        got += len(await sub.fetch(1000, timeout=5))
+    consume_s = time.perf_counter() - t0
+    cpu2, _ = server.cost()
+    await nc.close()
+    return {
+        "produce_rps": records / produce_s,
+        "produce_server_cpu_s": cpu1 - cpu0,
+        "consume_rps": records / consume_s,
+        "consume_server_cpu_s": cpu2 - cpu1,
+    }
+
+
+async def _nats_stream(port: int) -> Any:
+    import nats
+
+    nc = await nats.connect(f"nats://127.0.0.1:{port}")
+    js = nc.jetstream()
+    # both sides declare the stream; adding an identical stream again is a no-op
+    await js.add_stream(name="E2E", subjects=["e2e"], storage="file")
+    return nc, js
+
+
+def _nats_producer(port: int, size: int, schedule: list[int]) -> int:
+    async def main() -> int:
+        nc, js = await _nats_stream(port)
+        for t in schedule:
+            delay = (t - time.monotonic_ns()) / 1e9
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await js.publish_async("e2e", stamped(size, t))
+        await asyncio.wait_for(js.publish_async_completed(), WAIT_S)
+        await nc.close()
+        return len(schedule)
+
+    return asyncio.run(main())
+
+
+def _nats_consumer(port: int, expected: int, ready: Callable[[], None]) -> Histogram:
+    import nats.errors
+    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+    async def main() -> Histogram:
+        nc, js = await _nats_stream(port)
+        sub = await js.pull_subscribe(
+            "e2e",
+            durable="e2e",
+            config=ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.NEW),
+        )
+        ready()
+        hist = Histogram()
+        deadline = time.monotonic() + WAIT_S
+        while hist.count < expected and time.monotonic() < deadline:
+            try:
+                msgs = await sub.fetch(1000, timeout=1)
+            except nats.errors.TimeoutError:
+                continue
+            now = time.monotonic_ns()
+            for m in msgs:
+                hist.record(now - STAMP.unpack_from(m.data)[0])
+        await nc.close()
+        return hist
+
+    return asyncio.run(main())
+
+
+# --- end-to-end at a fixed rate, producer in its own process ------------------------
+
+
+def _producer_process(fn: Any, port: int, size: int, conn: Any) -> None:
+    schedule = conn.recv()
+    conn.send(fn(port, size, schedule))
+    conn.close()
+
+
+def e2e(producer: Any, consumer: Any, port: int, size: int, rate: float, seconds: float) -> Any:
+    """Producer in a child process on a fixed schedule, consumer here."""
+    n = int(rate * seconds)
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_producer_process, args=(producer, port, size, child))
+    proc.start()
+
+    def ready() -> None:
+        start = time.monotonic_ns() + 500_000_000  # the child is importing its client
+        parent.send([start + round(i * 1e9 / rate) for i in range(n)])
+
+    try:
+        hist = consumer(port, n, ready)
+        if parent.poll(WAIT_S):
+            parent.recv()
+    finally:
+        proc.join(WAIT_S)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+    return hist
+
+
+def sleep_until(t_ns: int) -> None:
+    delay = t_ns - time.monotonic_ns()
+    if delay > 0:
+        time.sleep(delay / 1e9)
+
+
+# --- the run -------------------------------------------------------------------------
+
+
+def available(systems: list[str]) -> tuple[list[str], list[str]]:
+    notes = []
+    keep = []
+    for s in systems:
+        if s == "redis":
+            missing = [m for m in ("redis",) if not _importable(m)]
+            binary = shutil.which("redis-server")
+        elif s == "nats":
+            missing = [m for m in ("nats",) if not _importable(m)]
+            binary = shutil.which("nats-server")
+        else:
+            missing, binary = [], "tailrace"
+        if binary is None:
+            notes.append(f"{LABELS[s]}: skipped, its server is not installed")
+        elif missing:
+            notes.append(f"{LABELS[s]}: skipped, Python client {missing[0]} is not installed")
+        else:
+            keep.append(s)
+    return keep, notes
+
+
+def _importable(module: str) -> bool:
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
+def run_one(system: str, size: int, args: argparse.Namespace) -> dict:
+    records = args.records if size <= 100 else args.records_1k
+    if system == "tailrace":
+        return run_tailrace("interval", size, records, args.rate, args.seconds, args.e2e_linger_ms)
+    if system == "tailrace-sync":
+        return run_tailrace("sync", size, records, args.rate, args.seconds, args.e2e_linger_ms)
+    if system == "redis":
+        return run_redis(size, records, args.rate, args.seconds)
+    return run_nats(size, records, args.rate, args.seconds)
+
+
+METRICS = ("produce_rps", "consume_rps", "e2e_p50_ms", "e2e_p99_ms")
+
+
+def medians(runs: list[dict]) -> dict[str, float]:
+    out = {}
+    for key in runs[0]:
+        values = [r[key] for r in runs if r.get(key) is not None]
+        if values:
+            out[key] = statistics.median(values)
+    return out
+
+
+def table(results: dict, sizes: list[int], rate: float) -> str:
+    head = ["system"]
+    for size in sizes:
+        unit = "rec/s" if size <= 100 else "MiB/s"
+        head += [f"produce {size} B {unit}", f"consume {size} B {unit}"]
+    head += [f"e2e {size} B p50 / p99 ms @ {rate:,.0f}/s" for size in sizes]
+    rows = []
+    for system, by_size in results.items():
+        row = [LABELS[system]]
+        for size in sizes:
+            m = medians(by_size[size])
+            for key in ("produce_rps", "consume_rps"):
+                v = m.get(key)
+                if v is None:
+                    row.append("-")
+                elif size <= 100:
+                    row.append(f"{v:,.0f}")
+                else:
+                    row.append(f"{v * size / MIB:,.1f}")
+        for size in sizes:
+            m = medians(by_size[size])
+            row.append(f"{m.get('e2e_p50_ms', 0):.2f} / {m.get('e2e_p99_ms', 0):.2f}")
+        rows.append(row)
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def chart(results: dict, sizes: list[int], rate: float, path: Path, caption: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    systems = list(results)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 5))
+    width = 0.8 / max(1, len(systems))
+    panels = [
+        ("produce_rps", "produce (records/s, log)", True),
+        ("consume_rps", "consume (records/s, log)", True),
+        ("e2e_p99_ms", f"end-to-end p99 at {rate:,.0f} records/s (ms, log)", True),
+    ]
+    for ax, (key, title, log) in zip(axes, panels, strict=True):
+        for i, system in enumerate(systems):
+            values = [medians(results[system][s]).get(key, 0) for s in sizes]
+            xs = [x + i * width for x in range(len(sizes))]
+            bars = ax.bar(xs, values, width, label=LABELS[system])
+            for bar, v in zip(bars, values, strict=True):
+                text = f"{v:,.0f}" if key.endswith("rps") else f"{v:.1f}"
+                ax.annotate(
+                    text,
+                    (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center", va="bottom", fontsize=7, rotation=90,
+                )  # fmt: skip
+        ax.set_xticks([x + width * (len(systems) - 1) / 2 for x in range(len(sizes))])
+        ax.set_xticklabels([f"{s} B" for s in sizes])
+        ax.set_title(title, fontsize=10)
+        if log:
+            ax.set_yscale("log")
+        ax.grid(axis="y", alpha=0.3)
+        bottom, top = ax.get_ylim()
+        ax.set_ylim(bottom, top * (4 if log else 1.3))  # room for the value labels
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(systems), fontsize=8)
+    fig.suptitle("\n".join(textwrap.wrap(caption, 160)), fontsize=8)
+    fig.tight_layout(rect=(0, 0.07, 1, 0.95))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def machine() -> str:
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    cpu = platform.processor() or "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return f"{os.cpu_count()} x {cpu}, Linux {platform.release()}, load avg {load}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--repeats", type=int, default=3, help="interleaved rounds (median shown)")
+    p.add_argument("--records", type=int, default=200_000, help="records per 100 B run")
+    p.add_argument("--records-1k", type=int, default=100_000, help="records per 1 KiB run")
+    p.add_argument("--sizes", default="100,1024", help="record sizes in bytes")
+    p.add_argument("--rate", type=float, default=2000, help="e2e records/s")
+    p.add_argument("--seconds", type=float, default=5, help="e2e duration")
+    p.add_argument(
+        "--e2e-linger-ms",
+        type=float,
+        default=1,
+        help="tailrace producer linger for e2e (the peers send each record at once; "
+        "linger 0 with flush sync fsyncs every record's batch)",
+    )
+    p.add_argument("--systems", default=",".join(SYSTEMS), help="subset of " + ",".join(SYSTEMS))
+    p.add_argument("--chart", default=str(ROOT / "docs" / "peers.png"), help="PNG path")
+    p.add_argument("--json-out", help="also write every run's figures here")
+    args = p.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    wanted = [s.strip() for s in args.systems.split(",") if s.strip()]
+    unknown = set(wanted) - set(SYSTEMS)
+    if unknown:
+        p.error(f"unknown systems: {', '.join(sorted(unknown))}")
+    systems, notes = available(wanted)
+    for note in notes:
+        sys.stderr.write(f"note: {note}\n")
+    started = datetime.datetime.now(datetime.UTC)
+    load_before = os.getloadavg()
+    results: dict[str, dict[int, list[dict]]] = {s: {z: [] for z in sizes} for s in systems}
+    for round_no in range(1, args.repeats + 1):
+        for system in systems:
+            for size in sizes:
+                sys.stderr.write(f"round {round_no}/{args.repeats}: {system} {size} B ... ")
+                sys.stderr.flush()
+                t = time.monotonic()
+                figures = run_one(system, size, args)
+                results[system][size].append(figures)
+                sys.stderr.write(
+                    f"{time.monotonic() - t:.0f} s: produce {figures['produce_rps']:,.0f}/s, "
+                    f"consume {figures['consume_rps']:,.0f}/s, "
+                    f"e2e p99 {figures['e2e_p99_ms']:.2f} ms\n"
+                )
+    load_after = os.getloadavg()
+    command = "python tools/compare_peers.py " + " ".join(
+        argv if argv is not None else sys.argv[1:]
+    )
+    caption = (
+        f"{started:%Y-%m-%d %H:%M} UTC · {machine()} · medians of {args.repeats} interleaved "
+        f"rounds · {command.strip()}"
+    )
+    out = sys.stdout
+    out.write(f"{caption}\n")
+    out.write(
+        f"load average (1 min) before {load_before[0]:.2f}, after {load_after[0]:.2f}; "
+        f"produce/consume: {args.records:,} records of 100 B, {args.records_1k:,} of larger\n\n"
+    )
+    out.write(table(results, sizes, args.rate) + "\n")
+    for note in notes:
+        out.write(f"\nnote: {note}")
+    if systems:
+        chart(results, sizes, args.rate, Path(args.chart), caption)
+        out.write(f"\nchart: {args.chart}\n")
+    if args.json_out:
+        Path(args.json_out).write_text(
+            json.dumps(
+                {
+                    "caption": caption,
+                    "load_before": load_before,
+                    "load_after": load_after,
+                    "results": {s: {str(z): v for z, v in r.items()} for s, r in results.items()},
+                },
+                indent=1,
+            )
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
