@@ -96,7 +96,7 @@ from .files import (
 from .index import IndexCorruptError
 from .producer_state import ProducerStateManager
 from .recovery import scan_segment
-from .segment import NO_TIMESTAMP, Segment, SegmentContext, index_capacity
+from .segment import NO_TIMESTAMP, Segment, SegmentContext
 from .storage_io import StorageIO
 
 __all__ = [
@@ -411,7 +411,6 @@ class PartitionLog:
         if recovery_point is not None:
             start = max(0, bisect_right(self._bases, recovery_point) - 1)
         cfg = self._ctx.config
-        oi_cap, ti_cap = index_capacity(cfg)
         scan_from = segs[start].base_offset
         # Producer state: the newest snapshot, headers replayed up to the scan
         # start, then the scan feeds every batch from replay_from on.
@@ -448,8 +447,8 @@ class PartitionLog:
                     file_size,
                     seg.base_offset,
                     index_interval=cfg.index_interval_bytes,
-                    max_index_entries=oi_cap,
-                    max_time_entries=ti_cap,
+                    max_index_entries=self._ctx.max_index_entries,
+                    max_time_entries=self._ctx.max_time_entries,
                     on_producer_batch=on_producer_batch,
                 )
             finally:
@@ -700,6 +699,7 @@ class PartitionLog:
         max_batch = cfg.max_batch_bytes
         headers = []
         pos = 0
+        count = 0
         idempotent = False
         max_ts = NO_TIMESTAMP
         while pos < n:
@@ -709,6 +709,7 @@ class PartitionLog:
                 idempotent = True
             if h.max_timestamp > max_ts:
                 max_ts = h.max_timestamp
+            count += h.record_count  # validated: == last_offset_delta + 1
             pos += h.batch_length + 12
         if not headers:
             raise InvalidRecordError("empty records section")
@@ -718,23 +719,20 @@ class PartitionLog:
             if dup is not None:
                 return AppendResult(dup.first_offset, dup.last_offset, now, self._log_start, True)
         base = self._leo
-        last = base - 1
-        for h in headers:
-            last += h.last_offset_delta + 1
+        last = base + count - 1
         try:
             seg = self._active
             if not seg.writable:
                 seg.open_for_append()
-            oi_cap, ti_cap = index_capacity(cfg)
             if seg.size and (
                 seg.size + n > cfg.segment_bytes
                 or (seg.roll_base_ts is not None and max_ts - seg.roll_base_ts > cfg.segment_ms)
                 or last - seg.base_offset > _U32
-                or seg.index_full(oi_cap, ti_cap)
+                or seg.index_is_full
             ):
                 seg = self._roll()
             seg.ensure_capacity(seg.size + n)
-            seg.append(data, headers, base, oi_cap, ti_cap)
+            seg.append(data, headers, base)
         except OSError as exc:
             self._go_offline(f"append failed: {_describe(exc)}")
             raise StorageError(f"partition {self._name} is offline: {_describe(exc)}") from exc
@@ -809,7 +807,12 @@ class PartitionLog:
         first (a failed fsync): the data must not be acknowledged.
         """
         target = result.last_offset + 1 if isinstance(result, AppendResult) else result
-        await trio.lowlevel.checkpoint()
+        if self._hw >= target:
+            await trio.lowlevel.checkpoint()
+            return
+        # Not durable yet: waiting below is the schedule point; only the
+        # cancellation check is needed first (saves a task switch per ack).
+        await trio.lowlevel.checkpoint_if_cancelled()
         while self._hw < target:
             self._raise_if_unusable()
             if self._syncing:
@@ -858,16 +861,22 @@ class PartitionLog:
         and fdatasyncs the active segment in a worker thread."""
         self._syncing = True
         done = self._sync_done = trio.Event()
-        sealed = list(self._unsynced)
-        active = self._active
-        target = self._leo
-        target_pos = active.size
-        dir_gen = self._dir_gen
-        sync_active = full and active.fd >= 0 and self._flushed < target
-        pinned = [*sealed, active] if sync_active else sealed
-        for seg in pinned:
-            seg.refs += 1
         try:
+            # Let every task that is runnable now (typically the writers the
+            # previous sync just acked) append first, so that they join this
+            # sync rather than wait for the next one. Twice: trio may run this
+            # task before them within one scheduling batch.
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            sealed = list(self._unsynced)
+            active = self._active
+            target = self._leo
+            target_pos = active.size
+            dir_gen = self._dir_gen
+            sync_active = full and active.fd >= 0 and self._flushed < target
+            pinned = [*sealed, active] if sync_active else sealed
+            for seg in pinned:
+                seg.refs += 1
             try:
                 await trio.to_thread.run_sync(
                     self._sync_files,

@@ -89,14 +89,23 @@ def index_capacity(config: LogConfig) -> tuple[int, int]:
 
 
 class SegmentContext:
-    """What all segments of one partition share: the config and the I/O seam.
-    The partition replaces ``config`` when it is altered at runtime."""
+    """What all segments of one partition share: the config (replaced when
+    it is altered at runtime), the index capacities it implies, the I/O seam."""
 
-    __slots__ = ("config", "io")
+    __slots__ = ("_config", "io", "max_index_entries", "max_time_entries")
 
     def __init__(self, config: LogConfig, io: StorageIO) -> None:
-        self.config = config
         self.io = io
+        self.config = config
+
+    @property
+    def config(self) -> LogConfig:
+        return self._config
+
+    @config.setter
+    def config(self, config: LogConfig) -> None:
+        self._config = config
+        self.max_index_entries, self.max_time_entries = index_capacity(config)
 
 
 class Segment:
@@ -107,6 +116,7 @@ class Segment:
     """
 
     __slots__ = (
+        "_grow_at",
         "_index_alloc",
         "_last_index_pos",
         "_max_ts",
@@ -121,6 +131,7 @@ class Segment:
         "dir",
         "fd",
         "index_fd",
+        "index_is_full",
         "next_offset",
         "refs",
         "roll_base_ts",
@@ -158,6 +169,10 @@ class Segment:
         #: Max timestamp of the first batch: segment_ms is measured from it.
         self.roll_base_ts: int | None = None
         self._windows: list[tuple[int, int, mmap.mmap]] = []
+        #: ensure_capacity has nothing to do for an end at or below this.
+        self._grow_at = -1
+        #: An index reached its capacity (segment_index_bytes): roll.
+        self.index_is_full = False
         self._last_index_pos = 0
         self._index_alloc = 0
         self._timeindex_alloc = 0
@@ -206,6 +221,14 @@ class Segment:
         self._time_index = time_index
         self._max_ts = max_ts
         self._last_index_pos = offset_index.last()[1]
+        self._update_full()
+
+    def _update_full(self) -> None:
+        ctx = self.ctx
+        oi, ti = self._offset_index, self._time_index
+        self.index_is_full = (oi is not None and len(oi) >= ctx.max_index_entries) or (
+            ti is not None and len(ti) >= ctx.max_time_entries - 1
+        )
 
     def set_from_scan(self, result: ScanResult) -> None:
         """Adopt the indexes and bounds a scan rebuilt (sealed: finalized)."""
@@ -220,6 +243,7 @@ class Segment:
             ti = result.time_index
             if result.max_timestamp > ti.last_timestamp:
                 ti.append(result.max_timestamp, self.next_offset - 1 - self.base_offset)
+        self._update_full()
 
     def read_index_files(self, next_rel: int) -> tuple[OffsetIndex, TimeIndex]:
         """Read and sanity-check both index files (IndexCorruptError, OSError)."""
@@ -251,12 +275,12 @@ class Segment:
         self._last_index_pos = oi.last()[1]
         if self._max_ts is None:
             self._max_ts = ti.last_timestamp
+        self._update_full()
 
     def rebuild_indexes(self) -> None:
         """Rebuild both indexes of this durable segment by scanning it; any
         invalid batch is corruption of durable data (CorruptLogError)."""
         cfg = self.ctx.config
-        oi_cap, ti_cap = index_capacity(cfg)
         fd = os.open(self.log_path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             result = scan_segment(
@@ -264,8 +288,8 @@ class Segment:
                 self.size,
                 self.base_offset,
                 index_interval=cfg.index_interval_bytes,
-                max_index_entries=oi_cap,
-                max_time_entries=ti_cap,
+                max_index_entries=self.ctx.max_index_entries,
+                max_time_entries=self.ctx.max_time_entries,
             )
         finally:
             os.close(fd)
@@ -397,17 +421,25 @@ class Segment:
     def ensure_capacity(self, end: int) -> None:
         """Preallocate (log and indexes) and map so that [size, end) is writable.
 
+        Growth policy: one ``preallocate_bytes`` step at the first append,
+        then another step whenever the data passes the middle of the last
+        one, so the writer stays at least half a step away from the end of
+        the file (capped at the segment size). Writing right behind a fresh
+        fallocate near EOF measured about half as fast here (page-cache folios
+        are cut short at EOF: more faults per MiB); tools/bench_storage.py.
+
         Raises StorageFullError, changing nothing visible, when a fallocate
         fails (ENOSPC, EDQUOT or any other OSError).
         """
-        if end <= self.allocated and self._windows:
+        if end <= self._grow_at:
             return
         cfg = self.ctx.config
         io = self.ctx.io
+        step = cfg.preallocate_bytes
+        cap = _round_up(cfg.segment_bytes)
         new_alloc = self.allocated
-        if end > self.allocated:
-            cap = _round_up(cfg.segment_bytes)
-            new_alloc = _round_up(max(end, min(self.allocated + cfg.preallocate_bytes, cap)))
+        if end > self.allocated or (end > self.allocated - step // 2 and self.allocated < cap):
+            new_alloc = _round_up(max(end, min(self.allocated + step, cap)))
         entries = index_entry_bound(new_alloc, cfg.index_interval_bytes) + 1
         try:
             want = entries * OFFSET_ENTRY.size
@@ -430,15 +462,10 @@ class Segment:
         if new_alloc > map_start:
             window = mmap.mmap(self.fd, new_alloc - map_start, offset=map_start)
             self._windows.append((map_start, new_alloc, window))
+        # the next call with an end at or below this needs nothing
+        self._grow_at = new_alloc if new_alloc >= cap else new_alloc - step // 2
 
-    def append(
-        self,
-        data: memoryview,
-        headers: list[BatchHeader],
-        base_offset: int,
-        max_index_entries: int,
-        max_time_entries: int,
-    ) -> None:
+    def append(self, data: memoryview, headers: list[BatchHeader], base_offset: int) -> None:
         """Copy ``data`` (whole, validated batches) at ``size`` and patch
         their offsets. The caller checked capacity (ensure_capacity) and
         rolled if needed."""
@@ -450,7 +477,9 @@ class Segment:
         else:
             self._write_spanning(start, data)
             window = None
-        interval = self.ctx.config.index_interval_bytes
+        ctx = self.ctx
+        interval = ctx.config.index_interval_bytes
+        max_index_entries = ctx.max_index_entries
         pos = start
         offset = base_offset
         base = self.base_offset
@@ -465,7 +494,7 @@ class Segment:
             if h.max_timestamp > max_ts:
                 max_ts = h.max_timestamp
             if pos - self._last_index_pos > interval and len(oi) < max_index_entries:
-                self._add_index_entry(offset - base, pos, max_ts, last - base, max_time_entries)
+                self._add_index_entry(offset - base, pos, max_ts, last - base)
             if self.roll_base_ts is None:
                 self.roll_base_ts = h.max_timestamp
             pos += h.batch_length + 12
@@ -476,9 +505,7 @@ class Segment:
         if end >= w_end:
             self._unmap_below(end)
 
-    def _add_index_entry(
-        self, rel: int, pos: int, max_ts: int, rel_last: int, max_time_entries: int
-    ) -> None:
+    def _add_index_entry(self, rel: int, pos: int, max_ts: int, rel_last: int) -> None:
         io = self.ctx.io
         oi = self._offset_index
         ti = self._time_index
@@ -488,11 +515,12 @@ class Segment:
         io.pwrite(self.index_fd, OFFSET_ENTRY.pack(rel, pos), len(oi) * OFFSET_ENTRY.size)
         oi.append(rel, pos)
         self._last_index_pos = pos
-        if max_ts > ti.last_timestamp and len(ti) < max_time_entries - 1:
+        if max_ts > ti.last_timestamp and len(ti) < self.ctx.max_time_entries - 1:
             io.pwrite(
                 self.timeindex_fd, TIME_ENTRY.pack(max_ts, rel_last), len(ti) * TIME_ENTRY.size
             )
             ti.append(max_ts, rel_last)
+        self._update_full()
 
     def _write_spanning(self, pos: int, data: bytes | memoryview) -> None:
         view = memoryview(data)
@@ -510,12 +538,6 @@ class Segment:
     def _unmap_below(self, pos: int) -> None:
         while self._windows and self._windows[0][1] <= pos:
             self._windows.pop(0)[2].close()
-
-    def index_full(self, max_index_entries: int, max_time_entries: int) -> bool:
-        return (
-            len(self.offset_index) >= max_index_entries
-            or len(self.time_index) >= max_time_entries - 1
-        )
 
     def trim(self) -> None:
         """Unmap, write the final time-index entry and cut the files down to
@@ -572,6 +594,7 @@ class Segment:
         for _s, _e, window in self._windows:
             window.close()
         self._windows.clear()
+        self._grow_at = -1
 
     def close(self) -> None:
         """Close maps and fds now, or the log fd when the last reader releases."""
