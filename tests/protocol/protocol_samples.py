@@ -16,14 +16,23 @@ from tailrace.client.protocol import (
     ConfigEntry,
     ConfigResource,
     ConfigResourceResult,
+    ConsumerGroupHeartbeatRequest,
+    ConsumerGroupHeartbeatResponse,
     CreatableTopic,
     CreatedTopic,
     CreateTopicsRequest,
     CreateTopicsResponse,
+    DeletedGroup,
+    DeleteGroupsRequest,
+    DeleteGroupsResponse,
     DeleteTopicsRequest,
     DeleteTopicsResponse,
     DescribeConfigsRequest,
     DescribeConfigsResponse,
+    DescribedGroup,
+    DescribedMember,
+    DescribeGroupsRequest,
+    DescribeGroupsResponse,
     FetchPartition,
     FetchPartitionResult,
     FetchRequest,
@@ -32,6 +41,9 @@ from tailrace.client.protocol import (
     FetchTopicResult,
     InitProducerIdRequest,
     InitProducerIdResponse,
+    ListedGroup,
+    ListGroupsRequest,
+    ListGroupsResponse,
     ListOffsetsPartition,
     ListOffsetsPartitionResult,
     ListOffsetsRequest,
@@ -40,6 +52,17 @@ from tailrace.client.protocol import (
     ListOffsetsTopicResult,
     MetadataRequest,
     MetadataResponse,
+    OffsetCommitPartition,
+    OffsetCommitPartitionResult,
+    OffsetCommitRequest,
+    OffsetCommitResponse,
+    OffsetCommitTopic,
+    OffsetCommitTopicResult,
+    OffsetFetchPartitionResult,
+    OffsetFetchRequest,
+    OffsetFetchResponse,
+    OffsetFetchTopic,
+    OffsetFetchTopicResult,
     PartitionMetadata,
     ProducePartition,
     ProducePartitionResult,
@@ -48,6 +71,7 @@ from tailrace.client.protocol import (
     ProduceTopic,
     ProduceTopicResult,
     TopicMetadata,
+    TopicPartitions,
     TopicResult,
 )
 from tailrace.client.records import build_batch
@@ -182,5 +206,101 @@ SAMPLES: dict[ApiKey, tuple[object, object]] = {
             ]
         ),
         AlterConfigsResponse(resources=[AlterConfigResult(resource_type="topic", name="t")]),
+    ),
+    ApiKey.OFFSET_COMMIT: (
+        OffsetCommitRequest(
+            group_id="g",
+            member_id="m1",
+            member_epoch=3,
+            topics=[
+                OffsetCommitTopic(
+                    name="t",
+                    partitions=[OffsetCommitPartition(partition=0, offset=42, metadata="x")],
+                )
+            ],
+        ),
+        OffsetCommitResponse(
+            topics=[
+                OffsetCommitTopicResult(
+                    name="t",
+                    partitions=[
+                        OffsetCommitPartitionResult(partition=0),
+                        OffsetCommitPartitionResult(
+                            partition=1, error_code=1001, error_message="not assigned"
+                        ),
+                    ],
+                )
+            ]
+        ),
+    ),
+    ApiKey.OFFSET_FETCH: (
+        OffsetFetchRequest(group_id="g", topics=[OffsetFetchTopic(name="t", partitions=[0])]),
+        OffsetFetchResponse(
+            topics=[
+                OffsetFetchTopicResult(
+                    name="t",
+                    partitions=[
+                        OffsetFetchPartitionResult(
+                            partition=0, offset=42, metadata="x", commit_timestamp_ms=1000
+                        )
+                    ],
+                )
+            ]
+        ),
+    ),
+    ApiKey.DESCRIBE_GROUPS: (
+        DescribeGroupsRequest(group_ids=["g"]),
+        DescribeGroupsResponse(
+            groups=[
+                DescribedGroup(
+                    group_id="g",
+                    state="Stable",
+                    group_epoch=2,
+                    assignment_epoch=2,
+                    members=[
+                        DescribedMember(
+                            member_id="m1",
+                            client_id="c",
+                            client_host="127.0.0.1:5000",
+                            member_epoch=2,
+                            subscribed_topics=["t"],
+                            assignment=[TopicPartitions(topic="t", partitions=[0, 1])],
+                            target_assignment=[TopicPartitions(topic="t", partitions=[0, 1])],
+                            session_timeout_ms=45000,
+                            rebalance_timeout_ms=300000,
+                        )
+                    ],
+                )
+            ]
+        ),
+    ),
+    ApiKey.LIST_GROUPS: (
+        ListGroupsRequest(states_filter=["stable"]),
+        ListGroupsResponse(
+            groups=[ListedGroup(group_id="g", state="Stable", member_count=1, group_epoch=2)]
+        ),
+    ),
+    ApiKey.DELETE_GROUPS: (
+        DeleteGroupsRequest(group_ids=["g"]),
+        DeleteGroupsResponse(
+            results=[DeletedGroup(group_id="g", error_code=68, error_message="members")]
+        ),
+    ),
+    ApiKey.CONSUMER_GROUP_HEARTBEAT: (
+        ConsumerGroupHeartbeatRequest(
+            group_id="g",
+            member_id="m1",
+            member_epoch=2,
+            subscribed_topics=["t"],
+            owned_partitions=[TopicPartitions(topic="t", partitions=[0])],
+            session_timeout_ms=10000,
+            max_wait_ms=3000,
+        ),
+        ConsumerGroupHeartbeatResponse(
+            member_id="m1",
+            member_epoch=3,
+            heartbeat_interval_ms=3000,
+            assignment=[TopicPartitions(topic="t", partitions=[0, 1])],
+        ),
     ),
 }
