@@ -127,7 +127,7 @@ def start_from_args(args: argparse.Namespace) -> Start:
 class Reader(Protocol):
     """What :func:`copy_records` needs of a consumer."""
 
-    def poll(self, timeout_ms: float = ..., max_records: int | None = ...) -> list[Record]: ...
+    def poll(self, timeout_ms: float = ..., max_records: int | None = ...) -> Sequence[Record]: ...
 
 
 @contextmanager
@@ -174,11 +174,11 @@ def record_json(r: Record) -> dict[str, Any]:
     return obj
 
 
-def _write_values(out: BinaryIO, records: list[Record]) -> None:
+def _write_values(out: BinaryIO, records: Sequence[Record]) -> None:
     out.write(b"".join([(r.value or b"") + b"\n" for r in records]))
 
 
-def _write_json_lines(out: BinaryIO, records: list[Record]) -> None:
+def _write_json_lines(out: BinaryIO, records: Sequence[Record]) -> None:
     text = "".join(
         json.dumps(record_json(r), ensure_ascii=False, separators=(",", ":")) + "\n"
         for r in records
@@ -186,7 +186,7 @@ def _write_json_lines(out: BinaryIO, records: list[Record]) -> None:
     out.write(text.encode("utf-8"))
 
 
-WRITERS: dict[str, Callable[[BinaryIO, list[Record]], None]] = {
+WRITERS: dict[str, Callable[[BinaryIO, Sequence[Record]], None]] = {
     "value": _write_values,
     "json": _write_json_lines,
 }
@@ -197,13 +197,13 @@ WRITERS: dict[str, Callable[[BinaryIO, list[Record]], None]] = {
 
 def copy_records(
     reader: Reader,
-    write: Callable[[list[Record]], None],
+    write: Callable[[Sequence[Record]], None],
     *,
     max_messages: int | None,
     timeout_ms: int | None,
     stop: StopOnSignal,
     progress: Progress,
-    on_written: Callable[[list[Record]], None] | None = None,
+    on_written: Callable[[Sequence[Record]], None] | None = None,
 ) -> int:
     """Poll and write until a stop condition; returns the records written.
 
@@ -259,7 +259,7 @@ def run(args: argparse.Namespace) -> int:
     out = sys.stdout.buffer
     writer = WRITERS[args.format]
 
-    def write(records: list[Record]) -> None:
+    def write(records: Sequence[Record]) -> None:
         writer(out, records)
         out.flush()
 
