@@ -1145,6 +1145,8 @@ class PartitionLog:
     async def write_producer_snapshot(self) -> bool:
         """Write a producer-state snapshot at the log end if the state changed
         since the last one (called at checkpoints). Returns whether it wrote."""
+        if self._closed:
+            return False  # e.g. its topic was deleted while a checkpoint ran
         self._raise_if_unusable()
         if self._producers.version == self._snapshot_version:
             return False

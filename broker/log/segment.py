@@ -597,10 +597,10 @@ class Segment:
         self._grow_at = -1
 
     def close(self) -> None:
-        """Close maps and fds now, or the log fd when the last reader releases."""
+        """Unmap now; close the fds now, or when the last holder (a reader's
+        FileSlice, a sync running in a worker thread) releases."""
         self._unmap_all()
         if self.refs:
-            self.close_index_fds()
             self.close_pending = True
         else:
             self._close_fds()

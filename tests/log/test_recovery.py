@@ -8,7 +8,7 @@ import logging
 import os
 
 import pytest
-from log_helpers import batch, config, open_log, read_records
+from log_helpers import FaultIO, SimulatedCrash, batch, config, open_log, read_records
 
 from tailrace.broker.log import CorruptLogError
 from tailrace.client.records import iter_headers
@@ -270,4 +270,34 @@ def test_recovery_point_skips_scanning_older_segments(tmp_path):
     rp = log.segments[-1].base_offset
     log = open_log(tmp_path / "p", recovery_point=rp, clean=False)
     assert log.log_end_offset == 40
+    log.close()
+
+
+@pytest.mark.parametrize("point", ["segment.roll", "segment.created", "index.append"])
+def test_crash_points_in_the_write_path(tmp_path, point):
+    """A crash inside an append (its data possibly half copied, its headers
+    half patched) loses at most that unacknowledged append."""
+    io = FaultIO()
+    cfg = config(segment_bytes=700, index_interval_bytes=150)
+    log = open_log(tmp_path / "p", cfg, io=io)
+    acked = []
+    for k in range(12):
+        r = log.append(batch([f"acked-{k}".encode() * 8]))
+        acked.append((r.base_offset, f"acked-{k}".encode() * 8))
+    io.crash_at = point
+
+    def append_until_the_crash() -> None:
+        for k in range(40):
+            log.append(batch([f"lost-{k}".encode() * 8]) * 2)  # two batches per append
+
+    with pytest.raises(SimulatedCrash):
+        append_until_the_crash()
+    log.abandon()
+    log = open_log(tmp_path / "p", cfg, recovery_point=0, clean=False)
+    records = read_records(log)
+    assert records[: len(acked)] == acked
+    assert [o for o, _v in records] == list(range(log.log_end_offset))
+    assert all(v.startswith((b"acked-", b"lost-")) for _o, v in records)
+    r = log.append(batch([b"after"]))
+    assert r.base_offset == len(records)
     log.close()

@@ -236,3 +236,21 @@ def test_rolls_on_time_index_capacity_and_offset_overflow(tmp_path):
     assert len(log.segments) > 1
     assert [o for o, _v in read_records(log)] == list(range(6))
     log.close()
+
+
+async def test_reads_stop_at_the_high_watermark(tmp_path):
+    log = open_log(tmp_path / "p", config(flush="sync", segment_bytes=1 << 20))
+    first = batch(3)
+    await log.wait_durable(log.append(first))
+    log.append(batch(2))  # appended, not yet durable
+    assert (log.high_watermark, log.log_end_offset) == (3, 5)
+    with log.read(0, 1 << 20) as s:
+        assert (s.position, s.length, s.first_offset, s.last_offset) == (0, len(first), 0, 2)
+    for offset in (3, 4, 5):  # at the HW, between HW and log end, at the log end
+        assert log.read(offset, 1 << 20) is None
+    with pytest.raises(OffsetOutOfRangeError):
+        log.read(6, 100)
+    await log.flush()
+    with log.read(3, 1 << 20) as s:
+        assert (s.first_offset, s.last_offset) == (3, 4)
+    await log.aclose()
