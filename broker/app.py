@@ -27,6 +27,7 @@ from tailrace.client.errors import BrokerError
 from tailrace.client.protocol import Limits
 
 from .config import BrokerConfig
+from .coordinator import GroupCoordinator, GroupSettings
 from .handlers import HANDLERS, BrokerContext
 from .log.manager import LogManager
 from .log.storage_io import StorageIO
@@ -66,6 +67,7 @@ class Broker:
         self._connections: set[ConnectionHandler] = set()
         self.manager: LogManager | None = None
         self.context: BrokerContext | None = None
+        self.coordinator: GroupCoordinator | None = None
         self.counter = ConnectionCounter(config.get("limits", "max_connections"))
         self.listeners: list[BoundListener] = []
         self.clean_shutdown: bool | None = None
@@ -94,7 +96,12 @@ class Broker:
                 await open_listener(lc.name, lc.host, lc.port) for lc in config.listeners
             ]
             self.context = BrokerContext(config, manager, producer_ids, self.listeners, cluster_id)
+            self.coordinator = GroupCoordinator(manager, _group_settings(config))
+            self.context.coordinator = self.coordinator
             async with trio.open_nursery() as background:
+                # Loads __consumer_offsets, then expires sessions and offsets;
+                # group requests meanwhile get COORDINATOR_LOAD_IN_PROGRESS.
+                await background.start(self.coordinator.run, self.context.draining)
                 await background.start(
                     lambda task_status: manager.run_maintenance(
                         checkpoint_interval_ms=config.recovery_checkpoint_interval_ms,
@@ -169,6 +176,22 @@ class Broker:
         if handler is None:
             raise BrokerError(f"no handler for api_key {request.api_key}")  # type: ignore[attr-defined]
         return handler(self.context, info, request)
+
+
+def _group_settings(config: BrokerConfig) -> GroupSettings:
+    return GroupSettings(
+        **{
+            key: config.get("groups", key)
+            for key in (
+                "session_timeout_min_ms",
+                "session_timeout_max_ms",
+                "heartbeat_interval_ms",
+                "offsets_retention_ms",
+                "offsets_retention_check_interval_ms",
+                "max_group_size",
+            )
+        }
+    )
 
 
 def _peer(stream: trio.abc.Stream) -> str:

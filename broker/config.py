@@ -237,6 +237,57 @@ SETTINGS: tuple[Setting, ...] = (
         "largest partition count CreateTopics accepts",
         _at_least(1),
     ),
+    # --- [groups]: consumer groups and committed offsets --------------------
+    Setting(
+        "groups",
+        "session_timeout_min_ms",
+        int,
+        6_000,
+        "shortest session timeout a member may ask for",
+        _at_least(1),
+    ),
+    Setting(
+        "groups",
+        "session_timeout_max_ms",
+        int,
+        1_800_000,
+        "longest session timeout a member may ask for",
+        _at_least(1),
+    ),
+    Setting(
+        "groups",
+        "heartbeat_interval_ms",
+        int,
+        3_000,
+        "longest the broker holds a heartbeat that has nothing new (at most a third of the "
+        "member's session timeout)",
+        _at_least(1),
+    ),
+    Setting(
+        "groups",
+        "offsets_retention_ms",
+        int,
+        7 * DAY_MS,
+        "delete a group's committed offsets this long after the group became empty "
+        "(or the offset was committed, if later)",
+        _at_least(1),
+    ),
+    Setting(
+        "groups",
+        "offsets_retention_check_interval_ms",
+        int,
+        600_000,
+        "how often expired committed offsets are deleted",
+        _at_least(1),
+    ),
+    Setting(
+        "groups",
+        "max_group_size",
+        int,
+        1_000,
+        "members one group may have; more are refused with GROUP_MAX_SIZE_REACHED",
+        _at_least(1),
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -477,6 +528,10 @@ def load_config(
         sources[setting.name] = "flag"
 
     config = BrokerConfig(listeners=listeners, values=values, sources=sources)
+    if values["groups.session_timeout_min_ms"] > values["groups.session_timeout_max_ms"]:
+        raise ConfigError(
+            "groups.session_timeout_min_ms must not exceed groups.session_timeout_max_ms"
+        )
     try:
         config.topic_defaults  # noqa: B018 - validates the topic defaults as a whole
     except InvalidConfigError as exc:

@@ -21,6 +21,14 @@ from .admin import (
 )
 from .context import BrokerContext
 from .fetch import handle_fetch
+from .groups import (
+    handle_consumer_group_heartbeat,
+    handle_delete_groups,
+    handle_describe_groups,
+    handle_list_groups,
+    handle_offset_commit,
+    handle_offset_fetch,
+)
 from .metadata import handle_api_versions, handle_metadata
 from .offsets import handle_init_producer_id, handle_list_offsets
 from .produce import handle_produce
@@ -38,4 +46,10 @@ HANDLERS: dict[int, Callable] = {
     ApiKey.INIT_PRODUCER_ID: handle_init_producer_id,
     ApiKey.DESCRIBE_CONFIGS: handle_describe_configs,
     ApiKey.ALTER_CONFIGS: handle_alter_configs,
+    ApiKey.OFFSET_COMMIT: handle_offset_commit,
+    ApiKey.OFFSET_FETCH: handle_offset_fetch,
+    ApiKey.DESCRIBE_GROUPS: handle_describe_groups,
+    ApiKey.LIST_GROUPS: handle_list_groups,
+    ApiKey.DELETE_GROUPS: handle_delete_groups,
+    ApiKey.CONSUMER_GROUP_HEARTBEAT: handle_consumer_group_heartbeat,
 }

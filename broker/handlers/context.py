@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -16,6 +16,9 @@ from ..log.partition import PartitionLog
 from ..producer_ids import ProducerIdAllocator
 from ..server.connection import ConnectionInfo
 from ..server.listeners import BoundListener
+
+if TYPE_CHECKING:
+    from ..coordinator import GroupCoordinator
 
 __all__ = ["BrokerContext"]
 
@@ -39,6 +42,8 @@ class BrokerContext:
         #: set when the broker starts shutting down: long polls answer at once
         self.draining = trio.Event()
         self.node_id = 0
+        #: the consumer-group coordinator (set by the broker once it exists)
+        self.coordinator: GroupCoordinator | None = None
 
     # --- lookups -------------------------------------------------------------
 

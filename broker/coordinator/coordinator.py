@@ -1,0 +1,697 @@
+"""The group coordinator: every consumer group of the broker, and their
+committed offsets.
+
+Request handlers (broker/handlers/groups.py) call the synchronous methods
+here; each validates everything first and raises a BrokerError (sent as the
+request-level error) without changing anything, or makes its whole change
+before returning: state changes never span an await. The waits (a commit's
+durability, a heartbeat held as a long poll) happen afterwards, in the
+handler's own task.
+
+Lifecycle: :meth:`GroupCoordinator.run` runs in the broker's nursery. It
+loads the committed offsets from ``__consumer_offsets`` (requests meanwhile
+get COORDINATOR_LOAD_IN_PROGRESS, retriable), then loops: members whose
+session timed out, or who kept a revoked partition past their rebalance
+timeout, are removed and their partitions reassigned; offsets of groups
+that have been empty for ``offsets_retention_ms`` (measured from the later of
+the commit and the moment the group became empty) are deleted with
+tombstones; the offsets topic's retention is kept safe for the snapshots
+(store.py). When the broker drains, held heartbeats are answered at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from tailrace.client.errors import (
+    BrokerError,
+    CoordinatorLoadInProgressError,
+    CoordinatorNotAvailableError,
+    FencedMemberEpochError,
+    GroupIdNotFoundError,
+    GroupMaxSizeReachedError,
+    GroupNotEmptyError,
+    InvalidGroupIdError,
+    InvalidRequestError,
+    InvalidSessionTimeoutError,
+    NotAssignedError,
+    OffsetOutOfRangeError,
+    UnknownMemberIdError,
+    UnreleasedInstanceIdError,
+)
+from tailrace.client.protocol import (
+    ConsumerGroupHeartbeatRequest,
+    ConsumerGroupHeartbeatResponse,
+    DeletedGroup,
+    DescribedGroup,
+    DescribedMember,
+    ListedGroup,
+    OffsetCommitPartitionResult,
+    OffsetCommitRequest,
+    OffsetCommitResponse,
+    OffsetCommitTopicResult,
+    OffsetFetchPartitionResult,
+    OffsetFetchRequest,
+    OffsetFetchResponse,
+    OffsetFetchTopicResult,
+    TopicPartitions,
+)
+
+from ..log.manager import LogManager
+from ..log.partition import AppendResult
+from .group import Group, Member
+from .records import OffsetEntry
+from .store import OFFSETS_TOPIC, OffsetStore, StoreSettings
+
+__all__ = ["GroupCoordinator", "GroupSettings", "HeartbeatResult"]
+
+log = logging.getLogger(__name__)
+
+TP = tuple[str, int]
+
+LOADING = "loading"
+READY = "ready"
+FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class GroupSettings:
+    """The ``[groups]`` section of the broker configuration."""
+
+    session_timeout_min_ms: int = 6_000
+    session_timeout_max_ms: int = 1_800_000
+    heartbeat_interval_ms: int = 3_000
+    offsets_retention_ms: int = 7 * 24 * 3600 * 1000
+    offsets_retention_check_interval_ms: int = 600_000
+    max_group_size: int = 1_000
+
+
+@dataclass(slots=True)
+class HeartbeatResult:
+    """A handled heartbeat: who it came from and what it reported, so the
+    handler can answer now or hold it (:meth:`GroupCoordinator.hold`)."""
+
+    group: Group
+    member: Member
+    #: the epoch the request carried (-1/-2 for a leave)
+    epoch: int
+    #: the partitions the request said the member owns (None: not reported)
+    owned: set[TP] | None
+    seq: int
+    max_wait_ms: int
+
+
+def _tps(items: Iterable[TopicPartitions] | None) -> set[TP] | None:
+    if items is None:
+        return None
+    return {(t.topic, p) for t in items for p in t.partitions}
+
+
+def _as_topic_partitions(tps: Iterable[TP]) -> list[TopicPartitions]:
+    by_topic: dict[str, list[int]] = {}
+    for topic, p in sorted(tps):
+        by_topic.setdefault(topic, []).append(p)
+    return [TopicPartitions(topic=t, partitions=ps) for t, ps in by_topic.items()]
+
+
+class _PartitionCounts(Mapping[str, int]):
+    """Partition counts read through the manager's topic table, without
+    copying it on every heartbeat."""
+
+    __slots__ = ("_topics",)
+
+    def __init__(self, topics: Mapping[str, Any]) -> None:
+        self._topics = topics
+
+    def __getitem__(self, name: str) -> int:
+        return self._topics[name].partitions
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._topics)
+
+    def __len__(self) -> int:
+        return len(self._topics)
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class GroupCoordinator:
+    """Every group on this broker. See the module docstring."""
+
+    def __init__(
+        self,
+        manager: LogManager,
+        settings: GroupSettings | None = None,
+        *,
+        store_settings: StoreSettings | None = None,
+        clock_ms: Callable[[], int] = _wall_ms,
+    ) -> None:
+        self.manager = manager
+        self.settings = settings or GroupSettings()
+        self.clock_ms = clock_ms
+        self.groups: dict[str, Group] = {}
+        self.store = OffsetStore(manager, self._apply_durable, store_settings, clock_ms)
+        self.status = LOADING
+        self.draining = False
+        self._failure = ""
+
+    # --- lifecycle -----------------------------------------------------------
+
+    async def run(
+        self,
+        draining: trio.Event | None = None,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Load, then run the background loops until cancelled."""
+        task_status.started()
+        try:
+            await self.store.load()
+        except Exception as exc:
+            log.exception("group coordinator failed to load %s", OFFSETS_TOPIC)
+            self._failure = f"loading {OFFSETS_TOPIC} failed: {exc}"
+            self.status = FAILED
+            return
+        self.status = READY
+        async with trio.open_nursery() as nursery:
+            if draining is not None:
+                nursery.start_soon(self._watch_draining, draining)
+            nursery.start_soon(self._session_loop)
+            nursery.start_soon(self._retention_loop)
+
+    async def _watch_draining(self, draining: trio.Event) -> None:
+        await draining.wait()
+        self.draining = True
+        for group in self.groups.values():
+            group.wake_all()
+
+    def _check_ready(self) -> None:
+        if self.status == LOADING:
+            raise CoordinatorLoadInProgressError(f"loading {OFFSETS_TOPIC}; retry shortly")
+        if self.status == FAILED:
+            raise CoordinatorNotAvailableError(self._failure)
+
+    @staticmethod
+    def _check_group_id(group_id: str) -> None:
+        if not group_id:
+            raise InvalidGroupIdError("the group id must not be empty")
+
+    def _partition_counts(self) -> Mapping[str, int]:
+        return _PartitionCounts(self.manager.topics())
+
+    # --- membership: ConsumerGroupHeartbeat -----------------------------------
+
+    def heartbeat(self, body: ConsumerGroupHeartbeatRequest, client_host: str) -> HeartbeatResult:
+        """Join, heartbeat or leave (see messages/groups.py); raises the
+        request-level error and then changes nothing."""
+        self._check_ready()
+        self._check_group_id(body.group_id)
+        s = self.settings
+        if not s.session_timeout_min_ms <= body.session_timeout_ms <= s.session_timeout_max_ms:
+            raise InvalidSessionTimeoutError(
+                f"session_timeout_ms {body.session_timeout_ms} is outside "
+                f"[{s.session_timeout_min_ms}, {s.session_timeout_max_ms}] "
+                "(groups.session_timeout_min_ms / max_ms)"
+            )
+        if body.rebalance_timeout_ms <= 0:
+            raise InvalidRequestError("rebalance_timeout_ms must be positive")
+        if body.max_wait_ms < 0:
+            raise InvalidRequestError("max_wait_ms must not be negative")
+        owned = _tps(body.owned_partitions)
+        counts = self._partition_counts()
+        now = trio.current_time()
+        group = self.groups.get(body.group_id)
+        epoch = body.member_epoch
+        changed = False
+
+        if epoch == 0:
+            member, changed = self._join(group, body, counts)
+            group = self.groups[body.group_id]
+            owned = set()
+        elif epoch in (-1, -2):
+            member = self._member(group, body.member_id)
+            assert group is not None
+            if epoch == -2 and member.instance_id is None:
+                raise InvalidRequestError("member_epoch -2 is for static members (instance_id)")
+            if epoch == -1 or member.instance_id is None:
+                group.remove(member, counts, self.clock_ms())
+                self._maybe_drop(group)
+                log.info("group %s: member %s left", group.group_id, member.member_id)
+            else:
+                member.left = True
+                member.session_deadline = now + member.session_timeout_ms / 1000
+                log.info(
+                    "group %s: static member %s (%s) left for now; its partitions wait for it",
+                    group.group_id,
+                    member.member_id,
+                    member.instance_id,
+                )
+            group.wake_all()
+            return HeartbeatResult(group, member, epoch, None, member.seq, 0)
+        elif epoch > 0:
+            member = self._member(group, body.member_id)
+            assert group is not None
+            if member.left:
+                raise FencedMemberEpochError(
+                    f"member {member.member_id} left the group; rejoin with member_epoch 0"
+                )
+            if epoch != member.epoch and not (
+                epoch == member.previous_epoch and (owned is None or owned <= member.owned)
+            ):
+                raise FencedMemberEpochError(
+                    f"member epoch {epoch} is stale (current {member.epoch}); rejoin"
+                )
+            if owned is not None and not owned <= member.owned:
+                extra = sorted(owned - member.owned)[:3]
+                raise FencedMemberEpochError(
+                    f"member {member.member_id} reports partitions it does not own "
+                    f"({', '.join(f'{t}/{p}' for t, p in extra)}); rejoin"
+                )
+        else:
+            raise InvalidRequestError(f"member_epoch {epoch} is not 0, -1, -2 or an epoch")
+
+        member.session_deadline = now + body.session_timeout_ms / 1000
+        member.session_timeout_ms = body.session_timeout_ms
+        member.rebalance_timeout_ms = body.rebalance_timeout_ms
+        member.client_id = body.client_id
+        member.client_host = client_host
+        member.seq += 1
+        member.poke()  # an older held heartbeat of this member answers now
+        if body.subscribed_topics is not None:
+            topics = tuple(sorted(set(body.subscribed_topics)))
+            if topics != member.subscribed:
+                member.subscribed = topics
+                group.rebalance(counts)
+                changed = True
+        if group.refresh_metadata(counts):
+            changed = True
+        if owned is not None and group.acknowledge(member, owned):
+            changed = True
+        if group.reconcile(member, now):
+            changed = True
+        if changed:
+            group.wake_all()
+        return HeartbeatResult(group, member, epoch, owned, member.seq, body.max_wait_ms)
+
+    def _member(self, group: Group | None, member_id: str) -> Member:
+        member = group.members.get(member_id) if group is not None else None
+        if member is None:
+            raise UnknownMemberIdError(
+                f"the group has no member {member_id!r} (it left or timed out); "
+                'rejoin with member_id "" and member_epoch 0'
+            )
+        return member
+
+    def _join(
+        self, group: Group | None, body: ConsumerGroupHeartbeatRequest, counts: Mapping[str, int]
+    ) -> tuple[Member, bool]:
+        if body.member_id:
+            member = self._member(group, body.member_id)
+            assert group is not None
+            if member.instance_id != body.instance_id:
+                raise InvalidRequestError(
+                    f"member {member.member_id} has instance_id {member.instance_id!r}, "
+                    f"not {body.instance_id!r}"
+                )
+            group.reset(member)
+            log.info("group %s: member %s rejoined", group.group_id, member.member_id)
+            return member, True
+        if body.subscribed_topics is None:
+            raise InvalidRequestError("subscribed_topics is required to join")
+        if group is not None and body.instance_id is not None:
+            existing_id = group.instances.get(body.instance_id)
+            if existing_id is not None:
+                existing = group.members[existing_id]
+                if not existing.left:
+                    raise UnreleasedInstanceIdError(
+                        f"instance_id {body.instance_id!r} is held by live member "
+                        f"{existing_id}; it must leave (or time out) first"
+                    )
+                # A static member back within its session: it takes its old
+                # place and assignment, nobody else rebalances.
+                existing.left = False
+                log.info(
+                    "group %s: static member %s (%s) is back",
+                    group.group_id,
+                    existing_id,
+                    body.instance_id,
+                )
+                return existing, False
+        if group is not None and len(group.members) >= self.settings.max_group_size:
+            raise GroupMaxSizeReachedError(
+                f"group {body.group_id!r} has {len(group.members)} members (groups.max_group_size)"
+            )
+        if group is None:
+            group = self.groups[body.group_id] = Group(body.group_id, self.clock_ms())
+        member = Member(
+            str(uuid.uuid4()),
+            instance_id=body.instance_id,
+            subscribed=tuple(sorted(set(body.subscribed_topics))),
+            session_timeout_ms=body.session_timeout_ms,
+            rebalance_timeout_ms=body.rebalance_timeout_ms,
+            client_id=body.client_id,
+        )
+        group.add(member, counts)
+        log.info(
+            "group %s: member %s joined (epoch %d, %d members)",
+            group.group_id,
+            member.member_id,
+            group.epoch,
+            len(group.members),
+        )
+        return member, True
+
+    def heartbeat_interval_ms(self, member: Member) -> int:
+        return max(1, min(self.settings.heartbeat_interval_ms, member.session_timeout_ms // 3))
+
+    def _settled(self, r: HeartbeatResult) -> bool:
+        """Nothing new to tell the member: its epoch and assignment are what
+        its request reported, and no newer heartbeat of it arrived."""
+        m = r.member
+        return (
+            not self.draining
+            and r.group.members.get(m.member_id) is m
+            and m.seq == r.seq
+            and m.epoch == r.epoch
+            and (r.owned is None or m.assigned == r.owned)
+        )
+
+    def should_hold(self, r: HeartbeatResult) -> bool:
+        return r.max_wait_ms > 0 and r.epoch > 0 and self._settled(r)
+
+    async def hold(self, r: HeartbeatResult) -> ConsumerGroupHeartbeatResponse:
+        """The long poll: wait until the member has something to learn, a
+        newer heartbeat of it arrives, or max_wait_ms (at most the heartbeat
+        interval) passes; then answer with its state."""
+        m = r.member
+        wait = min(r.max_wait_ms, self.heartbeat_interval_ms(m)) / 1000
+        deadline = trio.current_time() + wait
+        while self._settled(r):
+            event = m.wake
+            with trio.move_on_at(deadline) as scope:
+                await event.wait()
+            if scope.cancelled_caught:
+                break
+            if r.group.members.get(m.member_id) is m and r.group.reconcile(m, trio.current_time()):
+                r.group.wake_all()
+        return self.heartbeat_response(r)
+
+    def heartbeat_response(self, r: HeartbeatResult) -> ConsumerGroupHeartbeatResponse:
+        m = r.member
+        if r.epoch in (-1, -2):
+            return ConsumerGroupHeartbeatResponse(member_id=m.member_id, member_epoch=r.epoch)
+        if r.group.members.get(m.member_id) is not m:
+            error = UnknownMemberIdError(f"member {m.member_id} was removed from the group")
+            return ConsumerGroupHeartbeatResponse(
+                error_code=int(error.code), error_message=error.message
+            )
+        return ConsumerGroupHeartbeatResponse(
+            member_id=m.member_id,
+            member_epoch=m.epoch,
+            heartbeat_interval_ms=self.heartbeat_interval_ms(m),
+            assignment=_as_topic_partitions(m.assigned),
+        )
+
+    # --- committed offsets ------------------------------------------------------
+
+    def needs_log(self) -> bool:
+        """Whether the offsets topic must be created before a write."""
+        return not self.store.ready
+
+    async def ensure_log(self) -> None:
+        await self.store.ensure_log()
+
+    def commit(self, body: OffsetCommitRequest) -> tuple[OffsetCommitResponse, AppendResult | None]:
+        """Validate and append a commit (synchronously). The caller awaits
+        :meth:`wait_durable` on the returned append before answering."""
+        self._check_ready()
+        self._check_group_id(body.group_id)
+        group = self.groups.get(body.group_id)
+        owned: set[TP] | None = None
+        if body.member_epoch >= 0 or body.member_id:
+            member = self._member(group, body.member_id)
+            if body.member_epoch not in (member.epoch, member.previous_epoch) or member.left:
+                raise FencedMemberEpochError(
+                    f"member epoch {body.member_epoch} is stale (current {member.epoch}): "
+                    "the member was fenced by a rebalance and must rejoin"
+                )
+            owned = member.owned
+        elif group is not None and group.members:
+            raise GroupNotEmptyError(
+                f"group {body.group_id!r} has {len(group.members)} active member(s): only "
+                "they may commit (stop them first)"
+            )
+        now = self.clock_ms()
+        changes: list[tuple[str, TP, OffsetEntry | None]] = []
+        topics = []
+        for t in body.topics:
+            results = []
+            topics.append(OffsetCommitTopicResult(name=t.name, partitions=results))
+            for p in t.partitions:
+                result = OffsetCommitPartitionResult(partition=p.partition)
+                results.append(result)
+                tp = (t.name, p.partition)
+                try:
+                    if owned is not None and tp not in owned:
+                        raise NotAssignedError(
+                            f"{t.name}/{p.partition} is not assigned to member {body.member_id}"
+                        )
+                    plog = self.manager.get(t.name, p.partition)
+                    if p.offset < 0 or p.offset > plog.log_end_offset:
+                        raise OffsetOutOfRangeError(
+                            f"offset {p.offset} of {t.name}/{p.partition} is outside "
+                            f"[0, {plog.log_end_offset}] (the log end)"
+                        )
+                except BrokerError as exc:
+                    result.error_code = int(exc.code)
+                    result.error_message = exc.message
+                    continue
+                changes.append((body.group_id, tp, OffsetEntry(p.offset, p.metadata, now)))
+        response = OffsetCommitResponse(topics=topics)
+        if not changes:
+            return response, None
+        return response, self.store.append(changes)
+
+    async def wait_durable(self, appended: AppendResult) -> None:
+        await self.store.wait_durable(appended)
+
+    def _apply_durable(self, group_id: str, tp: TP, entry: OffsetEntry | None) -> None:
+        """An offset change became durable: make it visible."""
+        group = self.groups.get(group_id)
+        if entry is None:
+            if group is not None:
+                group.offsets.pop(tp, None)
+                self._maybe_drop(group)
+            return
+        if group is None:
+            group = self.groups[group_id] = Group(group_id, self.clock_ms())
+        group.offsets[tp] = entry
+
+    def _maybe_drop(self, group: Group) -> None:
+        """A group with neither members nor offsets no longer exists."""
+        if not group.members and not group.offsets and group.group_id not in self.store.view:
+            self.groups.pop(group.group_id, None)
+
+    def fetch_offsets(self, body: OffsetFetchRequest) -> OffsetFetchResponse:
+        self._check_ready()
+        self._check_group_id(body.group_id)
+        group = self.groups.get(body.group_id)
+        offsets = group.offsets if group is not None else {}
+        wanted: dict[str, list[int]] = {}
+        if body.topics is None:
+            for topic, p in sorted(offsets):
+                wanted.setdefault(topic, []).append(p)
+        else:
+            for t in body.topics:
+                wanted.setdefault(t.name, []).extend(t.partitions)
+        topics = []
+        for topic, partitions in wanted.items():
+            results = []
+            for p in partitions:
+                entry = offsets.get((topic, p))
+                result = OffsetFetchPartitionResult(partition=p)
+                if entry is not None:
+                    result.offset = entry.offset
+                    result.metadata = entry.metadata
+                    result.commit_timestamp_ms = entry.commit_timestamp
+                results.append(result)
+            topics.append(OffsetFetchTopicResult(name=topic, partitions=results))
+        return OffsetFetchResponse(topics=topics)
+
+    # --- administration ---------------------------------------------------------
+
+    def list_groups(self, states: list[str] | None) -> list[ListedGroup]:
+        self._check_ready()
+        wanted = None if states is None else {s.lower() for s in states}
+        out = []
+        for gid in sorted(self.groups):
+            group = self.groups[gid]
+            state = group.state
+            if wanted is not None and state.lower() not in wanted:
+                continue
+            out.append(
+                ListedGroup(
+                    group_id=gid,
+                    state=state,
+                    member_count=len(group.members),
+                    group_epoch=group.epoch,
+                )
+            )
+        return out
+
+    def describe_group(self, group_id: str) -> DescribedGroup:
+        self._check_ready()
+        group = self.groups.get(group_id)
+        if group is None:
+            error = GroupIdNotFoundError(f"no group {group_id!r}")
+            return DescribedGroup(
+                group_id=group_id, error_code=int(error.code), error_message=error.message
+            )
+        members = [
+            DescribedMember(
+                member_id=m.member_id,
+                instance_id=m.instance_id,
+                client_id=m.client_id,
+                client_host=m.client_host,
+                member_epoch=m.epoch,
+                subscribed_topics=list(m.subscribed),
+                assignment=_as_topic_partitions(m.assigned),
+                pending_revocation=_as_topic_partitions(m.revoking),
+                target_assignment=_as_topic_partitions(group.target.get(m.member_id, ())),
+                session_timeout_ms=m.session_timeout_ms,
+                rebalance_timeout_ms=m.rebalance_timeout_ms,
+            )
+            for m in sorted(group.members.values(), key=lambda m: m.member_id)
+        ]
+        return DescribedGroup(
+            group_id=group_id,
+            state=group.state,
+            group_epoch=group.epoch,
+            assignment_epoch=group.assignment_epoch,
+            members=members,
+        )
+
+    def delete_groups(self, group_ids: list[str]) -> tuple[list[DeletedGroup], AppendResult | None]:
+        """Check and append the tombstones of every deletable group; the
+        caller waits for durability before answering."""
+        self._check_ready()
+        results = []
+        changes: list[tuple[str, TP, OffsetEntry | None]] = []
+        for gid in group_ids:
+            result = DeletedGroup(group_id=gid)
+            results.append(result)
+            group = self.groups.get(gid)
+            entries = self.store.view.get(gid, {})
+            try:
+                self._check_group_id(gid)
+                if group is None and not entries:
+                    raise GroupIdNotFoundError(f"no group {gid!r}")
+                if group is not None and group.members:
+                    raise GroupNotEmptyError(
+                        f"group {gid!r} has {len(group.members)} active member(s)"
+                    )
+            except BrokerError as exc:
+                result.error_code = int(exc.code)
+                result.error_message = exc.message
+                continue
+            changes.extend((gid, tp, None) for tp in sorted(entries))
+            if group is not None and not entries:
+                self._maybe_drop(group)
+        if not changes:
+            return results, None
+        try:
+            appended = self.store.append(changes)
+        except BrokerError as exc:
+            for result in results:
+                if result.error_code == 0:
+                    result.error_code = int(exc.code)
+                    result.error_message = exc.message
+            return results, None
+        log.info("deleted group(s) %s", ", ".join(sorted({c[0] for c in changes})))
+        return results, appended
+
+    # --- background loops ---------------------------------------------------------
+
+    async def _session_loop(self) -> None:
+        tick = min(1.0, self.settings.session_timeout_min_ms / 4000)
+        while True:
+            self.expire_members(trio.current_time())
+            await trio.sleep(tick)
+
+    def expire_members(self, now: float) -> None:
+        """Remove members past their session timeout, or holding a revoked
+        partition past their rebalance timeout."""
+        counts: Mapping[str, int] | None = None
+        for group in list(self.groups.values()):
+            doomed = []
+            for m in group.members.values():
+                if m.session_deadline <= now:
+                    doomed.append((m, "its session timed out"))
+                elif m.revoke_deadline is not None and m.revoke_deadline <= now:
+                    doomed.append((m, "it kept revoked partitions past its rebalance timeout"))
+            if not doomed:
+                continue
+            if counts is None:
+                counts = self._partition_counts()
+            for m, why in doomed:
+                log.info(
+                    "group %s: removing member %s: %s (partitions %s)",
+                    group.group_id,
+                    m.member_id,
+                    why,
+                    ", ".join(f"{t}/{p}" for t, p in sorted(m.owned)) or "none",
+                )
+                group.remove(m, counts, self.clock_ms())
+            group.wake_all()
+            self._maybe_drop(group)
+
+    async def _retention_loop(self) -> None:
+        interval = self.settings.offsets_retention_check_interval_ms / 1000
+        while True:
+            await trio.sleep(interval)
+            await self.expire_offsets(self.clock_ms())
+            if self.store.ready:
+                try:
+                    await self.store.check_topic_config()
+                except BrokerError as exc:
+                    log.error("cannot adjust %s retention: %s", OFFSETS_TOPIC, exc.message)
+
+    async def expire_offsets(self, now_ms: int) -> int:
+        """Delete the offsets of empty groups older than offsets_retention_ms.
+        Returns how many were deleted."""
+        if not self.store.ready or self.status != READY:
+            return 0
+        retention = self.settings.offsets_retention_ms
+        changes: list[tuple[str, TP, OffsetEntry | None]] = []
+        for gid, entries in self.store.view.items():
+            group = self.groups.get(gid)
+            if group is not None and group.members:
+                continue
+            since = group.empty_since_ms if group is not None else -math.inf
+            for tp, entry in sorted(entries.items()):
+                if now_ms - max(entry.commit_timestamp, since) > retention:
+                    changes.append((gid, tp, None))
+        if not changes:
+            return 0
+        try:
+            appended = self.store.append(changes)
+            await self.store.wait_durable(appended)
+        except BrokerError as exc:
+            log.error("expiring committed offsets failed: %s", exc.message)
+            return 0
+        log.info(
+            "expired %d committed offset(s) of empty group(s) %s",
+            len(changes),
+            ", ".join(sorted({c[0] for c in changes})),
+        )
+        return len(changes)
