@@ -82,7 +82,15 @@ class BenchConfig:
     batch_bytes: int | None = None
     rate: float | None = None
     api: str = "sync"
-    keep_topic: bool = False
+    #: produce-ack latency of every Nth record; None: every record with a
+    #: rate, every 64th at full speed (see worker.py)
+    latency_every: int | None = None
+
+    @property
+    def sample_every(self) -> int:
+        if self.latency_every is not None:
+            return self.latency_every
+        return 1 if self.rate is not None else 64
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -103,6 +111,8 @@ class BenchConfig:
             raise ValueError("--rate must be positive")
         if self.acks not in (0, 1):
             raise ValueError("--acks must be 0 or 1")
+        if self.latency_every is not None and self.latency_every < 1:
+            raise ValueError("--latency-every must be at least 1")
 
 
 @dataclass
@@ -291,7 +301,7 @@ class ProducerPool:
 
 
 def _specs(
-    cfg: BenchConfig, target: Target, topic: str, *, stamp: bool, latency: bool
+    cfg: BenchConfig, target: Target, topic: str, *, stamp: bool, latency_every: int
 ) -> list[ProduceSpec]:
     k = cfg.producers
     specs = []
@@ -314,7 +324,7 @@ def _specs(
                 linger_ms=cfg.linger_ms,
                 batch_bytes=cfg.batch_bytes,
                 stamp=stamp,
-                latency=latency,
+                latency_every=latency_every,
                 api=cfg.api,
             )
         )
@@ -382,6 +392,13 @@ def _end_offsets(target: Target, topic: str) -> dict[int, tuple[int, int]]:
         return admin.topic_offsets(topic)
 
 
+def _stored_since(target: Target, topic: str, before: dict[int, tuple[int, int]]) -> int:
+    """Records appended to ``topic`` since ``before`` (its end offsets then).
+    The bench must be the topic's only writer for this to mean anything."""
+    after = _end_offsets(target, topic)
+    return sum(last - before.get(p, (0, 0))[1] for p, (_first, last) in after.items())
+
+
 # --- broker cost -------------------------------------------------------------------
 
 
@@ -413,15 +430,22 @@ def run_produce(cfg: BenchConfig, target: Target, status: Status) -> BenchResult
     topic, created = _prepare_topics(cfg, target, status)
     try:
         status(f"starting {cfg.producers} producer process(es)")
-        with ProducerPool(_specs(cfg, target, topic, stamp=False, latency=True)) as pool:
+        every = cfg.sample_every
+        start_offsets = _end_offsets(target, topic)
+        with ProducerPool(_specs(cfg, target, topic, stamp=False, latency_every=every)) as pool:
             before = _broker_sample(target)
             status("producing")
             pool.start()
             results = pool.wait()
         sent, t0, t1, errors, first_error, hist = _merge(results)
+        stored = _stored_since(target, topic, start_offsets)
+        if stored < sent and cfg.acks:
+            # the callbacks see only the sampled records; the log sees them all
+            errors = max(errors, sent - stored)
+            first_error = first_error or f"{sent - stored:,} records sent are not in the log"
         result = BenchResult(
             mode="produce",
-            records=sent - errors,
+            records=min(sent - errors, stored),
             elapsed_s=(t1 - t0) / 1e9,
             record_size=cfg.record_size,
             latency=hist,
@@ -431,6 +455,7 @@ def run_produce(cfg: BenchConfig, target: Target, status: Status) -> BenchResult
             errors=errors,
             first_error=first_error,
             client_cpu_s={"producers": sum(r["cpu_s"] for r in results)},
+            extra={"sent": sent, "stored": stored, "latency_every": every},
         )
         _broker_cost(result, before, target)
         return result
@@ -442,7 +467,7 @@ def run_consume(cfg: BenchConfig, target: Target, status: Status) -> BenchResult
     topic, created = _prepare_topics(cfg, target, status)
     try:
         status("filling the topic (not timed)")
-        with ProducerPool(_specs(cfg, target, topic, stamp=False, latency=False)) as pool:
+        with ProducerPool(_specs(cfg, target, topic, stamp=False, latency_every=0)) as pool:
             pool.start()
             pool.wait()
         ends = _end_offsets(target, topic)
@@ -502,7 +527,8 @@ def run_e2e(cfg: BenchConfig, target: Target, status: Status) -> BenchResult:
             for tp in partitions:
                 consumer.position(tp)  # resolved now, not during the run
             status(f"starting {cfg.producers} producer process(es)")
-            with ProducerPool(_specs(cfg, target, topic, stamp=True, latency=True)) as pool:
+            specs = _specs(cfg, target, topic, stamp=True, latency_every=cfg.sample_every)
+            with ProducerPool(specs) as pool:
                 before = _broker_sample(target)
                 cpu0 = _self_cpu()
                 status("producing and consuming")

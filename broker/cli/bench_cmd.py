@@ -91,6 +91,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="sync",
         help="blocking Producer (default) or trio AsyncProducer in the producer processes",
     )
+    p.add_argument(
+        "--latency-every",
+        type=_positive_int,
+        metavar="N",
+        help="produce-ack latency of every Nth record (default: every record with --rate, "
+        "every 64th at full speed, where a callback per record would slow the client down)",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object on the last line")
     p.set_defaults(func=run_command)
 
@@ -140,6 +147,7 @@ def run_command(args: argparse.Namespace) -> int:
             batch_bytes=args.batch_bytes,
             rate=args.rate,
             api=args.api,
+            latency_every=args.latency_every,
         )
     except ValueError as exc:
         sys.stderr.write(f"tailrace bench: {exc}\n")
