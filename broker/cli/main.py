@@ -18,6 +18,7 @@ from tailrace.client.errors import TailraceError
 from . import (
     bench_cmd,
     broker_cmd,
+    completion_cmd,
     consume_cmd,
     dump_log_cmd,
     offsets_cmd,
@@ -30,7 +31,16 @@ __all__ = ["main"]
 
 #: Modules that each add one subcommand: ``register(subparsers)`` and the
 #: function they set as ``func`` taking the parsed args, returning the exit code.
-COMMANDS = [broker_cmd, topics_cmd, produce_cmd, consume_cmd, offsets_cmd, dump_log_cmd, bench_cmd]
+COMMANDS = [
+    broker_cmd,
+    topics_cmd,
+    produce_cmd,
+    consume_cmd,
+    offsets_cmd,
+    dump_log_cmd,
+    bench_cmd,
+    completion_cmd,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
