@@ -13,6 +13,7 @@ import contextlib
 import os
 import re
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -98,8 +99,15 @@ _LISTENING = re.compile(r"listening .*address=(\S+)")
 class BrokerProcess:
     """``tailrace broker`` as a child process on a free loopback port."""
 
-    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        listen: str = "127.0.0.1:0",
+    ) -> None:
         self.data_dir = data_dir
+        self.listen = listen
         self.args = list(args)
         self.env = env
         self.proc: subprocess.Popen[str] | None = None
@@ -115,7 +123,7 @@ class BrokerProcess:
             "--data-dir",
             str(self.data_dir),
             "--listen",
-            "127.0.0.1:0",
+            self.listen,
             *self.args,
         ]
         env = dict(os.environ)
@@ -178,3 +186,71 @@ class BrokerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.kill()
+
+
+class LossyProxy:
+    """A TCP proxy in front of a broker that loses responses on purpose.
+
+    Requests are forwarded as they are. Responses are parsed into frames;
+    when ``should_drop(api_key)`` says so, the proxy drops that response and
+    cuts both connections, exactly what a client sees when a network fails
+    after the broker acted on a request: the client must retry without
+    knowing whether the first attempt landed.
+    """
+
+    def __init__(self, target: str, should_drop: Any) -> None:
+        self.target = target
+        self.should_drop = should_drop
+        self.dropped = 0
+        self.forwarded = 0
+        self.address = ""
+        self.enabled = True
+
+    async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        port = listeners[0].socket.getsockname()[1]
+        self.address = f"127.0.0.1:{port}"
+        task_status.started(self.address)
+        await trio.serve_listeners(self._handle, listeners)
+
+    async def _handle(self, client: trio.SocketStream) -> None:
+        host, port = self.target.rsplit(":", 1)
+        try:
+            upstream = await trio.open_tcp_stream(host, int(port))
+        except OSError:
+            await client.aclose()
+            return
+        async with client, upstream, trio.open_nursery() as nursery:
+
+            async def pump_requests() -> None:
+                try:
+                    while data := await client.receive_some(65536):
+                        await upstream.send_all(data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
+                nursery.cancel_scope.cancel()
+
+            async def pump_responses() -> None:
+                buf = bytearray()
+                try:
+                    while data := await upstream.receive_some(65536):
+                        buf += data
+                        while len(buf) >= 12:
+                            (length,) = struct.unpack_from(">I", buf)
+                            if len(buf) < 4 + length:
+                                break
+                            frame = bytes(buf[: 4 + length])
+                            del buf[: 4 + length]
+                            api_key = struct.unpack_from(">H", frame, 4)[0]
+                            if self.enabled and self.should_drop(api_key):
+                                self.dropped += 1
+                                nursery.cancel_scope.cancel()
+                                return
+                            self.forwarded += 1
+                            await client.send_all(frame)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(pump_requests)
+            nursery.start_soon(pump_responses)

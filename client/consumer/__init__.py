@@ -1,7 +1,18 @@
-"""Consumers: fetch pipelining, CRC-checked decoding, seeking."""
+"""Consumers: fetch pipelining, CRC-checked decoding, seeking, consumer groups."""
 
-from .async_consumer import AsyncConsumer, ConsumerConfig
+from .async_consumer import AsyncConsumer, ConsumerConfig, RebalanceCallback
+from .committer import CommitHandle, OffsetAndMetadata
 from .consumer import Consumer
 from .record import Record, RecordList, TopicPartition
 
-__all__ = ["AsyncConsumer", "Consumer", "ConsumerConfig", "Record", "RecordList", "TopicPartition"]
+__all__ = [
+    "AsyncConsumer",
+    "CommitHandle",
+    "Consumer",
+    "ConsumerConfig",
+    "OffsetAndMetadata",
+    "RebalanceCallback",
+    "Record",
+    "RecordList",
+    "TopicPartition",
+]

@@ -7,13 +7,14 @@ per record.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import trio
 
 from ..background import BackgroundTrio
-from .async_consumer import AsyncConsumer
+from .async_consumer import AsyncConsumer, RebalanceCallback
+from .committer import CommitHandle, OffsetAndMetadata
 from .record import Record, RecordList, TopicPartition
 
 __all__ = ["Consumer"]
@@ -22,10 +23,21 @@ __all__ = ["Consumer"]
 class Consumer:
     """Reads records from assigned partitions::
 
-    with Consumer("127.0.0.1:7420", auto_offset_reset="earliest") as consumer:
-        consumer.assign([("events", 0)])
-        for record in consumer.poll(timeout_ms=1000):
-            print(record.offset, record.value)
+        with Consumer("127.0.0.1:7420", auto_offset_reset="earliest") as consumer:
+            consumer.assign([("events", 0)])
+            for record in consumer.poll(timeout_ms=1000):
+                print(record.offset, record.value)
+
+    or as a member of a consumer group::
+
+        with Consumer("127.0.0.1:7420", group_id="billing") as consumer:
+            consumer.subscribe(["events"])
+            for record in consumer:
+                ...
+
+    Rebalance callbacks (``subscribe(..., on_revoked=fn)``) are plain
+    functions; they run on a worker thread while ``poll`` waits for them, so
+    they may call this consumer (``commit()``, ``position()``, ``seek()``).
     """
 
     def __init__(self, bootstrap: str, **config: Any) -> None:
@@ -53,6 +65,45 @@ class Consumer:
 
     def assign(self, partitions: Iterable[Any]) -> None:
         self._call_sync(self._consumer.assign, list(partitions))
+
+    def subscribe(
+        self,
+        topics: Iterable[str],
+        *,
+        on_assigned: Callable[[set[TopicPartition]], Any] | None = None,
+        on_revoked: Callable[[set[TopicPartition]], Any] | None = None,
+        on_lost: Callable[[set[TopicPartition]], Any] | None = None,
+    ) -> None:
+        """Join the group reading ``topics`` (see AsyncConsumer.subscribe)."""
+        self._call_sync(
+            lambda: self._consumer.subscribe(
+                list(topics),
+                on_assigned=_in_thread(on_assigned),
+                on_revoked=_in_thread(on_revoked),
+                on_lost=_in_thread(on_lost),
+            )
+        )
+
+    def subscription(self) -> set[str]:
+        return self._call_sync(self._consumer.subscription)
+
+    @property
+    def member_id(self) -> str:
+        return self._consumer.member_id
+
+    def commit(self, offsets: Mapping[Any, Any] | None = None) -> None:
+        """Commit (by default every assigned partition's position) and wait
+        until the broker made it durable."""
+        self._loop.run(self._consumer.commit, offsets)
+
+    def commit_async(self, offsets: Mapping[Any, Any] | None = None) -> CommitHandle:
+        """Commit without waiting: the handle has ``result(timeout)``,
+        ``done()`` and ``add_done_callback(fn)``."""
+        return self._call_sync(self._consumer.commit_async, offsets)
+
+    def committed(self, partition: Any) -> OffsetAndMetadata | None:
+        """The group's committed offset for ``partition`` (None if none)."""
+        return self._loop.run(self._consumer.committed, partition)
 
     def assignment(self) -> set[TopicPartition]:
         return self._call_sync(self._consumer.assignment)
@@ -98,3 +149,15 @@ class Consumer:
         if self._loop.alive:
             self._loop.run_sync_soon(self._stop.set)
         self._loop.join()
+
+
+def _in_thread(fn: Callable[[set[TopicPartition]], Any] | None) -> RebalanceCallback | None:
+    """Run a blocking callback on a worker thread, so it may call back into
+    the consumer (which hops to the trio thread) without a deadlock."""
+    if fn is None:
+        return None
+
+    async def call(partitions: set[TopicPartition]) -> None:
+        await trio.to_thread.run_sync(fn, partitions)
+
+    return call

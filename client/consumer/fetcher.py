@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import struct
 from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 import trio
@@ -45,6 +46,9 @@ from .record import RecordList, TopicPartition, decode_batches
 __all__ = ["Fetcher", "PartitionState"]
 
 log = logging.getLogger(__name__)
+
+#: Fetches long-poll: they get a connection of their own (see BrokerClient).
+FETCH_LANE = "fetch"
 
 
 @dataclass
@@ -93,6 +97,10 @@ class Fetcher:
         self._data_arrived = trio.Event()
         self._wake = trio.Event()
         self._fetch_scope: trio.CancelScope | None = None
+        #: set by a consumer with a group: (partitions) -> their committed offsets
+        self.committed_lookup: (
+            Callable[[list[TopicPartition]], Awaitable[dict[TopicPartition, int]]] | None
+        ) = None
 
     # --- assignment and positions (called from the consumer, trio thread) ----
 
@@ -105,6 +113,25 @@ class Fetcher:
             self.partitions.setdefault(tp, PartitionState())
         self._drop_chunks(lambda c: c.tp not in wanted)
         self._restart_fetch()
+
+    def add(self, tps: Iterable[TopicPartition]) -> None:
+        """Start reading ``tps`` too (positions resolved on the next poll)."""
+        for tp in tps:
+            self.partitions.setdefault(tp, PartitionState())
+        self._restart_fetch()
+
+    def remove(self, tps: Iterable[TopicPartition]) -> None:
+        """Stop reading ``tps`` and drop what is buffered for them. The fetch
+        in flight carries on (its data for them is ignored on arrival), so
+        the other partitions do not pause."""
+        doomed = set(tps)
+        for tp in doomed:
+            self.partitions.pop(tp, None)
+        self._drop_chunks(lambda c: c.tp in doomed)
+
+    def positions(self) -> dict[TopicPartition, int]:
+        """The position of every partition that has one."""
+        return {tp: s.position for tp, s in self.partitions.items() if s.position is not None}
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         state = self.partitions.get(tp)
@@ -129,9 +156,12 @@ class Fetcher:
         self._chunks = keep
 
     def _restart_fetch(self) -> None:
-        """A long-polling fetch for the old positions is pointless now."""
+        """A long-polling fetch for the old positions is pointless now: drop
+        it and its connection (the next fetch goes out at once on a new one
+        instead of queueing behind the old one's answer)."""
         if self._fetch_scope is not None:
             self._fetch_scope.cancel()
+            self.client.drop(FETCH_LANE, "positions changed")
         self._wake.set()
 
     async def resolve_positions(self) -> None:
@@ -139,6 +169,18 @@ class Fetcher:
         missing = [tp for tp, s in self.partitions.items() if s.position is None]
         if not missing:
             return
+        if self.committed_lookup is not None:
+            # A group's committed offsets come first (auto_offset_reset only
+            # for partitions the group never committed).
+            committed = await self.committed_lookup(missing)
+            for tp, offset in committed.items():
+                state = self.partitions.get(tp)
+                if state is not None and state.position is None:
+                    state.position = state.fetch_offset = offset
+            missing = [tp for tp in missing if tp not in committed]
+            self._wake.set()
+            if not missing:
+                return
         if self.auto_offset_reset == "none":
             raise OffsetOutOfRangeError(
                 f"no position for {', '.join(f'{t}/{p}' for t, p in missing)} and "
@@ -189,7 +231,9 @@ class Fetcher:
             try:
                 with trio.CancelScope() as self._fetch_scope:
                     response = await self.client.request(
-                        request, timeout=self.client.request_timeout + self.fetch_max_wait_ms / 1000
+                        request,
+                        timeout=self.client.request_timeout + self.fetch_max_wait_ms / 1000,
+                        lane=FETCH_LANE,
                     )
             except (BrokerUnavailableError, TimeoutError) as exc:
                 log.debug("fetch failed, retrying: %s", exc)
@@ -292,6 +336,11 @@ class Fetcher:
     async def wait_for_data(self) -> None:
         await self._data_arrived.wait()
 
+    def interrupt(self) -> None:
+        """Wake a poll waiting in wait_for_data (it finds no records and
+        looks at what else needs doing)."""
+        self._data_arrived.set()
+
     def take(self, max_records: int) -> RecordList:
         """Decode buffered records (up to ``max_records``), advancing positions.
 
@@ -322,6 +371,8 @@ class Fetcher:
                 )
                 taken += count
             except TailraceError as exc:
+                if parts:
+                    break  # return the good records first; the next poll raises
                 # Drop what is buffered for the partition and stop fetching
                 # it; the position stays on the bad batch and the error is
                 # raised again by every poll until the user seeks past it.

@@ -151,6 +151,8 @@ def decode_batches(
         except (CorruptRecordError, InvalidRecordError, RecordTooLargeError) as exc:
             if isinstance(exc, InvalidRecordError) and str(exc).startswith("truncated"):
                 break  # a partial batch at the end of a response: fetch again
+            if taken:
+                break  # hand out the good records first; the next call raises
             raise _corrupt(topic, partition, data, pos, exc) from exc
         size = h.batch_length + 12
         base = h.base_offset
@@ -160,6 +162,8 @@ def decode_batches(
         if (expected is not None and base != expected) or (
             expected is None and not (base <= start_offset <= last)
         ):
+            if taken:
+                break
             raise CorruptRecordError(
                 f"{topic}/{partition}: batch at byte {pos} claims offsets {base}..{last}, "
                 f"expected {start_offset if expected is None else expected}"
@@ -181,6 +185,8 @@ def decode_batches(
                 records = records[skip : skip + room]
             deltas, keys, values, headers = zip(*records, strict=True)
         except (ValueError, TypeError, IndexError, TailraceError) as exc:
+            if taken:
+                break
             raise CorruptRecordError(
                 f"{topic}/{partition}: batch at offsets {base}..{last} does not decode: {exc}"
             ) from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -121,11 +122,18 @@ class AsyncProducer:
         """Wait until every record sent so far is acknowledged or failed."""
         await self._core.flush()
 
-    async def close(self) -> None:
-        """Send everything accepted, then stop."""
+    async def close(self, timeout: float | None = None) -> None:
+        """Send everything accepted, then stop. After ``timeout`` seconds,
+        records still unacknowledged fail with ClientClosedError."""
         if self._closed:
             return
         self._closed = True
-        self._core.acc.close()
-        if self._stack is not None:
-            await self._stack.aclose()
+        core = self._core
+        core.acc.close()
+        if self._stack is None:
+            return
+        with trio.move_on_after(math.inf if timeout is None else timeout):
+            await core.finished.wait()
+        if not core.finished.is_set():
+            core.abort(ClientClosedError("the producer was closed before the broker acknowledged"))
+        await self._stack.aclose()

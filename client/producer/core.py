@@ -113,6 +113,8 @@ class ProducerCore:
         )
         self.client: BrokerClient | None = None
         self.sender: Sender | None = None
+        #: set when run() has finished (everything completed or aborted)
+        self.finished = trio.Event()
         self.max_record_bytes = min(config.max_request_bytes, 8 * 1024 * 1024) - HEADER_SIZE - 64
 
     # --- wiring ------------------------------------------------------------
@@ -160,12 +162,23 @@ class ProducerCore:
                 request_timeout=config.request_timeout_ms / 1000,
             )
             self._wake_sender = wake_from_any_thread or self.sender.wakeup
-            async with trio.open_nursery() as tasks:
-                await tasks.start(self.sender.run)
-                task_status.started()
-            # the sender returned: closed, and every batch completed
+            try:
+                async with trio.open_nursery() as tasks:
+                    await tasks.start(self.sender.run)
+                    task_status.started()
+                # the sender returned: closed, and every batch completed
+            finally:
+                self.finished.set()
             await self.client.aclose()
             connections.cancel_scope.cancel()
+
+    def abort(self, error: BaseException) -> None:
+        """Fail every record not yet acknowledged and drop the connection
+        (trio thread; a close that ran out of time)."""
+        if self.sender is not None:
+            self.sender.abort(error)
+        if self.client is not None:
+            self.client.abort(str(error))
 
     # --- the per-record path ---------------------------------------------
 

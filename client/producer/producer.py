@@ -117,20 +117,9 @@ class Producer:
         self._closed = True
         loop = self._loop
         assert loop is not None
-        self._core.acc.close()
+        core = self._core
+        core.acc.close()
         if not loop.join(timeout):
-            sender = self._core.sender
-            if sender is not None:
-                loop.run_sync_soon(
-                    lambda: sender.abort(ClientClosedError("closed before acknowledged"))
-                )
-            loop.run_sync_soon(self._abandon)
+            error = ClientClosedError("the producer was closed before the broker acknowledged")
+            loop.run_sync_soon(lambda: core.abort(error))
             loop.join()
-
-    def _abandon(self) -> None:
-        client = self._core.client
-        if client is not None:
-            client.closed = True
-            conn = client._conn
-            if conn is not None:
-                conn._break("the producer was closed")

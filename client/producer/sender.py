@@ -211,6 +211,7 @@ class Sender:
             if taken and total + len(data) > self.max_request_bytes:
                 break
             queue.popleft()
+            self._sent.add(batch)  # at once: flush() must always find it
             taken.append(batch)
             total += len(data)
         return taken
@@ -245,7 +246,6 @@ class Sender:
             b.attempts += 1
             tp = (b.topic, b.partition)
             self._in_flight[tp] = self._in_flight.get(tp, 0) + 1
-            self._sent.add(b)
         self._requests_in_flight += 1
         self._all_answered = trio.Event() if self._all_answered.is_set() else self._all_answered
         try:

@@ -232,6 +232,11 @@ class BrokerConnection:
                 self._closed.set()
                 await trio.aclose_forcefully(self.stream)
 
+    def abort(self, reason: str) -> None:
+        """Break the connection now: outstanding requests fail with
+        BrokerUnavailableError(reason); the reader closes the socket."""
+        self._break(reason)
+
     async def aclose(self) -> None:
         """Close the connection; outstanding requests fail."""
         self._break("connection closed by the client")

@@ -65,24 +65,31 @@ class BrokerClient:
         self.backoff_max = reconnect_backoff_max_ms / 1000
         self.ssl_context = ssl_context
         self._authenticate = authenticate
-        self._conn: BrokerConnection | None = None
+        #: lane name -> its connection (see connection())
+        self._conns: dict[str, BrokerConnection] = {}
         self._connect_lock = trio.Lock()
         self._failures = 0
         self._next_attempt = 0.0
         self.topics: dict[str, TopicInfo] = {}
         self.closed = False
 
-    async def connection(self) -> BrokerConnection:
-        """A live connection, made (or re-made) if needed.
+    async def connection(self, lane: str = "main") -> BrokerConnection:
+        """A live connection for ``lane``, made (or re-made) if needed.
+
+        Responses on a connection come in request order, so a request that
+        waits (a long-polling fetch) holds up everything behind it. Work that
+        must not wait behind a long poll (offset look-ups, group heartbeats)
+        uses the "main" lane; the consumer's fetches use a "fetch" lane of
+        their own.
 
         Raises BrokerUnavailableError when the attempt fails; callers that
         want to keep trying use :meth:`request` or their own loop.
         """
-        conn = self._conn
+        conn = self._conns.get(lane)
         if conn is not None and not conn.broken:
             return conn
         async with self._connect_lock:
-            conn = self._conn
+            conn = self._conns.get(lane)
             if conn is not None and not conn.broken:
                 return conn
             if self.closed:
@@ -107,12 +114,21 @@ class BrokerClient:
                 self._next_attempt = trio.current_time() + delay * random.uniform(0.8, 1.2)
                 raise
             self._failures = 0
-            self._conn = conn
+            self._conns[lane] = conn
             return conn
 
-    async def request(self, body: Any, *, timeout: float | None = None) -> Any:
-        """Send ``body`` and return the response, retrying connection
-        failures until ``timeout`` (default: the request timeout) passes."""
+    def drop(self, lane: str, reason: str) -> None:
+        """Abandon a lane's connection (its outstanding requests fail); the
+        next use makes a new one. Cheaper than waiting for a long poll that
+        is no longer wanted."""
+        conn = self._conns.pop(lane, None)
+        if conn is not None:
+            conn.abort(reason)
+
+    async def request(self, body: Any, *, timeout: float | None = None, lane: str = "main") -> Any:
+        """Send ``body`` on ``lane`` and return the response, retrying
+        connection failures until ``timeout`` (default: the request timeout)
+        passes."""
         limit = self.request_timeout if timeout is None else timeout
         deadline = trio.current_time() + limit
         last: Exception | None = None
@@ -124,7 +140,7 @@ class BrokerClient:
                 raise TimeoutError(f"no response from {self.bootstrap} within {limit:g} s")
             try:
                 with trio.fail_after(remaining):
-                    conn = await self.connection()
+                    conn = await self.connection(lane)
                     return await conn.request(body, timeout=remaining)
             except BrokerUnavailableError as exc:
                 last = exc
@@ -166,11 +182,18 @@ class BrokerClient:
             raise BrokerError(f"metadata for {name!r} missing from the response")
         return info
 
+    def abort(self, reason: str) -> None:
+        """Close at once: the connections break, outstanding requests fail
+        with BrokerUnavailableError and no new connection is made."""
+        self.closed = True
+        for conn in self._conns.values():
+            conn.abort(reason)
+
     async def aclose(self) -> None:
         self.closed = True
-        if self._conn is not None:
-            await self._conn.aclose()
-            self._conn = None
+        conns, self._conns = list(self._conns.values()), {}
+        for conn in conns:
+            await conn.aclose()
 
 
 def deadline_after(seconds: float | None) -> float:
