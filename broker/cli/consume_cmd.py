@@ -45,7 +45,7 @@ from .common import (
     resolve_bootstrap,
     setup_client_logging,
 )
-from .interrupt import StopOnSignal
+from .interrupt import StopOnSignal, threads_without_signals
 from .output import bytes_field
 from .progress import Progress
 from .times import parse_time_ms
@@ -140,7 +140,9 @@ def open_reader(
     so nothing still kept is skipped; an explicit ``--offset`` outside the
     log is an error instead (auto_offset_reset "none")."""
     reset = "none" if start.kind == "offset" else "earliest"
-    with Consumer(bootstrap, auto_offset_reset=reset) as consumer:
+    with threads_without_signals():  # Ctrl-C goes to the main thread
+        consumer = Consumer(bootstrap, auto_offset_reset=reset)
+    with consumer:
         tps = [(topic, p) for p in partitions]
         consumer.assign(tps)
         if start.kind == "end":
@@ -246,7 +248,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--partition must not be negative")
     start = start_from_args(args)
 
-    count = check_broker(bootstrap, args.topic)
+    with threads_without_signals():
+        count = check_broker(bootstrap, args.topic)
     if args.partition is not None:
         if args.partition >= count:
             raise CliError(

@@ -31,6 +31,7 @@ from .common import (
     resolve_bootstrap,
     setup_client_logging,
 )
+from .interrupt import threads_without_signals
 from .progress import Progress
 
 
@@ -97,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
         source = sys.stdin.buffer
         total = None
     try:
-        partitions = check_broker(bootstrap, args.topic)
+        with threads_without_signals():
+            partitions = check_broker(bootstrap, args.topic)
         if args.partition is not None and args.partition >= partitions:
             raise CliError(
                 f"partition {args.partition} of {args.topic!r} does not exist "
@@ -126,7 +128,8 @@ def _produce(
     read_bytes = 0
     failure: Exception | None = None
     interrupted = False
-    producer = Producer(bootstrap, acks=args.acks)
+    with threads_without_signals():  # Ctrl-C must interrupt our read of stdin
+        producer = Producer(bootstrap, acks=args.acks)
     try:
         send = producer.send
         try:

@@ -304,7 +304,8 @@ def test_default_start_prints_records_produced_after_it_started(broker, topic):
     assert out == b"new\n"
 
 
-def test_ctrl_c_ends_a_following_consume_with_a_summary(broker, topic):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_ends_a_following_consume_with_a_summary(broker, topic, sig):
     with Producer(broker.address) as producer:
         for i in range(5):
             producer.send(topic, b"r%d" % i, partition=1)
@@ -318,7 +319,7 @@ def test_ctrl_c_ends_a_following_consume_with_a_summary(broker, topic):
     try:
         assert proc.stdout is not None
         lines = [proc.stdout.readline() for _ in range(5)]
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         rest, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
@@ -328,6 +329,40 @@ def test_ctrl_c_ends_a_following_consume_with_a_summary(broker, topic):
     assert rest == b""
     assert proc.returncode == 0
     assert err == b"consumed 5 records\n"
+
+
+def test_ctrl_c_interrupts_produce_waiting_for_input(broker, topic):
+    """Ctrl-C while produce is blocked reading an open stdin: what was read is
+    delivered and counted, exit 130 (the signal must reach the main thread,
+    not one of the producer's)."""
+    proc = subprocess.Popen(
+        tailrace_cmd("produce", topic, "--partition", "0"),
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=cli_env(broker.address),
+        cwd=ROOT,
+    )
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write(b"one\ntwo\n")
+        proc.stdin.flush()
+        with Admin(broker.address) as admin:
+            deadline = time.monotonic() + 30
+            while admin.topic_offsets(topic)[0][1] < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(30)  # stdin is still open
+        assert proc.stderr is not None
+        err = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pipe in (proc.stdin, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+    assert code == 130
+    assert err == f"produced 2 records to {topic} (interrupted)\n".encode()
 
 
 def test_closed_stdout_is_not_an_error(broker, topic):
