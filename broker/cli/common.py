@@ -88,13 +88,22 @@ def resolve_bootstrap(args: argparse.Namespace, environ: dict[str, str] | None =
     return address
 
 
-def check_broker(bootstrap: str, topic: str | None = None, timeout: float = PROBE_TIMEOUT_S) -> int:
+def check_broker(
+    bootstrap: str,
+    topic: str | None = None,
+    *,
+    auto_create: bool = False,
+    timeout: float = PROBE_TIMEOUT_S,
+) -> int:
     """Raise BrokerUnavailableError ("cannot reach broker at ADDR: reason")
     unless a tailrace broker answers at ``bootstrap`` within ``timeout``.
 
-    With ``topic``, also ask for its metadata (the same round trip) and
+    With ``topic``, also ask for its metadata (the same connection) and
     return its partition count, raising the broker's error (unknown topic,
-    invalid name) when there is no such topic; otherwise return 0.
+    invalid name) when there is no such topic; otherwise return 0. With
+    ``auto_create``, a broker running with auto_create_topics creates a
+    missing topic first (produce wants that; the Producer's own metadata
+    requests never ask for it).
     """
 
     async def probe() -> int:
@@ -112,7 +121,9 @@ def check_broker(bootstrap: str, topic: str | None = None, timeout: float = PROB
                 try:
                     await conn.request(ApiVersionsRequest(client_name="tailrace-cli"))
                     if topic is not None:
-                        response = await conn.request(MetadataRequest(topics=[topic]))
+                        response = await conn.request(
+                            MetadataRequest(topics=[topic], allow_auto_topic_creation=auto_create)
+                        )
                 except TailraceError as exc:
                     failure = exc
                 finally:

@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         total = None
     try:
         with threads_without_signals():
-            partitions = check_broker(bootstrap, args.topic)
+            partitions = check_broker(bootstrap, args.topic, auto_create=True)
         if args.partition is not None and args.partition >= partitions:
             raise CliError(
                 f"partition {args.partition} of {args.topic!r} does not exist "

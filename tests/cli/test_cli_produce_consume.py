@@ -394,3 +394,19 @@ def test_closed_stdout_is_not_an_error(broker, topic):
     assert first == b"00000" + b"." * 95 + b"\n"
     assert code == 0
     assert err == b""
+
+
+def test_produce_creates_a_missing_topic_when_the_broker_auto_creates(tmp_path):
+    b = ThreadedBroker(tmp_path / "data", auto_create_topics=True)
+    try:
+        r = call_main(["produce", "fresh", "--bootstrap", b.address], b"hello\n")
+        assert r.code == 0, r.err
+        assert r.err == "produced 1 record to fresh\n"
+        # consume does not create topics
+        r = call_main(["consume", "other", "--timeout-ms", "100", "--bootstrap", b.address])
+        assert r.code == 1
+        assert r.err == "tailrace: unknown topic 'other'\n"
+        with Admin(b.address) as admin:
+            assert [t.name for t in admin.list_topics()] == ["fresh"]
+    finally:
+        b.stop()
