@@ -164,7 +164,7 @@ class FileSlice:
     def __init__(
         self, segment: Segment, position: int, length: int, first_offset: int, last_offset: int
     ) -> None:
-        segment.acquire()
+        """Takes over a reference the caller acquired on ``segment``."""
         self._segment: Segment | None = segment
         self.fd = segment.fd
         self.position = position
@@ -265,6 +265,8 @@ class PartitionLog:
         self._producers = ProducerStateManager(config.producer_id_expiration_ms)
         self._snapshot_version = -1
         self._snapshots: list[int] = []
+        #: Recovery created, removed or rewrote files: the directory needs a sync.
+        self._dir_changed = False
 
     @classmethod
     def open(
@@ -511,6 +513,7 @@ class PartitionLog:
                 for suffix in _SEGMENT_SUFFIXES:
                     with contextlib.suppress(FileNotFoundError):
                         self._io.unlink(s.path(suffix))
+                self._dir_changed = True
             del segs[i + 1 :]
             del self._bases[i + 1 :]
             seg.sealed = False
@@ -526,17 +529,20 @@ class PartitionLog:
                 recovery_point - 1,
                 "data below the recovery point is missing",
             )
-        # What was scanned is now the log: make it durable so the recovery
-        # point can honestly move to the log end.
+        # What was recovered above the recovery point is now the log (it may
+        # exist only in the page cache): make it durable so the recovery
+        # point can honestly move to the log end. Nothing to do for a log
+        # that holds nothing past its recovery point (an idle partition).
+        durable_below = -1 if recovery_point is None else recovery_point
         for seg in segs[start:]:
-            if not seg.size:
-                continue
-            fd = self._io.open(seg.log_path, os.O_RDONLY)
-            try:
-                self._io.fsync(fd)
-            finally:
-                os.close(fd)
-        self._io.fsync_dir(self._dir)
+            if seg.size and seg.next_offset > durable_below:
+                fd = self._io.open(seg.log_path, os.O_RDONLY)
+                try:
+                    self._io.fsync(fd)
+                finally:
+                    os.close(fd)
+        if self._dir_changed:
+            self._io.fsync_dir(self._dir)
         if active.next_offset < snapshot_offset:
             # The snapshot lies past the recovered end: rebuild from an older one.
             producers = self._producer_state_at(active.next_offset)
@@ -548,10 +554,12 @@ class PartitionLog:
             fd = self._io.open(seg.log_path, os.O_RDWR)
             try:
                 self._io.ftruncate(fd, result.end)
+                self._io.fsync(fd)  # the cut must hold before appends reuse the offsets
             finally:
                 os.close(fd)
         seg.allocated = result.end
-        seg.write_index_files()
+        if seg.write_index_files():
+            self._dir_changed = True
 
     # --- producer state loading ---------------------------------------------------
 
@@ -964,13 +972,18 @@ class PartitionLog:
         if offset >= self._hw:
             return None
         seg = self._segment_for(offset)
-        pos, first = seg.find_batch(offset)
-        if seg is self._hw_seg:
-            end, end_offset = self._hw_pos, self._hw
-        else:
-            end, end_offset = seg.size, seg.next_offset
-        if end - pos > max_bytes:
-            end, end_offset = seg.last_boundary(pos, pos + max(max_bytes, 0), end)
+        seg.acquire()  # the fd for the header walk, then for the reader
+        try:
+            pos, first = seg.find_batch(offset)
+            if seg is self._hw_seg:
+                end, end_offset = self._hw_pos, self._hw
+            else:
+                end, end_offset = seg.size, seg.next_offset
+            if end - pos > max_bytes:
+                end, end_offset = seg.last_boundary(pos, pos + max(max_bytes, 0), end)
+        except BaseException:
+            seg.release()
+            raise
         return FileSlice(seg, pos, end - pos, first, end_offset - 1)
 
     def position_of(self, offset: int) -> LogPosition:

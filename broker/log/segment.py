@@ -241,7 +241,7 @@ class Segment:
         self.roll_base_ts = result.first_max_timestamp
         if self.sealed and self.size:
             ti = result.time_index
-            if result.max_timestamp > ti.last_timestamp:
+            if not ti or result.max_timestamp > ti.last_timestamp:
                 ti.append(result.max_timestamp, self.next_offset - 1 - self.base_offset)
         self._update_full()
 
@@ -301,15 +301,18 @@ class Segment:
         self.set_from_scan(result)
         self.write_index_files()
 
-    def write_index_files(self) -> None:
+    def write_index_files(self) -> bool:
         """Rewrite both index files from the in-memory arrays and fsync them
-        (skipped for a file that already holds exactly those bytes)."""
+        (skipped for a file that already holds exactly those bytes). Returns
+        whether it wrote anything."""
         io = self.ctx.io
         oi, ti = self.offset_index, self.time_index
+        wrote = False
         for suffix, data in ((INDEX_SUFFIX, oi.to_bytes()), (TIMEINDEX_SUFFIX, ti.to_bytes())):
             with contextlib.suppress(FileNotFoundError), open(self.path(suffix), "rb") as f:
                 if f.read(len(data) + 1) == data:
                     continue
+            wrote = True
             fd = io.open(self.path(suffix), os.O_WRONLY | os.O_CREAT)
             try:
                 io.ftruncate(fd, 0)
@@ -319,6 +322,7 @@ class Segment:
                 os.close(fd)
         self._index_alloc = len(oi) * OFFSET_ENTRY.size
         self._timeindex_alloc = len(ti) * TIME_ENTRY.size
+        return wrote
 
     # --- reading ---------------------------------------------------------------
 
@@ -548,7 +552,7 @@ class Segment:
         io = self.ctx.io
         ti = self.time_index
         max_ts = self.max_timestamp
-        if self.size and max_ts > ti.last_timestamp:
+        if self.size and (not ti or max_ts > ti.last_timestamp):
             rel_last = self.next_offset - 1 - self.base_offset
             io.pwrite(
                 self.timeindex_fd, TIME_ENTRY.pack(max_ts, rel_last), len(ti) * TIME_ENTRY.size

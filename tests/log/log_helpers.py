@@ -115,6 +115,20 @@ class FaultIO(StorageIO):
             raise SimulatedCrash(name)
 
 
+class NoSyncIO(StorageIO):
+    """Skips fsync/fdatasync: for tests whose crashes keep the page cache
+    (kill -9) and which must not spend their time waiting for the disk."""
+
+    def fdatasync(self, fd: int) -> None:
+        pass
+
+    def fsync(self, fd: int) -> None:
+        pass
+
+    def fsync_dir(self, path: str) -> None:
+        pass
+
+
 class SimulatedCrash(Exception):
     """Raised at a crash point: the test then abandons and reopens."""
 

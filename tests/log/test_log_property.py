@@ -22,7 +22,7 @@ import trio
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
-from log_helpers import read_records
+from log_helpers import NoSyncIO, read_records
 
 from tailrace.broker.log import LogConfig, PartitionLog
 from tailrace.client.records import build_batch
@@ -48,6 +48,9 @@ class LogMachine(RuleBasedStateMachine):
         self.path = os.path.join(self.dir, "t", "0")
         self.cfg = LogConfig()
         self.log: PartitionLog | None = None
+        # Crashes here are kill -9 (the page cache survives) plus explicit
+        # damage, so real fsyncs would only make the test wait for the disk.
+        self.io = NoSyncIO()
         self.model: list[Written] = []
         self.ts = 1_000
 
@@ -62,7 +65,7 @@ class LogMachine(RuleBasedStateMachine):
             preallocate_bytes=4096,
             flush="none",
         )
-        self.log = PartitionLog.open(self.path, self.cfg)
+        self.log = PartitionLog.open(self.path, self.cfg, io=self.io)
 
     @property
     def next_offset(self) -> int:
@@ -112,7 +115,7 @@ class LogMachine(RuleBasedStateMachine):
     @rule()
     def close_and_reopen(self) -> None:
         assert self.log.close()
-        self.log = PartitionLog.open(self.path, self.cfg, clean=True)
+        self.log = PartitionLog.open(self.path, self.cfg, clean=True, io=self.io)
         self._check_contents()
 
     @rule(
@@ -129,7 +132,9 @@ class LogMachine(RuleBasedStateMachine):
         if kind != "none":
             self._damage(segments, layout, rp, kind, where, length, seed)
         survivors = self._intact_prefix(layout)
-        self.log = PartitionLog.open(self.path, self.cfg, recovery_point=rp, clean=False)
+        self.log = PartitionLog.open(
+            self.path, self.cfg, recovery_point=rp, clean=False, io=self.io
+        )
         self.model = self.model[:survivors]
         self._check_contents()
 
