@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections import deque
 from typing import BinaryIO
 
 from tailrace.client import Producer, RecordFuture
@@ -64,19 +65,38 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 class _Acks:
-    """Counts acknowledged records and keeps the first failure; called on
-    the producer's thread, read on ours after ``flush``."""
+    """Counts acknowledged records and keeps the first failure.
+
+    Futures wait in a queue and are looked at from the oldest, a few
+    thousand at a time, once done: two cheap calls per record, where a
+    done-callback per record (a closure, a lock, a call from the producer's
+    thread) cost more than everything else the command does per line.
+    Only futures not yet looked at are held, so memory stays bounded by
+    what the producer itself holds unacknowledged.
+    """
+
+    REAP_EVERY = 4096
 
     def __init__(self) -> None:
         self.acked = 0
         self.error: BaseException | None = None
+        self._pending: deque[RecordFuture] = deque()
 
-    def __call__(self, future: RecordFuture) -> None:
-        error = future.exception(0)
-        if error is None:
-            self.acked += 1
-        elif self.error is None:
-            self.error = error
+    def add(self, future: RecordFuture) -> None:
+        pending = self._pending
+        pending.append(future)
+        if len(pending) >= self.REAP_EVERY:
+            self.reap()
+
+    def reap(self) -> None:
+        """Tally every future at the head of the queue that is done."""
+        pending = self._pending
+        while pending and pending[0].done():
+            error = pending.popleft().exception(0)
+            if error is None:
+                self.acked += 1
+            elif self.error is None:
+                self.error = error
 
 
 def run(args: argparse.Namespace) -> int:
@@ -132,6 +152,7 @@ def _produce(
         producer = Producer(bootstrap, acks=args.acks)
     try:
         send = producer.send
+        track = acks.add
         try:
             for lineno, line in enumerate(source, 1):
                 read_bytes += len(line)
@@ -147,7 +168,7 @@ def _produce(
                         break
                 else:
                     value = line
-                send(topic, value, key=key, partition=partition).add_done_callback(acks)
+                track(send(topic, value, key=key, partition=partition))
                 sent += 1
                 if acks.error is not None:
                     break  # the broker refuses: stop reading more
@@ -160,6 +181,7 @@ def _produce(
     finally:
         progress.close()
         producer.close()
+    acks.reap()  # closed: every future is done
     plural = "record" if acks.acked == 1 else "records"
     note = " (interrupted)" if interrupted else ""
     sys.stderr.write(f"produced {acks.acked} {plural} to {topic}{note}\n")

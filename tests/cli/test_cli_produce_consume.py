@@ -410,3 +410,14 @@ def test_produce_creates_a_missing_topic_when_the_broker_auto_creates(tmp_path):
             assert [t.name for t in admin.list_topics()] == ["fresh"]
     finally:
         b.stop()
+
+
+def test_a_record_the_broker_refuses_fails_the_command(broker):
+    with Admin(broker.address) as admin:
+        admin.create_topic("small-batches", config={"max_batch_bytes": 1024})
+    r = call_main(["produce", "small-batches", "--bootstrap", broker.address], b"x" * 3000 + b"\n")
+    assert r.code == 1
+    first, second = r.err.splitlines()
+    assert first == "produced 0 records to small-batches"
+    assert second.startswith("tailrace: ")
+    assert "max_batch_bytes" in second
