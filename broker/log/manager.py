@@ -425,7 +425,8 @@ class LogManager:
 
         async with trio.open_nursery() as nursery:
             for key, log in self.logs():
-                nursery.start_soon(one, key, log)
+                if log.flush_wanted(now):
+                    nursery.start_soon(one, key, log)
 
     async def enforce_retention(self, now_ms: int | None = None) -> int:
         """Apply retention to every log; returns the segments deleted."""

@@ -841,6 +841,19 @@ class PartitionLog:
             else:
                 await self._sync(full=True)
 
+    def flush_wanted(self, now_ms: int) -> bool:
+        """Whether :meth:`maybe_flush` would sync now (cheap, synchronous:
+        a flush loop over many partitions only starts work where needed)."""
+        if self._offline is not None or self._closed or self._syncing:
+            return False
+        mode = self._ctx.config.flush
+        if mode == "sync":
+            return self._hw < self._leo or bool(self._unsynced)
+        if mode == "interval":
+            dirty = self._flushed < self._leo or bool(self._unsynced)
+            return dirty and now_ms - self._last_flush_ms >= self._ctx.config.flush_ms
+        return bool(self._unsynced)
+
     async def maybe_flush(self, now_ms: int | None = None) -> None:
         """Called by the broker's flush loop (every few ms to ``flush_ms``).
 
@@ -849,19 +862,11 @@ class PartitionLog:
         roll. Raises StorageError when a sync fails (the partition goes
         offline); the loop should log it and go on with other partitions.
         """
-        if self._offline is not None or self._closed or self._syncing:
+        now = self._clock_ms() if now_ms is None else now_ms
+        if not self.flush_wanted(now):
+            await trio.lowlevel.checkpoint()
             return
-        mode = self._ctx.config.flush
-        if mode == "sync":
-            if self._hw < self._leo or self._unsynced:
-                await self._sync(full=True)
-        elif mode == "interval":
-            now = self._clock_ms() if now_ms is None else now_ms
-            dirty = self._flushed < self._leo or self._unsynced
-            if dirty and now - self._last_flush_ms >= self._ctx.config.flush_ms:
-                await self._sync(full=True)
-        elif self._unsynced:
-            await self._sync(full=False)
+        await self._sync(full=self._ctx.config.flush != "none")
 
     async def _sync(self, *, full: bool) -> None:
         """One sync round (the group-commit leader). Captures what is appended

@@ -263,3 +263,27 @@ def test_log_config_validation():
     ):
         with pytest.raises(InvalidConfigError, match=key):
             LogConfig.from_mapping(bad)
+
+
+async def test_flush_due_syncs_only_partitions_that_need_it(tmp_path):
+    io = FaultIO()
+    now = [1_000_000]
+    mgr = _open(tmp_path, io=io, clock_ms=lambda: now[0])
+    await mgr.create_topic("slow", 3, {"flush": "interval", "flush_ms": 1000})
+    await mgr.create_topic("acks0", 1, {"flush": "sync"})
+    mgr.get("slow", 1).append(batch(2))
+    mgr.get("acks0", 0).append(batch(1))  # appended, nobody waits for the ack
+    io.calls.clear()
+    await mgr.flush_due()
+    # the sync-mode partition is synced (its data becomes visible); the
+    # interval one waits for its interval
+    assert io.calls["fdatasync"] == 1
+    assert mgr.get("acks0", 0).high_watermark == 1
+    assert mgr.get("slow", 1).recovery_point == 0
+    now[0] += 1000
+    await mgr.flush_due()
+    assert io.calls["fdatasync"] == 2
+    assert mgr.get("slow", 1).recovery_point == 2
+    await mgr.flush_due()  # nothing left to do anywhere
+    assert io.calls["fdatasync"] == 2
+    await mgr.aclose()
