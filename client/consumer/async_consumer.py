@@ -258,6 +258,7 @@ class AsyncConsumer:
         broker dropped the member (session timeout, fenced): committing is
         no longer possible then. Calling subscribe again changes the topics.
         """
+        self._f  # noqa: B018 - ClientClosedError when not running
         if self._membership is None:
             raise ValueError("subscribe() needs a group_id")
         if self._assigned_by_user:
@@ -265,7 +266,6 @@ class AsyncConsumer:
         names = tuple(sorted(set(topics)))
         if not names or not all(isinstance(t, str) and t for t in names):
             raise ValueError("subscribe to one or more topic names")
-        self._f  # noqa: B018 - ClientClosedError when not running
         self._subscribed = True
         self._on_assigned = on_assigned
         self._on_revoked = on_revoked
@@ -525,10 +525,13 @@ class AsyncConsumer:
                     await self._leave_group()
         finally:
             self._closed = True
-            if self._client is not None:
-                await self._client.aclose()
-            if self._stack is not None:
-                await self._stack.aclose()
+            try:
+                if self._client is not None:
+                    await self._client.aclose()
+            finally:
+                # Always, even when cancelled: the stack holds our nursery.
+                if self._stack is not None:
+                    await self._stack.aclose()
 
     async def _leave_group(self) -> None:
         m = self._membership
