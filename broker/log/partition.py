@@ -267,6 +267,8 @@ class PartitionLog:
         self._snapshots: list[int] = []
         #: Recovery created, removed or rewrote files: the directory needs a sync.
         self._dir_changed = False
+        #: Set when an aclose() that was under way has finished.
+        self._close_done: trio.Event | None = None
 
     @classmethod
     def open(
@@ -822,6 +824,10 @@ class PartitionLog:
         # cancellation check is needed first (saves a task switch per ack).
         await trio.lowlevel.checkpoint_if_cancelled()
         while self._hw < target:
+            closing = self._close_done
+            if closing is not None and not closing.is_set():
+                await closing.wait()  # a clean close syncs everything: see then
+                continue
             self._raise_if_unusable()
             if self._syncing:
                 assert self._sync_done is not None
@@ -1209,12 +1215,16 @@ class PartitionLog:
         plan = self._prepare_close()
         if plan is None:
             return False
+        done = self._close_done = trio.Event()
         try:
             await trio.to_thread.run_sync(self._finish_close_files, *plan)
         except OSError as exc:
             return self._close_failed(exc)
-        self._release_all()
-        return True
+        else:
+            self._release_all()
+            return True
+        finally:
+            done.set()
 
     def close(self) -> bool:
         """Synchronous :meth:`aclose` for tools and tests outside trio (it
@@ -1276,8 +1286,12 @@ class PartitionLog:
         return False
 
     def _release_all(self) -> None:
+        # Everything was synced: writers still waiting for an ack get it.
         self._unsynced.clear()
         self._flushed = self._leo
+        active = self._active
+        if self._hw < self._leo:
+            self._set_hw(self._leo, active, active.size)
         for seg in self._segments:
             seg.close()
         self._lru.clear()

@@ -79,12 +79,17 @@ class FaultIO(StorageIO):
         self.fail: dict[str, int] = {}
         self.crash_at: str | None = None
         self.sync_delay = 0.0
+        #: name -> seconds to sleep in that call (a slow disk)
+        self.delay: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def _enter(self, name: str) -> None:
         with self._lock:
             self.calls[name] += 1
             code = self.fail.get(name)
+            pause = self.delay.get(name, 0.0)
+        if pause:
+            time.sleep(pause)
         if code is not None:
             raise OSError(code, os.strerror(code))
 

@@ -239,3 +239,19 @@ async def test_available_bytes_follows_the_high_watermark(tmp_path):
     assert log.available_bytes(mid) == sum(sizes[4:])
     assert log.available_bytes(log.position_of(6)) == 0
     await log.aclose()
+
+
+async def test_close_acknowledges_writers_still_waiting(tmp_path):
+    io = FaultIO()
+    log = open_log(tmp_path / "p", config(flush="sync"), io=io)
+    r = log.append(batch(2))  # not durable yet
+    io.delay["fsync"] = 0.05  # the close's fsyncs are slow
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(log.aclose)
+        await trio.testing.wait_all_tasks_blocked()  # the close is fsyncing
+        await log.wait_durable(r)  # waits for the close, which made it durable
+        assert log.high_watermark == 2
+    with pytest.raises(StorageError, match="closed"):
+        log.append(batch(1))
+    with pytest.raises(StorageError, match="closed"):
+        await log.wait_durable(3)
