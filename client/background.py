@@ -10,6 +10,7 @@ behaviour; the blocking classes only cross the thread boundary.
 from __future__ import annotations
 
 import contextlib
+import signal
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -46,6 +47,10 @@ class BackgroundTrio:
 
     def _run(self, main: Callable[..., Awaitable[Any]]) -> None:
         self.thread_id = threading.get_ident()
+        # Ctrl-C and SIGTERM belong to the application's main thread: were
+        # the kernel to deliver them here, a main thread blocked in a read
+        # would never see them.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
 
         async def wrapper() -> None:
             self._token = trio.lowlevel.current_trio_token()

@@ -327,8 +327,10 @@ class Fetcher:
             state.epoch += 1
             self._drop_chunks(lambda c: c.tp == tp)
             return
-        if error.retriable:
+        if error.retriable and code != ErrorCode.UNKNOWN_TOPIC_OR_PARTITION:
             return  # the next fetch tries again
+        # A topic that does not exist (or was deleted) will not come back by
+        # waiting on one broker: tell the user rather than retry silently.
         state.error = error
 
     # --- the poll side -----------------------------------------------------------

@@ -307,7 +307,7 @@ class ProducerCore:
     async def fetch_partition_count(self, topic: str) -> int:
         if self.client is None:
             raise ClientClosedError("the producer is not running")
-        info = await self.client.topic(topic)
+        info = await self.client.topic(topic, create=True)
         self.partition_counts[topic] = info.partitions
         return info.partitions
 

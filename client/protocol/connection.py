@@ -173,6 +173,15 @@ class _Connection:
         """Bytes still missing from the frame being received (a read hint)."""
         return self._reader.bytes_wanted()
 
+    def receive_buffer(self) -> memoryview | None:
+        """A buffer to ``recv_into`` while a large frame arrives, or None
+        (then use receive_data); see FrameReader.receive_buffer."""
+        return self._reader.receive_buffer()
+
+    def received_into(self, n: int) -> None:
+        """``n`` bytes were written into the last receive_buffer()."""
+        self._reader.received_into(n)
+
     @property
     def buffered(self) -> int:
         return self._reader.buffered

@@ -58,6 +58,9 @@ _MAX_U32 = 2**32 - 1
 
 #: msgpack bytes fed to the decoder at first; bodies are small, records big.
 _FIRST_FEED = 64 * 1024
+#: Frames with at least this many bytes still to come are read straight into
+#: a buffer of their own (FrameReader.receive_buffer).
+LARGE_FRAME = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,13 +95,17 @@ class FrameReader:
     are needed. A broken frame raises RemoteProtocolError(fatal=True).
     """
 
-    __slots__ = ("_buf", "_eof", "_start", "limits")
+    __slots__ = ("_buf", "_eof", "_filled", "_large", "_start", "limits")
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
         self._buf = bytearray()
         self._start = 0
         self._eof = False
+        #: a large frame being read straight into its own buffer (see
+        #: receive_buffer), and how many of its bytes have arrived
+        self._large: bytearray | None = None
+        self._filled = 0
 
     @property
     def eof(self) -> bool:
@@ -107,20 +114,67 @@ class FrameReader:
     @property
     def buffered(self) -> int:
         """Bytes received and not yet handed out as frames."""
-        return len(self._buf) - self._start
+        return len(self._buf) - self._start + self._filled
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         if self._eof:
             raise RuntimeError("data fed after end of stream")
-        if data:
-            self._buf += data
-        else:
+        if not data:
             self._eof = True
+            return
+        large = self._large
+        if large is not None:
+            take = min(len(data), len(large) - self._filled)
+            large[self._filled : self._filled + take] = data[:take]
+            self._filled += take
+            data = data[take:]
+            if not data:
+                return
+        self._buf += data
+
+    def receive_buffer(self) -> memoryview | None:
+        """Where a transport that can read into memory (``recv_into``) should
+        put the next bytes, or None to use :meth:`feed`.
+
+        Only while a large frame (at least LARGE_FRAME bytes still missing)
+        is being received: the frame then gets a buffer of its exact size and
+        the bytes go there directly, instead of being copied from a receive
+        buffer into the reader's and again into the frame. Report how many
+        bytes were written with :meth:`received_into`.
+        """
+        if self._large is None:
+            buf = self._buf
+            start = self._start
+            avail = len(buf) - start
+            if avail < 4:
+                return None
+            (length,) = _LENGTH.unpack_from(buf, start)
+            if not _MIN_LENGTH <= length <= self.limits.max_frame_bytes:
+                return None  # next_frame reports it
+            if 4 + length - avail < LARGE_FRAME:
+                return None
+            large = bytearray(4 + length)
+            with memoryview(buf) as view:
+                large[:avail] = view[start:]
+            buf.clear()
+            self._start = 0
+            self._large = large
+            self._filled = avail
+        return memoryview(self._large)[self._filled :]
+
+    def received_into(self, n: int) -> None:
+        """``n`` bytes were written into the last receive_buffer(); 0 means
+        end of stream."""
+        if n == 0:
+            self._eof = True
+        self._filled += n
 
     def bytes_wanted(self) -> int:
         """How many more bytes complete the frame being received (0 if one is
         already complete or the length prefix is not in yet). Lets a transport
         read a large frame in one go."""
+        if self._large is not None:
+            return len(self._large) - self._filled
         avail = len(self._buf) - self._start
         if avail < 4:
             return 0
@@ -128,6 +182,18 @@ class FrameReader:
         return max(0, 4 + length - avail)
 
     def next_frame(self) -> tuple[int, int, int, memoryview] | None:
+        large = self._large
+        if large is not None:
+            if self._filled < len(large):
+                if self._eof:
+                    raise RemoteProtocolError(
+                        f"stream ended inside a frame: {self._filled} of {len(large)} bytes"
+                    )
+                return None
+            self._large = None
+            self._filled = 0
+            api_key, api_version, correlation_id = _REST.unpack_from(large, 4)
+            return api_key, api_version, correlation_id, memoryview(large)[4 + _MIN_LENGTH :]
         buf = self._buf
         start = self._start
         avail = len(buf) - start

@@ -199,6 +199,7 @@ class BrokerConnection:
 
     async def _reader(self) -> None:
         codec = self.codec
+        sock = getattr(self.stream, "socket", None)  # plain TCP: recv_into works
         with trio.CancelScope() as self._reader_scope:
             try:
                 while True:
@@ -208,9 +209,14 @@ class BrokerConnection:
                         self._break(f"protocol error: {exc}")
                         return
                     if event is NEED_DATA:
-                        wanted = codec.bytes_wanted()
-                        size = min(max(wanted, _RECEIVE_MIN), _RECEIVE_MAX)
                         try:
+                            target = codec.receive_buffer() if sock is not None else None
+                            if target is not None:
+                                # a large frame: straight from the kernel into it
+                                codec.received_into(await sock.recv_into(target))
+                                continue
+                            wanted = codec.bytes_wanted()
+                            size = min(max(wanted, _RECEIVE_MIN), _RECEIVE_MAX)
                             data = await self.stream.receive_some(size)
                         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                             self._break(f"connection lost: {exc}")

@@ -152,9 +152,15 @@ class BrokerClient:
     async def api_versions(self) -> Any:
         return await self.request(ApiVersionsRequest(client_name=CLIENT_NAME))
 
-    async def refresh_metadata(self, topics: list[str] | None = None) -> MetadataResponse:
-        """Fetch metadata for ``topics`` (all when None) and update the cache."""
-        response = await self.request(MetadataRequest(topics=topics))
+    async def refresh_metadata(
+        self, topics: list[str] | None = None, *, create: bool = False
+    ) -> MetadataResponse:
+        """Fetch metadata for ``topics`` (all when None) and update the cache;
+        ``create`` asks a broker running with auto_create_topics to create
+        the missing ones (as a producer does)."""
+        response = await self.request(
+            MetadataRequest(topics=topics, allow_auto_topic_creation=create)
+        )
         if response.error_code:
             raise error_for_code(response.error_code, response.error_message or "")
         for t in response.topics:
@@ -164,8 +170,9 @@ class BrokerClient:
                 self.topics.pop(t.name, None)
         return response
 
-    async def topic(self, name: str, *, timeout: float | None = None) -> TopicInfo:
-        """The topic's info, from the cache or the broker.
+    async def topic(self, name: str, *, create: bool = False) -> TopicInfo:
+        """The topic's info, from the cache or the broker (which creates it
+        when ``create`` and it runs with auto_create_topics).
 
         Raises the broker's error (UnknownTopicOrPartitionError) when the
         topic does not exist.
@@ -173,7 +180,7 @@ class BrokerClient:
         info = self.topics.get(name)
         if info is not None:
             return info
-        response = await self.refresh_metadata([name])
+        response = await self.refresh_metadata([name], create=create)
         for t in response.topics:
             if t.name == name and t.error_code:
                 raise error_for_code(t.error_code, t.error_message or "")
