@@ -34,6 +34,7 @@ from tailrace.client.protocol import (
     ServerConnection,
     encode_response,
 )
+from tailrace.client.protocol.frames import LARGE_FRAME
 
 
 def frame(api_key: int, body: bytes, *, version: int = 0, correlation_id: int = 1) -> bytes:
@@ -289,3 +290,50 @@ def test_sendfile_placeholders_are_counted_in_the_frame_length():
     server = ServerConnection()
     with pytest.raises(LocalProtocolError):
         server.send_response(Request(ApiKey.FETCH, 0, 3, None), response)
+
+
+def test_large_frames_can_be_read_straight_into_their_own_buffer():
+    """A transport with recv_into gets a buffer of the frame's exact size for
+    a large frame; fed that way or with receive_data, the events are equal."""
+    big = b"r" * (LARGE_FRAME + 1000)
+    body = msgpack.packb(
+        {
+            "acks": 1,
+            "timeout_ms": 10,
+            "topics": [{"name": "t", "partitions": [{"partition": 0, "records_length": len(big)}]}],
+        }
+    )
+    data = frame(ApiKey.PRODUCE, body + big) + frame(ApiKey.METADATA, b"\x80", correlation_id=2)
+    server = ServerConnection(Limits(max_frame_bytes=4 << 20))
+    assert server.receive_buffer() is None  # nothing known yet
+    server.receive_data(data[:100])
+    pos = 100
+    events = []
+    while pos < len(data):
+        target = server.receive_buffer()
+        if target is None:
+            chunk = data[pos : pos + 5000]
+            server.receive_data(chunk)
+            pos += len(chunk)
+        else:
+            n = min(len(target), 7000, len(data) - pos)
+            target[:n] = data[pos : pos + n]
+            server.received_into(n)
+            pos += n
+        while (event := server.next_event()) is not NEED_DATA:
+            events.append(event)
+    assert [e.correlation_id for e in events] == [1, 2]
+    assert bytes(events[0].body.topics[0].partitions[0].records) == big
+    assert isinstance(events[1], Request)
+
+
+def test_stream_ending_inside_a_large_frame_is_fatal():
+    server = ServerConnection(Limits(max_frame_bytes=4 << 20))
+    server.receive_data(struct.pack(">IHHI", 8 + LARGE_FRAME * 2, 3, 0, 1))
+    target = server.receive_buffer()
+    assert target is not None
+    target[:10] = b"x" * 10
+    server.received_into(10)
+    server.received_into(0)  # end of stream
+    with pytest.raises(RemoteProtocolError, match="ended inside a frame"):
+        server.next_event()
