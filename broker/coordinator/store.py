@@ -170,7 +170,7 @@ class OffsetStore:
             next_offset = offset
             for pos, header in iter_headers(data):
                 try:
-                    validate_batch(data, pos)
+                    validate_batch(data, pos, max_batch_bytes=len(data))
                     records = unpack_records(data, header, pos)
                 except (CorruptRecordError, InvalidRecordError) as exc:
                     raise CorruptOffsetsRecord(
