@@ -198,18 +198,26 @@ class ConnectionHandler:
         while True:
             event = self._next_event()
             if event is NEED_DATA:
-                wanted = conn.bytes_wanted()
-                size = _RECEIVE_MIN if wanted <= _RECEIVE_MIN else min(wanted, _RECEIVE_MAX)
+                # a large frame (a big produce) goes straight into its own buffer
+                target = conn.receive_buffer() if self._sock is not None else None
+                if target is None:
+                    wanted = conn.bytes_wanted()
+                    size = _RECEIVE_MIN if wanted <= _RECEIVE_MIN else min(wanted, _RECEIVE_MAX)
                 data = None
                 while data is None:
                     with trio.move_on_after(self.idle_timeout):
-                        data = await self._receive(size)
+                        data = await (
+                            self._receive(size) if target is None else self._receive_into(target)
+                        )
                     if data is None and self.in_flight == 0:
                         self._closing_reason = f"idle for {self.idle_timeout:g} s"
                         return
                 if data is False:
                     return
-                conn.receive_data(data)
+                if target is None:
+                    conn.receive_data(data)
+                else:
+                    conn.received_into(data)
                 continue
             if event is CLOSED or event is None:
                 return
@@ -259,6 +267,14 @@ class ConnectionHandler:
             self._closing_reason = f"connection lost: {exc}"
             return False
         return data
+
+    async def _receive_into(self, target: memoryview) -> int | bool:
+        """Bytes read into ``target`` (0 at end of stream), False if it broke."""
+        try:
+            return await self._sock.recv_into(target)
+        except OSError as exc:
+            self._closing_reason = f"connection lost: {exc}"
+            return False
 
     async def _complete(self, slot: _Slot, event: Request, later: Later) -> None:
         try:
