@@ -1,4 +1,4 @@
-"""Admin: topics, configuration and offsets, async and blocking.
+"""Admin: topics, configuration, offsets and consumer groups, async and blocking.
 
 Every method raises the exception the broker's error code maps to
 (TopicAlreadyExistsError, UnknownTopicOrPartitionError, InvalidConfigError,
@@ -15,7 +15,7 @@ from typing import Any
 import trio
 
 from .background import BackgroundTrio
-from .errors import ClientClosedError, error_for_code
+from .errors import ClientClosedError, GroupNotEmptyError, error_for_code
 from .protocol import (
     EARLIEST_TIMESTAMP,
     LATEST_TIMESTAMP,
@@ -24,12 +24,20 @@ from .protocol import (
     ConfigResource,
     CreatableTopic,
     CreateTopicsRequest,
+    DeleteGroupsRequest,
     DeleteTopicsRequest,
     DescribeConfigsRequest,
+    DescribeGroupsRequest,
+    ListGroupsRequest,
     ListOffsetsPartition,
     ListOffsetsRequest,
     ListOffsetsTopic,
     MetadataRequest,
+    OffsetCommitPartition,
+    OffsetCommitRequest,
+    OffsetCommitTopic,
+    OffsetFetchRequest,
+    TopicPartitions,
 )
 from .transport.pool import BrokerClient
 
@@ -37,6 +45,10 @@ __all__ = [
     "Admin",
     "AsyncAdmin",
     "ConfigValue",
+    "GroupDescription",
+    "GroupListing",
+    "GroupMember",
+    "GroupPartitionOffset",
     "PartitionDescription",
     "TopicDescription",
 ]
@@ -69,6 +81,67 @@ class TopicDescription:
     internal: bool
     partitions: list[PartitionDescription]
     configs: dict[str, ConfigValue] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupListing:
+    group_id: str
+    #: "Empty", "Reconciling" or "Stable"
+    state: str
+    member_count: int
+    group_epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMember:
+    member_id: str
+    instance_id: str | None
+    client_id: str
+    client_host: str
+    member_epoch: int
+    subscribed_topics: list[str]
+    #: partitions it owns now, as (topic, partition)
+    assignment: list[tuple[str, int]]
+    #: partitions it was asked to give up and still owns
+    pending_revocation: list[tuple[str, int]]
+    #: partitions it will own once the rebalance completes
+    target_assignment: list[tuple[str, int]]
+    session_timeout_ms: int
+    rebalance_timeout_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class GroupPartitionOffset:
+    """One partition of a group: committed offset, log end and lag."""
+
+    topic: str
+    partition: int
+    #: None when the group committed nothing for it
+    committed_offset: int | None
+    #: the high watermark: the offset the next readable record will get
+    log_end_offset: int | None
+    #: log_end_offset - committed_offset (None without a commit or a log end)
+    lag: int | None
+    #: the member consuming it now, if any
+    member_id: str | None
+    metadata: str | None = None
+    commit_timestamp_ms: int = -1
+    #: why the log end is unknown (e.g. the topic was deleted)
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupDescription:
+    group_id: str
+    state: str
+    group_epoch: int
+    assignment_epoch: int
+    members: list[GroupMember]
+    offsets: list[GroupPartitionOffset]
+
+
+def _pairs(items: list[TopicPartitions]) -> list[tuple[str, int]]:
+    return sorted((t.topic, p) for t in items for p in t.partitions)
 
 
 def _check(code: int, message: str | None) -> None:
@@ -247,6 +320,165 @@ class AsyncAdmin:
         _check(t.error_code, t.error_message)
         return _topic(t).partitions
 
+    # --- consumer groups ---------------------------------------------------------
+
+    async def list_groups(self, states: list[str] | None = None) -> list[GroupListing]:
+        """Every group the broker knows (with members or committed offsets),
+        optionally only those in ``states`` ("Empty", "Reconciling", "Stable")."""
+        response = await self._request(ListGroupsRequest(states_filter=states))
+        return [
+            GroupListing(g.group_id, g.state, g.member_count, g.group_epoch)
+            for g in response.groups
+        ]
+
+    async def describe_group(self, group_id: str) -> GroupDescription:
+        """State, members and their assignments, and per partition the
+        committed offset, the log end and the lag. GroupIdNotFoundError for
+        an unknown group."""
+        response = await self._request(DescribeGroupsRequest(group_ids=[group_id]))
+        (g,) = response.groups
+        _check(g.error_code, g.error_message)
+        members = [
+            GroupMember(
+                member_id=m.member_id,
+                instance_id=m.instance_id,
+                client_id=m.client_id,
+                client_host=m.client_host,
+                member_epoch=m.member_epoch,
+                subscribed_topics=list(m.subscribed_topics),
+                assignment=_pairs(m.assignment),
+                pending_revocation=_pairs(m.pending_revocation),
+                target_assignment=_pairs(m.target_assignment),
+                session_timeout_ms=m.session_timeout_ms,
+                rebalance_timeout_ms=m.rebalance_timeout_ms,
+            )
+            for m in g.members
+        ]
+        owner = {tp: m.member_id for m in members for tp in m.assignment + m.pending_revocation}
+        fetched = await self._request(OffsetFetchRequest(group_id=group_id))
+        committed = {}
+        for t in fetched.topics:
+            for p in t.partitions:
+                _check(p.error_code, p.error_message)
+                committed[(t.name, p.partition)] = p
+        partitions = sorted(set(committed) | set(owner))
+        ends: dict[tuple[str, int], int] = {}
+        errors: dict[tuple[str, int], str] = {}
+        if partitions:
+            by_topic: dict[str, list[ListOffsetsPartition]] = {}
+            for topic, p in partitions:
+                by_topic.setdefault(topic, []).append(
+                    ListOffsetsPartition(partition=p, timestamp=LATEST_TIMESTAMP)
+                )
+            listed = await self._request(
+                ListOffsetsRequest(
+                    topics=[ListOffsetsTopic(name=t, partitions=ps) for t, ps in by_topic.items()]
+                )
+            )
+            for t in listed.topics:
+                for p in t.partitions:
+                    if p.error_code:
+                        errors[(t.name, p.partition)] = p.error_message or "unavailable"
+                    else:
+                        ends[(t.name, p.partition)] = p.offset
+        rows = []
+        for tp in partitions:
+            c = committed.get(tp)
+            offset = c.offset if c is not None else None
+            end = ends.get(tp)
+            rows.append(
+                GroupPartitionOffset(
+                    topic=tp[0],
+                    partition=tp[1],
+                    committed_offset=offset,
+                    log_end_offset=end,
+                    lag=None if offset is None or end is None else max(end - offset, 0),
+                    member_id=owner.get(tp),
+                    metadata=c.metadata if c is not None else None,
+                    commit_timestamp_ms=c.commit_timestamp_ms if c is not None else -1,
+                    error=errors.get(tp),
+                )
+            )
+        return GroupDescription(
+            group_id=g.group_id,
+            state=g.state,
+            group_epoch=g.group_epoch,
+            assignment_epoch=g.assignment_epoch,
+            members=members,
+            offsets=rows,
+        )
+
+    async def delete_group(self, group_id: str) -> None:
+        """Delete a group without members and its committed offsets
+        (GroupNotEmptyError, GroupIdNotFoundError)."""
+        response = await self._request(DeleteGroupsRequest(group_ids=[group_id]))
+        (result,) = response.results
+        _check(result.error_code, result.error_message)
+
+    async def reset_offsets(
+        self,
+        group_id: str,
+        topic: str,
+        to: Any,
+        partitions: list[int] | None = None,
+        *,
+        dry_run: bool = False,
+    ) -> dict[int, int]:
+        """Set a group's committed offsets for ``topic`` (every partition, or
+        ``partitions``) to ``to``: "earliest", "latest", ``("offset", n)`` or
+        ``("time", ms)`` (the first record at or after that time; the log end
+        when there is none). Only for a group without members
+        (GroupNotEmptyError); an offset past the log end is refused
+        (OffsetOutOfRangeError) and nothing changes. Returns
+        ``{partition: new offset}``; ``dry_run`` computes without committing.
+        A group that does not exist yet is created with these offsets."""
+        listing = {g.group_id: g for g in await self.list_groups()}
+        current = listing.get(group_id)
+        if current is not None and current.member_count:
+            raise GroupNotEmptyError(
+                f"group {group_id!r} has {current.member_count} active member(s); "
+                "stop them before resetting its offsets"
+            )
+        if partitions is None:
+            partitions = [p.partition for p in await self.describe_topic_partitions(topic)]
+        if to in ("earliest", "latest"):
+            found = await self.list_offsets({(topic, p): to for p in partitions})
+            targets = {p: found[(topic, p)][0] for p in partitions}
+        elif isinstance(to, tuple) and len(to) == 2 and to[0] == "offset":
+            targets = {p: int(to[1]) for p in partitions}
+        elif isinstance(to, tuple) and len(to) == 2 and to[0] == "time":
+            found = await self.list_offsets({(topic, p): int(to[1]) for p in partitions})
+            missing = [p for p in partitions if found[(topic, p)][0] < 0]
+            latest = await self.list_offsets({(topic, p): "latest" for p in missing})
+            targets = {
+                p: (latest[(topic, p)] if p in missing else found[(topic, p)])[0]
+                for p in partitions
+            }
+        else:
+            raise ValueError(
+                "reset to 'earliest', 'latest', ('offset', n) or ('time', milliseconds)"
+            )
+        if dry_run:
+            return targets
+        response = await self._request(
+            OffsetCommitRequest(
+                group_id=group_id,
+                topics=[
+                    OffsetCommitTopic(
+                        name=topic,
+                        partitions=[
+                            OffsetCommitPartition(partition=p, offset=o)
+                            for p, o in sorted(targets.items())
+                        ],
+                    )
+                ],
+            )
+        )
+        for t in response.topics:
+            for p in t.partitions:
+                _check(p.error_code, p.error_message)
+        return targets
+
 
 def _topic(t: Any) -> TopicDescription:
     return TopicDescription(
@@ -337,3 +569,25 @@ class Admin:
 
     def topic_offsets(self, topic: str) -> dict[int, tuple[int, int]]:
         return self._loop.run(self._admin.topic_offsets, topic)
+
+    def list_groups(self, states: list[str] | None = None) -> list[GroupListing]:
+        return self._loop.run(self._admin.list_groups, states)
+
+    def describe_group(self, group_id: str) -> GroupDescription:
+        return self._loop.run(self._admin.describe_group, group_id)
+
+    def delete_group(self, group_id: str) -> None:
+        self._loop.run(self._admin.delete_group, group_id)
+
+    def reset_offsets(
+        self,
+        group_id: str,
+        topic: str,
+        to: Any,
+        partitions: list[int] | None = None,
+        *,
+        dry_run: bool = False,
+    ) -> dict[int, int]:
+        return self._loop.run(
+            lambda: self._admin.reset_offsets(group_id, topic, to, partitions, dry_run=dry_run)
+        )
