@@ -26,6 +26,7 @@ exactly.
 from __future__ import annotations
 
 import struct
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,7 +96,7 @@ class FrameReader:
     are needed. A broken frame raises RemoteProtocolError(fatal=True).
     """
 
-    __slots__ = ("_buf", "_eof", "_filled", "_large", "_start", "limits")
+    __slots__ = ("_buf", "_eof", "_filled", "_large", "_large_len", "_spare", "_start", "limits")
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
@@ -105,7 +106,10 @@ class FrameReader:
         #: a large frame being read straight into its own buffer (see
         #: receive_buffer), and how many of its bytes have arrived
         self._large: bytearray | None = None
+        self._large_len = 0
         self._filled = 0
+        #: the last large frame's buffer, reused once nothing refers to it
+        self._spare: bytearray | None = None
 
     @property
     def eof(self) -> bool:
@@ -124,7 +128,7 @@ class FrameReader:
             return
         large = self._large
         if large is not None:
-            take = min(len(data), len(large) - self._filled)
+            take = min(len(data), self._large_len - self._filled)
             large[self._filled : self._filled + take] = data[:take]
             self._filled += take
             data = data[take:]
@@ -153,14 +157,28 @@ class FrameReader:
                 return None  # next_frame reports it
             if 4 + length - avail < LARGE_FRAME:
                 return None
-            large = bytearray(4 + length)
+            large = self._reusable_buffer(4 + length)
             with memoryview(buf) as view:
                 large[:avail] = view[start:]
             buf.clear()
             self._start = 0
             self._large = large
+            self._large_len = 4 + length
             self._filled = avail
-        return memoryview(self._large)[self._filled :]
+        return memoryview(self._large)[self._filled : self._large_len]
+
+    def _reusable_buffer(self, size: int) -> bytearray:
+        """A buffer of at least ``size`` bytes: the previous large frame's if
+        nothing refers to it any more (its memoryviews are gone: in CPython
+        the reference count says so exactly), else a new one. Allocating and
+        zeroing megabytes per frame costs more than the copy it saves."""
+        spare = self._spare
+        if spare is not None and len(spare) >= size and sys.getrefcount(spare) <= 3:
+            # three references: self._spare, the local name, the argument
+            return spare
+        spare = bytearray(size)
+        self._spare = spare
+        return spare
 
     def received_into(self, n: int) -> None:
         """``n`` bytes were written into the last receive_buffer(); 0 means
@@ -174,7 +192,7 @@ class FrameReader:
         already complete or the length prefix is not in yet). Lets a transport
         read a large frame in one go."""
         if self._large is not None:
-            return len(self._large) - self._filled
+            return self._large_len - self._filled
         avail = len(self._buf) - self._start
         if avail < 4:
             return 0
@@ -184,16 +202,17 @@ class FrameReader:
     def next_frame(self) -> tuple[int, int, int, memoryview] | None:
         large = self._large
         if large is not None:
-            if self._filled < len(large):
+            end = self._large_len
+            if self._filled < end:
                 if self._eof:
                     raise RemoteProtocolError(
-                        f"stream ended inside a frame: {self._filled} of {len(large)} bytes"
+                        f"stream ended inside a frame: {self._filled} of {end} bytes"
                     )
                 return None
             self._large = None
             self._filled = 0
             api_key, api_version, correlation_id = _REST.unpack_from(large, 4)
-            return api_key, api_version, correlation_id, memoryview(large)[4 + _MIN_LENGTH :]
+            return api_key, api_version, correlation_id, memoryview(large)[4 + _MIN_LENGTH : end]
         buf = self._buf
         start = self._start
         avail = len(buf) - start

@@ -337,3 +337,40 @@ def test_stream_ending_inside_a_large_frame_is_fatal():
     server.received_into(0)  # end of stream
     with pytest.raises(RemoteProtocolError, match="ended inside a frame"):
         server.next_event()
+
+
+def test_a_large_frame_buffer_is_reused_only_once_released():
+    big = b"r" * (LARGE_FRAME * 2)
+    body = msgpack.packb(
+        {
+            "acks": 1,
+            "timeout_ms": 10,
+            "topics": [{"name": "t", "partitions": [{"partition": 0, "records_length": len(big)}]}],
+        }
+    )
+    server = ServerConnection(Limits(max_frame_bytes=4 << 20))
+
+    def receive(cid):
+        data = frame(ApiKey.PRODUCE, body + big, correlation_id=cid)
+        server.receive_data(data[:100])
+        pos = 100
+        while pos < len(data):
+            target = server.receive_buffer()
+            n = min(len(target), len(data) - pos)
+            target[:n] = data[pos : pos + n]
+            server.received_into(n)
+            pos += n
+            del target
+        event = server.next_event()
+        assert bytes(event.body.topics[0].partitions[0].records) == big
+        return event
+
+    first = receive(1)
+    held = first.body.topics[0].partitions[0].records.obj
+    second = receive(2)  # the first frame is still referenced: a new buffer
+    assert second.body.topics[0].partitions[0].records.obj is not held
+    buffer_two = second.body.topics[0].partitions[0].records.obj
+    del second
+    third = receive(3)  # the second one was released: reused
+    assert third.body.topics[0].partitions[0].records.obj is buffer_two
+    assert bytes(first.body.topics[0].partitions[0].records) == big  # untouched
