@@ -15,13 +15,19 @@ pass without a new record; otherwise at Ctrl-C or SIGTERM, which finish the
 records in hand (see interrupt.py). Every end is exit 0 with the summary
 ``consumed N records`` on stderr.
 
-The command is three parts so that ``--group`` (consumer groups, issue 5)
-can slot in beside the others: :func:`open_reader` decides what is read
-and from where (a group would subscribe and start from its committed
-offsets instead of assigning and seeking), :func:`copy_records` is the
-loop, the same for both, and its ``on_written`` hook sees each batch once
-it is on stdout (a group would remember those offsets and commit them
-before exiting).
+With ``--group G`` the command is a member of consumer group G: it
+subscribes (the broker assigns it partitions, shared with other members),
+starts from the group's committed offsets (``--from-beginning`` only where
+the group has none; otherwise the end), and commits the offsets of what it
+printed: periodically, before the group moves a partition to another
+member, and before exiting. With ``--partition N`` it reads that partition
+alone, outside the group's assignment, still starting from and committing
+to the group's offsets.
+
+The command is three parts: :func:`open_reader` / :func:`open_group_reader`
+decide what is read and from where, :func:`copy_records` is the loop, the
+same for both, and its ``on_written`` hook sees each batch once it is on
+stdout (what :class:`GroupCommits` commits).
 """
 
 from __future__ import annotations
@@ -52,6 +58,8 @@ from .times import parse_time_ms
 
 #: Longest one poll waits: how quickly Ctrl-C and --timeout-ms are noticed.
 POLL_TICK_MS = 250
+#: With --group: how often printed offsets are committed while consuming.
+COMMIT_INTERVAL_S = 5.0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -80,6 +88,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(ISO 8601, e.g. 2026-11-25T10:00:00Z; no zone means UTC)",
     )
     p.add_argument("--partition", type=int, metavar="N", help="read only partition N")
+    p.add_argument(
+        "--group",
+        metavar="G",
+        help="read as a member of consumer group G: start from its committed offsets "
+        "(--from-beginning only where it has none) and commit what was printed",
+    )
     p.add_argument("--max-messages", type=int, metavar="N", help="exit after N records")
     p.add_argument(
         "--timeout-ms",
@@ -157,6 +171,70 @@ def open_reader(
         else:
             raise AssertionError(start.kind)
         yield consumer
+
+
+class GroupCommits:
+    """What ``consume --group`` printed, per partition, and committing it.
+
+    Only printed records count: ``written`` sees each batch once it is on
+    stdout. The offsets are committed every COMMIT_INTERVAL_S (without
+    waiting), before the group takes a partition away (``revoked``, inside
+    the poll: so the next owner starts after the last printed record), and
+    at exit (``commit``, waiting until the broker made them durable)."""
+
+    def __init__(self) -> None:
+        self.consumer: Consumer | None = None
+        self.printed: dict[tuple[str, int], int] = {}
+        self.committed: dict[tuple[str, int], int] = {}
+        self._next = time.monotonic() + COMMIT_INTERVAL_S
+
+    def written(self, records: Sequence[Record]) -> None:
+        for r in records:
+            self.printed[(r.topic, r.partition)] = r.offset + 1
+        if time.monotonic() >= self._next and self.consumer is not None:
+            self._next = time.monotonic() + COMMIT_INTERVAL_S
+            changed = self._changed(self.printed)
+            if changed:
+                self.consumer.commit_async(changed)
+                self.committed.update(changed)
+
+    def revoked(self, partitions: set) -> None:
+        self._commit({tp: o for tp, o in self.printed.items() if tp in partitions})
+
+    def commit(self) -> None:
+        self._commit(self.printed)
+
+    def _changed(self, offsets: dict) -> dict:
+        return {tp: o for tp, o in offsets.items() if self.committed.get(tp) != o}
+
+    def _commit(self, offsets: dict) -> None:
+        changed = self._changed(offsets)
+        if changed and self.consumer is not None:
+            self.consumer.commit(changed)
+            self.committed.update(changed)
+
+
+@contextmanager
+def open_group_reader(
+    bootstrap: str, topic: str, partition: int | None, start: Start, group: str
+) -> Iterator[tuple[Consumer, GroupCommits]]:
+    """A member of ``group`` reading ``topic`` (every partition the group
+    assigns it; with ``partition``, that one alone, outside the group's
+    assignment), starting at the group's committed offsets, else the log
+    start (--from-beginning) or end."""
+    commits = GroupCommits()
+    reset = "earliest" if start.kind == "beginning" else "latest"
+    with threads_without_signals():
+        consumer = Consumer(
+            bootstrap, group_id=group, auto_offset_reset=reset, enable_auto_commit=False
+        )
+    with consumer:
+        commits.consumer = consumer
+        if partition is None:
+            consumer.subscribe([topic], on_revoked=commits.revoked)
+        else:
+            consumer.assign([(topic, partition)])
+        yield consumer, commits
 
 
 # --- output ---------------------------------------------------------------------
@@ -247,6 +325,11 @@ def run(args: argparse.Namespace) -> int:
     if args.partition is not None and args.partition < 0:
         raise UsageError("--partition must not be negative")
     start = start_from_args(args)
+    if args.group is not None and start.kind in ("offset", "time"):
+        raise UsageError(
+            "--group starts at the group's committed offsets: --offset and --from-time do "
+            "not apply (move them with: tailrace groups reset-offsets)"
+        )
 
     with threads_without_signals():
         count = check_broker(bootstrap, args.topic)
@@ -270,15 +353,34 @@ def run(args: argparse.Namespace) -> int:
     progress = Progress(sys.stderr, enabled=False if sys.stdout.isatty() else None)
     consumed = 0
     try:
-        with StopOnSignal() as stop, open_reader(bootstrap, args.topic, partitions, start) as c:
-            consumed = copy_records(
-                c,
-                write,
-                max_messages=args.max_messages,
-                timeout_ms=args.timeout_ms,
-                stop=stop,
-                progress=progress,
-            )
+        if args.group is not None:
+            with (
+                StopOnSignal() as stop,
+                open_group_reader(bootstrap, args.topic, args.partition, start, args.group) as (
+                    c,
+                    commits,
+                ),
+            ):
+                consumed = copy_records(
+                    c,
+                    write,
+                    max_messages=args.max_messages,
+                    timeout_ms=args.timeout_ms,
+                    stop=stop,
+                    progress=progress,
+                    on_written=commits.written,
+                )
+                commits.commit()
+        else:
+            with StopOnSignal() as stop, open_reader(bootstrap, args.topic, partitions, start) as c:
+                consumed = copy_records(
+                    c,
+                    write,
+                    max_messages=args.max_messages,
+                    timeout_ms=args.timeout_ms,
+                    stop=stop,
+                    progress=progress,
+                )
     finally:
         progress.close()
     sys.stderr.write(f"consumed {consumed} record{'' if consumed == 1 else 's'}\n")

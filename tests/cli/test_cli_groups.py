@@ -4,9 +4,10 @@ a real broker: JSON parsed (not string-matched), exit codes, refusals."""
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
-from cli_helpers import call_main, run_cli
+from cli_helpers import ROOT, call_main, cli_env, run_cli, tailrace_cmd
 from harness import ThreadedBroker
 
 from tailrace.client import Admin, Consumer, Producer
@@ -107,3 +108,44 @@ def test_usage_errors_exit_2(broker):
     assert r.code == 2
     r = run_cli("groups", "reset-offsets", "g", "--topic", "t", bootstrap=broker.address)
     assert r.code == 2  # one of the --to-... options is required
+
+
+def test_consume_with_a_group_starts_at_its_offsets_and_commits_what_it_printed(broker):
+    r = cli(broker, "consume", "t", "--group", "g", "--from-beginning", "--max-messages", "12")
+    assert r.code == 0, r.err
+    first = r.text.split()
+    assert len(first) == 12
+    desc = json.loads(cli(broker, "groups", "describe", "g", "--json").text)
+    assert sum(o["committed_offset"] for o in desc["offsets"]) == 12
+    assert desc["members"] == []  # it left on exit
+
+    # where the group committed, it resumes there; elsewhere --from-beginning
+    r = cli(broker, "consume", "t", "--group", "g", "--from-beginning", "--timeout-ms", "1000")
+    rest = r.text.split()
+    assert sorted(first + rest) == sorted(f"v{i}" for i in range(30))
+    r = cli(broker, "consume", "t", "--group", "g", "--from-beginning", "--timeout-ms", "300")
+    assert (r.code, r.text) == (0, "")  # everything printed was committed
+
+    r = cli(broker, "consume", "t", "--group", "g", "--offset", "3")
+    assert r.code == 2
+    assert "reset-offsets" in r.err
+
+
+def test_two_consume_processes_in_one_group_print_each_record_once(broker):
+    cmd = tailrace_cmd(
+        "consume", "t", "--group", "shared", "--from-beginning", "--timeout-ms", "2000"
+    )
+    procs = [
+        subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=cli_env(broker.address),
+            cwd=ROOT,
+        )
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err for _, err in outputs]
+    printed = [line for out, _ in outputs for line in out.decode().split()]
+    assert sorted(printed) == sorted(f"v{i}" for i in range(30))
