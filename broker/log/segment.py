@@ -240,7 +240,9 @@ class Segment:
         )
 
     def set_from_scan(self, result: ScanResult) -> None:
-        """Adopt the indexes and bounds a scan rebuilt (sealed: finalized)."""
+        """Adopt the indexes and bounds a scan rebuilt, with the final time
+        entry a seal or a clean close writes (so that recovering a cleanly
+        closed segment rebuilds exactly the bytes on disk: nothing to write)."""
         self.size = result.end
         self.next_offset = result.next_offset
         self._offset_index = result.offset_index
@@ -248,7 +250,7 @@ class Segment:
         self._max_ts = result.max_timestamp
         self._last_index_pos = result.offset_index.last()[1]
         self.roll_base_ts = result.first_max_timestamp
-        if self.sealed and self.size:
+        if self.size:
             ti = result.time_index
             if not ti or result.max_timestamp > ti.last_timestamp:
                 ti.append(result.max_timestamp, self.next_offset - 1 - self.base_offset)

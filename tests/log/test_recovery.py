@@ -301,3 +301,20 @@ def test_crash_points_in_the_write_path(tmp_path, point):
     r = log.append(batch([b"after"]))
     assert r.base_offset == len(records)
     log.close()
+
+
+def test_unclean_restart_of_an_idle_log_writes_nothing(tmp_path):
+    """kill -9 of a broker whose partition was idle (everything flushed and
+    checkpointed): recovery rescans the active segment, finds exactly what
+    the files hold, and neither rewrites nor fsyncs anything."""
+    log, expected = _fill(tmp_path / "p", n=40, segment_bytes=900)
+    assert log.close()
+    rp = log.log_end_offset
+    before = {n: (tmp_path / "p" / n).read_bytes() for n in os.listdir(tmp_path / "p")}
+    io = FaultIO()
+    log = open_log(tmp_path / "p", config(segment_bytes=900), recovery_point=rp, clean=False, io=io)
+    assert read_records(log) == expected
+    assert (io.calls["fsync"], io.calls["fdatasync"], io.calls["fsync_dir"]) == (0, 0, 0)
+    after = {n: (tmp_path / "p" / n).read_bytes() for n in os.listdir(tmp_path / "p")}
+    assert after == before
+    log.close()
