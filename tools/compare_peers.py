@@ -66,12 +66,23 @@ from pathlib import Path
 from typing import Any
 
 from tailrace.broker.bench.histogram import Histogram
-from tailrace.broker.bench.procstats import sample
+from tailrace.broker.bench.procstats import sample, wait_for_idle
 
 ROOT = Path(__file__).resolve().parents[1]
 STAMP = struct.Struct(">q")
 MIB = 1 << 20
 WAIT_S = 120.0  # longest any single wait for a server or for records
+#: --wait-idle: each timed part starts once the machine is this idle (percent
+#: over 2 s, at most WAIT_IDLE_MAX_S of waiting); None: start at once
+WAIT_IDLE: float | None = None
+WAIT_IDLE_MAX_S = 120.0
+
+
+def quiet() -> None:
+    """Wait for a quiet moment before a timed part (see --wait-idle)."""
+    if WAIT_IDLE is not None:
+        wait_for_idle(WAIT_IDLE, WAIT_IDLE_MAX_S)
+
 
 SYSTEMS = ("tailrace", "tailrace-sync", "redis", "nats")
 LABELS = {
@@ -171,6 +182,8 @@ def tailrace_bench(mode: str, flush: str, *args: str) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAILRACE_")}
     cmd = [sys.executable, "-m", "tailrace.broker.cli", "bench", mode, "--spawn-broker"]
     cmd += ["--json", "--flush", flush, *args]
+    if WAIT_IDLE is not None:
+        cmd += ["--wait-idle", str(WAIT_IDLE)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr.strip()[-500:]}")
@@ -209,6 +222,7 @@ def run_redis(size: int, records: int, rate: float, seconds: float) -> dict:
     try:
         r = redis.Redis(port=server.port)
         value = payload(size)
+        quiet()
         cpu0, _ = server.cost()
         t0 = time.perf_counter()
         for i in range(0, records, 1000):
@@ -217,6 +231,8 @@ def run_redis(size: int, records: int, rate: float, seconds: float) -> dict:
                 pipe.xadd("bench", {"v": value})
             pipe.execute()
         produce_s = time.perf_counter() - t0
+        produce_cpu = server.cost()[0] - cpu0
+        quiet()
         cpu1, _ = server.cost()
         t0 = time.perf_counter()
         last, got = "0-0", 0
@@ -234,7 +250,7 @@ def run_redis(size: int, records: int, rate: float, seconds: float) -> dict:
         server.stop()
     return {
         "produce_rps": records / produce_s,
-        "produce_server_cpu_s": cpu1 - cpu0,
+        "produce_server_cpu_s": produce_cpu,
         "consume_rps": records / consume_s,
         "consume_server_cpu_s": cpu2 - cpu1,
         "e2e_p50_ms": hist.summary_ms()["p50"],
@@ -304,6 +320,7 @@ async def _nats_throughput(server: Server, size: int, records: int) -> dict:
     js = nc.jetstream()
     await js.add_stream(name="BENCH", subjects=["bench"], storage="file")
     value = payload(size)
+    quiet()
     cpu0, _ = server.cost()
     t0 = time.perf_counter()
     for i in range(records):
@@ -317,10 +334,12 @@ async def _nats_throughput(server: Server, size: int, records: int) -> dict:
             raise RuntimeError("NATS did not store every record")
         await asyncio.sleep(0.005)
     produce_s = time.perf_counter() - t0
-    cpu1, _ = server.cost()
+    produce_cpu = server.cost()[0] - cpu0
     sub = await js.pull_subscribe(
         "bench", durable="c1", config=ConsumerConfig(ack_policy=AckPolicy.NONE)
     )
+    quiet()
+    cpu1, _ = server.cost()
     t0 = time.perf_counter()
     got = 0
     while got < records:
@@ -330,7 +349,7 @@ async def _nats_throughput(server: Server, size: int, records: int) -> dict:
     await nc.close()
     return {
         "produce_rps": records / produce_s,
-        "produce_server_cpu_s": cpu1 - cpu0,
+        "produce_server_cpu_s": produce_cpu,
         "consume_rps": records / consume_s,
         "consume_server_cpu_s": cpu2 - cpu1,
     }
@@ -407,6 +426,7 @@ def e2e(producer: Any, consumer: Any, port: int, size: int, rate: float, seconds
     proc.start()
 
     def ready() -> None:
+        quiet()
         start = time.monotonic_ns() + 500_000_000  # the child is importing its client
         parent.send([start + round(i * 1e9 / rate) for i in range(n)])
 
@@ -583,7 +603,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--systems", default=",".join(SYSTEMS), help="subset of " + ",".join(SYSTEMS))
     p.add_argument("--chart", default=str(ROOT / "docs" / "peers.png"), help="PNG path")
     p.add_argument("--json-out", help="also write every run's figures here")
+    p.add_argument(
+        "--wait-idle",
+        type=float,
+        default=80.0,
+        metavar="PCT",
+        help="start each timed part once the machine's CPUs are PCT%% idle over 2 s "
+        "(at most 120 s of waiting; 0 starts at once)",
+    )
     args = p.parse_args(argv)
+    global WAIT_IDLE
+    WAIT_IDLE = args.wait_idle or None
     sizes = [int(s) for s in args.sizes.split(",")]
     wanted = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = set(wanted) - set(SYSTEMS)
@@ -620,7 +650,13 @@ def main(argv: list[str] | None = None) -> int:
     out.write(f"{caption}\n")
     out.write(
         f"load average (1 min) before {load_before[0]:.2f}, after {load_after[0]:.2f}; "
-        f"produce/consume: {args.records:,} records of 100 B, {args.records_1k:,} of larger\n\n"
+        f"produce/consume: {args.records:,} records of 100 B, {args.records_1k:,} of larger; "
+        + (
+            f"each timed part started once the CPUs were {WAIT_IDLE:g}% idle over 2 s "
+            "(or after 120 s of waiting)\n\n"
+            if WAIT_IDLE
+            else "timed parts started at once\n\n"
+        )
     )
     out.write(table(results, sizes, args.rate) + "\n")
     for note in notes:

@@ -15,12 +15,21 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ProcSample", "listener_pid", "sample"]
+__all__ = [
+    "CLK_TCK",
+    "ProcSample",
+    "cpu_times",
+    "listener_pid",
+    "machine_idle",
+    "sample",
+    "wait_for_idle",
+]
 
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 _TCP_LISTEN = "0A"
 
 
@@ -37,7 +46,7 @@ def cpu_seconds(pid: int) -> float:
     # the command name (field 2) is in parentheses and may hold spaces
     fields = text[text.rindex(")") + 2 :].split()
     utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of stat
-    return (utime + stime) / _CLK_TCK
+    return (utime + stime) / CLK_TCK
 
 
 def memory_kib(pid: int) -> tuple[int, int]:
@@ -55,6 +64,34 @@ def sample(pid: int) -> ProcSample:
     """CPU and memory of ``pid`` now (raises OSError when it is gone)."""
     rss, hwm = memory_kib(pid)
     return ProcSample(cpu_seconds(pid), rss, hwm)
+
+
+def cpu_times() -> tuple[int, int]:
+    """(idle, total) jiffies of all CPUs since boot, from the first line of /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return idle, sum(fields[:8])  # guest time is already in user
+
+
+def machine_idle(window_s: float = 2.0) -> float:
+    """Percent of all CPUs' time spent idle over the next ``window_s`` seconds."""
+    idle0, total0 = cpu_times()
+    time.sleep(window_s)
+    idle1, total1 = cpu_times()
+    return 100.0 * (idle1 - idle0) / max(1, total1 - total0)
+
+
+def wait_for_idle(percent: float, timeout_s: float, window_s: float = 2.0) -> float:
+    """Wait until the machine is at least ``percent`` idle over a window (or
+    ``timeout_s`` passed); returns the last idle percentage measured.
+
+    Why: on a shared machine another developer's test suite can halve a
+    figure; starting runs in quiet moments makes figures comparable."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        idle = machine_idle(window_s)
+        if idle >= percent or time.monotonic() >= deadline:
+            return idle
 
 
 def _socket_inodes(port: int) -> set[str]:

@@ -50,7 +50,7 @@ from tailrace.client import Admin, Consumer
 from tailrace.client.errors import TopicAlreadyExistsError
 
 from .histogram import Histogram
-from .procstats import ProcSample, sample
+from .procstats import CLK_TCK, ProcSample, cpu_times, sample, wait_for_idle
 from .spawn import SpawnedBroker
 from .worker import STAMP_BYTES, ProduceSpec
 
@@ -64,6 +64,8 @@ _STAMP = struct.Struct(">q")
 STALL_TIMEOUT_S = 30.0
 #: the idle mode lets the broker finish start-up work before reading its memory
 IDLE_SETTLE_S = 0.5
+#: the longest --wait-idle waits for a quiet machine before running anyway
+WAIT_IDLE_MAX_S = 300.0
 
 
 class BenchError(Exception):
@@ -90,6 +92,8 @@ class BenchConfig:
     #: about 20,000 a second (a done-callback costs the client more than a
     #: send: see worker.py)
     latency_every: int | None = None
+    #: wait until the machine is this many percent idle before the timed part
+    wait_idle: float | None = None
 
     @property
     def sample_every(self) -> int:
@@ -418,11 +422,42 @@ def _broker_sample(target: Target) -> ProcSample | None:
         return None
 
 
-def _broker_cost(result: BenchResult, before: ProcSample | None, target: Target) -> None:
+@dataclass
+class Window:
+    """What was true when the timed part began."""
+
+    broker: ProcSample | None
+    machine: tuple[int, int]  # (idle, total) CPU jiffies, /proc/stat
+    idle_pct: float | None  # measured by --wait-idle, else None
+
+
+def _window_start(cfg: BenchConfig, target: Target, status: Status) -> Window:
+    idle = None
+    if cfg.wait_idle is not None:
+        status(f"waiting until the machine is {cfg.wait_idle:g}% idle")
+        idle = wait_for_idle(cfg.wait_idle, WAIT_IDLE_MAX_S)
+        status(f"machine {idle:.0f}% idle: running")
+    return Window(_broker_sample(target), cpu_times(), idle)
+
+
+def _broker_cost(result: BenchResult, before: Window, target: Target) -> None:
+    """The broker's CPU and peak RSS, and what the whole machine was doing,
+    over the timed part. ``other_cpu_s`` is the machine's busy CPU time
+    minus the bench's own processes and the broker: other people's work,
+    which is what makes a figure drift on a shared machine."""
     after = _broker_sample(target)
-    if before is not None and after is not None:
-        result.broker_cpu_s = after.cpu_s - before.cpu_s
+    if before.broker is not None and after is not None:
+        result.broker_cpu_s = after.cpu_s - before.broker.cpu_s
         result.broker_rss_mib = after.hwm_kib / 1024
+    idle0, total0 = before.machine
+    idle1, total1 = cpu_times()
+    busy = ((total1 - total0) - (idle1 - idle0)) / CLK_TCK
+    result.extra["machine_busy_cpu_s"] = round(busy, 2)
+    if result.broker_cpu_s is not None:
+        ours = result.broker_cpu_s + sum(result.client_cpu_s.values())
+        result.extra["other_cpu_s"] = round(max(0.0, busy - ours), 2)
+    if before.idle_pct is not None:
+        result.extra["machine_idle_pct_before"] = round(before.idle_pct, 1)
 
 
 def _self_cpu() -> float:
@@ -440,7 +475,7 @@ def run_produce(cfg: BenchConfig, target: Target, status: Status) -> BenchResult
         every = cfg.sample_every
         start_offsets = _end_offsets(target, topic)
         with ProducerPool(_specs(cfg, target, topic, stamp=False, latency_every=every)) as pool:
-            before = _broker_sample(target)
+            before = _window_start(cfg, target, status)
             status("producing")
             pool.start()
             results = pool.wait()
@@ -483,7 +518,7 @@ def run_consume(cfg: BenchConfig, target: Target, status: Status) -> BenchResult
         hist = Histogram()
         got = 0
         with Consumer(target.bootstrap, auto_offset_reset="earliest") as consumer:
-            before = _broker_sample(target)
+            before = _window_start(cfg, target, status)
             cpu0 = _self_cpu()
             status(f"consuming {expected:,} records")
             now = time.monotonic_ns
@@ -546,7 +581,7 @@ def run_e2e(cfg: BenchConfig, target: Target, status: Status) -> BenchResult:
             status(f"starting {cfg.producers} producer process(es)")
             specs = _specs(cfg, target, topic, stamp=True, latency_every=cfg.sample_every)
             with ProducerPool(specs) as pool:
-                before = _broker_sample(target)
+                before = _window_start(cfg, target, status)
                 cpu0 = _self_cpu()
                 status("producing and consuming")
                 start_ns = pool.start()

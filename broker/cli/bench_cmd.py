@@ -99,6 +99,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "with --rate every record up to 20,000/s, then about 20,000 a second: a callback "
         "per record costs the client more than the send)",
     )
+    p.add_argument(
+        "--wait-idle",
+        type=_percent,
+        metavar="PCT",
+        help="before the timed part, wait (up to 5 minutes) until the machine's CPUs are "
+        "PCT%% idle over 2 s: on a shared machine, start in a quiet moment",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object on the last line")
     p.set_defaults(func=run_command)
 
@@ -114,6 +121,13 @@ def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError("must not be negative")
+    return value
+
+
+def _percent(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError("must be between 0 and 100")
     return value
 
 
@@ -149,6 +163,7 @@ def run_command(args: argparse.Namespace) -> int:
             rate=args.rate,
             api=args.api,
             latency_every=args.latency_every,
+            wait_idle=args.wait_idle,
         )
     except ValueError as exc:
         sys.stderr.write(f"tailrace bench: {exc}\n")
@@ -229,6 +244,11 @@ def human_report(result: BenchResult, config: BenchConfig, target: Target) -> st
         lines.append("  broker      CPU and RSS unknown (not spawned, PID not found)")
     cpu = ", ".join(f"{k} {v:.2f} s" for k, v in result.client_cpu_s.items())
     lines.append(f"  client CPU  {cpu}")
+    if "other_cpu_s" in result.extra:
+        lines.append(
+            f"  machine     {result.extra['machine_busy_cpu_s']:.2f} CPU-s busy during the run, "
+            f"{result.extra['other_cpu_s']:.2f} of them other processes' (drift warning when high)"
+        )
     if result.errors:
         lines.append(f"  ERRORS      {result.errors:,} records failed: {result.first_error}")
     return "\n".join(lines) + "\n"

@@ -75,9 +75,14 @@ def test_consume_json_with_two_producers_and_partitions():
 
 def test_e2e_json_at_a_fixed_rate():
     result = last_json(
-        bench("e2e", "--spawn-broker", "--json", "--records", "200", "--rate", "2000")
-    )
+        bench(
+            "e2e", "--spawn-broker", "--json", "--records", "200", "--rate", "2000",
+            "--wait-idle", "0",
+        )
+    )  # fmt: skip
     check_shape(result, 200)
+    assert 0 <= result["machine_idle_pct_before"] <= 100
+    assert result["other_cpu_s"] >= 0
     assert result["latency_ms"]["count"] == 200
     assert result["produce_ack_latency_ms"]["count"] == 200
     assert result["config"]["rate"] == 2000
