@@ -93,21 +93,29 @@ async def _append_run(path: str, cfg: LogConfig, data: bytes, count: int, max_s:
     return done / elapsed, done * len(data) / elapsed / MiB
 
 
-def bench_append(base: str, repeat: int) -> list[dict]:
+APPEND_COUNTS = {1 * KiB: 200_000, 16 * KiB: 30_000, 1 * MiB: 768}
+
+
+def bench_append(
+    base: str, repeat: int, sizes: list[int], modes: list[str], segment_bytes: int
+) -> list[dict]:
+    """Per batch size, the flush modes take turns run by run, so that the
+    machine's drift spreads over all of them rather than favouring one."""
     rows = []
-    plan = [(1 * KiB, 200_000), (16 * KiB, 30_000), (1 * MiB, 768)]
-    for size, count in plan:
+    for size in sizes:
+        count = APPEND_COUNTS.get(size, max(100, 512 * MiB // size))
         data = make_batch(size)
-        for mode in ("none", "interval", "sync"):
-            rates, mibs = [], []
-            for r in range(repeat):
+        results: dict[str, tuple[list[float], list[float]]] = {m: ([], []) for m in modes}
+        for r in range(repeat):
+            for mode in modes:
                 path = os.path.join(base, f"append-{size}-{mode}-{r}", "0")
-                cfg = LogConfig(flush=mode)
+                cfg = LogConfig(flush=mode, segment_bytes=segment_bytes)
                 n = count if mode != "sync" else min(count, 5_000)
                 per_s, mib_s = trio.run(_append_run, path, cfg, data, n, 4.0)
-                rates.append(per_s)
-                mibs.append(mib_s)
+                results[mode][0].append(per_s)
+                results[mode][1].append(mib_s)
                 shutil.rmtree(os.path.dirname(path))
+        for mode, (rates, mibs) in results.items():
             rows.append({"batch": size, "flush": mode, "appends_s": rates, "mib_s": mibs})
             print(
                 f"append {size // KiB:5d} KiB flush={mode:8s} "
@@ -341,6 +349,21 @@ def main() -> int:
     parser.add_argument("--profile", type=int, metavar="BATCH_BYTES", help="profile appends")
     parser.add_argument("--flush", default="none", help="flush mode for --profile")
     parser.add_argument("--warmup", type=float, default=2.0, help="GiB of memory to touch first")
+    parser.add_argument(
+        "--sizes",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=list(APPEND_COUNTS),
+        help="append: batch sizes in bytes, comma-separated",
+    )
+    parser.add_argument(
+        "--segment-bytes", type=int, default=256 * MiB, help="append: segment_bytes"
+    )
+    parser.add_argument(
+        "--modes",
+        type=lambda s: s.split(","),
+        default=["none", "interval", "sync"],
+        help="append: flush modes, comma-separated",
+    )
     args = parser.parse_args()
     base = tempfile.mkdtemp(prefix="tailrace-bench-", dir=args.dir)
     print(f"# {os.cpu_count()} CPUs, python {sys.version.split()[0]}, files in {base}", flush=True)
@@ -350,7 +373,9 @@ def main() -> int:
             profile_append(base, args.profile, args.flush)
             return 0
         jobs: dict[str, Callable[[], object]] = {
-            "append": lambda: bench_append(base, args.repeat),
+            "append": lambda: bench_append(
+                base, args.repeat, args.sizes, args.modes, args.segment_bytes
+            ),
             "group": lambda: bench_group(base, args.repeat),
             "recovery": lambda: bench_recovery(
                 base, args.repeat, args.recovery_bytes, args.recovery_batch
