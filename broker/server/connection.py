@@ -301,13 +301,37 @@ class ConnectionHandler:
     async def _writer(
         self, receive: trio.MemoryReceiveChannel[_Slot], connection_scope: trio.CancelScope
     ) -> None:
+        held: _Slot | None = None  # taken from the channel, not yet written
         try:
-            async for slot in receive:
+            while True:
+                if held is not None:
+                    slot, held = held, None
+                else:
+                    try:
+                        slot = await receive.receive()
+                    except trio.EndOfChannel:
+                        break
                 if slot.done is not None:
                     await slot.done.wait()
                 reply = slot.reply
                 if isinstance(reply, CloseConnection):
                     break
+                if type(reply) is bytes:
+                    # Pipelined requests finish in bursts: write the responses
+                    # that are ready together, in one send, in order.
+                    batch = [reply]
+                    while True:
+                        try:
+                            nxt = receive.receive_nowait()
+                        except (trio.WouldBlock, trio.EndOfChannel):
+                            break
+                        if (nxt.done is None or nxt.done.is_set()) and type(nxt.reply) is bytes:
+                            batch.append(nxt.reply)
+                            continue
+                        held = nxt
+                        break
+                    if len(batch) > 1:
+                        reply = b"".join(batch)
                 with trio.move_on_after(self.idle_timeout) as scope:
                     ok = await self._write(reply)
                 if scope.cancelled_caught:
@@ -321,6 +345,8 @@ class ConnectionHandler:
             # Whatever ends the writer ends the connection: release what the
             # unsent responses hold and stop the reader and waiting tasks.
             self._writer_done = True
+            if held is not None and isinstance(held.reply, Streamed):
+                held.reply.release()
             self._release_unsent(receive)
             receive.close()
             connection_scope.cancel()
