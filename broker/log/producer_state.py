@@ -105,9 +105,6 @@ class ProducerEntry:
         self.batches = batches
         self.last_timestamp = last_timestamp
 
-    def copy(self) -> ProducerEntry:
-        return ProducerEntry(self.epoch, list(self.batches), self.last_timestamp)
-
 
 class ProducerStateManager:
     """The producer table of one partition (see the module docstring)."""
@@ -219,15 +216,6 @@ class ProducerStateManager:
         if dead:
             self.version += 1
         return len(dead)
-
-    def truncate_after(self, offset: int) -> None:
-        """Forget batches at or above ``offset`` (the log was cut there)."""
-        for pid in list(self.producers):
-            entry = self.producers[pid]
-            entry.batches = [b for b in entry.batches if b.last_offset < offset]
-            if not entry.batches:
-                del self.producers[pid]
-        self.version += 1
 
     # --- snapshots -------------------------------------------------------------
 

@@ -202,10 +202,6 @@ class Segment:
     # --- indexes ---------------------------------------------------------------
 
     @property
-    def indexes_loaded(self) -> bool:
-        return self._offset_index is not None
-
-    @property
     def offset_index(self) -> OffsetIndex:
         if self._offset_index is None:
             self.load_indexes()
