@@ -3,10 +3,13 @@ configs, the recovery-point checkpoint and the clean-shutdown marker."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import threading
 
 import pytest
+import trio
 from log_helpers import FaultIO, SimulatedCrash, batch, read_records
 
 from tailrace.broker.log import LogConfig, LogManager, validate_topic_name
@@ -286,4 +289,41 @@ async def test_flush_due_syncs_only_partitions_that_need_it(tmp_path):
     assert mgr.get("slow", 1).recovery_point == 2
     await mgr.flush_due()  # nothing left to do anywhere
     assert io.calls["fdatasync"] == 2
+    await mgr.aclose()
+
+
+class CheckpointSeen(FaultIO):
+    """Signals (from the worker thread) when a checkpoint file is written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = threading.Event()
+
+    def rename(self, src: str, dst: str) -> None:
+        super().rename(src, dst)
+        if dst.endswith("~recovery-points"):
+            self.written.set()
+
+
+async def test_run_maintenance_flushes_and_checkpoints(tmp_path, autojump_clock):
+    io = CheckpointSeen()
+    mgr = _open(tmp_path, io=io)
+    await mgr.create_topic("t", 1, {"flush": "sync"})
+    log = mgr.get("t", 0)
+    log.append(batch(3))  # acks=0: nobody waits, the loop's flush publishes it
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            functools.partial(
+                mgr.run_maintenance,
+                flush_tick_ms=10,
+                checkpoint_interval_ms=1000,
+                retention_check_ms=1000,
+            )
+        )
+        await log.wait_for_high_watermark(2)
+        # virtual time runs on while this thread waits: the loop gets there
+        assert await trio.to_thread.run_sync(io.written.wait, 60)
+        nursery.cancel_scope.cancel()
+    points = parse_checkpoint((tmp_path / "data" / "~recovery-points").read_bytes())
+    assert points == {("t", 0): 3}
     await mgr.aclose()
