@@ -143,13 +143,31 @@ class TimedIO(StorageIO):
         self.syncs += 1
 
 
-async def _group_run(path: str, cfg: LogConfig, data: bytes, writers: int, per_writer: int):
+async def _group_run(
+    path: str, cfg: LogConfig, data: bytes, writers: int, per_writer: int, depth: int = 1
+):
     io = TimedIO()
     log = PartitionLog.open(path, cfg, io=io)
 
     async def writer() -> None:
-        for _ in range(per_writer):
-            await log.wait_durable(log.append(data))
+        if depth == 1:
+            for _ in range(per_writer):
+                await log.wait_durable(log.append(data))
+            return
+        # A pipelining writer, as a producer connection with `depth` requests
+        # in flight: it appends again while earlier appends await their sync.
+        slots = trio.Semaphore(depth)
+
+        async def ack(result) -> None:
+            try:
+                await log.wait_durable(result)
+            finally:
+                slots.release()
+
+        async with trio.open_nursery() as acks:
+            for _ in range(per_writer):
+                await slots.acquire()
+                acks.start_soon(ack, log.append(data))
 
     start = time.perf_counter()
     async with trio.open_nursery() as nursery:
@@ -162,36 +180,50 @@ async def _group_run(path: str, cfg: LogConfig, data: bytes, writers: int, per_w
 
 
 def bench_group(base: str, repeat: int, total: int = 16_000) -> list[dict]:
-    """Closed-loop writers: each appends, waits for its ack, appends again."""
+    """Closed-loop writers: each appends, waits for its ack, appends again
+    (depth 1); or keeps `depth` appends awaiting their acks, as a producer
+    connection with that many requests in flight does (the broker appends a
+    connection's requests in order and waits for durability in a task per
+    request, so they share syncs)."""
     rows = []
     data = make_batch(16 * KiB)
-    for writers in (8, 32):
+    for writers, depth in ((8, 1), (32, 1), (8, 5)):
         best = {}
         for mode in ("none", "sync"):
             rates, mibs, notes = [], [], []
             for r in range(repeat):
-                path = os.path.join(base, f"group-{writers}-{mode}-{r}", "0")
+                path = os.path.join(base, f"group-{writers}-{depth}-{mode}-{r}", "0")
                 cfg = LogConfig(flush=mode)
-                per_s, mib_s, io = trio.run(_group_run, path, cfg, data, writers, total // writers)
+                per_s, mib_s, io = trio.run(
+                    _group_run, path, cfg, data, writers, total // writers, depth
+                )
                 rates.append(per_s)
                 mibs.append(mib_s)
                 if io.syncs:
                     notes.append((total / io.syncs, io.sync_seconds / io.syncs * 1e3))
                 shutil.rmtree(os.path.dirname(path))
             best[mode] = max(rates)
-            rows.append({"flush": mode, "writers": writers, "appends_s": rates, "mib_s": mibs})
+            rows.append(
+                {
+                    "flush": mode,
+                    "writers": writers,
+                    "depth": depth,
+                    "appends_s": rates,
+                    "mib_s": mibs,
+                }
+            )
             extra = ""
             if notes:
                 per_sync = sum(a for a, _ in notes) / len(notes)
                 lat = min(b for _, b in notes)
                 extra = f"  [{per_sync:.1f} appends per fdatasync, fdatasync mean {lat:.2f} ms]"
             print(
-                f"group {writers:2d} writers 16 KiB flush={mode:5s} "
+                f"group {writers:2d} writers depth {depth} 16 KiB flush={mode:5s} "
                 f"{fmt_spread(rates, 'appends/s'):42s} {fmt_spread(mibs, 'MiB/s')}{extra}",
                 flush=True,
             )
         print(
-            f"group {writers:2d} writers: none / sync (best of each) = "
+            f"group {writers:2d} writers depth {depth}: none / sync (best of each) = "
             f"{best['none'] / best['sync']:.2f}x",
             flush=True,
         )
