@@ -69,10 +69,16 @@ class Accumulator:
     # --- the send() side ------------------------------------------------
 
     def _reserve(self, batch: ProducerBatch, need: int) -> bool:
-        # under the lock: grow the batch's reservation by at least ``need``
+        # under the lock: grow the batch's reservation by at least ``need``,
+        # by a whole chunk when the buffer has room for one (so the next
+        # records take the fast path), else by exactly ``need`` (what
+        # wait_for_space waits for: it must not wake a sender for a chunk
+        # that still does not fit)
         extra = max(need, min(RESERVE_CHUNK, self.batch_bytes - batch.reserved))
         if self.buffered + extra > self.buffer_bytes and self.buffered:
-            return False
+            extra = need
+            if self.buffered + extra > self.buffer_bytes:
+                return False
         self.buffered += extra
         batch.reserved += extra
         return True
