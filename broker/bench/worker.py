@@ -167,16 +167,22 @@ def _run_sync(spec: ProduceSpec, ready: Any, wait_start: Any) -> dict[str, Any]:
         else:
             first, gap = run.schedule(start_ns)
             t0 = first
+            stamp = spec.stamp
+            value = run.payload
             while i < limit:
                 t = now()
                 if t >= deadline:
                     break
                 due = min(limit, int((t - first) // gap) + 1)
                 while i < due:
-                    sched = first + int(i * gap)
-                    handle = send(topic, run.value(sched))
-                    if every and i % every == 0:
-                        handle.add_done_callback(partial(done, sched))
+                    sampled = every and i % every == 0
+                    if sampled or stamp:
+                        sched = first + int(i * gap)
+                        handle = send(topic, run.value(sched) if stamp else value)
+                        if sampled:
+                            handle.add_done_callback(partial(done, sched))
+                    else:
+                        send(topic, value)
                     i += 1
                 if i < limit:
                     sleep_until(first + int(i * gap))
