@@ -18,7 +18,8 @@ Ownership. ``owner`` maps each partition to the member that may consume it
 set). :meth:`Group.reconcile` brings one member towards its target:
 
 1. partitions it holds outside its target move to ``revoking`` and the
-   member is told its smaller assignment (its epoch stays);
+   member is told its smaller assignment (its epoch stays); a newer target
+   may add to them before the member acknowledged the first ones;
 2. the member stops fetching them, commits, and heartbeats without them:
    :meth:`Group.acknowledge` frees them (``owner`` forgets them);
 3. with nothing left to revoke, the member takes the target epoch and every
@@ -254,15 +255,18 @@ class Group:
     def reconcile(self, m: Member, now: float) -> bool:
         """Move the member one step towards its target (module docstring).
         Returns whether its epoch or ownership changed."""
-        if m.revoking:
-            return False
         target = self.target.get(m.member_id, frozenset())
         to_revoke = m.assigned - target
         if to_revoke:
+            # (also while earlier revocations are pending: a newer target may
+            # take more; the deadline stays that of the first revocation)
             m.assigned -= to_revoke
             m.revoking |= to_revoke
-            m.revoke_deadline = now + m.rebalance_timeout_ms / 1000
+            if m.revoke_deadline is None:
+                m.revoke_deadline = now + m.rebalance_timeout_ms / 1000
             return True
+        if m.revoking:
+            return False
         changed = False
         if m.epoch != self.assignment_epoch:
             m.previous_epoch = m.epoch
