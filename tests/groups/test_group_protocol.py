@@ -17,6 +17,7 @@ from group_helpers import (
     wire,
 )
 
+from tailrace.client import AsyncAdmin
 from tailrace.client.errors import ErrorCode
 from tailrace.client.protocol import (
     ConsumerGroupHeartbeatRequest,
@@ -318,3 +319,20 @@ async def test_list_describe_and_delete_groups(nursery, tmp_path):
         fetched = await c.request(OffsetFetchRequest(group_id="g"))
         assert fetched.topics == []
         assert owned(set()) == []
+
+
+async def test_a_subscribed_topic_changing_its_partition_count_rebalances(nursery, tmp_path):
+    b = await start_broker(nursery, tmp_path)
+    await create_topic(b.address, "t", 2)
+    async with wire(b.address) as c, AsyncAdmin(b.address) as admin:
+        m = await c.request(join("g", ["t"]))
+        assert tps(m.assignment) == {("t", 0), ("t", 1)}
+        holding = tps(m.assignment)
+        epoch = (await _describe(c, "g")).group_epoch
+        await admin.delete_topic("t")
+        await admin.create_topic("t", partitions=3)
+        with trio.fail_after(10):
+            while holding != {("t", p) for p in range(3)}:
+                m = await c.request(beat("g", m, holding))
+                holding = tps(m.assignment)
+        assert (await _describe(c, "g")).group_epoch > epoch
