@@ -2,6 +2,8 @@
 
 :meth:`Broker.serve` is the whole life of a broker::
 
+    serve /metrics and /health/* when metrics_listen is set (first, so that
+        a long recovery can be watched: /health/ready says "logs are loading")
     open the data directory (recovery runs here, in a worker thread)
     bind the listeners, log one line per listener with its address
     serve connections, run the housekeeping loops (flush, retention, checkpoint)
@@ -26,12 +28,16 @@ import trio
 from tailrace.client.errors import BrokerError
 from tailrace.client.protocol import Limits
 
-from .config import BrokerConfig
+from .config import BrokerConfig, parse_address
 from .coordinator import GroupCoordinator, GroupSettings
 from .handlers import HANDLERS, BrokerContext
 from .log.manager import LogManager
 from .log.storage_io import StorageIO
 from .logs import log_event
+from .metrics.collectors import broker_registry
+from .metrics.endpoint import HttpEndpoint, json_route, metrics_route
+from .metrics.health import liveness, readiness
+from .metrics.requests import metered
 from .producer_ids import ProducerIdAllocator
 from .server.connection import ConnectionHandler, ConnectionInfo
 from .server.listeners import BoundListener, ConnectionCounter, open_listener, serve_listeners
@@ -70,11 +76,21 @@ class Broker:
         self.coordinator: GroupCoordinator | None = None
         self.counter = ConnectionCounter(config.get("limits", "max_connections"))
         self.listeners: list[BoundListener] = []
+        #: True while the listeners accept connections (readiness)
+        self.accepting = False
+        #: the metrics and health endpoint, when metrics_listen is set
+        self.metrics: HttpEndpoint | None = None
         self.clean_shutdown: bool | None = None
         limits = config.values
         self._limits = Limits(max_frame_bytes=limits["limits.max_frame_bytes"])
         self._max_in_flight = limits["limits.max_in_flight_requests"]
         self._idle = limits["limits.connections_max_idle_ms"] / 1000
+        # per-API request metrics cost a little per request: only when shown
+        self._dispatcher = metered(self._dispatch) if config.metrics_listen else self._dispatch
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
 
     def shutdown(self) -> None:
         """Begin a graceful stop (safe to call more than once)."""
@@ -83,8 +99,33 @@ class Broker:
     async def serve(
         self, *, task_status: trio.TaskStatus[list[BoundListener]] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        config = self.config
         raise_fd_limit()
+        async with trio.open_nursery() as endpoint:
+            if self.config.metrics_listen:
+                await self._start_metrics(endpoint)
+            await self._serve_logs(task_status)
+            endpoint.cancel_scope.cancel()
+
+    async def _start_metrics(self, nursery: trio.Nursery) -> None:
+        host, port = parse_address(self.config.metrics_listen)
+        self.metrics = HttpEndpoint(
+            {
+                "/metrics": metrics_route(broker_registry(self)),
+                "/health/live": json_route(liveness),
+                "/health/ready": json_route(lambda: readiness(self)),
+            }
+        )
+        address = await nursery.start(self.metrics.serve, host, port)
+        log_event(
+            log,
+            logging.INFO,
+            "serving metrics and health checks",
+            address=address,
+            paths="/metrics /health/live /health/ready",
+        )
+
+    async def _serve_logs(self, task_status: trio.TaskStatus[list[BoundListener]]) -> None:
+        config = self.config
         data_dir = self.data_dir
         self.manager = manager = await trio.to_thread.run_sync(
             lambda: LogManager.open(data_dir, config.topic_defaults, io=self.io)
@@ -138,8 +179,10 @@ class Broker:
                         address=bound.address,
                         data_dir=self.data_dir,
                     )
+                self.accepting = True
                 task_status.started(self.listeners)
                 await self._stop.wait()
+                self.accepting = False
                 accepting.cancel_scope.cancel()
             log_event(log, logging.INFO, "shutting down", connections=len(self._connections))
             assert self.context is not None
@@ -158,7 +201,7 @@ class Broker:
         handler = ConnectionHandler(
             stream,
             info,
-            self._dispatch,
+            self._dispatcher,
             limits=self._limits,
             max_in_flight=self._max_in_flight,
             idle_timeout=self._idle,

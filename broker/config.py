@@ -71,6 +71,16 @@ def _one_of(*choices: str) -> Callable[[Any], str | None]:
     return lambda v: None if v in choices else f"must be one of {', '.join(choices)}"
 
 
+def _address_or_empty(value: str) -> str | None:
+    if not value:
+        return None
+    try:
+        parse_address(value)
+    except ValueError as exc:
+        return f"is not HOST:PORT ({exc}); leave it empty to turn metrics off"
+    return None
+
+
 _LOG = LogConfig()
 
 SETTINGS: tuple[Setting, ...] = (
@@ -98,6 +108,15 @@ SETTINGS: tuple[Setting, ...] = (
         _one_of("DEBUG", "INFO", "WARNING", "ERROR"),
     ),
     Setting(None, "log_format", str, "kv", "kv (key=value lines) or json", _one_of("kv", "json")),
+    Setting(
+        None,
+        "metrics_listen",
+        str,
+        "",
+        "HOST:PORT serving /metrics (Prometheus) and /health/live, /health/ready over HTTP; "
+        "empty: off",
+        _address_or_empty,
+    ),
     Setting(
         None,
         "retention_check_interval_ms",
@@ -291,6 +310,8 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
+#: command-line flags not spelled like their setting
+_FLAG_NAMES = {"metrics_listen": "--metrics"}
 _SECTIONS = {s.section for s in SETTINGS if s.section}
 #: topic_defaults keys that are LogConfig fields (all but partitions)
 _LOG_KEYS = set(LogConfig.field_names())
@@ -524,10 +545,19 @@ def load_config(
         value = (
             _parse_text(setting, raw) if isinstance(raw, str) and setting.kind is not str else raw
         )
-        values[setting.name] = _check(setting, value, f"--{name.replace('_', '-')}")
+        flag = _FLAG_NAMES.get(name) or f"--{name.replace('_', '-')}"
+        values[setting.name] = _check(setting, value, flag)
         sources[setting.name] = "flag"
 
     config = BrokerConfig(listeners=listeners, values=values, sources=sources)
+    if values["metrics_listen"]:
+        host, port = parse_address(values["metrics_listen"])
+        for lc in listeners:
+            if port and (lc.host, lc.port) == (host, port):
+                raise ConfigError(
+                    f"metrics_listen {values['metrics_listen']} is the address of listener "
+                    f"{lc.name!r} too"
+                )
     if values["groups.session_timeout_min_ms"] > values["groups.session_timeout_max_ms"]:
         raise ConfigError(
             "groups.session_timeout_min_ms must not exceed groups.session_timeout_max_ms"

@@ -31,6 +31,7 @@ from tailrace.client.protocol import (
     SendfileSlice,
 )
 
+from ..metrics import definitions as metrics
 from ..server.connection import ConnectionInfo, Later, Streamed
 
 if TYPE_CHECKING:
@@ -61,6 +62,7 @@ def handle_fetch(ctx: BrokerContext, info: ConnectionInfo, request: Request) -> 
             except BrokerError as exc:
                 result.error_code = int(exc.code)
                 result.error_message = exc.message
+                metrics.count_partition_error("fetch", result.error_code)
                 errors = True
                 plan.append((result, None, 0, 0))
                 continue
@@ -68,6 +70,7 @@ def handle_fetch(ctx: BrokerContext, info: ConnectionInfo, request: Request) -> 
     response = FetchResponse(topics=topics)
     if errors or body.max_wait_ms <= 0 or _available(plan) >= max(body.min_bytes, 1):
         return _respond(ctx, request, response, plan, body.max_bytes)
+    metrics.FETCH_LONG_POLLS.inc()
     return Later(_long_poll, ctx, request, response, plan, body)
 
 
@@ -132,6 +135,7 @@ def _respond(
             except BrokerError as exc:
                 result.error_code = int(exc.code)
                 result.error_message = exc.message
+                metrics.count_partition_error("fetch", result.error_code)
                 continue
             if fslice is None:
                 continue

@@ -32,6 +32,7 @@ from tailrace.client.protocol import (
 from tailrace.client.records import LENGTH_PREFIX
 
 from ..log.manager import validate_topic_name
+from ..metrics import definitions as metrics
 from ..server.connection import NO_REPLY, CloseConnection, ConnectionInfo, Later
 
 if TYPE_CHECKING:
@@ -82,6 +83,7 @@ def _produce(ctx: BrokerContext, info: ConnectionInfo, request: Request) -> obje
     topics: list[ProduceTopicResult] = []
     waits: list[tuple[PartitionLog, AppendResult, ProducePartitionResult]] = []
     failed: list[str] = []
+    records_in = bytes_in = 0
     for t in body.topics:
         results = []
         topics.append(ProduceTopicResult(name=t.name, partitions=results))
@@ -103,13 +105,20 @@ def _produce(ctx: BrokerContext, info: ConnectionInfo, request: Request) -> obje
                 result.error_code = int(exc.code)
                 result.error_message = exc.message
                 failed.append(f"{t.name}/{p.partition}: {exc.message}")
+                metrics.count_partition_error("produce", result.error_code)
                 continue
+            if not appended.duplicate:
+                records_in += appended.last_offset - appended.base_offset + 1
+                bytes_in += len(records)
             result.base_offset = appended.base_offset
             result.log_append_time_ms = appended.log_append_time
             result.log_start_offset = appended.log_start_offset
             result.duplicate = appended.duplicate
             if plog.high_watermark <= appended.last_offset:
                 waits.append((plog, appended, result))
+    if records_in:
+        metrics.PRODUCED_RECORDS.inc(records_in)
+        metrics.PRODUCED_BYTES.inc(bytes_in)
     if body.acks == 0:
         if failed:
             # Nobody reads an acks-0 response: closing is how the producer learns.
@@ -137,6 +146,7 @@ async def _wait_durable(
             result.error_code = int(exc.code)
             result.error_message = exc.message
             result.base_offset = -1
+            metrics.count_partition_error("produce", result.error_code)
 
     with trio.move_on_after(max(timeout, 0.0)) as scope:
         if len(waits) == 1:
@@ -154,4 +164,5 @@ async def _wait_durable(
                 )
                 result.error_code = int(error.code)
                 result.error_message = error.message
+                metrics.count_partition_error("produce", result.error_code)
     return ctx.encode(request, response)

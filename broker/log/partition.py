@@ -80,6 +80,7 @@ from tailrace.client.errors import (
 )
 from tailrace.client.records import BatchHeader, unpack_records, validate_batch
 
+from ..metrics import definitions as metrics
 from .config import LogConfig
 from .errors import CorruptLogError
 from .files import (
@@ -656,6 +657,11 @@ class PartitionLog:
         return self._offline is not None
 
     @property
+    def offline_reason(self) -> str | None:
+        """Why the partition is offline (None while it is not)."""
+        return self._offline
+
+    @property
     def size_bytes(self) -> int:
         return sum(s.size for s in self._segments)
 
@@ -896,6 +902,7 @@ class PartitionLog:
             pinned = [*sealed, active] if sync_active else sealed
             for seg in pinned:
                 seg.refs += 1
+            started = time.perf_counter()
             try:
                 await trio.to_thread.run_sync(
                     self._sync_files,
@@ -904,6 +911,7 @@ class PartitionLog:
                     active if sync_active else None,
                 )
             except OSError as exc:
+                metrics.FSYNC_FAILURES.inc()
                 self._go_offline(f"fsync failed: {_describe(exc)}")
                 raise StorageError(
                     f"partition {self._name} is offline: fsync failed: {_describe(exc)}"
@@ -911,6 +919,7 @@ class PartitionLog:
             finally:
                 for seg in pinned:
                     seg.release()
+            metrics.FSYNC_SECONDS.observe(time.perf_counter() - started)
             for seg in sealed:
                 seg.close_index_fds()
                 if seg in self._unsynced:
@@ -1109,11 +1118,14 @@ class PartitionLog:
                 self._hw_seg, self._hw_pos = first, 0
             for seg in victims:
                 self._lru.pop(seg.base_offset, None)
+            deleted_bytes = sum(s.size for s in victims)
+            metrics.RETENTION_DELETED_SEGMENTS.inc(len(victims))
+            metrics.RETENTION_DELETED_BYTES.inc(deleted_bytes)
             logger.info(
                 "%s: retention deleted %d segment(s) (%d bytes); log start offset now %d",
                 self._name,
                 len(victims),
-                sum(s.size for s in victims),
+                deleted_bytes,
                 self._log_start,
             )
             try:

@@ -46,6 +46,7 @@ from tailrace.client.protocol import (
     ServerConnection,
 )
 
+from ..metrics import definitions as metrics
 from .ratelimit import RateLimitedLogger
 from .sendfile import pread_all, sendfile_all
 
@@ -60,6 +61,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 bad_clients = RateLimitedLogger(log, per_second=5)
+
+# metric children, bound once (see ..metrics.definitions)
+_RECEIVED = metrics.BYTES_RECEIVED
+_SENT = metrics.BYTES_SENT
+_SENDFILE_BYTES = metrics.FETCH_BYTES["sendfile"]
+_COPIED_BYTES = metrics.FETCH_BYTES["copy"]
 
 _RECEIVE_MIN = 64 * 1024
 _RECEIVE_MAX = 8 * 1024 * 1024
@@ -216,8 +223,10 @@ class ConnectionHandler:
                     return
                 if target is None:
                     conn.receive_data(data)
+                    _RECEIVED.inc(len(data))
                 else:
                     conn.received_into(data)
+                    _RECEIVED.inc(data)
                 continue
             if event is CLOSED or event is None:
                 return
@@ -355,19 +364,27 @@ class ConnectionHandler:
         try:
             if type(reply) is bytes:
                 await self.stream.send_all(reply)
+                _SENT.inc(len(reply))
                 return True
+            sent = 0
             try:
                 await self.stream.send_all(reply.prefix)
+                sent = len(reply.prefix)
                 for part in reply.parts:
                     if type(part) is SendfileSlice:
                         src = part.source
                         if self.info.zero_copy and self._sock is not None:
                             await sendfile_all(self._sock, src.fd, src.position, src.length)
+                            _SENDFILE_BYTES.inc(src.length)
                         else:
                             await pread_all(self.stream, src.fd, src.position, src.length)
+                            _COPIED_BYTES.inc(src.length)
+                        sent += src.length
                     else:
                         await self.stream.send_all(part)
+                        sent += len(part)
             finally:
+                _SENT.inc(sent)
                 reply.release()
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self._closing_reason = f"connection lost while writing: {exc}"
