@@ -15,8 +15,10 @@ anything on the network:
 * at most :data:`MAX_CONNECTIONS` connections are open; more are closed at
   accept;
 * only ``GET`` is served: another method gets 405 (with ``Allow: GET``) and
-  a body is never read (the connection is closed after the answer); a GET
-  with a body gets 400; an unknown path gets 404.
+  a body is never read; a GET with a body gets 400; an unknown path gets
+  404. After an error answer the connection is closed, once what the client
+  still sends has been drained (at most :data:`LINGER_BYTES` for
+  :data:`LINGER_S`) so that a reset does not destroy the answer unread.
 
 Keep-alive is supported (Prometheus reuses its connection), bounded by the
 timeout above.
@@ -50,6 +52,9 @@ bad_requests = RateLimitedLogger(log, per_second=1)
 MAX_REQUEST_HEAD_BYTES = 8 * 1024
 REQUEST_TIMEOUT_S = 10.0
 MAX_CONNECTIONS = 16
+#: After an error answer: how long, and how many bytes, to drain before closing.
+LINGER_S = 1.0
+LINGER_BYTES = 1024 * 1024
 _RECEIVE_BYTES = 4096
 _JSON = "application/json"
 _TEXT = "text/plain; charset=utf-8"
@@ -75,6 +80,21 @@ def metrics_route(registry: CollectorRegistry) -> Route:
         return 200, _EXPOSITION, generate_latest(registry)
 
     return route
+
+
+async def _linger(stream: trio.SocketStream) -> None:
+    """Close gently after an error answer: send our end of stream, then read
+    and drop what the client still sends (bounded in bytes and time). Closing
+    with unread bytes would make the kernel reset the connection, and the
+    client could lose the answer before reading it."""
+    with trio.move_on_after(LINGER_S):
+        await stream.send_eof()
+        drained = 0
+        while drained < LINGER_BYTES:
+            data = await stream.receive_some(_RECEIVE_BYTES)
+            if not data:
+                return
+            drained += len(data)
 
 
 class _Reject(Exception):
@@ -143,6 +163,7 @@ class HttpEndpoint:
             bad_requests.info("metrics request refused", status=reject.status, reason=reject.reason)
             body = (reject.reason + "\n").encode()
             await self._send(conn, stream, reject.status, _TEXT, body, reject.headers, close=True)
+            await _linger(stream)
             return False
         if path is None:
             return False  # closed between requests
