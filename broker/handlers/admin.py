@@ -9,6 +9,7 @@ from tailrace.client.errors import (
     InvalidConfigError,
     InvalidPartitionsError,
     InvalidRequestError,
+    InvalidTopicError,
     TopicAlreadyExistsError,
 )
 from tailrace.client.protocol import (
@@ -32,6 +33,7 @@ from ..config import SETTINGS
 from ..log.config import LogConfig
 from ..log.manager import validate_topic_name
 from ..server.connection import ConnectionInfo, Later
+from .context import INTERNAL_PREFIX, is_internal
 
 if TYPE_CHECKING:
     from .context import BrokerContext
@@ -45,6 +47,14 @@ __all__ = [
 
 _TOPIC_DOCS = {s.key: s.doc for s in SETTINGS if s.section == "topic_defaults"}
 _TOPIC_DOCS["max_batch_bytes"] = next(s.doc for s in SETTINGS if s.name == "limits.max_batch_bytes")
+
+
+def _refuse_internal(name: str, what: str) -> None:
+    if is_internal(name):
+        raise InvalidTopicError(
+            f"{name!r} is the broker's own topic (names starting with {INTERNAL_PREFIX!r} are "
+            f"reserved): clients cannot {what} it"
+        )
 
 
 def _fail(result: Any, exc: BrokerError) -> None:
@@ -66,6 +76,7 @@ async def _create_topics(ctx: BrokerContext, info: ConnectionInfo, request: Requ
         results.append(result)
         try:
             validate_topic_name(t.name)
+            _refuse_internal(t.name, "create")
             if not 1 <= partitions <= limit:
                 raise InvalidPartitionsError(
                     f"partition count {partitions} is outside [1, {limit}] "
@@ -93,6 +104,7 @@ async def _delete_topics(ctx: BrokerContext, info: ConnectionInfo, request: Requ
         result = TopicResult(name=name)
         results.append(result)
         try:
+            _refuse_internal(name, "delete")
             await ctx.manager.delete_topic(name)
         except BrokerError as exc:
             _fail(result, exc)
@@ -190,6 +202,7 @@ async def _alter_configs(ctx: BrokerContext, info: ConnectionInfo, request: Requ
                     "only topic configuration can be altered; broker settings come from "
                     "its configuration file, environment and flags"
                 )
+            _refuse_internal(res.name, "alter")
             topic = ctx.manager.topic(res.name)
             set_keys = {k: v for k, v in res.configs.items() if v is not None}
             delete_keys = [k for k, v in res.configs.items() if v is None]

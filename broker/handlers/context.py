@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from tailrace.client.errors import TopicAlreadyExistsError
+from tailrace.client.errors import InvalidTopicError, TopicAlreadyExistsError
 from tailrace.client.protocol import Request, encode_response
 
 from ..config import BrokerConfig
@@ -20,7 +20,15 @@ from ..server.listeners import BoundListener
 if TYPE_CHECKING:
     from ..coordinator import GroupCoordinator
 
-__all__ = ["BrokerContext"]
+__all__ = ["INTERNAL_PREFIX", "BrokerContext", "is_internal"]
+
+#: Topic names with this prefix belong to the broker (``__consumer_offsets``):
+#: clients may read them but not create, write, alter or delete them.
+INTERNAL_PREFIX = "__"
+
+
+def is_internal(topic: str) -> bool:
+    return topic.startswith(INTERNAL_PREFIX)
 
 
 class BrokerContext:
@@ -50,6 +58,8 @@ class BrokerContext:
     def partition_for_produce(
         self, info: ConnectionInfo, topic: str, partition: int
     ) -> PartitionLog:
+        if is_internal(topic):
+            raise InvalidTopicError(f"{topic!r} is the broker's own topic: clients cannot write it")
         return self.manager.get(topic, partition)
 
     def partition_for_fetch(self, info: ConnectionInfo, topic: str, partition: int) -> PartitionLog:

@@ -414,3 +414,34 @@ async def test_connections_past_the_limit_are_refused(tmp_path, nursery):
     assert b.counter.refused >= 1
     await kept[0].request(ApiVersionsRequest())  # the others are unaffected
     b.shutdown()
+
+
+async def test_internal_topics_are_read_only_for_clients(broker, nursery):
+    from tailrace.client.protocol import (
+        AlterConfigResource,
+        AlterConfigsRequest,
+        DeleteTopicsRequest,
+    )
+
+    conn = await connect(nursery, broker.address)
+    created = await conn.request(
+        CreateTopicsRequest(topics=[CreatableTopic(name="__mine", partitions=1)])
+    )
+    assert created.topics[0].error_code == ErrorCode.INVALID_TOPIC
+    # the broker's own topic: made through the log manager, as the coordinator does
+    await broker.broker.manager.create_topic("__internal", 1)
+    assert (await produce(conn, "__internal", batch(0))).error_code == ErrorCode.INVALID_TOPIC
+    deleted = await conn.request(DeleteTopicsRequest(topics=["__internal"]))
+    assert deleted.topics[0].error_code == ErrorCode.INVALID_TOPIC
+    altered = await conn.request(
+        AlterConfigsRequest(
+            resources=[
+                AlterConfigResource(
+                    resource_type="topic", name="__internal", configs={"flush": "none"}
+                )
+            ]
+        )
+    )
+    assert altered.resources[0].error_code == ErrorCode.INVALID_TOPIC
+    fetched = await conn.request(fetch_request("__internal", 0))  # reading is allowed
+    assert fetched.topics[0].partitions[0].error_code == 0
