@@ -1,18 +1,28 @@
-"""``tailrace broker [--config FILE] [--data-dir DIR] [--listen HOST:PORT]``."""
+"""``tailrace broker [--config FILE] [--data-dir DIR] [--listen HOST:PORT]
+[--metrics HOST:PORT] [--log-level L] [--log-format kv|json] [--check-config]``.
+
+Exit codes: 0 after a stop by signal (or a good ``--check-config``), 1 when
+the broker cannot start (the data directory is locked by another broker, an
+address is in use, the directory is unusable), 2 for a configuration error.
+Each failure is one line on stderr, never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import signal
 import sys
+from typing import Any
 
 import trio
 
 from tailrace.client.errors import StorageError
 
 from ..app import Broker
-from ..config import ConfigError, load_config
+from ..config import BrokerConfig, ConfigError, load_config
 from ..logs import configure_logging, log_event
 
 log = logging.getLogger("tailrace.broker")
@@ -35,8 +45,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="HOST:PORT",
         help="listen here instead of the configured listeners (default 127.0.0.1:7420)",
     )
+    p.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="serve /metrics (Prometheus) and /health/live, /health/ready over HTTP here "
+        "(metrics_listen; default off)",
+    )
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument("--log-format", choices=["kv", "json"])
+    p.add_argument(
+        "--check-config",
+        action="store_true",
+        help="validate the configuration (file, environment, flags), print what differs "
+        "from the defaults and exit: 0 when valid, 2 otherwise; the data directory is not "
+        "touched",
+    )
     p.set_defaults(func=run)
 
 
@@ -44,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     flags = {
         "data_dir": args.data_dir,
         "listen": args.listen,
+        "metrics_listen": args.metrics,
         "log_level": args.log_level,
         "log_format": args.log_format,
     }
@@ -52,6 +76,9 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         sys.stderr.write(f"tailrace broker: configuration error: {exc}\n")
         return 2
+    if args.check_config:
+        sys.stdout.write(_describe_differences(config, listen_flag=args.listen is not None))
+        return 0
     configure_logging(config.log_level, config.log_format)
     differences = config.differences()
     log_event(
@@ -63,13 +90,50 @@ def run(args: argparse.Namespace) -> int:
     broker = Broker(config)
     try:
         trio.run(_main, broker)
-    except StorageError as exc:
-        log_event(log, logging.ERROR, "cannot start", error=exc.message)
-        return 1
-    except OSError as exc:
-        log_event(log, logging.ERROR, "cannot start", error=str(exc))
-        return 1
+    except BaseException as exc:
+        # trio's nurseries wrap errors in exception groups: show the one cause
+        cause = _only_cause(exc)
+        if isinstance(cause, StorageError):
+            log_event(log, logging.ERROR, "cannot start", error=cause.message)
+            return 1
+        if isinstance(cause, OSError):
+            log_event(log, logging.ERROR, "cannot start", error=str(cause))
+            return 1
+        raise
     return 0
+
+
+def _only_cause(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _describe_differences(config: BrokerConfig, *, listen_flag: bool) -> str:
+    """``--check-config``: one line per setting that is not at its default,
+    TOML-style, with where the value came from."""
+    differences = config.differences()
+    if not differences:
+        return "configuration is valid; every setting is at its default\n"
+    lines = [f"configuration is valid; {len(differences)} setting(s) differ from the defaults:"]
+    for name, value in differences.items():
+        source = config.sources.get(name) or _listeners_source(listen_flag)
+        lines.append(f"{name} = {_toml_value(value)}  # {source}")
+    return "\n".join(lines) + "\n"
+
+
+def _listeners_source(listen_flag: bool) -> str:
+    if listen_flag:
+        return "flag"
+    return "env" if "TAILRACE_LISTEN" in os.environ else "file"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    return json.dumps(str(value))
 
 
 async def _main(broker: Broker) -> None:

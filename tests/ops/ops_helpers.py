@@ -235,12 +235,19 @@ class JsonBroker:
         assert self.proc is not None
         self.proc.terminate()
         code = self.proc.wait(timeout)
-        self._pump.join(30)
+        self._reap()
         return code
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(30)
         if self.proc is not None:
-            self._pump.join(30)
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(30)
+            self._reap()
+
+    def _reap(self) -> None:
+        # the pump ends at EOF; then the pipe can be closed
+        assert self.proc is not None
+        self._pump.join(30)
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
