@@ -80,6 +80,7 @@ from tailrace.client.errors import (
 )
 from tailrace.client.records import BatchHeader, unpack_records, validate_batch
 
+from ..logs import log_event
 from ..metrics import definitions as metrics
 from .config import LogConfig
 from .errors import CorruptLogError
@@ -439,8 +440,11 @@ class PartitionLog:
             scan_from,
             len(segs) - start,
         )
+        progress = _RecoveryProgress(self._name, len(segs) - start)
         i = start
         while i < len(segs):
+            if i > start:
+                progress.segment_done(segs[i - 1].size)
             seg = segs[i]
             last = i == len(segs) - 1
             expected_next = None if last else segs[i + 1].base_offset
@@ -523,6 +527,7 @@ class PartitionLog:
             self._adopt_scan(seg, result, file_size)
             break
         active = self._active
+        progress.finished(active.size, active.next_offset)
         active.sealed = False
         if recovery_point is not None and active.next_offset < recovery_point:
             raise CorruptLogError(
@@ -649,7 +654,14 @@ class PartitionLog:
 
     @property
     def recovery_point(self) -> int:
-        """Below this offset data and sealed indexes are durable."""
+        """Below this offset data and sealed indexes are durable.
+
+        A segment sealed but not yet fsynced caps it at that segment's base:
+        when the data was synced while the segment was active and the roll
+        came later, its trim and final index entries are not durable yet,
+        so recovery must rescan it (a power cut can leave it untrimmed)."""
+        if self._unsynced:
+            return min(self._flushed, self._unsynced[0].base_offset)
         return self._flushed
 
     @property
@@ -1319,6 +1331,55 @@ class PartitionLog:
         if ev is not None:
             self._hw_event = None
             ev.set()
+
+
+#: Seconds between two "recovery progress" lines of one partition.
+RECOVERY_PROGRESS_INTERVAL_S = 5.0
+
+
+class _RecoveryProgress:
+    """Logs a line every RECOVERY_PROGRESS_INTERVAL_S while one partition's
+    recovery scans segments, and a summary if it took that long, so that an
+    operator watching a slow start sees what it is doing."""
+
+    def __init__(self, name: str, segments: int) -> None:
+        self.name = name
+        self.segments = segments
+        self.done = 0
+        self.bytes = 0
+        self.started = self.last = time.monotonic()
+        self.reported = False
+
+    def segment_done(self, size: int) -> None:
+        self.done += 1
+        self.bytes += size
+        now = time.monotonic()
+        if now - self.last >= RECOVERY_PROGRESS_INTERVAL_S:
+            self.last = now
+            self.reported = True
+            log_event(
+                logger,
+                logging.INFO,
+                "recovery progress",
+                partition=self.name,
+                segments_scanned=f"{self.done}/{self.segments}",
+                bytes_scanned=self.bytes,
+                elapsed_s=round(now - self.started, 1),
+            )
+
+    def finished(self, size: int, log_end_offset: int) -> None:
+        elapsed = time.monotonic() - self.started
+        if self.reported or elapsed >= RECOVERY_PROGRESS_INTERVAL_S:
+            log_event(
+                logger,
+                logging.INFO,
+                "recovered",
+                partition=self.name,
+                segments_scanned=self.done + 1,
+                bytes_scanned=self.bytes + size,
+                elapsed_s=round(elapsed, 1),
+                log_end_offset=log_end_offset,
+            )
 
 
 def _describe(exc: OSError) -> str:
