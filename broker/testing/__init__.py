@@ -1,0 +1,20 @@
+"""Fault-injection and checking tools for reliability tests and tools/.
+
+Nothing here runs in a production broker: the broker only exposes the seam
+(:class:`~tailrace.broker.log.storage_io.StorageIO`) that these plug into.
+It lives in the package, not in tests/, because tools/reliability.py runs
+the same scenarios with longer profiles and needs the same pieces:
+
+* :mod:`.oracle`: the one checker every fault test uses. Producers write
+  unique ``(producer, sequence)`` values and log each outcome (acknowledged,
+  failed, unknown) in a :class:`~.oracle.History`; after the run the whole
+  log is read back (from the files on disk, or through a consumer) and
+  :func:`~.oracle.check` reports every lost, duplicated, reordered or
+  misplaced value, offset gaps and bad index entries.
+* :mod:`.workload`: idempotent producer tasks that feed a History, and a
+  consumer that reads a topic back.
+* :mod:`.powercut`: a StorageIO that models what a power cut leaves on disk.
+* :mod:`.faults`: StorageIO subclasses that fail syscalls (EIO, ENOSPC) or
+  stop at a named crash point (an exception in-process, ``os._exit`` in a
+  subprocess broker: ``python -m tailrace.broker.testing.faulty_broker``).
+"""
