@@ -416,14 +416,18 @@ class ApiMetrics:
 
 
 _API: dict[int, ApiMetrics] = {int(k): ApiMetrics(api_name(k)) for k in ApiKey}
-_UNKNOWN_API = ApiMetrics("unknown")
 
 
 def api_metrics(api_key: int) -> ApiMetrics:
     """The bound children of ``api_key``. Every known API's exist from import,
     so each appears in the scrape with zeros before its first request; any
     other key shares ``api="unknown"`` (the label set stays bounded)."""
-    return _API.get(api_key, _UNKNOWN_API)
+    m = _API.get(api_key)
+    if m is None:
+        m = _API.get(-1)
+        if m is None:
+            m = _API[-1] = ApiMetrics("unknown")
+    return m
 
 
 _ERRORS: dict[tuple[str, int], Counter] = {}
