@@ -56,50 +56,47 @@ async def run_producer(
     """Write values until ``stop`` is set (see the module docstring), then
     close the producer (records unacknowledged after ``close_timeout``
     become unknown). ``rate`` is records per second (None: as fast as the
-    producer's buffer allows)."""
+    producer's buffer allows). Stop it with ``stop``, not by cancelling."""
     cfg = {"linger_ms": 2, "delivery_timeout_ms": 60_000, "request_timeout_ms": 5_000}
     cfg.update(config or {})
     clock = history.clock
-    async with trio.open_nursery() as nursery:
-        producer = AsyncProducer(address, **cfg)
-        await producer.start()
-        try:
-            task_status.started()
-            seq = 0
-            interval = 1.0 / rate if rate else 0.0
-            next_at = trio.current_time()
-            while not stop.is_set():
-                partition = seq % partitions
-                history.sent(name, seq, topic, partition)
-                sent_at = clock()
-                try:
-                    handle = await producer.send(
-                        topic, encode_value(name, seq, pad), partition=partition
-                    )
-                except TailraceError as exc:
-                    # never handed to the producer: certainly not in the log
-                    history.failed(name, seq, f"not sent: {exc}", definite=True)
-                    seq += 1
-                    await trio.sleep(0.01)
-                    continue
-                handle.add_done_callback(_recorder(history, name, seq, sent_at, stats))
+    # The producer is closed by the same task that opened it, never from
+    # inside another cancel scope (its nursery must exit where it entered).
+    async with AsyncProducer(address, **cfg) as producer:
+        task_status.started()
+        seq = 0
+        interval = 1.0 / rate if rate else 0.0
+        next_at = trio.current_time()
+        while not stop.is_set():
+            partition = seq % partitions
+            history.sent(name, seq, topic, partition)
+            sent_at = clock()
+            try:
+                handle = await producer.send(
+                    topic, encode_value(name, seq, pad), partition=partition
+                )
+            except TailraceError as exc:
+                # never handed to the producer: certainly not in the log
+                history.failed(name, seq, f"not sent: {exc}", definite=True)
                 seq += 1
-                if stats is not None:
-                    stats.sent += 1
-                if interval:
-                    next_at += interval
-                    delay = next_at - trio.current_time()
-                    if delay > 0:
-                        with trio.move_on_after(delay):
-                            await stop.wait()
-                    elif seq % 64 == 0:
-                        await trio.lowlevel.checkpoint()
+                with trio.move_on_after(0.01):
+                    await stop.wait()
+                continue
+            handle.add_done_callback(_recorder(history, name, seq, sent_at, stats))
+            seq += 1
+            if stats is not None:
+                stats.sent += 1
+            if interval:
+                next_at += interval
+                delay = next_at - trio.current_time()
+                if delay > 0:
+                    with trio.move_on_after(delay):
+                        await stop.wait()
                 elif seq % 64 == 0:
                     await trio.lowlevel.checkpoint()
-        finally:
-            with trio.CancelScope(shield=True):
-                await producer.close(close_timeout)
-        nursery.cancel_scope.cancel()
+            elif seq % 64 == 0:
+                await trio.lowlevel.checkpoint()
+        await producer.close(close_timeout)
 
 
 def _recorder(history: History, name: str, seq: int, sent_at: float, stats: ProducerStats | None):
