@@ -69,6 +69,7 @@ __all__ = [
     "History",
     "PartitionRead",
     "Report",
+    "audit_data_dir",
     "check",
     "decode_value",
     "encode_value",
@@ -531,3 +532,70 @@ def check(
                 )
                 break
     return report
+
+
+#: Files a data directory may hold at its top level besides topic directories.
+_TOP_LEVEL = {"~lock", "~clean-shutdown", "~recovery-points", "~producer-ids", "~cluster-id"}
+_PARTITION_SUFFIXES = (".log", ".index", ".timeindex", ".snapshot")
+
+
+def audit_data_dir(data_dir: str) -> list[str]:
+    """Leftovers and half-made things in a data directory (of a stopped
+    broker that opened it since its last crash): staging or deleting topic
+    directories, temp and .deleted files, a topic without its config or
+    with missing or extra partition directories, a segment missing its
+    index files, an index without its segment, an empty segment that is not
+    the last, unknown files. Returns one line per problem."""
+    problems: list[str] = []
+    for name in sorted(os.listdir(data_dir)):
+        full = os.path.join(data_dir, name)
+        if name.startswith("~"):
+            if name not in _TOP_LEVEL:
+                problems.append(f"leftover {full}")
+            continue
+        if not os.path.isdir(full):
+            problems.append(f"unknown file {full}")
+            continue
+        try:
+            with open(os.path.join(full, "topic.json")) as f:
+                partitions = json.load(f)["partitions"]
+        except (OSError, ValueError, KeyError) as exc:
+            problems.append(f"topic {name} has no usable topic.json: {exc}")
+            continue
+        entries = set(os.listdir(full)) - {"topic.json"}
+        wanted = {str(p) for p in range(partitions)}
+        for missing in sorted(wanted - entries):
+            problems.append(f"topic {name} lacks partition directory {missing}")
+        for extra in sorted(entries - wanted):
+            problems.append(f"unexpected {os.path.join(full, extra)}")
+        for p in sorted(wanted & entries):
+            problems += _audit_partition(os.path.join(full, p))
+    return problems
+
+
+def _audit_partition(path: str) -> list[str]:
+    problems = []
+    by_base: dict[str, set[str]] = defaultdict(set)
+    for name in os.listdir(path):
+        stem, dot, suffix = name.partition(".")
+        if (
+            not dot
+            or len(stem) != 20
+            or not stem.isdigit()
+            or "." + suffix not in _PARTITION_SUFFIXES
+        ):
+            problems.append(f"leftover or unknown file {os.path.join(path, name)}")
+            continue
+        by_base[stem].add("." + suffix)
+    logs = sorted(b for b, s in by_base.items() if ".log" in s)
+    for base, suffixes in sorted(by_base.items()):
+        if suffixes == {".snapshot"}:
+            continue
+        if ".log" not in suffixes:
+            problems.append(f"index without its segment: {path}/{base} {sorted(suffixes)}")
+        elif not {".index", ".timeindex"} <= suffixes:
+            problems.append(f"segment {path}/{base}.log lacks index files ({sorted(suffixes)})")
+    for base in logs[:-1]:
+        if os.path.getsize(os.path.join(path, base + ".log")) == 0:
+            problems.append(f"empty segment {path}/{base}.log is not the last one")
+    return problems

@@ -4,18 +4,25 @@ die of a fault, producers feeding the oracle, and its checks."""
 from __future__ import annotations
 
 import contextlib
+import os
+import re
+import subprocess
+import sys
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import trio
-from harness import RunningBroker, broker_config
+from harness import ROOT, BrokerProcess, RunningBroker, broker_config
 
 from tailrace.broker.app import Broker
 from tailrace.broker.log.storage_io import StorageIO
-from tailrace.broker.testing.oracle import History
+from tailrace.broker.testing.oracle import ACKED, History, encode_value
 from tailrace.broker.testing.workload import run_producer
-from tailrace.client import AsyncAdmin
+from tailrace.client import AsyncAdmin, AsyncConsumer
+from tailrace.client.errors import TailraceError
+from tailrace.client.records import build_batch
 
 
 @contextlib.asynccontextmanager
@@ -82,3 +89,123 @@ async def producing(
             yield stop
         finally:
             stop.set()
+
+
+async def run_committer(address: str, history: History, topic: str, commits: list[int]) -> None:
+    """Commit, for group "g", one past the newest acknowledged offset of
+    ``topic`` partition 0, again and again; ``commits`` gets every offset
+    whose commit was acknowledged. Rides through broker restarts."""
+    last = 0
+    while True:
+        try:
+            async with AsyncConsumer(address, group_id="g", enable_auto_commit=False) as consumer:
+                consumer.assign([(topic, 0)])
+                while True:
+                    acked = [
+                        a.offset
+                        for a in list(history.attempts.values())
+                        if a.status == ACKED and a.partition == 0 and a.topic == topic
+                    ]
+                    target = max(acked, default=-1) + 1
+                    if target > last:
+                        await consumer.commit({(topic, 0): target})
+                        last = target
+                        commits.append(target)
+                    await trio.sleep(0.02)
+        except TailraceError:
+            await trio.sleep(0.1)  # outcome unknown: the broker went away
+
+
+async def committed_offset(address: str, topic: str) -> int | None:
+    """Group "g"'s committed offset of ``topic`` partition 0."""
+    async with AsyncConsumer(address, group_id="g", enable_auto_commit=False) as consumer:
+        got = await consumer.committed((topic, 0))
+    return None if got is None else got.offset
+
+
+class Writer:
+    """One idempotent producer (id, epoch 0) writing oracle values."""
+
+    def __init__(self, pid: int, partitions: int) -> None:
+        self.pid = pid
+        self.name = f"w{pid}"
+        self.value_seq = 0
+        self.next_seq = dict.fromkeys(range(partitions), 0)
+        #: partition -> [(batch bytes, value seqs)] appended, outcome unknown
+        self.pending: dict[int, list[tuple[bytes, list[int]]]] = {p: [] for p in range(partitions)}
+
+    def batch(self, partition: int, n: int, ts: int, pad: int) -> tuple[bytes, list[int]]:
+        seqs = list(range(self.value_seq, self.value_seq + n))
+        self.value_seq += n
+        data = build_batch(
+            [(ts + i, None, encode_value(self.name, s, pad), None) for i, s in enumerate(seqs)],
+            producer_id=self.pid,
+            producer_epoch=0,
+            base_sequence=self.next_seq[partition],
+        )
+        self.next_seq[partition] += n
+        return data, seqs
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000_000
+
+    def __call__(self) -> int:
+        return self.now
+
+
+class FaultyBrokerProcess(BrokerProcess):
+    """``python -m tailrace.broker.testing.faulty_broker``: the broker that
+    exits at the ``after``-th hit of crash point ``point`` (see there)."""
+
+    def __init__(self, data_dir: Path, point: str, after: int, listen: str = "127.0.0.1:0"):
+        super().__init__(data_dir, listen=listen)
+        self.point = point
+        self.after = after
+
+    def start(self, timeout: float = 30.0) -> FaultyBrokerProcess:
+        cmd = [
+            sys.executable,
+            "-m",
+            "tailrace.broker.testing.faulty_broker",
+            "--crash-point",
+            self.point,
+            "--crash-after",
+            str(self.after),
+            "--data-dir",
+            str(self.data_dir),
+            "--listen",
+            self.listen,
+        ]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TAILRACE_")}
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT
+        )
+        found = threading.Event()
+
+        def pump() -> None:
+            assert self.proc is not None
+            assert self.proc.stderr is not None
+            for line in self.proc.stderr:
+                self.log_lines.append(line.rstrip("\n"))
+                m = re.search(r"listening .*address=(\S+)", line)
+                if m and not self.address:
+                    self.address = m.group(1)
+                    found.set()
+            found.set()
+
+        self._pump = threading.Thread(target=pump, daemon=True)
+        self._pump.start()
+        found.wait(timeout)
+        if not self.address:
+            self.kill()
+            raise RuntimeError("faulty broker did not start:\n" + "\n".join(self.log_lines))
+        return self
+
+    def wait_exit(self, timeout: float = 120.0) -> int:
+        """Wait for the process to end by itself; its exit status."""
+        assert self.proc is not None
+        code = self.proc.wait(timeout)
+        self._reap()
+        return code

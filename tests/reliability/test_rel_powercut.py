@@ -35,16 +35,16 @@ import shutil
 import pytest
 import trio
 import trio.lowlevel
-from rel_helpers import create_topic, live_broker, producing
+from rel_helpers import Clock, Writer, create_topic, live_broker, producing
 from rel_profile import record_result, seeds, size
 
 from tailrace.broker.log import LogConfig, LogManager
-from tailrace.broker.testing.oracle import Attempt, History, check, encode_value, read_topic_dir
+from tailrace.broker.testing.oracle import Attempt, History, check, read_topic_dir
 from tailrace.broker.testing.powercut import PowerCut, PowerCutIO
 from tailrace.broker.testing.workload import read_topic
 from tailrace.client import AsyncConsumer
 from tailrace.client.errors import BrokerError, StorageError, TailraceError
-from tailrace.client.records import build_batch, iter_headers, validate_batch
+from tailrace.client.records import iter_headers, validate_batch
 
 PARTITIONS = 2
 FLUSH_MS = 100
@@ -52,38 +52,6 @@ MAX_STEP_MS = 30
 #: A producer has at most this many batches per partition in flight (the
 #: broker remembers the last five per producer for deduplication).
 IN_FLIGHT = 5
-
-
-class Writer:
-    """One idempotent producer (id, epoch 0) writing oracle values."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.name = f"w{pid}"
-        self.value_seq = 0
-        self.next_seq = dict.fromkeys(range(PARTITIONS), 0)
-        #: partition -> [(batch bytes, value seqs)] appended, outcome unknown
-        self.pending: dict[int, list[tuple[bytes, list[int]]]] = {p: [] for p in range(PARTITIONS)}
-
-    def batch(self, partition: int, n: int, ts: int, pad: int) -> tuple[bytes, list[int]]:
-        seqs = list(range(self.value_seq, self.value_seq + n))
-        self.value_seq += n
-        data = build_batch(
-            [(ts + i, None, encode_value(self.name, s, pad), None) for i, s in enumerate(seqs)],
-            producer_id=self.pid,
-            producer_epoch=0,
-            base_sequence=self.next_seq[partition],
-        )
-        self.next_seq[partition] += n
-        return data, seqs
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000_000
-
-    def __call__(self) -> int:
-        return self.now
 
 
 def log_config(mode: str) -> LogConfig:
@@ -119,7 +87,7 @@ async def run_one(root: str, mode: str, seed: int) -> dict:
     cut_step = rng.randint(1, steps) if how == "step" else steps
     sim.arm()
     history = History(clock=clock)
-    writers = [Writer(pid) for pid in range(1, 4)]
+    writers = [Writer(pid, PARTITIONS) for pid in range(1, 4)]
     logs = [manager.get("t", p) for p in range(PARTITIONS)]
     pad = rng.choice((0, 60, 400))
 
