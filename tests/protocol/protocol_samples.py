@@ -4,6 +4,9 @@ feeding and fuzz tests. Changing a sample changes its golden bytes."""
 from __future__ import annotations
 
 from tailrace.client.protocol import (
+    AclCreationResult,
+    AclEntry,
+    AclFilterEntry,
     AlterConfigResource,
     AlterConfigResult,
     AlterConfigsRequest,
@@ -21,12 +24,19 @@ from tailrace.client.protocol import (
     CreatableTopic,
     CreatedTopic,
     CreateTopicsRequest,
+    CreateAclsRequest,
+    CreateAclsResponse,
     CreateTopicsResponse,
+    DeleteAclsFilterResult,
+    DeleteAclsRequest,
+    DeleteAclsResponse,
     DeletedGroup,
     DeleteGroupsRequest,
     DeleteGroupsResponse,
     DeleteTopicsRequest,
     DeleteTopicsResponse,
+    DescribeAclsRequest,
+    DescribeAclsResponse,
     DescribeConfigsRequest,
     DescribeConfigsResponse,
     DescribedGroup,
@@ -70,6 +80,10 @@ from tailrace.client.protocol import (
     ProduceResponse,
     ProduceTopic,
     ProduceTopicResult,
+    SaslAuthenticateRequest,
+    SaslAuthenticateResponse,
+    SaslHandshakeRequest,
+    SaslHandshakeResponse,
     TopicMetadata,
     TopicPartitions,
     TopicResult,
@@ -301,6 +315,55 @@ SAMPLES: dict[ApiKey, tuple[object, object]] = {
             member_epoch=3,
             heartbeat_interval_ms=3000,
             assignment=[TopicPartitions(topic="t", partitions=[0, 1])],
+        ),
+    ),
+    ApiKey.SASL_HANDSHAKE: (
+        SaslHandshakeRequest(mechanism="SCRAM-SHA-256"),
+        SaslHandshakeResponse(mechanisms=["SCRAM-SHA-256", "PLAIN"]),
+    ),
+    ApiKey.SASL_AUTHENTICATE: (
+        SaslAuthenticateRequest(auth_bytes=b"n,,n=u,r=abc"),
+        SaslAuthenticateResponse(auth_bytes=b"r=abcdef,s=c2FsdA==,i=4096"),
+    ),
+    ApiKey.DESCRIBE_ACLS: (
+        DescribeAclsRequest(filter=AclFilterEntry(principal="User:a")),
+        DescribeAclsResponse(
+            bindings=[
+                AclEntry(
+                    principal="User:a", operation="read", resource_type="topic", resource_name="t"
+                )
+            ]
+        ),
+    ),
+    ApiKey.CREATE_ACLS: (
+        CreateAclsRequest(
+            creations=[
+                AclEntry(
+                    principal="*",
+                    operation="write",
+                    resource_type="topic",
+                    resource_name="t-",
+                    pattern_type="prefixed",
+                )
+            ]
+        ),
+        CreateAclsResponse(results=[AclCreationResult()]),
+    ),
+    ApiKey.DELETE_ACLS: (
+        DeleteAclsRequest(filters=[AclFilterEntry(resource_type="group")]),
+        DeleteAclsResponse(
+            results=[
+                DeleteAclsFilterResult(
+                    deleted=[
+                        AclEntry(
+                            principal="User:a",
+                            operation="read",
+                            resource_type="group",
+                            resource_name="g",
+                        )
+                    ]
+                )
+            ]
         ),
     ),
 }

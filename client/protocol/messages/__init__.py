@@ -90,6 +90,22 @@ from .groups import (
     OffsetFetchTopicResult,
     TopicPartitions,
 )
+from .security import (
+    AclCreationResult,
+    AclEntry,
+    AclFilterEntry,
+    CreateAclsRequest,
+    CreateAclsResponse,
+    DeleteAclsFilterResult,
+    DeleteAclsRequest,
+    DeleteAclsResponse,
+    DescribeAclsRequest,
+    DescribeAclsResponse,
+    SaslAuthenticateRequest,
+    SaslAuthenticateResponse,
+    SaslHandshakeRequest,
+    SaslHandshakeResponse,
+)
 
 
 class ApiKey(IntEnum):
@@ -103,12 +119,17 @@ class ApiKey(IntEnum):
     OFFSET_FETCH = 9
     DESCRIBE_GROUPS = 15
     LIST_GROUPS = 16
+    SASL_HANDSHAKE = 17
     API_VERSIONS = 18
     CREATE_TOPICS = 19
     DELETE_TOPICS = 20
     INIT_PRODUCER_ID = 22
+    DESCRIBE_ACLS = 29
+    CREATE_ACLS = 30
+    DELETE_ACLS = 31
     DESCRIBE_CONFIGS = 32
     ALTER_CONFIGS = 33
+    SASL_AUTHENTICATE = 36
     DELETE_GROUPS = 42
     CONSUMER_GROUP_HEARTBEAT = 68
 
@@ -141,6 +162,11 @@ APIS: dict[int, ApiSpec] = {
         ApiSpec(ApiKey.DESCRIBE_GROUPS, DescribeGroupsRequest, DescribeGroupsResponse),
         ApiSpec(ApiKey.LIST_GROUPS, ListGroupsRequest, ListGroupsResponse),
         ApiSpec(ApiKey.DELETE_GROUPS, DeleteGroupsRequest, DeleteGroupsResponse),
+        ApiSpec(ApiKey.SASL_HANDSHAKE, SaslHandshakeRequest, SaslHandshakeResponse),
+        ApiSpec(ApiKey.SASL_AUTHENTICATE, SaslAuthenticateRequest, SaslAuthenticateResponse),
+        ApiSpec(ApiKey.DESCRIBE_ACLS, DescribeAclsRequest, DescribeAclsResponse),
+        ApiSpec(ApiKey.CREATE_ACLS, CreateAclsRequest, CreateAclsResponse),
+        ApiSpec(ApiKey.DELETE_ACLS, DeleteAclsRequest, DeleteAclsResponse),
         ApiSpec(
             ApiKey.CONSUMER_GROUP_HEARTBEAT,
             ConsumerGroupHeartbeatRequest,
@@ -157,6 +183,9 @@ __all__ = [
     "EARLIEST_TIMESTAMP",
     "LATEST_TIMESTAMP",
     "SPEC_BY_REQUEST",
+    "AclCreationResult",
+    "AclEntry",
+    "AclFilterEntry",
     "AlterConfigResource",
     "AlterConfigResult",
     "AlterConfigsRequest",
@@ -173,14 +202,21 @@ __all__ = [
     "ConsumerGroupHeartbeatRequest",
     "ConsumerGroupHeartbeatResponse",
     "CreatableTopic",
+    "CreateAclsRequest",
+    "CreateAclsResponse",
     "CreateTopicsRequest",
     "CreateTopicsResponse",
     "CreatedTopic",
+    "DeleteAclsFilterResult",
+    "DeleteAclsRequest",
+    "DeleteAclsResponse",
     "DeleteGroupsRequest",
     "DeleteGroupsResponse",
     "DeleteTopicsRequest",
     "DeleteTopicsResponse",
     "DeletedGroup",
+    "DescribeAclsRequest",
+    "DescribeAclsResponse",
     "DescribeConfigsRequest",
     "DescribeConfigsResponse",
     "DescribeGroupsRequest",
@@ -224,6 +260,10 @@ __all__ = [
     "ProduceResponse",
     "ProduceTopic",
     "ProduceTopicResult",
+    "SaslAuthenticateRequest",
+    "SaslAuthenticateResponse",
+    "SaslHandshakeRequest",
+    "SaslHandshakeResponse",
     "TopicMetadata",
     "TopicPartitions",
     "TopicResult",
