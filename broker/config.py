@@ -18,9 +18,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tailrace.client.errors import InvalidConfigError
+from tailrace.client.errors import InvalidConfigError, InvalidRequestError
 
 from .log.config import FLUSH_MODES, LogConfig
+from .security.principal import validate_principal
+from .security.tls import server_context
 
 __all__ = [
     "SETTINGS",
@@ -78,6 +80,23 @@ def _address_or_empty(value: str) -> str | None:
         parse_address(value)
     except ValueError as exc:
         return f"is not HOST:PORT ({exc}); leave it empty to turn metrics off"
+    return None
+
+
+def split_principals(text: str) -> list[str]:
+    """``security.super_users``: principals separated by ';' (a certificate
+    subject contains commas, so ',' cannot separate them)."""
+    return [p.strip() for p in text.split(";") if p.strip()]
+
+
+def _principals(value: str) -> str | None:
+    for principal in split_principals(value):
+        if principal == "*":
+            return "must not contain '*': name each super user"
+        try:
+            validate_principal(principal)
+        except InvalidRequestError as exc:
+            return f"is not a list of principals: {exc.message}"
     return None
 
 
@@ -307,6 +326,62 @@ SETTINGS: tuple[Setting, ...] = (
         "members one group may have; more are refused with GROUP_MAX_SIZE_REACHED",
         _at_least(1),
     ),
+    # --- [security]: authentication and authorization ---------------------
+    Setting(
+        "security",
+        "users_file",
+        str,
+        "",
+        "the SCRAM users file (tailrace users add); needed by listeners with "
+        "authentication = sasl; changes are picked up without a restart",
+    ),
+    Setting(
+        "security",
+        "authorizer",
+        str,
+        "auto",
+        "enforce ACLs on every listener: auto (when some listener authenticates), on, or off",
+        _one_of("auto", "on", "off"),
+    ),
+    Setting(
+        "security",
+        "acl_file",
+        str,
+        "",
+        "where the broker keeps its ACLs (tailrace acls add); empty: DATA_DIR/~acls.json",
+    ),
+    Setting(
+        "security",
+        "super_users",
+        str,
+        "",
+        "principals allowed everything, separated by ';' (User:admin;User:CN=ops,O=acme)",
+        _principals,
+    ),
+    Setting(
+        "security",
+        "auth_timeout_ms",
+        int,
+        10_000,
+        "close a connection that has not finished TLS and authentication within this",
+        _at_least(1),
+    ),
+    Setting(
+        "security",
+        "auth_failure_delay_ms",
+        int,
+        1_000,
+        "wait this long before answering a failed authentication (then close)",
+        _at_least(0),
+    ),
+    Setting(
+        "security",
+        "max_frame_bytes_before_auth",
+        int,
+        65_536,
+        "largest request frame before authentication; a larger length prefix closes the connection",
+        _at_least(4096),
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -317,22 +392,54 @@ _SECTIONS = {s.section for s in SETTINGS if s.section}
 _LOG_KEYS = set(LogConfig.field_names())
 
 
+SECURITY_PROTOCOLS = ("plaintext", "tls")
+AUTHENTICATIONS = ("none", "sasl", "mtls")
+SASL_MECHANISMS = ("SCRAM-SHA-256", "PLAIN")
+
+
 @dataclass(frozen=True, slots=True)
 class ListenerConfig:
-    """One listening address. ``security`` is ``plaintext`` for now."""
+    """One listening address, its transport and who may connect.
+
+    * ``security``: ``plaintext`` or ``tls`` (``tls_cert_file`` and
+      ``tls_key_file`` required; ``tls_client_ca_file`` makes clients present
+      a certificate signed by that CA: mutual TLS).
+    * ``authentication``: ``none`` (the principal is User:ANONYMOUS),
+      ``sasl`` (SaslHandshake/SaslAuthenticate first, with one of
+      ``sasl_mechanisms``; PLAIN only over TLS or on a loopback address) or
+      ``mtls`` (a TLS listener with a client CA: the verified certificate's
+      subject is the principal).
+    """
 
     name: str
     host: str
     port: int
     security: str = "plaintext"
+    authentication: str = "none"
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_client_ca_file: str = ""
+    sasl_mechanisms: tuple[str, ...] = SASL_MECHANISMS
 
     @property
     def address(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
 
+    @property
+    def tls(self) -> bool:
+        return self.security == "tls"
+
+    def describe(self) -> str:
+        """``name=address`` plus what is not the default (for logs and DescribeConfigs)."""
+        text = f"{self.name}={self.address}"
+        extras = [x for x in (self.security, self.authentication) if x not in ("plaintext", "none")]
+        return text + (f" ({', '.join(extras)})" if extras else "")
+
 
 DEFAULT_LISTENERS = (ListenerConfig("default", "127.0.0.1", 7420),)
+#: the ACL file's name in the data directory (``~``: never a topic name)
+ACL_FILE = "~acls.json"
 
 
 @dataclass(frozen=True)
@@ -373,8 +480,27 @@ class BrokerConfig:
         """Keys whose value is not the default (logged at start-up)."""
         out = {s.name: self.values[s.name] for s in SETTINGS if self.values[s.name] != s.default}
         if self.listeners != DEFAULT_LISTENERS:
-            out["listeners"] = ",".join(f"{lc.name}={lc.address}" for lc in self.listeners)
+            out["listeners"] = ",".join(lc.describe() for lc in self.listeners)
         return out
+
+    @property
+    def authenticates(self) -> bool:
+        """Whether some listener establishes who its clients are."""
+        return any(lc.authentication != "none" for lc in self.listeners)
+
+    @property
+    def authorizer_enabled(self) -> bool:
+        """Whether ACLs are enforced (security.authorizer: auto follows authentication)."""
+        mode = self.values["security.authorizer"]
+        return mode == "on" or (mode == "auto" and self.authenticates)
+
+    @property
+    def acl_path(self) -> str:
+        return self.values["security.acl_file"] or os.path.join(self.data_dir, ACL_FILE)
+
+    @property
+    def super_users(self) -> list[str]:
+        return split_principals(self.values["security.super_users"])
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -437,7 +563,7 @@ def _listeners_from_toml(raw: Any, origin: str) -> tuple[ListenerConfig, ...]:
         where = f"{origin}: listeners[{i}]"
         if not isinstance(item, dict):
             raise ConfigError(f"{where} must be a table")
-        unknown = set(item) - {"name", "address", "security"}
+        unknown = set(item) - _LISTENER_KEYS
         if unknown:
             raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]}")
         name = item.get("name", f"listener{i}")
@@ -453,11 +579,60 @@ def _listeners_from_toml(raw: Any, origin: str) -> tuple[ListenerConfig, ...]:
             host, port = parse_address(address)
         except ValueError as exc:
             raise ConfigError(f"{where}.address: {exc}") from None
-        security = item.get("security", "plaintext")
-        if security != "plaintext":
-            raise ConfigError(f"{where}.security {security!r}: only plaintext is supported")
-        out.append(ListenerConfig(name, host, port, security))
+        out.append(_listener_security(ListenerConfig(name, host, port), item, where))
     return tuple(out)
+
+
+_LISTENER_KEYS = {
+    "name",
+    "address",
+    "security",
+    "authentication",
+    "tls_cert_file",
+    "tls_key_file",
+    "tls_client_ca_file",
+    "sasl_mechanisms",
+}
+
+
+def _listener_security(lc: ListenerConfig, item: dict, where: str) -> ListenerConfig:
+    """The security keys of one ``[[listeners]]`` table, checked together."""
+    fields: dict[str, Any] = {}
+    for key, choices in (("security", SECURITY_PROTOCOLS), ("authentication", AUTHENTICATIONS)):
+        value = item.get(key, getattr(lc, key))
+        if value not in choices:
+            raise ConfigError(f"{where}.{key} = {value!r} must be one of {', '.join(choices)}")
+        fields[key] = value
+    for key in ("tls_cert_file", "tls_key_file", "tls_client_ca_file"):
+        value = item.get(key, "")
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}.{key} must be a file path (a string)")
+        fields[key] = value
+    mechanisms = item.get("sasl_mechanisms", list(SASL_MECHANISMS))
+    if (
+        not isinstance(mechanisms, list)
+        or not mechanisms
+        or any(m not in SASL_MECHANISMS for m in mechanisms)
+        or len(set(mechanisms)) != len(mechanisms)
+    ):
+        raise ConfigError(
+            f"{where}.sasl_mechanisms must be a non-empty list of {', '.join(SASL_MECHANISMS)}"
+        )
+    fields["sasl_mechanisms"] = tuple(mechanisms)
+    tls = fields["security"] == "tls"
+    tls_files = [k for k in ("tls_cert_file", "tls_key_file", "tls_client_ca_file") if fields[k]]
+    if not tls and tls_files:
+        raise ConfigError(f"{where}.{tls_files[0]} is set but security is not tls")
+    if tls and not (fields["tls_cert_file"] and fields["tls_key_file"]):
+        raise ConfigError(f"{where}: security = tls needs tls_cert_file and tls_key_file")
+    if fields["authentication"] == "mtls" and not (tls and fields["tls_client_ca_file"]):
+        raise ConfigError(
+            f"{where}: authentication = mtls needs security = tls and tls_client_ca_file "
+            "(the CA that signs client certificates)"
+        )
+    if "sasl_mechanisms" in item and fields["authentication"] != "sasl":
+        raise ConfigError(f"{where}.sasl_mechanisms is set but authentication is not sasl")
+    return ListenerConfig(lc.name, lc.host, lc.port, **fields)
 
 
 def _listeners_from_text(text: str, origin: str) -> tuple[ListenerConfig, ...]:
@@ -558,6 +733,17 @@ def load_config(
                     f"metrics_listen {values['metrics_listen']} is the address of listener "
                     f"{lc.name!r} too"
                 )
+    for lc in listeners:
+        if lc.tls:
+            try:
+                server_context(lc)
+            except InvalidConfigError as exc:
+                raise ConfigError(exc.message) from None
+    if any(lc.authentication == "sasl" for lc in listeners) and not values["security.users_file"]:
+        raise ConfigError(
+            "a listener with authentication = sasl needs security.users_file "
+            "(create it with tailrace users add)"
+        )
     if values["groups.session_timeout_min_ms"] > values["groups.session_timeout_max_ms"]:
         raise ConfigError(
             "groups.session_timeout_min_ms must not exceed groups.session_timeout_max_ms"

@@ -19,6 +19,8 @@ from tailrace.broker.config import (
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "config" / "broker.toml"
+#: keys of the [[listeners]] table, which documents them in one comment block
+LISTENER_KEYS = ("name", "address", "security", "authentication")
 
 
 def test_documented_file_lists_every_key_with_its_default():
@@ -36,7 +38,7 @@ def test_documented_file_lists_every_key_with_its_default():
 def test_every_key_in_the_file_has_a_comment_line_above_it():
     lines = SAMPLE.read_text().splitlines()
     for i, line in enumerate(lines):
-        if re.match(r"^[a-z_]+ = ", line) and not line.startswith(("name", "address", "security")):
+        if re.match(r"^[a-z_]+ = ", line) and not line.startswith(LISTENER_KEYS):
             assert lines[i - 1].startswith("# "), line
 
 
@@ -94,7 +96,36 @@ def test_listeners_from_file(tmp_path):
         ("[topic_defaults]\nsegment_bytes = -5", "topic_defaults: segment_bytes"),
         ("fetch_zero_copy = 'yes'", "fetch_zero_copy must be true or false"),
         ("[[listeners]]\naddress = 'nohost'", "listeners\\[0\\].address"),
-        ("[[listeners]]\naddress = '127.0.0.1:1'\nsecurity = 'tls'", "only plaintext"),
+        (
+            "[[listeners]]\naddress = '127.0.0.1:1'\nsecurity = 'tls'",
+            "security = tls needs tls_cert_file and tls_key_file",
+        ),
+        ("[[listeners]]\naddress = '127.0.0.1:1'\nsecurity = 'ssl'", "must be one of plaintext, tls"),
+        (
+            "[[listeners]]\naddress = '127.0.0.1:1'\nauthentication = 'mtls'",
+            "authentication = mtls needs security = tls and tls_client_ca_file",
+        ),
+        (
+            "[[listeners]]\naddress = '127.0.0.1:1'\ntls_cert_file = 'c.pem'",
+            "tls_cert_file is set but security is not tls",
+        ),
+        (
+            "[[listeners]]\naddress = '127.0.0.1:1'\nauthentication = 'sasl'",
+            "needs security.users_file",
+        ),
+        (
+            "[[listeners]]\naddress = '127.0.0.1:1'\nauthentication = 'sasl'\n"
+            "sasl_mechanisms = ['GSSAPI']",
+            "sasl_mechanisms must be a non-empty list",
+        ),
+        (
+            "[[listeners]]\naddress = '127.0.0.1:1'\nsecurity = 'tls'\n"
+            "tls_cert_file = '/nonexistent.pem'\ntls_key_file = '/nonexistent.key'",
+            "tls_cert_file '/nonexistent.pem' is not a readable file",
+        ),
+        ("[security]\nsuper_users = 'admin'", "security.super_users = 'admin' is not a list"),
+        ("[security]\nsuper_users = 'User:a;*'", "must not contain"),
+        ("[security]\nauthorizer = 'yes'", "must be one of auto, on, off"),
         ("this is not toml", "not valid TOML"),
     ],
 )
