@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
 
 import h11
 import trio
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import Metric
 
 from ..logs import log_event
 from ..server.ratelimit import RateLimitedLogger
@@ -64,20 +65,36 @@ _EXPOSITION = "text/plain; version=0.0.4; charset=utf-8"
 _NOT_FOUND = b"not found: the paths are /metrics, /health/live and /health/ready\n"
 
 #: A route answers (status, content type, body).
-Route = Callable[[], tuple[int, str, bytes]]
+Route = Callable[[], Awaitable[tuple[int, str, bytes]]]
 
 
 def json_route(fn: Callable[[], tuple[int, dict[str, Any]]]) -> Route:
-    def route() -> tuple[int, str, bytes]:
+    async def route() -> tuple[int, str, bytes]:
         status, body = fn()
         return status, _JSON, (json.dumps(body, sort_keys=True) + "\n").encode()
 
     return route
 
 
+class _Collected:
+    """Metric families already collected, for formatting elsewhere."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> list[Metric]:
+        return self.families
+
+
 def metrics_route(registry: CollectorRegistry) -> Route:
-    def route() -> tuple[int, str, bytes]:
-        return 200, _EXPOSITION, generate_latest(registry)
+    """Collect on the loop (broker state belongs to it; about a quarter of the
+    work), format the text in a worker thread (the rest: ~25 ms for 1,000
+    partitions, which the loop should not stall for)."""
+
+    async def route() -> tuple[int, str, bytes]:
+        families = list(registry.collect())
+        body = await trio.to_thread.run_sync(generate_latest, _Collected(families))
+        return 200, _EXPOSITION, body
 
     return route
 
@@ -172,7 +189,7 @@ class HttpEndpoint:
             status, ctype, body = 404, _TEXT, _NOT_FOUND
         else:
             try:
-                status, ctype, body = route()
+                status, ctype, body = await route()
             except Exception:
                 log.exception("metrics endpoint: %s failed", path)
                 status, ctype, body = 500, _TEXT, b"internal error (logged)\n"
