@@ -411,11 +411,16 @@ class PartitionLog:
         return True
 
     def _recover(self, recovery_point: int | None) -> None:
-        """Scan from the segment holding ``recovery_point``; see open()."""
+        """Scan from the segment holding ``recovery_point - 1``; see open().
+
+        Not the one holding ``recovery_point``: a checkpoint can be written
+        when the data was synced up to the end of the active segment, and a
+        roll right there then seals that segment (trim, final index entry)
+        without making the seal durable; that segment must be rescanned."""
         segs = self._segments
         start = 0
         if recovery_point is not None:
-            start = max(0, bisect_right(self._bases, recovery_point) - 1)
+            start = max(0, bisect_right(self._bases, recovery_point - 1) - 1)
         cfg = self._ctx.config
         scan_from = segs[start].base_offset
         # Producer state: the newest snapshot, headers replayed up to the scan

@@ -257,9 +257,9 @@ def test_leftovers_are_removed_at_open(tmp_path):
 
 
 def test_recovery_point_skips_scanning_older_segments(tmp_path):
-    """Only the segment holding the recovery point and later ones are
-    scanned: corruption in an older durable segment is found by the reader,
-    not by recovery (as in Kafka)."""
+    """Only the segment holding the last offset below the recovery point
+    and later ones are scanned: corruption in an older durable segment is
+    found by the reader, not by recovery (as in Kafka)."""
     log, _ = _fill(tmp_path / "p", n=40)
     assert log.close()
     first = log.segments[0]
@@ -267,7 +267,7 @@ def test_recovery_point_skips_scanning_older_segments(tmp_path):
     with open(first.log_path, "r+b") as f:
         f.seek(p + 40)
         f.write(b"\xee")
-    rp = log.segments[-1].base_offset
+    rp = log.segments[-1].base_offset + 1
     log = open_log(tmp_path / "p", recovery_point=rp, clean=False)
     assert log.log_end_offset == 40
     log.close()

@@ -62,3 +62,37 @@ async def test_power_cut_a_segment_sealed_after_its_data_was_synced_is_rescanned
         assert _read_all(log)[:i] == [b"%06d" % k + b"x" * 200 for k in range(i)]
     finally:
         log.close()
+
+
+async def test_crash_point_a_checkpoint_written_before_the_roll_does_not_skip_the_sealed_segment(
+    tmp_path,
+):
+    """Found by the crash-point scenario (power cut at segment.created):
+    the checkpoint on disk was written while the data was synced up to the
+    very end of the active segment, so its recovery point was that end. The
+    roll that followed sealed the segment there and the power failed before
+    the seal was synced: recovery started at the new segment and trusted
+    the untrimmed old one. Recovery now starts at the segment holding
+    recovery_point - 1."""
+    path = str(tmp_path / "t" / "0")
+    os.makedirs(path)
+    cfg = LogConfig(flush="sync", segment_bytes=1500, preallocate_bytes=4096)
+    sim = PowerCutIO(str(tmp_path))
+    log = PartitionLog.open(path, cfg, io=sim)
+    sim.arm()
+    i = 0
+    while log.segments[-1].size + 300 <= cfg.segment_bytes:
+        await log.wait_durable(log.append(_batch(i)))
+        i += 1
+    checkpointed = log.recovery_point  # what a checkpoint now writes: i
+    assert checkpointed == i
+    log.append(_batch(i))  # rolls right at the recovery point
+    sim.fsync_dir(path)
+    sim.cut()
+    log.abandon()
+    sim.materialize(2, names="everything", contents="durable")
+    log = PartitionLog.open(path, cfg, recovery_point=checkpointed)
+    try:
+        assert _read_all(log) == [b"%06d" % k + b"x" * 200 for k in range(i)]
+    finally:
+        log.close()
