@@ -52,6 +52,8 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+import trio
+
 from tailrace.client.errors import (
     BrokerError,
     CorruptRecordError,
@@ -140,6 +142,9 @@ class History:
         self.attempts: dict[Key, Attempt] = {}
         self.cut_at: float | None = None
         self.late = 0
+        #: called (no arguments, in the completing thread) after each outcome:
+        #: lets a trio test wait for progress instead of polling
+        self.listeners: list[Callable[[], None]] = []
         self._lock = threading.Lock()
 
     def sent(self, producer: str, seq: int, topic: str, partition: int) -> None:
@@ -169,6 +174,7 @@ class History:
                 a.status = ACKED
                 a.partition = partition
                 a.offset = offset
+        self._notify()
 
     def failed(
         self, producer: str, seq: int, error: BaseException | str, *, definite: bool | None = None
@@ -182,6 +188,24 @@ class History:
                     definite = isinstance(error, BaseException) and is_definite_failure(error)
                 a.status = FAILED if definite else UNKNOWN
                 a.error = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        self._notify()
+
+    def _notify(self) -> None:
+        for listener in list(self.listeners):
+            listener()
+
+    async def until(self, predicate: Callable[[], bool], timeout: float = 60.0) -> None:
+        """Wait (in trio, whose thread completes the records) until
+        ``predicate()`` holds, re-checking after each outcome."""
+        with trio.fail_after(timeout):
+            while not predicate():
+                event = trio.Event()
+                self.listeners.append(event.set)
+                try:
+                    if not predicate():
+                        await event.wait()
+                finally:
+                    self.listeners.remove(event.set)
 
     def cut(self, at: float | None = None) -> float:
         """The machine died now: later outcomes are unknown. Returns the time."""
