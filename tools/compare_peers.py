@@ -53,6 +53,7 @@ import multiprocessing
 import os
 import platform
 import shutil
+import signal
 import socket
 import statistics
 import struct
@@ -612,6 +613,8 @@ def main(argv: list[str] | None = None) -> int:
         "(at most 120 s of waiting; 0 starts at once)",
     )
     args = p.parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so every server started is stopped
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     global WAIT_IDLE
     WAIT_IDLE = args.wait_idle or None
     sizes = [int(s) for s in args.sizes.split(",")]

@@ -293,6 +293,8 @@ class ProducerPool:
                     # a worker that already died leaves a broken pipe: nothing to tell it
                     with contextlib.suppress(BrokenPipeError):
                         proc.stdin.close()
+                if not self.finished():
+                    proc.terminate()  # interrupted mid-run: do not finish sending
                 try:
                     proc.wait(10)
                 except subprocess.TimeoutExpired:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from typing import Any
 
@@ -173,6 +174,9 @@ def run_command(args: argparse.Namespace) -> int:
         return 2
     status = Status()
     broker: SpawnedBroker | None = None
+    # SIGTERM unwinds like Ctrl-C: the spawned broker and the producer
+    # processes are stopped through their handles, never left behind
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         if args.spawn_broker:
             status("starting a broker")
@@ -189,8 +193,11 @@ def run_command(args: argparse.Namespace) -> int:
         sys.stderr.write(f"tailrace bench: {exc}\n")
         return 1
     finally:
-        if broker is not None:
-            broker.close()
+        try:
+            if broker is not None:
+                broker.close()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     out = sys.stdout
     if args.json:
         out.write(json.dumps(result.to_json(config, target)) + "\n")
@@ -198,6 +205,10 @@ def run_command(args: argparse.Namespace) -> int:
         out.write(human_report(result, config, target))
     out.flush()
     return 1 if result.errors else 0
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _ms(summary: dict[str, Any] | None) -> str:
