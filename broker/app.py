@@ -39,6 +39,7 @@ from .metrics.endpoint import HttpEndpoint, json_route, metrics_route
 from .metrics.health import liveness, readiness
 from .metrics.requests import metered
 from .producer_ids import ProducerIdAllocator
+from .security.runtime import BrokerSecurity
 from .server.connection import ConnectionHandler, ConnectionInfo
 from .server.listeners import BoundListener, ConnectionCounter, open_listener, serve_listeners
 
@@ -83,6 +84,8 @@ class Broker:
         self.clean_shutdown: bool | None = None
         limits = config.values
         self._limits = Limits(max_frame_bytes=limits["limits.max_frame_bytes"])
+        #: TLS, authentication, ACLs (a bad certificate, users or ACL file raises here)
+        self.security = BrokerSecurity(config, self._limits)
         self._max_in_flight = limits["limits.max_in_flight_requests"]
         self._idle = limits["limits.connections_max_idle_ms"] / 1000
         # per-API request metrics cost a little per request: only when shown
@@ -136,7 +139,11 @@ class Broker:
             self.listeners = [
                 await open_listener(lc.name, lc.host, lc.port) for lc in config.listeners
             ]
+            for bound in self.listeners:
+                self.security.bind(bound)
             self.context = BrokerContext(config, manager, producer_ids, self.listeners, cluster_id)
+            self.context.acl_store = self.security.acl_store
+            self.context.authz = self.security.authz
             self.coordinator = GroupCoordinator(manager, _group_settings(config))
             self.context.coordinator = self.coordinator
             async with trio.open_nursery() as background:
@@ -198,21 +205,30 @@ class Broker:
         peer = _peer(stream)
         zero_copy = bool(self.config.fetch_zero_copy) and hasattr(stream, "socket")
         info = ConnectionInfo(listener.name, peer, zero_copy)
-        handler = ConnectionHandler(
-            stream,
-            info,
-            self._dispatcher,
-            limits=self._limits,
-            max_in_flight=self._max_in_flight,
-            idle_timeout=self._idle,
-        )
-        self._connections.add(handler)
-        try:
-            if self._stop.is_set():
+        security = self.security
+        gate = None
+        # TLS and authentication must finish by this deadline (lifted after)
+        with trio.CancelScope(deadline=security.deadline(listener)) as deadline:
+            if not await security.open(stream, listener, info):
                 return
-            await handler.run()
-        finally:
-            self._connections.discard(handler)
+            handler = ConnectionHandler(
+                stream,
+                info,
+                self._dispatcher,
+                limits=self._limits,
+                max_in_flight=self._max_in_flight,
+                idle_timeout=self._idle,
+            )
+            gate = security.attach(handler, listener, self._dispatcher, deadline)
+            self._connections.add(handler)
+            try:
+                if self._stop.is_set():
+                    return
+                await handler.run()
+            finally:
+                self._connections.discard(handler)
+        if deadline.cancelled_caught:
+            security.timed_out(listener, info, gate)
 
     def _dispatch(self, info: ConnectionInfo, request: object) -> object:
         handler = HANDLERS.get(request.api_key)  # type: ignore[attr-defined]

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from tailrace.client.protocol import ApiKey
 
+from .acls import handle_create_acls, handle_delete_acls, handle_describe_acls
 from .admin import (
     handle_alter_configs,
     handle_create_topics,
@@ -32,6 +33,7 @@ from .groups import (
 from .metadata import handle_api_versions, handle_metadata
 from .offsets import handle_init_producer_id, handle_list_offsets
 from .produce import handle_produce
+from .sasl import handle_sasl_authenticate, handle_sasl_handshake
 
 __all__ = ["HANDLERS", "BrokerContext"]
 
@@ -52,4 +54,9 @@ HANDLERS: dict[int, Callable] = {
     ApiKey.LIST_GROUPS: handle_list_groups,
     ApiKey.DELETE_GROUPS: handle_delete_groups,
     ApiKey.CONSUMER_GROUP_HEARTBEAT: handle_consumer_group_heartbeat,
+    ApiKey.SASL_HANDSHAKE: handle_sasl_handshake,
+    ApiKey.SASL_AUTHENTICATE: handle_sasl_authenticate,
+    ApiKey.DESCRIBE_ACLS: handle_describe_acls,
+    ApiKey.CREATE_ACLS: handle_create_acls,
+    ApiKey.DELETE_ACLS: handle_delete_acls,
 }

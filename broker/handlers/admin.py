@@ -6,11 +6,13 @@ from typing import TYPE_CHECKING, Any
 
 from tailrace.client.errors import (
     BrokerError,
+    ClusterAuthorizationError,
     InvalidConfigError,
     InvalidPartitionsError,
     InvalidRequestError,
     InvalidTopicError,
     TopicAlreadyExistsError,
+    TopicAuthorizationError,
 )
 from tailrace.client.protocol import (
     AlterConfigResult,
@@ -32,6 +34,7 @@ from tailrace.client.protocol import (
 from ..config import SETTINGS
 from ..log.config import LogConfig
 from ..log.manager import validate_topic_name
+from ..security.authz import ALTER, CLUSTER, CLUSTER_NAME, DELETE, DESCRIBE, TOPIC
 from ..server.connection import ConnectionInfo, Later
 from .context import INTERNAL_PREFIX, is_internal
 
@@ -57,6 +60,14 @@ def _refuse_internal(name: str, what: str) -> None:
         )
 
 
+def _check(ctx: BrokerContext, info: ConnectionInfo, operation: str, kind: str, name: str) -> None:
+    """Raise the authorization error unless the principal may (no authorizer: may)."""
+    if ctx.authz is not None and not ctx.authz.allowed(info, operation, kind, name):
+        if kind == CLUSTER:
+            raise ClusterAuthorizationError(f"{info.principal} may not {operation} the cluster")
+        raise TopicAuthorizationError(f"{info.principal} may not {operation} {name!r}")
+
+
 def _fail(result: Any, exc: BrokerError) -> None:
     result.error_code = int(exc.code)
     result.error_message = exc.message
@@ -75,6 +86,11 @@ async def _create_topics(ctx: BrokerContext, info: ConnectionInfo, request: Requ
         result = CreatedTopic(name=t.name, partitions=partitions)
         results.append(result)
         try:
+            if ctx.authz is not None and not ctx.authz.may_create_topic(info, t.name):
+                raise TopicAuthorizationError(
+                    f"{info.principal} may not create {t.name!r} (needs create on the cluster "
+                    "or on the topic)"
+                )
             validate_topic_name(t.name)
             _refuse_internal(t.name, "create")
             if not 1 <= partitions <= limit:
@@ -104,6 +120,7 @@ async def _delete_topics(ctx: BrokerContext, info: ConnectionInfo, request: Requ
         result = TopicResult(name=name)
         results.append(result)
         try:
+            _check(ctx, info, DELETE, TOPIC, name)
             _refuse_internal(name, "delete")
             await ctx.manager.delete_topic(name)
         except BrokerError as exc:
@@ -119,8 +136,10 @@ def handle_describe_configs(ctx: BrokerContext, info: ConnectionInfo, request: R
         out.append(result)
         try:
             if res.resource_type == "topic":
+                _check(ctx, info, DESCRIBE, TOPIC, res.name)
                 entries = _topic_entries(ctx, res.name)
             elif res.resource_type == "broker":
+                _check(ctx, info, DESCRIBE, CLUSTER, CLUSTER_NAME)
                 entries = _broker_entries(ctx)
             else:
                 raise InvalidRequestError(
@@ -177,7 +196,7 @@ def _broker_entries(ctx: BrokerContext) -> list[ConfigEntry]:
     entries.append(
         ConfigEntry(
             name="listeners",
-            value=",".join(f"{lc.name}={lc.address}" for lc in ctx.config.listeners),
+            value=",".join(lc.describe() for lc in ctx.config.listeners),
             source="broker",
             read_only=True,
             doc="where the broker listens",
@@ -198,10 +217,12 @@ async def _alter_configs(ctx: BrokerContext, info: ConnectionInfo, request: Requ
         out.append(result)
         try:
             if res.resource_type != "topic":
+                _check(ctx, info, ALTER, CLUSTER, CLUSTER_NAME)
                 raise InvalidRequestError(
                     "only topic configuration can be altered; broker settings come from "
                     "its configuration file, environment and flags"
                 )
+            _check(ctx, info, ALTER, TOPIC, res.name)
             _refuse_internal(res.name, "alter")
             topic = ctx.manager.topic(res.name)
             set_keys = {k: v for k, v in res.configs.items() if v is not None}

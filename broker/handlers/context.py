@@ -19,6 +19,8 @@ from ..server.listeners import BoundListener
 
 if TYPE_CHECKING:
     from ..coordinator import GroupCoordinator
+    from ..security.acl import AclStore
+    from ..security.authz import Authorization
 
 __all__ = ["INTERNAL_PREFIX", "BrokerContext", "is_internal"]
 
@@ -52,6 +54,11 @@ class BrokerContext:
         self.node_id = 0
         #: the consumer-group coordinator (set by the broker once it exists)
         self.coordinator: GroupCoordinator | None = None
+        #: the broker's durable ACLs (managed through CreateAcls/DeleteAcls)
+        self.acl_store: AclStore | None = None
+        #: ACL enforcement, or None when security.authorizer is off: every
+        #: handler checks ``ctx.authz is not None`` and does nothing more then
+        self.authz: Authorization | None = None
 
     # --- lookups -------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from tailrace.client.errors import BrokerError
+from tailrace.client.errors import BrokerError, TopicAuthorizationError
 from tailrace.client.protocol import (
     FetchPartitionResult,
     FetchRequest,
@@ -32,6 +32,7 @@ from tailrace.client.protocol import (
 )
 
 from ..metrics import definitions as metrics
+from ..security.authz import READ, TOPIC
 from ..server.connection import ConnectionInfo, Later, Streamed
 
 if TYPE_CHECKING:
@@ -48,13 +49,17 @@ def handle_fetch(ctx: BrokerContext, info: ConnectionInfo, request: Request) -> 
     topics: list[FetchTopicResult] = []
     plan: _Plan = []
     errors = False
+    authz = ctx.authz
     for t in body.topics:
         results = []
         topics.append(FetchTopicResult(name=t.name, partitions=results))
+        denied = authz is not None and not authz.allowed(info, READ, TOPIC, t.name)
         for p in t.partitions:
             result = FetchPartitionResult(partition=p.partition)
             results.append(result)
             try:
+                if denied:
+                    raise TopicAuthorizationError(f"{info.principal} may not read {t.name!r}")
                 plog = ctx.partition_for_fetch(info, t.name, p.partition)
                 result.high_watermark = plog.high_watermark
                 result.log_start_offset = plog.log_start_offset

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tailrace.client.errors import BrokerError, InvalidTopicError, UnknownTopicOrPartitionError
+from tailrace.client.errors import (
+    BrokerError,
+    InvalidTopicError,
+    TopicAuthorizationError,
+    UnknownTopicOrPartitionError,
+)
 from tailrace.client.protocol import (
     APIS,
     ApiVersionRange,
@@ -18,6 +23,7 @@ from tailrace.client.protocol import (
 )
 
 from ..log.manager import validate_topic_name
+from ..security.authz import DESCRIBE, TOPIC
 from ..server.connection import ConnectionInfo, Later
 
 if TYPE_CHECKING:
@@ -42,16 +48,18 @@ def handle_metadata(ctx: BrokerContext, info: ConnectionInfo, request: Request) 
     body: MetadataRequest = request.body
     if body.allow_auto_topic_creation and body.topics and ctx.config.auto_create_topics:
         missing = [n for n in ctx.missing_topics(body.topics) if _valid(n)]
+        if missing and ctx.authz is not None:
+            missing = [n for n in missing if ctx.authz.may_create_topic(info, n)]
         if missing:
             return Later(_create_then_describe, ctx, info, request, missing)
-    return ctx.encode(request, describe(ctx, body.topics))
+    return ctx.encode(request, describe(ctx, body.topics, info))
 
 
 async def _create_then_describe(
     ctx: BrokerContext, info: ConnectionInfo, request: Request, missing: list[str]
 ) -> bytes:
     await ctx.auto_create(missing)
-    return ctx.encode(request, describe(ctx, request.body.topics))
+    return ctx.encode(request, describe(ctx, request.body.topics, info))
 
 
 def _valid(name: str) -> bool:
@@ -62,12 +70,36 @@ def _valid(name: str) -> bool:
     return True
 
 
-def describe(ctx: BrokerContext, names: list[str] | None) -> MetadataResponse:
+def describe(
+    ctx: BrokerContext, names: list[str] | None, info: ConnectionInfo | None = None
+) -> MetadataResponse:
+    """Metadata of ``names`` (every topic when None). With an authorizer,
+    every topic is listed only to a principal that may describe it; a topic
+    asked for by name that it may not describe is answered with
+    TOPIC_AUTHORIZATION_FAILED whether it exists or not (no existence leak)."""
     manager = ctx.manager
     topics = manager.topics()
-    wanted = sorted(topics) if names is None else list(dict.fromkeys(names))
+    authz = ctx.authz if info is not None else None
+    if names is None:
+        wanted = sorted(topics)
+        if authz is not None:
+            wanted = [
+                n for n in wanted if authz.allowed(info, DESCRIBE, TOPIC, n, log_denial=False)
+            ]
+    else:
+        wanted = list(dict.fromkeys(names))
     out = []
     for name in wanted:
+        if (
+            names is not None
+            and authz is not None
+            and not authz.allowed(info, DESCRIBE, TOPIC, name)
+        ):
+            denied = TopicAuthorizationError(f"{info.principal} may not describe {name!r}")
+            out.append(
+                TopicMetadata(name=name, error_code=int(denied.code), error_message=denied.message)
+            )
+            continue
         topic = topics.get(name)
         if topic is None:
             error: BrokerError

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tailrace.client.errors import BrokerError
+from tailrace.client.errors import BrokerError, ClusterAuthorizationError, TopicAuthorizationError
 from tailrace.client.protocol import (
     EARLIEST_TIMESTAMP,
     LATEST_TIMESTAMP,
@@ -17,6 +17,7 @@ from tailrace.client.protocol import (
     Request,
 )
 
+from ..security.authz import READ, TOPIC
 from ..server.connection import ConnectionInfo, Later
 
 if TYPE_CHECKING:
@@ -28,13 +29,17 @@ __all__ = ["handle_init_producer_id", "handle_list_offsets"]
 def handle_list_offsets(ctx: BrokerContext, info: ConnectionInfo, request: Request) -> bytes:
     body: ListOffsetsRequest = request.body
     topics = []
+    authz = ctx.authz
     for t in body.topics:
         results = []
         topics.append(ListOffsetsTopicResult(name=t.name, partitions=results))
+        denied = authz is not None and not authz.allowed(info, READ, TOPIC, t.name)
         for p in t.partitions:
             result = ListOffsetsPartitionResult(partition=p.partition)
             results.append(result)
             try:
+                if denied:
+                    raise TopicAuthorizationError(f"{info.principal} may not read {t.name!r}")
                 plog = ctx.partition_for_fetch(info, t.name, p.partition)
                 if p.timestamp == LATEST_TIMESTAMP:
                     result.offset = plog.high_watermark
@@ -54,6 +59,10 @@ def handle_list_offsets(ctx: BrokerContext, info: ConnectionInfo, request: Reque
 
 
 def handle_init_producer_id(ctx: BrokerContext, info: ConnectionInfo, request: Request) -> Later:
+    if ctx.authz is not None and not ctx.authz.may_write_some_topic(info):
+        raise ClusterAuthorizationError(
+            f"{info.principal} may not get a producer id (needs write on some topic)"
+        )
     return Later(_init_producer_id, ctx, request)
 
 

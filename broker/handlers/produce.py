@@ -21,6 +21,7 @@ from tailrace.client.errors import (
     InvalidRecordError,
     InvalidRequestError,
     RequestTimedOutError,
+    TopicAuthorizationError,
 )
 from tailrace.client.protocol import (
     ProducePartitionResult,
@@ -33,6 +34,7 @@ from tailrace.client.records import LENGTH_PREFIX
 
 from ..log.manager import validate_topic_name
 from ..metrics import definitions as metrics
+from ..security.authz import TOPIC, WRITE
 from ..server.connection import NO_REPLY, CloseConnection, ConnectionInfo, Later
 
 if TYPE_CHECKING:
@@ -50,6 +52,8 @@ def handle_produce(ctx: BrokerContext, info: ConnectionInfo, request: Request) -
         raise InvalidRequestError(f"acks must be 0 or 1, not {body.acks}")
     if ctx.config.auto_create_topics:
         missing = ctx.missing_topics([t.name for t in body.topics])
+        if missing and ctx.authz is not None:
+            missing = [n for n in missing if ctx.authz.may_create_topic(info, n)]
         if missing:
             # Later requests on this connection may write to the same topics:
             # hold them (barrier) until the topics exist, so order is kept.
@@ -84,13 +88,17 @@ def _produce(ctx: BrokerContext, info: ConnectionInfo, request: Request) -> obje
     waits: list[tuple[PartitionLog, AppendResult, ProducePartitionResult]] = []
     failed: list[str] = []
     records_in = bytes_in = 0
+    authz = ctx.authz
     for t in body.topics:
         results = []
         topics.append(ProduceTopicResult(name=t.name, partitions=results))
+        denied = authz is not None and not authz.allowed(info, WRITE, TOPIC, t.name)
         for p in t.partitions:
             result = ProducePartitionResult(partition=p.partition)
             results.append(result)
             try:
+                if denied:
+                    raise TopicAuthorizationError(f"{info.principal} may not write to {t.name!r}")
                 plog = ctx.partition_for_produce(info, t.name, p.partition)
                 records = p.records
                 if len(records) >= 12:
