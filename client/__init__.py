@@ -14,7 +14,7 @@ thread)::
 the error-code table and exceptions.
 """
 
-from .admin import Admin, AsyncAdmin, ConfigValue, PartitionDescription, TopicDescription
+from .admin import Acl, Admin, AsyncAdmin, ConfigValue, PartitionDescription, TopicDescription
 from .consumer import AsyncConsumer, Consumer, Record, TopicPartition
 from .errors import (
     BrokerError,
@@ -25,8 +25,10 @@ from .errors import (
     TailraceError,
 )
 from .producer import AsyncProducer, Producer, RecordFuture, RecordMetadata
+from .security import SecurityConfig
 
 __all__ = [
+    "Acl",
     "Admin",
     "AsyncAdmin",
     "AsyncConsumer",
@@ -43,6 +45,7 @@ __all__ = [
     "Record",
     "RecordFuture",
     "RecordMetadata",
+    "SecurityConfig",
     "TailraceError",
     "TopicDescription",
     "TopicPartition",

@@ -7,6 +7,7 @@ Every method raises the exception the broker's error code maps to
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -19,13 +20,18 @@ from .errors import ClientClosedError, GroupNotEmptyError, error_for_code
 from .protocol import (
     EARLIEST_TIMESTAMP,
     LATEST_TIMESTAMP,
+    AclEntry,
+    AclFilterEntry,
     AlterConfigResource,
     AlterConfigsRequest,
     ConfigResource,
     CreatableTopic,
+    CreateAclsRequest,
     CreateTopicsRequest,
+    DeleteAclsRequest,
     DeleteGroupsRequest,
     DeleteTopicsRequest,
+    DescribeAclsRequest,
     DescribeConfigsRequest,
     DescribeGroupsRequest,
     ListGroupsRequest,
@@ -39,9 +45,12 @@ from .protocol import (
     OffsetFetchRequest,
     TopicPartitions,
 )
+from .security import SecurityConfig
+from .transport.auth import connection_options
 from .transport.pool import BrokerClient
 
 __all__ = [
+    "Acl",
     "Admin",
     "AsyncAdmin",
     "ConfigValue",
@@ -130,6 +139,21 @@ class GroupPartitionOffset:
     error: str | None = None
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class Acl:
+    """One ACL binding: ``principal`` (``User:<name>`` or ``*``) may do
+    ``operation`` (read, write, create, delete, alter, describe) on the
+    resources of ``resource_type`` (topic, group, cluster) named
+    ``resource_name`` exactly (``pattern_type`` "literal"; ``*`` is every
+    one) or starting with it ("prefixed")."""
+
+    principal: str
+    operation: str
+    resource_type: str
+    resource_name: str
+    pattern_type: str = "literal"
+
+
 @dataclass(frozen=True, slots=True)
 class GroupDescription:
     group_id: str
@@ -166,9 +190,16 @@ class AsyncAdmin:
         await admin.create_topic("events", partitions=3, config={"flush": "none"})
     """
 
-    def __init__(self, bootstrap: str, *, request_timeout_ms: int = 30_000) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        request_timeout_ms: int = 30_000,
+        security: SecurityConfig | None = None,
+    ) -> None:
         self.bootstrap = bootstrap
         self.request_timeout_ms = request_timeout_ms
+        self._connection_options = connection_options(security)
         self._client: BrokerClient | None = None
         self._stack: AsyncExitStack | None = None
 
@@ -177,7 +208,10 @@ class AsyncAdmin:
         await stack.__aenter__()
         nursery = await stack.enter_async_context(trio.open_nursery())
         self._client = BrokerClient(
-            nursery, self.bootstrap, request_timeout_ms=self.request_timeout_ms
+            nursery,
+            self.bootstrap,
+            request_timeout_ms=self.request_timeout_ms,
+            **self._connection_options,
         )
         stack.push_async_callback(self._client.aclose)
         self._stack = stack
@@ -479,6 +513,73 @@ class AsyncAdmin:
                 _check(p.error_code, p.error_message)
         return targets
 
+    # --- ACLs -------------------------------------------------------------------
+
+    async def describe_acls(
+        self,
+        *,
+        principal: str | None = None,
+        operation: str | None = None,
+        resource_type: str | None = None,
+        resource_name: str | None = None,
+        pattern_type: str | None = None,
+    ) -> list[Acl]:
+        """The broker's ACL bindings matching every field given (all when
+        none is); needs describe on the cluster."""
+        response = await self._request(
+            DescribeAclsRequest(
+                filter=AclFilterEntry(
+                    principal=principal,
+                    operation=operation,
+                    resource_type=resource_type,
+                    resource_name=resource_name,
+                    pattern_type=pattern_type,
+                )
+            )
+        )
+        return [_acl(e) for e in response.bindings]
+
+    async def create_acls(self, acls: list[Acl]) -> None:
+        """Grant ``acls`` (durable and in force once this returns); the first
+        refused one raises (InvalidRequestError...); needs alter on the cluster."""
+        response = await self._request(
+            CreateAclsRequest(creations=[AclEntry(**dataclasses.asdict(a)) for a in acls])
+        )
+        for result in response.results:
+            _check(result.error_code, result.error_message)
+
+    async def delete_acls(
+        self,
+        *,
+        principal: str | None = None,
+        operation: str | None = None,
+        resource_type: str | None = None,
+        resource_name: str | None = None,
+        pattern_type: str | None = None,
+    ) -> list[Acl]:
+        """Revoke every binding matching the fields given (every binding when
+        none is); returns them. Needs alter on the cluster."""
+        response = await self._request(
+            DeleteAclsRequest(
+                filters=[
+                    AclFilterEntry(
+                        principal=principal,
+                        operation=operation,
+                        resource_type=resource_type,
+                        resource_name=resource_name,
+                        pattern_type=pattern_type,
+                    )
+                ]
+            )
+        )
+        (result,) = response.results
+        _check(result.error_code, result.error_message)
+        return [_acl(e) for e in result.deleted]
+
+
+def _acl(e: AclEntry) -> Acl:
+    return Acl(e.principal, e.operation, e.resource_type, e.resource_name, e.pattern_type)
+
 
 def _topic(t: Any) -> TopicDescription:
     return TopicDescription(
@@ -591,3 +692,12 @@ class Admin:
         return self._loop.run(
             lambda: self._admin.reset_offsets(group_id, topic, to, partitions, dry_run=dry_run)
         )
+
+    def describe_acls(self, **filter: str | None) -> list[Acl]:
+        return self._loop.run(lambda: self._admin.describe_acls(**filter))
+
+    def create_acls(self, acls: list[Acl]) -> None:
+        self._loop.run(self._admin.create_acls, list(acls))
+
+    def delete_acls(self, **filter: str | None) -> list[Acl]:
+        return self._loop.run(lambda: self._admin.delete_acls(**filter))

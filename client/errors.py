@@ -68,6 +68,7 @@ __all__ = [
     "StorageFullError",
     "TailraceError",
     "TimeoutError",
+    "TlsHandshakeError",
     "TopicAlreadyExistsError",
     "TopicAuthorizationError",
     "UnknownMemberIdError",
@@ -476,6 +477,17 @@ class BufferFullError(TailraceError):
 
 class ClientClosedError(TailraceError):
     """The client was closed before the operation completed."""
+
+
+class TlsHandshakeError(TailraceError):
+    """The TLS handshake with the broker failed: its certificate is not
+    trusted or does not name the host, it refused ours, or it does not speak
+    TLS there. Not retriable: the same settings fail the same way."""
+
+    def __init__(self, address: str, reason: str) -> None:
+        super().__init__(f"TLS handshake with {address} failed: {reason}")
+        self.address = address
+        self.reason = reason
 
 
 def error_for_code(code: int, message: str = "") -> BrokerError:

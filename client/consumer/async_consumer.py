@@ -26,6 +26,8 @@ import trio
 
 from ..errors import ClientClosedError, TailraceError
 from ..protocol import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, Limits
+from ..security import SecurityConfig
+from ..transport.auth import connection_options
 from ..transport.pool import BrokerClient
 from .committer import CommitHandle, OffsetAndMetadata, OffsetCommitter
 from .fetcher import Fetcher
@@ -64,6 +66,8 @@ class ConsumerConfig:
       without a heartbeat (within the broker's groups.session_timeout bounds).
     * ``rebalance_timeout_ms``: the broker removes the member when it keeps
       a revoked partition this long (poll must be called to give it up).
+    * ``security``: TLS and SASL settings (:class:`SecurityConfig`); None
+      for a plaintext listener without authentication.
     """
 
     auto_offset_reset: str = "latest"
@@ -83,8 +87,11 @@ class ConsumerConfig:
     session_timeout_ms: int = 45_000
     rebalance_timeout_ms: int = 300_000
     client_id: str = "tailrace-python"
+    security: SecurityConfig | None = None
 
     def __post_init__(self) -> None:
+        if self.security is not None and not isinstance(self.security, SecurityConfig):
+            raise TypeError("security must be a tailrace.client.security.SecurityConfig")
         if self.auto_offset_reset not in ("earliest", "latest", "none"):
             raise ValueError("auto_offset_reset must be 'earliest', 'latest' or 'none'")
         for name in (
@@ -170,6 +177,7 @@ class AsyncConsumer:
                 ),
                 request_timeout_ms=cfg.request_timeout_ms,
                 connect_timeout_ms=cfg.connect_timeout_ms,
+                **connection_options(cfg.security),
             )
             self._fetcher = Fetcher(
                 self._client,
@@ -199,6 +207,7 @@ class AsyncConsumer:
                 self.bootstrap,
                 request_timeout_ms=cfg.request_timeout_ms,
                 connect_timeout_ms=cfg.connect_timeout_ms,
+                **connection_options(cfg.security),
             )
 
         self._membership = GroupMembership(

@@ -22,6 +22,8 @@ from ..errors import (
 )
 from ..protocol import Limits
 from ..records import COMPRESSION_GZIP, COMPRESSION_NONE, HEADER_SIZE
+from ..security import SecurityConfig
+from ..transport.auth import connection_options
 from ..transport.pool import BrokerClient
 from .accumulator import Accumulator
 from .batch import ProducerBatch, RecordFuture
@@ -47,6 +49,8 @@ class ProducerConfig:
     * ``compression``: None or "gzip" (per batch).
     * ``enable_idempotence``: number batches so retries never duplicate.
     * ``delivery_timeout_ms``: a record not acknowledged by then fails.
+    * ``security``: TLS and SASL settings (:class:`SecurityConfig`); None
+      for a plaintext listener without authentication.
     """
 
     acks: int = 1
@@ -63,8 +67,11 @@ class ProducerConfig:
     delivery_timeout_ms: int = 120_000
     request_timeout_ms: int = 30_000
     connect_timeout_ms: int = 10_000
+    security: SecurityConfig | None = None
 
     def __post_init__(self) -> None:
+        if self.security is not None and not isinstance(self.security, SecurityConfig):
+            raise TypeError("security must be a tailrace.client.security.SecurityConfig")
         if self.acks not in (0, 1):
             raise ValueError("acks must be 0 or 1")
         if self.compression not in (None, "gzip", "none"):
@@ -147,6 +154,7 @@ class ProducerCore:
                 limits=Limits(max_frame_bytes=64 * 1024 * 1024, max_body_bytes=16 << 20),
                 request_timeout_ms=config.request_timeout_ms,
                 connect_timeout_ms=config.connect_timeout_ms,
+                **connection_options(config.security),
             )
             self.sender = Sender(
                 self.client,

@@ -226,6 +226,7 @@ class FrameReader:
         if length > self.limits.max_frame_bytes:
             raise RemoteProtocolError(
                 f"frame length {length} exceeds the limit of {self.limits.max_frame_bytes} bytes"
+                + _tls_hint(length)
             )
         end = start + 4 + length
         if len(buf) < end:
@@ -246,6 +247,15 @@ class FrameReader:
             self._start = end
         api_key, api_version, correlation_id = _REST.unpack_from(frame)
         return api_key, api_version, correlation_id, memoryview(frame)[_MIN_LENGTH:]
+
+
+def _tls_hint(length: int) -> str:
+    """A hint when the 4 "length" bytes are a TLS record header (content type
+    20-23, version 3.x): the peer speaks TLS and this end does not (a
+    plaintext client on a TLS port reads the broker's alert as a length)."""
+    if 20 <= length >> 24 <= 23 and (length >> 16) & 0xFF == 3:
+        return " (these bytes are a TLS record: the peer speaks TLS here and this end does not)"
+    return ""
 
 
 def split_body(payload: memoryview, limits: Limits) -> tuple[Any, memoryview]:

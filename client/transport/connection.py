@@ -28,7 +28,13 @@ from typing import Any
 
 import trio
 
-from ..errors import BrokerUnavailableError, RemoteProtocolError, TimeoutError
+from ..errors import (
+    BrokerUnavailableError,
+    RemoteProtocolError,
+    TailraceError,
+    TimeoutError,
+    TlsHandshakeError,
+)
 from ..protocol import CLOSED, NEED_DATA, ClientConnection, Limits, ProduceRequest
 
 __all__ = ["BrokerConnection", "PendingResponse"]
@@ -120,7 +126,13 @@ class BrokerConnection:
                         server_hostname=server_hostname or host,
                         https_compatible=False,
                     )
-                    await tls.do_handshake()
+                    try:
+                        await tls.do_handshake()
+                    except BaseException as exc:
+                        await trio.aclose_forcefully(stream)
+                        if isinstance(exc, trio.BrokenResourceError):
+                            raise _tls_failure(address, exc) from exc
+                        raise
                     stream = tls
         except trio.TooSlowError:
             raise BrokerUnavailableError(
@@ -219,7 +231,7 @@ class BrokerConnection:
                             size = min(max(wanted, _RECEIVE_MIN), _RECEIVE_MAX)
                             data = await self.stream.receive_some(size)
                         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                            self._break(f"connection lost: {exc}")
+                            self._break(f"connection lost: {_loss_reason(exc)}")
                             return
                         codec.receive_data(data)
                         continue
@@ -247,6 +259,38 @@ class BrokerConnection:
         """Close the connection; outstanding requests fail."""
         self._break("connection closed by the client")
         await trio.aclose_forcefully(self.stream)
+
+
+def _tls_failure(address: str, exc: BaseException) -> TailraceError:
+    """What a failed TLS handshake means. The broker's certificate refused
+    here, or an alert from the broker, will not change on retry
+    (TlsHandshakeError); a connection that merely closed during the
+    handshake may be a broker restarting (BrokerUnavailableError, retried)."""
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return TlsHandshakeError(
+            address, f"the broker's certificate is not accepted: {cause.verify_message}"
+        )
+    if isinstance(cause, ssl.SSLError) and not isinstance(cause, ssl.SSLEOFError):
+        reason = (cause.reason or str(cause)).lower().replace("_", " ")
+        if "wrong version" in reason or "record layer" in reason:
+            reason += " (the broker does not speak TLS there: is it a plaintext listener?)"
+        return TlsHandshakeError(address, reason)
+    return BrokerUnavailableError(
+        address,
+        "the connection closed during the TLS handshake (a plaintext listener, or the "
+        "broker refused our certificate, or it is restarting)",
+    )
+
+
+def _loss_reason(exc: BaseException) -> str:
+    """Why the connection broke, with the TLS alert when there was one (a
+    broker refusing a client certificate says so only after TLS 1.3's
+    handshake, at the first read)."""
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, ssl.SSLError) and cause.reason:
+        return "TLS error: " + cause.reason.lower().replace("_", " ")
+    return str(exc) or type(exc).__name__
 
 
 def _connect_failure_reason(exc: BaseException) -> str:

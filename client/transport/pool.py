@@ -107,7 +107,11 @@ class BrokerClient:
                     ssl_context=self.ssl_context,
                 )
                 if self._authenticate is not None:
-                    await self._authenticate(conn)
+                    try:
+                        await self._authenticate(conn)
+                    except BaseException:
+                        conn.abort("authentication did not succeed")
+                        raise
             except BrokerUnavailableError:
                 self._failures += 1
                 delay = min(self.backoff_max, self.backoff * 2 ** min(self._failures - 1, 16))
