@@ -273,7 +273,9 @@ class Segment:
             oi, ti = self.read_index_files(self.next_offset - self.base_offset)
             if self.size and not ti:
                 raise IndexCorruptError("a sealed non-empty segment has an empty time index")
-        except (OSError, IndexCorruptError) as exc:
+            if self.sealed:
+                self._check_tail(oi)
+        except (OSError, IndexCorruptError, CorruptLogError) as exc:
             logger.warning("index of %s is unusable (%s): rebuilding it from the log", self, exc)
             self.rebuild_indexes()
             return
@@ -283,6 +285,25 @@ class Segment:
         if self._max_ts is None:
             self._max_ts = ti.last_timestamp
         self._update_full()
+
+    def _check_tail(self, oi: OffsetIndex) -> None:
+        """A sealed segment must end with a whole batch that reaches the next
+        segment's base offset: walk the headers after the last index entry
+        (at most one index interval). A file cut short or with damaged
+        headers there fails, and the rebuild that follows names the damage."""
+        rel, pos = oi.last()
+        expected = self.base_offset + rel
+        end = pos
+        for p, h in self.walk(pos, self.size):
+            if h.base_offset != expected:
+                raise IndexCorruptError(f"batch at {p} starts at offset {h.base_offset}")
+            expected = h.next_offset
+            end = p + h.size
+        if end != self.size or expected != self.next_offset:
+            raise IndexCorruptError(
+                f"data ends at byte {end}, offset {expected}: the file has {self.size} bytes, "
+                f"the next segment starts at {self.next_offset}"
+            )
 
     def rebuild_indexes(self) -> None:
         """Rebuild both indexes of this durable segment by scanning it; any
@@ -374,27 +395,58 @@ class Segment:
             h = make(HEADER.unpack_from(buf, rel))
             size = h.batch_length + 12
             if size <= HEADER_SIZE or pos + size > end:
+                # a sealed segment knows where its offsets end: name the range
+                last = self.next_offset - 1 if self.sealed else None
                 raise CorruptLogError(
-                    self.log_path, pos, h.base_offset, None, f"batch of {size} bytes does not fit"
+                    self.log_path, pos, h.base_offset, last, f"batch of {size} bytes does not fit"
                 )
             yield pos, h
             pos += size
 
     def find_batch(self, offset: int) -> tuple[int, int]:
         """(position, base_offset) of the batch holding ``offset``: floor
-        index entry, then a forward scan of batch headers."""
-        _rel, pos = self.offset_index.floor(offset - self.base_offset)
+        index entry (checked, see _checked_entry), then a forward scan of
+        batch headers."""
+        rel, pos = self.offset_index.floor(offset - self.base_offset)
+        pos = self._checked_entry(rel, pos, lambda oi: oi.floor(offset - self.base_offset))
         for p, h in self.walk(pos, self.size):
             if h.base_offset + h.last_offset_delta >= offset:
                 return p, h.base_offset
         raise CorruptLogError(self.log_path, self.size, offset, None, "offset not in its segment")
+
+    def _checked_entry(self, rel: int, pos: int, lookup) -> int:  # type: ignore[no-untyped-def]
+        """The position of an index entry once the batch there is seen to
+        start at the entry's offset (one 8-byte pread). An index file damaged
+        at rest can pass the load-time sanity checks with an entry pointing
+        elsewhere; the first lookup that lands on it rebuilds a sealed
+        segment's indexes from the log (and looks up again), or walks an
+        active segment from its start: never a read from a wrong position."""
+        if pos == 0:
+            return 0
+        raw = self.pread(pos, 8)
+        if len(raw) == 8 and _BASE_OFFSET.unpack(raw)[0] == self.base_offset + rel:
+            return pos
+        logger.warning(
+            "index entry (%d, %d) of %s does not point at its batch: %s",
+            rel,
+            pos,
+            self,
+            "rebuilding the indexes" if self.sealed else "reading from the segment start",
+        )
+        if not self.sealed:
+            return 0
+        self.rebuild_indexes()
+        _rel, pos = lookup(self.offset_index)
+        return pos
 
     def last_boundary(self, start: int, limit: int, end: int) -> tuple[int, int]:
         """(b, offset of the batch starting at b) for the last batch boundary
         with start < b <= limit (``limit`` < ``end``), or the end of the
         first batch when it alone passes ``limit``: a read always returns at
         least one whole batch. Walks at most one index interval of headers."""
-        _rel, pos = self.offset_index.floor_by_position(limit)
+        rel, pos = self.offset_index.floor_by_position(limit)
+        if pos > start:
+            pos = self._checked_entry(rel, pos, lambda oi: oi.floor_by_position(limit))
         if pos <= start:
             pos = start
         boundary = (pos, -1)

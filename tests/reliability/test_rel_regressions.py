@@ -4,8 +4,11 @@ smallest setting that shows it, named for the scenario that found it."""
 from __future__ import annotations
 
 import os
+import struct
 
-from tailrace.broker.log import LogConfig, PartitionLog
+import pytest
+
+from tailrace.broker.log import CorruptLogError, LogConfig, PartitionLog
 from tailrace.broker.testing.powercut import PowerCutIO
 from tailrace.client.records import build_batch, iter_headers, unpack_records
 
@@ -96,3 +99,82 @@ async def test_crash_point_a_checkpoint_written_before_the_roll_does_not_skip_th
         assert _read_all(log) == [b"%06d" % k + b"x" * 200 for k in range(i)]
     finally:
         log.close()
+
+
+def _sealed_log(tmp_path, n: int = 60, producer: bool = False):
+    path = str(tmp_path / "t" / "0")
+    cfg = LogConfig(flush="none", segment_bytes=4000, index_interval_bytes=300)
+    log = PartitionLog.open(path, cfg)
+    for i in range(n):
+        if producer:
+            log.append(
+                build_batch(
+                    [(1_000 + i, None, b"%06d" % i + b"x" * 100, None)],
+                    producer_id=7,
+                    producer_epoch=0,
+                    base_sequence=i,
+                )
+            )
+        else:
+            log.append(_batch(i, size=100))
+    assert log.close()
+    return log, path, cfg
+
+
+def _open_and_read(path: str, cfg: LogConfig) -> list[bytes]:
+    log = PartitionLog.open(path, cfg, clean=True)
+    try:
+        return _read_all(log)
+    finally:
+        log.close()
+
+
+@pytest.mark.parametrize("producer", [False, True])
+def test_corruption_a_sealed_segment_cut_short_is_reported_with_its_offsets(tmp_path, producer):
+    """Found by the corruption-at-rest scenario: a sealed segment truncated
+    while the broker was stopped was served up to the cut, half a batch at
+    its end, which consumers took for a partial response and fetched again
+    forever. The first read of a sealed segment now checks that its data
+    ends with a whole batch at the next segment's base offset, and the error
+    names the offsets from the damaged batch to the segment's end (at open
+    when producer state is rebuilt from the headers, else at that read)."""
+    log, path, cfg = _sealed_log(tmp_path, producer=producer)
+    first = log.segments[0]
+    boundary = log.segments[1].base_offset
+    os.truncate(first.log_path, first.size - 50)
+    with pytest.raises(CorruptLogError) as info:
+        _open_and_read(path, cfg)
+    assert info.value.last_offset == boundary - 1
+    assert info.value.first_offset < boundary
+    assert f"..{boundary - 1})" in str(info.value)
+
+
+def test_corruption_an_index_entry_pointing_elsewhere_is_never_followed(tmp_path):
+    """Found by the corruption-at-rest scenario: an index entry damaged at
+    rest that stays monotonic passed the load-time checks and would start a
+    read at a wrong position. A lookup now checks the batch an entry points
+    at (one pread) and rebuilds the sealed segment's indexes."""
+    log, path, cfg = _sealed_log(tmp_path)
+    seg = log.segments[0]
+    index_path = os.path.join(path, "00000000000000000000.index")
+    with open(index_path, "rb") as f:
+        entries = f.read()
+    assert len(entries) >= 24
+    damaged = bytearray(entries)
+    # entry #1 keeps its offset but points at entry #0's batch (+1 byte,
+    # still between its neighbours: monotonic, so it passes the sanity check)
+    rel1, pos1 = struct.unpack_from(">II", entries, 8)
+    _rel0, pos0 = struct.unpack_from(">II", entries, 0)
+    struct.pack_into(">II", damaged, 8, rel1, pos0 + 1)
+    with open(index_path, "wb") as f:
+        f.write(damaged)
+    log = PartitionLog.open(path, cfg, clean=True)
+    try:
+        with log.read(seg.base_offset + rel1, 200) as s:
+            assert s.first_offset == seg.base_offset + rel1
+            assert s.position == pos1
+        assert _read_all(log) == [b"%06d" % k + b"x" * 100 for k in range(60)]
+    finally:
+        log.close()
+    with open(index_path, "rb") as f:
+        assert f.read() == entries  # rebuilt
