@@ -124,6 +124,8 @@ class BrokerProcess:
             str(self.data_dir),
             "--listen",
             self.listen,
+            "--log-format",  # the address is read from a key=value line
+            "kv",
             *self.args,
         ]
         env = dict(os.environ)

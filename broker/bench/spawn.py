@@ -79,6 +79,8 @@ class SpawnedBroker:
             "127.0.0.1:0",
             "--log-level",
             self.log_level,
+            "--log-format",  # the address is read from a key=value line
+            "kv",
         ]
         env = {k: v for k, v in os.environ.items() if k not in _OWN_SETTINGS}
         self.address = ""

@@ -179,6 +179,7 @@ class LogManager:
         self._remove_leftovers()
         marker = os.path.join(self.data_dir, CLEAN_MARKER)
         self.clean_start = os.path.exists(marker)
+        fresh = not any(n != LOCK_FILE for n in os.listdir(self.data_dir))
         self._loaded_points = self._read_checkpoint()
         started = time.monotonic()
         for name in sorted(os.listdir(self.data_dir)):
@@ -195,12 +196,14 @@ class LogManager:
             io.unlink(marker)
             io.fsync_dir(self.data_dir)
         logger.info(
-            "loaded %d topic(s), %d partition(s) from %s in %.2f s (%s shutdown before)%s",
+            "loaded %d topic(s), %d partition(s) from %s in %.2f s (%s)%s",
             len(self._topics),
             len(self._logs),
             self.data_dir,
             time.monotonic() - started,
-            "clean" if self.clean_start else "unclean",
+            "a new data directory"
+            if fresh
+            else ("clean shutdown before" if self.clean_start else "unclean shutdown before"),
             f"; {len(self.failed)} partition(s) refused" if self.failed else "",
         )
 
