@@ -1,18 +1,22 @@
 """Storage-engine errors that carry more detail than the wire code.
 
-They subclass the wire errors of :mod:`tailrace.client.errors` without a
-``code`` of their own, so the broker reports them under the parent's code
-(STORAGE_ERROR) while operators and tests get the file and byte position.
+They subclass the wire errors of :mod:`tailrace.client.errors`, so the
+broker reports them under a wire code while operators and tests get the file
+and byte position. Corruption is both a CorruptRecordError (its wire code,
+CORRUPT_MESSAGE, comes first) and a StorageError (the partition-level
+failure the log and the manager catch): consumers retry a storage error (a
+partition offline until a restart) but stop at corruption and name its
+offsets to the user, as they do for a batch that fails its CRC on arrival.
 """
 
 from __future__ import annotations
 
-from tailrace.client.errors import StorageError
+from tailrace.client.errors import CorruptRecordError, StorageError
 
 __all__ = ["CorruptLogError"]
 
 
-class CorruptLogError(StorageError):
+class CorruptLogError(CorruptRecordError, StorageError):
     """Data the log knows to be durable failed its checks: the partition is
     refused (on open) or the read fails (on a lazily loaded segment).
 

@@ -56,6 +56,7 @@ from tailrace.client.errors import (
 )
 
 from .config import LogConfig
+from .errors import CorruptLogError
 from .files import TMP_SUFFIX, atomic_write
 from .partition import PartitionLog, init_partition_dir
 from .storage_io import StorageIO
@@ -272,6 +273,14 @@ class LogManager:
             return log
         failed = self.failed.get((topic, partition))
         if failed is not None:
+            if isinstance(failed, CorruptLogError):  # a fresh copy, same code and offsets
+                raise CorruptLogError(
+                    failed.path,
+                    failed.position,
+                    failed.first_offset,
+                    failed.last_offset,
+                    failed.reason,
+                )
             raise StorageError(failed.message)
         raise UnknownTopicOrPartitionError(f"unknown topic or partition {topic}-{partition}")
 

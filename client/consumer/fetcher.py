@@ -327,10 +327,15 @@ class Fetcher:
             state.epoch += 1
             self._drop_chunks(lambda c: c.tp == tp)
             return
-        if error.retriable and code != ErrorCode.UNKNOWN_TOPIC_OR_PARTITION:
+        if error.retriable and code not in (
+            ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+            ErrorCode.CORRUPT_MESSAGE,
+        ):
             return  # the next fetch tries again
         # A topic that does not exist (or was deleted) will not come back by
-        # waiting on one broker: tell the user rather than retry silently.
+        # waiting on one broker, nor will data the broker found corrupt on its
+        # disk (the error names the offsets): tell the user rather than retry
+        # silently.
         state.error = error
 
     # --- the poll side -----------------------------------------------------------

@@ -7,9 +7,13 @@ import os
 import struct
 
 import pytest
+import trio
+from rel_helpers import create_topic, live_broker
 
 from tailrace.broker.log import CorruptLogError, LogConfig, PartitionLog
 from tailrace.broker.testing.powercut import PowerCutIO
+from tailrace.client import AsyncConsumer, AsyncProducer
+from tailrace.client.errors import CorruptRecordError
 from tailrace.client.records import build_batch, iter_headers, unpack_records
 
 
@@ -178,3 +182,31 @@ def test_corruption_an_index_entry_pointing_elsewhere_is_never_followed(tmp_path
         log.close()
     with open(index_path, "rb") as f:
         assert f.read() == entries  # rebuilt
+
+
+async def _poll_forever(consumer: AsyncConsumer, got: list) -> None:
+    while True:
+        got += await consumer.poll(timeout_ms=200)
+
+
+async def test_corruption_consumers_are_told_instead_of_retrying_forever(tmp_path):
+    """Found by the corruption-at-rest scenario: the broker reported corrupt
+    data on its disk as STORAGE_ERROR, which consumers retry silently, so a
+    consumer of a damaged partition hung. Corruption is now CORRUPT_MESSAGE
+    (also for a partition refused at open) and the consumer raises it,
+    naming the offsets."""
+    data = tmp_path / "data"
+    async with live_broker(data) as b:
+        await create_topic(b.address, "t", 1, segment_bytes=4000, flush="none")
+        async with AsyncProducer(b.address, linger_ms=0) as producer:
+            for i in range(100):
+                await producer.send("t", b"%06d" % i + b"x" * 100)
+    first = data / "t" / "0" / "00000000000000000000.log"
+    os.truncate(first, os.path.getsize(first) - 30)
+    async with live_broker(data) as b, AsyncConsumer(b.address) as consumer:
+        consumer.assign([("t", 0)])
+        consumer.seek(("t", 0), 0)
+        got: list = []
+        with trio.fail_after(20), pytest.raises(CorruptRecordError, match=r"offsets \d+\.\.\d+"):
+            await _poll_forever(consumer, got)
+    assert [r.value for r in got] == [b"%06d" % i + b"x" * 100 for i in range(len(got))]
