@@ -132,8 +132,14 @@ class AsyncProducer:
         core.acc.close()
         if self._stack is None:
             return
-        with trio.move_on_after(math.inf if timeout is None else timeout):
-            await core.finished.wait()
-        if not core.finished.is_set():
-            core.abort(ClientClosedError("the producer was closed before the broker acknowledged"))
-        await self._stack.aclose()
+        try:
+            with trio.move_on_after(math.inf if timeout is None else timeout):
+                await core.finished.wait()
+        finally:
+            # Always, even when cancelled: the stack holds our nursery, which
+            # must exit in the task that entered it.
+            if not core.finished.is_set():
+                core.abort(
+                    ClientClosedError("the producer was closed before the broker acknowledged")
+                )
+            await self._stack.aclose()

@@ -2,12 +2,12 @@
 
 Every scenario is a test that runs its *short* profile inside ``make test``.
 ``tools/reliability.py`` runs the same tests with
-``TAILRACE_RELIABILITY_PROFILE=long`` (bigger sizes from :func:`size`) and
-``TAILRACE_RELIABILITY_RESULTS=<file>``: each scenario then appends one JSON
+``RELIABILITY_PROFILE=long`` (bigger sizes from :func:`size`) and
+``RELIABILITY_RESULTS=<file>``: each scenario then appends one JSON
 line of figures (runs, faults injected, records checked, lost, ...) that
 the tool prints as a table and docs/reliability.md records.
 
-``TAILRACE_RELIABILITY_SEED`` replays one seed of the seeded scenarios (each
+``RELIABILITY_SEED`` replays one seed of the seeded scenarios (each
 failure message names its seed).
 """
 
@@ -18,10 +18,10 @@ import os
 import time
 from typing import Any
 
-PROFILE = os.environ.get("TAILRACE_RELIABILITY_PROFILE", "short")
+PROFILE = os.environ.get("RELIABILITY_PROFILE", "short")
 if PROFILE not in ("short", "long"):
-    raise RuntimeError(f"TAILRACE_RELIABILITY_PROFILE={PROFILE!r}: use short or long")
-_REPLAY = os.environ.get("TAILRACE_RELIABILITY_SEED")
+    raise RuntimeError(f"RELIABILITY_PROFILE={PROFILE!r}: use short or long")
+_REPLAY = os.environ.get("RELIABILITY_SEED")
 
 
 def size(short: Any, long: Any) -> Any:
@@ -38,7 +38,7 @@ def seeds(base: int, short: int, long: int) -> list[int]:
 
 def record_result(scenario: str, **figures: Any) -> None:
     """Append this scenario's figures to the results file, if one is set."""
-    path = os.environ.get("TAILRACE_RELIABILITY_RESULTS")
+    path = os.environ.get("RELIABILITY_RESULTS")
     if not path:
         return
     row = {"scenario": scenario, "profile": PROFILE, "finished": time.time(), **figures}

@@ -158,7 +158,7 @@ async def run_one(root: str, mode: str, seed: int) -> dict:
             image += "\nsecond cut, after recovery:\n"
         image += again.materialize(seed + 1)
 
-    context = f"seed {seed} (replay: TAILRACE_RELIABILITY_SEED={seed}), mode {mode}, cut by {how}\n"
+    context = f"seed {seed} (replay: RELIABILITY_SEED={seed}), mode {mode}, cut by {how}\n"
     context += image
     try:
         return await _recover_and_check(
@@ -285,7 +285,7 @@ async def test_power_cut_under_a_live_broker_loses_no_acknowledged_record_or_com
                 sim.cut()
                 side.cancel_scope.cancel()
         image = sim.materialize(seed)
-        context = f"seed {seed} (replay: TAILRACE_RELIABILITY_SEED={seed})\n{image}"
+        context = f"seed {seed} (replay: RELIABILITY_SEED={seed})\n{image}"
         assert sim.outside <= {"~lock", "~cluster-id"}, sim.outside
         async with live_broker(data) as b:
             reads = await read_topic(b.address, "t")

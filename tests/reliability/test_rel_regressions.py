@@ -8,12 +8,14 @@ import struct
 
 import pytest
 import trio
+from harness import LossyProxy
 from rel_helpers import create_topic, live_broker
 
 from tailrace.broker.log import CorruptLogError, LogConfig, PartitionLog
 from tailrace.broker.testing.powercut import PowerCutIO
 from tailrace.client import AsyncConsumer, AsyncProducer
-from tailrace.client.errors import CorruptRecordError
+from tailrace.client.errors import ClientClosedError, CorruptRecordError
+from tailrace.client.protocol import ApiKey
 from tailrace.client.records import build_batch, iter_headers, unpack_records
 
 
@@ -210,3 +212,27 @@ async def test_corruption_consumers_are_told_instead_of_retrying_forever(tmp_pat
         with trio.fail_after(20), pytest.raises(CorruptRecordError, match=r"offsets \d+\.\.\d+"):
             await _poll_forever(consumer, got)
     assert [r.value for r in got] == [b"%06d" % i + b"x" * 100 for i in range(len(got))]
+
+
+async def test_crash_point_a_producer_closed_by_cancellation_releases_its_nursery(
+    tmp_path, nursery
+):
+    """Found by the subprocess crash-point scenario: a task whose
+    ``async with AsyncProducer`` block was cancelled while records were
+    unacknowledged (its broker had died) left the producer's own nursery
+    open, and trio reported the nursery stack corrupted. close() now exits
+    that nursery even when cancelled (the records fail)."""
+    async with live_broker(tmp_path / "data") as b:
+        await create_topic(b.address, "t", 1)
+        # every produce response is lost: nothing is ever acknowledged
+        proxy = LossyProxy(b.address, lambda api_key: api_key == ApiKey.PRODUCE)
+        address = await nursery.start(proxy.serve)
+        handles = []
+        with trio.move_on_after(0.5) as scope:
+            async with AsyncProducer(address, delivery_timeout_ms=60_000) as producer:
+                handles.append(await producer.send("t", b"never acked", partition=0))
+                await trio.sleep_forever()
+        assert scope.cancelled_caught
+        assert handles[0].done()
+        with pytest.raises(ClientClosedError):
+            handles[0].result(0)
