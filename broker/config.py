@@ -39,7 +39,18 @@ DAY_MS = 24 * 3600 * 1000
 
 #: Environment variables that belong to the command-line clients, not the
 #: broker; everything else starting with TAILRACE_ must be a broker key.
-CLIENT_ENV = frozenset({"TAILRACE_BOOTSTRAP"})
+CLIENT_ENV = frozenset(
+    {
+        "TAILRACE_BOOTSTRAP",
+        "TAILRACE_TLS",
+        "TAILRACE_CA_FILE",
+        "TAILRACE_CERT_FILE",
+        "TAILRACE_KEY_FILE",
+        "TAILRACE_SASL_MECHANISM",
+        "TAILRACE_USERNAME",
+        "TAILRACE_PASSWORD_FILE",
+    }
+)
 
 
 class ConfigError(Exception):

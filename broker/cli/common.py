@@ -18,14 +18,17 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 import trio
 
 from tailrace.client import Admin
-from tailrace.client.errors import TailraceError, raise_for_code
+from tailrace.client.errors import InvalidConfigError, TailraceError, raise_for_code
 from tailrace.client.protocol import ApiVersionsRequest, MetadataRequest
+from tailrace.client.security import SASL_MECHANISMS, SecurityConfig
+from tailrace.client.transport.auth import connection_options
 from tailrace.client.transport.connection import BrokerConnection, split_address
 
 __all__ = [
@@ -41,11 +44,22 @@ __all__ = [
     "open_admin",
     "parse_key_value",
     "resolve_bootstrap",
+    "resolve_security",
     "setup_client_logging",
 ]
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:7420"
 BOOTSTRAP_ENV = "TAILRACE_BOOTSTRAP"
+#: option (args attribute) -> the environment variable standing in for it
+SECURITY_ENV = {
+    "tls": "TAILRACE_TLS",
+    "ca_file": "TAILRACE_CA_FILE",
+    "cert_file": "TAILRACE_CERT_FILE",
+    "key_file": "TAILRACE_KEY_FILE",
+    "sasl_mechanism": "TAILRACE_SASL_MECHANISM",
+    "username": "TAILRACE_USERNAME",
+    "password_file": "TAILRACE_PASSWORD_FILE",
+}
 
 EXIT_OK = 0
 EXIT_ERROR = 1  # an error from the broker or the data
@@ -68,11 +82,89 @@ class UsageError(CliError):
 
 
 def add_bootstrap_option(parser: argparse.ArgumentParser) -> None:
+    """``--bootstrap`` and the security options every client subcommand takes."""
     parser.add_argument(
         "--bootstrap",
         metavar="HOST:PORT",
         help=f"the broker (default: ${BOOTSTRAP_ENV}, else {DEFAULT_BOOTSTRAP})",
     )
+    group = parser.add_argument_group(
+        "security", "how to reach a TLS or authenticating listener (or the TAILRACE_* variables)"
+    )
+    group.add_argument(
+        "--tls",
+        action="store_true",
+        default=None,
+        help="connect with TLS, verifying the broker against the system CAs "
+        "(or --ca-file) [$TAILRACE_TLS]",
+    )
+    group.add_argument(
+        "--ca-file",
+        metavar="FILE",
+        help="CA certificate(s) the broker's must chain to (implies --tls) [$TAILRACE_CA_FILE]",
+    )
+    group.add_argument(
+        "--cert-file",
+        metavar="FILE",
+        help="client certificate for mutual TLS (implies --tls) [$TAILRACE_CERT_FILE]",
+    )
+    group.add_argument(
+        "--key-file", metavar="FILE", help="key of --cert-file, if not in it [$TAILRACE_KEY_FILE]"
+    )
+    group.add_argument(
+        "--sasl-mechanism",
+        choices=list(SASL_MECHANISMS),
+        help="authenticate with SASL (PLAIN only over TLS or loopback) [$TAILRACE_SASL_MECHANISM]",
+    )
+    group.add_argument("--username", metavar="NAME", help="SASL user [$TAILRACE_USERNAME]")
+    group.add_argument(
+        "--password-file",
+        metavar="FILE",
+        help="file holding the SASL password (never on the command line) [$TAILRACE_PASSWORD_FILE]",
+    )
+
+
+def resolve_security(
+    args: argparse.Namespace, environ: Mapping[str, str] | None = None
+) -> SecurityConfig | None:
+    """The security options (flags, else their TAILRACE_* variables) as a
+    SecurityConfig, or None for plaintext without authentication. Missing or
+    contradictory options are a usage error (exit 2)."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for option, variable in SECURITY_ENV.items():
+        value = getattr(args, option, None)
+        if value is None or value is False:
+            value = env.get(variable) or None
+        values[option] = value
+    tls = values["tls"]
+    if isinstance(tls, str):
+        if tls.strip().lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            raise UsageError(f"TAILRACE_TLS={tls!r} is not true or false")
+        tls = tls.strip().lower() in ("1", "true", "yes", "on")
+    if not any(values[k] for k in SECURITY_ENV):
+        return None
+    mechanism = values["sasl_mechanism"]
+    if mechanism is not None and mechanism not in SASL_MECHANISMS:
+        raise UsageError(
+            f"TAILRACE_SASL_MECHANISM={mechanism!r} is not one of {', '.join(SASL_MECHANISMS)}"
+        )
+    if mechanism is not None and not (values["username"] and values["password_file"]):
+        raise UsageError(f"--sasl-mechanism {mechanism} needs --username and --password-file")
+    if mechanism is None and (values["username"] or values["password_file"]):
+        raise UsageError("--username and --password-file need --sasl-mechanism")
+    try:
+        return SecurityConfig(
+            tls=bool(tls),
+            ssl_cafile=values["ca_file"],
+            ssl_certfile=values["cert_file"],
+            ssl_keyfile=values["key_file"],
+            sasl_mechanism=mechanism,
+            username=values["username"],
+            password_file=values["password_file"],
+        )
+    except InvalidConfigError as exc:
+        raise UsageError(exc.message) from None
 
 
 def resolve_bootstrap(args: argparse.Namespace, environ: dict[str, str] | None = None) -> str:
@@ -94,6 +186,7 @@ def check_broker(
     *,
     auto_create: bool = False,
     timeout: float = PROBE_TIMEOUT_S,
+    security: SecurityConfig | None = None,
 ) -> int:
     """Raise BrokerUnavailableError ("cannot reach broker at ADDR: reason")
     unless a tailrace broker answers at ``bootstrap`` within ``timeout``.
@@ -103,8 +196,11 @@ def check_broker(
     invalid name) when there is no such topic; otherwise return 0. With
     ``auto_create``, a broker running with auto_create_topics creates a
     missing topic first (produce wants that; the Producer's own metadata
-    requests never ask for it).
+    requests never ask for it). With ``security``, the connection does TLS
+    and authenticates first, so a refused certificate or password is
+    reported here, at once.
     """
+    options = connection_options(security)
 
     async def probe() -> int:
         # Errors are kept and raised outside the nursery, which would wrap
@@ -113,13 +209,19 @@ def check_broker(
         async with trio.open_nursery() as nursery:
             try:
                 conn = await BrokerConnection.connect(
-                    nursery, bootstrap, connect_timeout=timeout, request_timeout=timeout
+                    nursery,
+                    bootstrap,
+                    connect_timeout=timeout,
+                    request_timeout=timeout,
+                    ssl_context=options.get("ssl_context"),
                 )
             except TailraceError as exc:
                 failure = exc
             else:
                 try:
                     await conn.request(ApiVersionsRequest(client_name="tailrace-cli"))
+                    if "authenticate" in options:
+                        await options["authenticate"](conn)
                     if topic is not None:
                         response = await conn.request(
                             MetadataRequest(topics=[topic], allow_auto_topic_creation=auto_create)
@@ -141,10 +243,11 @@ def check_broker(
 
 
 @contextmanager
-def open_admin(bootstrap: str) -> Iterator[Admin]:
-    """A blocking Admin client, after checking the broker is there."""
-    check_broker(bootstrap)
-    with Admin(bootstrap) as admin:
+def open_admin(bootstrap: str, security: SecurityConfig | None = None) -> Iterator[Admin]:
+    """A blocking Admin client, after checking the broker is there (and
+    accepts our TLS and credentials)."""
+    check_broker(bootstrap, security=security)
+    with Admin(bootstrap, security=security) as admin:
         yield admin
 
 

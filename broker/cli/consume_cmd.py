@@ -41,7 +41,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
-from tailrace.client import Consumer, Record
+from tailrace.client import Consumer, Record, SecurityConfig
 
 from .common import (
     CliError,
@@ -49,6 +49,7 @@ from .common import (
     add_bootstrap_option,
     check_broker,
     resolve_bootstrap,
+    resolve_security,
     setup_client_logging,
 )
 from .interrupt import StopOnSignal, threads_without_signals
@@ -146,7 +147,11 @@ class Reader(Protocol):
 
 @contextmanager
 def open_reader(
-    bootstrap: str, topic: str, partitions: Sequence[int], start: Start
+    bootstrap: str,
+    topic: str,
+    partitions: Sequence[int],
+    start: Start,
+    security: SecurityConfig | None = None,
 ) -> Iterator[Consumer]:
     """A consumer assigned ``partitions`` of ``topic`` and positioned at
     ``start``. A position that falls out of the log while following (retention
@@ -155,7 +160,7 @@ def open_reader(
     log is an error instead (auto_offset_reset "none")."""
     reset = "none" if start.kind == "offset" else "earliest"
     with threads_without_signals():  # Ctrl-C goes to the main thread
-        consumer = Consumer(bootstrap, auto_offset_reset=reset)
+        consumer = Consumer(bootstrap, auto_offset_reset=reset, security=security)
     with consumer:
         tps = [(topic, p) for p in partitions]
         consumer.assign(tps)
@@ -216,7 +221,12 @@ class GroupCommits:
 
 @contextmanager
 def open_group_reader(
-    bootstrap: str, topic: str, partition: int | None, start: Start, group: str
+    bootstrap: str,
+    topic: str,
+    partition: int | None,
+    start: Start,
+    group: str,
+    security: SecurityConfig | None = None,
 ) -> Iterator[tuple[Consumer, GroupCommits]]:
     """A member of ``group`` reading ``topic`` (every partition the group
     assigns it; with ``partition``, that one alone, outside the group's
@@ -226,7 +236,11 @@ def open_group_reader(
     reset = "earliest" if start.kind == "beginning" else "latest"
     with threads_without_signals():
         consumer = Consumer(
-            bootstrap, group_id=group, auto_offset_reset=reset, enable_auto_commit=False
+            bootstrap,
+            group_id=group,
+            auto_offset_reset=reset,
+            enable_auto_commit=False,
+            security=security,
         )
     with consumer:
         commits.consumer = consumer
@@ -318,6 +332,7 @@ def copy_records(
 def run(args: argparse.Namespace) -> int:
     setup_client_logging(args.debug)
     bootstrap = resolve_bootstrap(args)
+    security = resolve_security(args)
     if args.max_messages is not None and args.max_messages < 1:
         raise UsageError("--max-messages must be at least 1")
     if args.timeout_ms is not None and args.timeout_ms < 0:
@@ -332,7 +347,7 @@ def run(args: argparse.Namespace) -> int:
         )
 
     with threads_without_signals():
-        count = check_broker(bootstrap, args.topic)
+        count = check_broker(bootstrap, args.topic, security=security)
     if args.partition is not None:
         if args.partition >= count:
             raise CliError(
@@ -356,7 +371,9 @@ def run(args: argparse.Namespace) -> int:
         if args.group is not None:
             with (
                 StopOnSignal() as stop,
-                open_group_reader(bootstrap, args.topic, args.partition, start, args.group) as (
+                open_group_reader(
+                    bootstrap, args.topic, args.partition, start, args.group, security
+                ) as (
                     c,
                     commits,
                 ),
@@ -372,7 +389,10 @@ def run(args: argparse.Namespace) -> int:
                 )
                 commits.commit()
         else:
-            with StopOnSignal() as stop, open_reader(bootstrap, args.topic, partitions, start) as c:
+            with (
+                StopOnSignal() as stop,
+                open_reader(bootstrap, args.topic, partitions, start, security) as c,
+            ):
                 consumed = copy_records(
                     c,
                     write,

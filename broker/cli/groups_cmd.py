@@ -19,7 +19,13 @@ from typing import Any
 
 from tailrace.client.admin import GroupDescription
 
-from .common import UsageError, add_bootstrap_option, open_admin, resolve_bootstrap
+from .common import (
+    UsageError,
+    add_bootstrap_option,
+    open_admin,
+    resolve_bootstrap,
+    resolve_security,
+)
 from .common import setup_client_logging as _logging
 from .output import table, write_json
 from .times import parse_time_ms
@@ -95,7 +101,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_list(args: argparse.Namespace) -> int:
     _logging(args.debug)
-    with open_admin(resolve_bootstrap(args)) as admin:
+    with open_admin(resolve_bootstrap(args), resolve_security(args)) as admin:
         groups = admin.list_groups()
     if args.json:
         write_json(
@@ -120,7 +126,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_describe(args: argparse.Namespace) -> int:
     _logging(args.debug)
-    with open_admin(resolve_bootstrap(args)) as admin:
+    with open_admin(resolve_bootstrap(args), resolve_security(args)) as admin:
         desc = admin.describe_group(args.group)
     if args.json:
         write_json(describe_json(desc), sys.stdout)
@@ -236,7 +242,7 @@ def run_reset(args: argparse.Namespace) -> int:
             to = ("time", parse_time_ms(args.to_time))
         except ValueError as exc:
             raise UsageError(f"--to-time: {exc}") from None
-    with open_admin(resolve_bootstrap(args)) as admin:
+    with open_admin(resolve_bootstrap(args), resolve_security(args)) as admin:
         offsets = admin.reset_offsets(args.group, topic, to, partitions, dry_run=args.dry_run)
     if args.json:
         write_json(
@@ -258,7 +264,7 @@ def run_reset(args: argparse.Namespace) -> int:
 
 def run_delete(args: argparse.Namespace) -> int:
     _logging(args.debug)
-    with open_admin(resolve_bootstrap(args)) as admin:
+    with open_admin(resolve_bootstrap(args), resolve_security(args)) as admin:
         admin.delete_group(args.group)
     sys.stdout.write(f"deleted group {args.group}\n")
     return 0

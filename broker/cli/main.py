@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from tailrace.client.errors import TailraceError
 
 from . import (
+    acls_cmd,
     bench_cmd,
     broker_cmd,
     completion_cmd,
@@ -25,6 +26,7 @@ from . import (
     offsets_cmd,
     produce_cmd,
     topics_cmd,
+    users_cmd,
 )
 from .common import EXIT_ERROR, CliError
 
@@ -39,6 +41,8 @@ COMMANDS = [
     consume_cmd,
     groups_cmd,
     offsets_cmd,
+    acls_cmd,
+    users_cmd,
     dump_log_cmd,
     bench_cmd,
     completion_cmd,

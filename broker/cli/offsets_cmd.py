@@ -11,7 +11,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import add_bootstrap_option, open_admin, resolve_bootstrap, setup_client_logging
+from .common import (
+    add_bootstrap_option,
+    open_admin,
+    resolve_bootstrap,
+    resolve_security,
+    setup_client_logging,
+)
 from .output import table, write_json
 
 
@@ -32,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     setup_client_logging(args.debug)
-    with open_admin(resolve_bootstrap(args)) as admin:
+    with open_admin(resolve_bootstrap(args), resolve_security(args)) as admin:
         offsets = admin.topic_offsets(args.topic)
     parts = sorted(offsets.items())
     if args.json:

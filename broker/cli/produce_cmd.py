@@ -22,7 +22,7 @@ import sys
 from collections import deque
 from typing import BinaryIO
 
-from tailrace.client import Producer, RecordFuture
+from tailrace.client import Producer, RecordFuture, SecurityConfig
 
 from .common import (
     CliError,
@@ -30,6 +30,7 @@ from .common import (
     add_bootstrap_option,
     check_broker,
     resolve_bootstrap,
+    resolve_security,
     setup_client_logging,
 )
 from .interrupt import threads_without_signals
@@ -102,6 +103,7 @@ class _Acks:
 def run(args: argparse.Namespace) -> int:
     setup_client_logging(args.debug)
     bootstrap = resolve_bootstrap(args)
+    security = resolve_security(args)
     sep = None
     if args.key_separator is not None:
         sep = args.key_separator.encode()
@@ -119,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         total = None
     try:
         with threads_without_signals():
-            partitions = check_broker(bootstrap, args.topic, auto_create=True)
+            partitions = check_broker(bootstrap, args.topic, auto_create=True, security=security)
         if args.partition is not None and args.partition >= partitions:
             raise CliError(
                 f"partition {args.partition} of {args.topic!r} does not exist "
@@ -129,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         # typing the lines is the progress
         interactive = args.file is None and source.isatty()
         progress = Progress(sys.stderr, total_bytes=total, enabled=False if interactive else None)
-        return _produce(args, bootstrap, source, sep, progress)
+        return _produce(args, bootstrap, security, source, sep, progress)
     finally:
         if source is not sys.stdin.buffer:
             source.close()
@@ -138,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
 def _produce(
     args: argparse.Namespace,
     bootstrap: str,
+    security: SecurityConfig | None,
     source: BinaryIO,
     sep: bytes | None,
     progress: Progress,
@@ -149,7 +152,7 @@ def _produce(
     failure: Exception | None = None
     interrupted = False
     with threads_without_signals():  # Ctrl-C must interrupt our read of stdin
-        producer = Producer(bootstrap, acks=args.acks)
+        producer = Producer(bootstrap, acks=args.acks, security=security)
     try:
         send = producer.send
         track = acks.add

@@ -14,7 +14,14 @@ from typing import Any
 
 from tailrace.client import TopicDescription
 
-from .common import UsageError, add_bootstrap_option, open_admin, parse_key_value, resolve_bootstrap
+from .common import (
+    UsageError,
+    add_bootstrap_option,
+    open_admin,
+    parse_key_value,
+    resolve_bootstrap,
+    resolve_security,
+)
 from .common import setup_client_logging as _logging
 from .output import human_size, table, write_json
 
@@ -100,7 +107,7 @@ def run_create(args: argparse.Namespace) -> int:
     configs = dict(args.config)
     if args.partitions is not None and args.partitions < 1:
         raise UsageError("--partitions must be at least 1")
-    with open_admin(resolve_bootstrap(args)) as admin:
+    with open_admin(resolve_bootstrap(args), resolve_security(args)) as admin:
         count = admin.create_topic(args.name, args.partitions, configs)
     plural = "partition" if count == 1 else "partitions"
     sys.stdout.write(f"created topic {args.name} ({count} {plural})\n")
@@ -109,7 +116,7 @@ def run_create(args: argparse.Namespace) -> int:
 
 def run_list(args: argparse.Namespace) -> int:
     _logging(args.debug)
-    with open_admin(resolve_bootstrap(args)) as admin:
+    with open_admin(resolve_bootstrap(args), resolve_security(args)) as admin:
         topics = admin.list_topics()
     if args.json:
         write_json({"topics": [_topic_summary(t) for t in topics]}, sys.stdout)
@@ -133,7 +140,7 @@ def _topic_summary(t: TopicDescription) -> dict[str, Any]:
 
 def run_describe(args: argparse.Namespace) -> int:
     _logging(args.debug)
-    with open_admin(resolve_bootstrap(args)) as admin:
+    with open_admin(resolve_bootstrap(args), resolve_security(args)) as admin:
         desc = admin.describe_topic(args.name)
     if args.json:
         write_json(describe_json(desc), sys.stdout)
@@ -201,7 +208,7 @@ def run_alter(args: argparse.Namespace) -> int:
         changes[key] = None
     if not changes:
         raise UsageError("nothing to change: give --config KEY=VALUE or --delete-config KEY")
-    with open_admin(resolve_bootstrap(args)) as admin:
+    with open_admin(resolve_bootstrap(args), resolve_security(args)) as admin:
         admin.alter_configs(args.name, changes)
     done = ", ".join(f"{k}={v}" if v is not None else f"{k} (default)" for k, v in changes.items())
     sys.stdout.write(f"altered topic {args.name}: {done}\n")
@@ -210,7 +217,7 @@ def run_alter(args: argparse.Namespace) -> int:
 
 def run_delete(args: argparse.Namespace) -> int:
     _logging(args.debug)
-    with open_admin(resolve_bootstrap(args)) as admin:
+    with open_admin(resolve_bootstrap(args), resolve_security(args)) as admin:
         admin.delete_topic(args.name)
     sys.stdout.write(f"deleted topic {args.name}\n")
     return 0

@@ -102,6 +102,8 @@ class BrokerConnection:
         self._broken: BrokerUnavailableError | None = None
         self._closed = trio.Event()
         self._reader_scope: trio.CancelScope | None = None
+        #: whether any response arrived (a TLS session ended before one is a refusal)
+        self._answered = False
 
     @classmethod
     async def connect(
@@ -231,7 +233,14 @@ class BrokerConnection:
                             size = min(max(wanted, _RECEIVE_MIN), _RECEIVE_MAX)
                             data = await self.stream.receive_some(size)
                         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                            self._break(f"connection lost: {_loss_reason(exc)}")
+                            reason = _loss_reason(exc)
+                            if type(self.stream) is trio.SSLStream and not self._answered:
+                                reason += (
+                                    " (the broker ended the TLS session before answering: a "
+                                    "mutual-TLS listener does so when the client certificate "
+                                    "is missing or not signed by its CA)"
+                                )
+                            self._break(f"connection lost: {reason}")
                             return
                         codec.receive_data(data)
                         continue
@@ -241,6 +250,7 @@ class BrokerConnection:
                     if not self._pending:
                         self._break("a response arrived for no request")
                         return
+                    self._answered = True
                     self._pending.popleft()._set(event.body)
             finally:
                 # However the reader ends (broken, closed, cancelled with its
