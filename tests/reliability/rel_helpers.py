@@ -159,8 +159,15 @@ class FaultyBrokerProcess(BrokerProcess):
     """``python -m tailrace.broker.testing.faulty_broker``: the broker that
     exits at the ``after``-th hit of crash point ``point`` (see there)."""
 
-    def __init__(self, data_dir: Path, point: str, after: int, listen: str = "127.0.0.1:0"):
-        super().__init__(data_dir, listen=listen)
+    def __init__(
+        self,
+        data_dir: Path,
+        point: str,
+        after: int,
+        listen: str = "127.0.0.1:0",
+        env: dict[str, str] | None = None,
+    ):
+        super().__init__(data_dir, listen=listen, env=env)
         self.point = point
         self.after = after
 
@@ -179,6 +186,7 @@ class FaultyBrokerProcess(BrokerProcess):
             self.listen,
         ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("TAILRACE_")}
+        env.update(self.env or {})
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT
         )
