@@ -104,10 +104,13 @@ class BrokerProcess:
         data_dir: Path,
         *args: str,
         env: dict[str, str] | None = None,
-        listen: str = "127.0.0.1:0",
+        listen: str | None = "127.0.0.1:0",
+        cwd: Path = ROOT,
     ) -> None:
         self.data_dir = data_dir
+        #: None: the listeners of the --config file
         self.listen = listen
+        self.cwd = cwd
         self.args = list(args)
         self.env = env
         self.proc: subprocess.Popen[str] | None = None
@@ -122,8 +125,7 @@ class BrokerProcess:
             "broker",
             "--data-dir",
             str(self.data_dir),
-            "--listen",
-            self.listen,
+            *(["--listen", self.listen] if self.listen is not None else []),
             "--log-format",  # the address is read from a key=value line
             "kv",
             *self.args,
@@ -132,7 +134,12 @@ class BrokerProcess:
         env.pop("TAILRACE_BOOTSTRAP", None)
         env.update(self.env or {})
         self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT
+            cmd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=self.cwd,
         )
         self.address = ""
         found = threading.Event()

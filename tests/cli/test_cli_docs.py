@@ -6,7 +6,9 @@ its expected output (stdout and stderr together, as a terminal shows them).
 In expected output, a line that is only ``...`` stands for any number of
 lines, and ``...`` inside a line for any text. ``tailrace broker`` commands
 are started in the background on a free port instead (the others find it
-through TAILRACE_BOOTSTRAP, as the guide says they may).
+through TAILRACE_BOOTSTRAP, as the guide says they may); a broker started
+with --config gets free ports for the listeners of its file, and the
+commands after it that name a documented port reach the real one.
 
 The README's Python example runs as printed, against a broker with the
 topic its instructions create; only the broker address is swapped for the
@@ -20,6 +22,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from cli_helpers import ROOT, cli_env, run_cli
@@ -35,16 +38,55 @@ def blocks(text: str, lang: str) -> list[str]:
 
 
 def console_steps(text: str) -> list[tuple[str, list[str]]]:
-    """[(command, expected output lines)] from every ```console block."""
+    """[(command, expected output lines)] from every ```console block. A
+    command ending in a here-document (``<<'EOF'``) takes the lines up to
+    its terminator as part of the command."""
     steps: list[tuple[str, list[str]]] = []
     for block in blocks(text, "console"):
+        heredoc = None
         for line in block.splitlines():
-            if line.startswith("$ "):
+            if heredoc is not None:
+                steps[-1] = (steps[-1][0] + "\n" + line, [])
+                if line == heredoc:
+                    heredoc = None
+            elif line.startswith("$ "):
                 steps.append((line[2:], []))
+                m = re.search(r"<<'?(\w+)'?$", line)
+                heredoc = m.group(1) if m else None
             else:
                 assert steps, f"output before any command: {line!r}"
                 steps[-1][1].append(line)
     return steps
+
+
+def start_documented_broker(cmd: str, tmp_path: Path) -> tuple[BrokerProcess, dict[str, str]]:
+    """Start a ``tailrace broker ...`` line in the background. Without
+    --config it gets a free loopback port; with --config, the file's listener
+    addresses get free ports (port 0) and the returned map tells the
+    documented port of each listener the one it got, for the commands that
+    follow to use."""
+    args = shlex.split(cmd)[2:]
+    data_dir = Path(args[args.index("--data-dir") + 1])
+    args = args[: args.index("--data-dir")] + args[args.index("--data-dir") + 2 :]
+    if "--config" not in args:
+        return BrokerProcess(tmp_path / data_dir, *args).start(), {}
+    config = tmp_path / args[args.index("--config") + 1]
+    text = config.read_text()
+    documented = re.findall(r'^address = "(.*):(\d+)"$', text, flags=re.M)
+    ephemeral = config.with_name("ephemeral-ports-" + config.name)
+    ephemeral.write_text(re.sub(r'^(address = ".*):\d+"$', r'\1:0"', text, flags=re.M))
+    args[args.index("--config") + 1] = str(ephemeral)
+    broker = BrokerProcess(tmp_path / data_dir, *args, listen=None, cwd=tmp_path).start()
+    for _ in range(200):
+        bound = re.findall(r"listening .*address=(\S+)", "\n".join(broker.log_lines))
+        if len(bound) == len(documented):
+            break
+        time.sleep(0.05)
+    ports = {
+        port: address.rsplit(":", 1)[1]
+        for (_, port), address in zip(documented, bound, strict=True)
+    }
+    return broker, ports
 
 
 def expected_pattern(lines: list[str]) -> re.Pattern[str]:
@@ -72,15 +114,17 @@ def test_operations_walkthrough_runs_as_printed(tmp_path):
     env = cli_env()
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env['PATH']}"
     broker: BrokerProcess | None = None
+    ports: dict[str, str] = {}
     try:
         for cmd, expected in steps:
-            if cmd.startswith("tailrace broker"):
-                args = shlex.split(cmd)[2:]
-                data_dir = Path(args[args.index("--data-dir") + 1])
-                args = args[: args.index("--data-dir")] + args[args.index("--data-dir") + 2 :]
-                broker = BrokerProcess(tmp_path / data_dir, *args).start()
+            if cmd.startswith("tailrace broker") and "--check-config" not in cmd:
+                if broker is not None:  # "stop the broker started earlier"
+                    broker.kill()
+                broker, ports = start_documented_broker(cmd, tmp_path)
                 env["TAILRACE_BOOTSTRAP"] = broker.address
                 continue
+            for documented, actual in ports.items():
+                cmd = re.sub(rf"(?<=:){documented}\b", actual, cmd)
             proc = subprocess.run(
                 ["bash", "-c", cmd],
                 stdout=subprocess.PIPE,
