@@ -72,11 +72,17 @@ class ProduceSpec:
     #: done-callback per record costs the client more than the send itself
     latency_every: int = 1
     api: str = "sync"  # "sync": Producer, "async": AsyncProducer in trio
+    #: SecurityConfig fields (file names, never a password), for TLS/SASL brokers
+    security: dict[str, Any] | None = None
 
     def producer_config(self) -> dict[str, Any]:
         config: dict[str, Any] = {"acks": self.acks, "linger_ms": self.linger_ms}
         if self.batch_bytes is not None:
             config["batch_bytes"] = self.batch_bytes
+        if self.security is not None:
+            from tailrace.client.security import SecurityConfig  # workers import lazily
+
+            config["security"] = SecurityConfig(**self.security)
         return config
 
 

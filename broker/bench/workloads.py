@@ -46,7 +46,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, TextIO
 
-from tailrace.client import Admin, Consumer
+from tailrace.client import Admin, Consumer, SecurityConfig
 from tailrace.client.errors import TopicAlreadyExistsError
 
 from .histogram import Histogram
@@ -134,6 +134,13 @@ class Target:
     pid: int | None = None
     pid_source: str | None = None  # "spawned" or "listener"
     spawned: SpawnedBroker | None = None
+    #: TLS and SASL settings of the listener (None: plaintext, no authentication)
+    security: SecurityConfig | None = None
+
+    @property
+    def clients(self) -> dict[str, Any]:
+        """Keyword arguments every client of the bench takes."""
+        return {} if self.security is None else {"security": self.security}
 
 
 @dataclass
@@ -313,6 +320,20 @@ class ProducerPool:
         self.close()
 
 
+def _security_fields(security: SecurityConfig | None) -> dict[str, Any] | None:
+    """A SecurityConfig as JSON for the producer processes (file names only:
+    a password given inline is refused, it would travel on a pipe)."""
+    if security is None:
+        return None
+    if security.ssl_context is not None or security.password is not None:
+        raise BenchError("bench passes TLS and SASL settings as files: use --password-file")
+    fields = ("tls", "ssl_cafile", "ssl_certfile", "ssl_keyfile", "sasl_mechanism", "username")
+    out = {f: getattr(security, f) for f in fields}
+    out["ssl_check_hostname"] = security.ssl_check_hostname
+    out["password_file"] = security.password_file
+    return {k: (str(v) if isinstance(v, os.PathLike) else v) for k, v in out.items()}
+
+
 def _specs(
     cfg: BenchConfig, target: Target, topic: str, *, stamp: bool, latency_every: int
 ) -> list[ProduceSpec]:
@@ -325,6 +346,7 @@ def _specs(
         specs.append(
             ProduceSpec(
                 bootstrap=target.bootstrap,
+                security=_security_fields(target.security),
                 topic=topic,
                 warmup_topic=f"{topic}-warmup",
                 record_size=cfg.record_size,
@@ -372,7 +394,7 @@ def _prepare_topics(cfg: BenchConfig, target: Target, status: Status) -> tuple[s
     created = []
     config = {"flush": cfg.flush} if cfg.flush else {}
     status(f"creating topic {topic} ({cfg.partitions} partitions)")
-    with Admin(target.bootstrap) as admin:
+    with Admin(target.bootstrap, **target.clients) as admin:
         try:
             admin.create_topic(topic, cfg.partitions, config)
             created.append(topic)
@@ -390,18 +412,18 @@ def _prepare_topics(cfg: BenchConfig, target: Target, status: Status) -> tuple[s
 def _drop_topics(target: Target, created: list[str]) -> None:
     if not created or target.spawned is not None:
         return  # a spawned broker's data directory goes away with it
-    with Admin(target.bootstrap) as admin:
+    with Admin(target.bootstrap, **target.clients) as admin:
         for name in created:
             admin.delete_topic(name)
 
 
 def _partition_count(target: Target, topic: str) -> int:
-    with Admin(target.bootstrap) as admin:
+    with Admin(target.bootstrap, **target.clients) as admin:
         return len(admin.describe_topic(topic).partitions)
 
 
 def _end_offsets(target: Target, topic: str) -> dict[int, tuple[int, int]]:
-    with Admin(target.bootstrap) as admin:
+    with Admin(target.bootstrap, **target.clients) as admin:
         return admin.topic_offsets(topic)
 
 
@@ -519,7 +541,7 @@ def run_consume(cfg: BenchConfig, target: Target, status: Status) -> BenchResult
         partitions = [(topic, p) for p in sorted(ends)]
         hist = Histogram()
         got = 0
-        with Consumer(target.bootstrap, auto_offset_reset="earliest") as consumer:
+        with Consumer(target.bootstrap, auto_offset_reset="earliest", **target.clients) as consumer:
             before = _window_start(cfg, target, status)
             cpu0 = _self_cpu()
             status(f"consuming {expected:,} records")
@@ -574,7 +596,7 @@ def run_e2e(cfg: BenchConfig, target: Target, status: Status) -> BenchResult:
         hist = Histogram()
         got = 0
         unpack = _STAMP.unpack_from
-        with Consumer(target.bootstrap, auto_offset_reset="earliest") as consumer:
+        with Consumer(target.bootstrap, auto_offset_reset="earliest", **target.clients) as consumer:
             partitions = [(topic, p) for p in range(count)]
             consumer.assign(partitions)
             consumer.seek_to_end(partitions)

@@ -23,6 +23,7 @@ from typing import Any
 from ..bench.procstats import listener_pid
 from ..bench.spawn import BrokerStartError, SpawnedBroker
 from ..bench.workloads import BenchConfig, BenchError, BenchResult, Status, Target, run
+from .common import UsageError, add_security_options, resolve_security
 
 _DEFAULT_BOOTSTRAP = "127.0.0.1:7420"
 _BOOTSTRAP_ENV = "TAILRACE_BOOTSTRAP"
@@ -55,6 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="HOST:PORT",
         help=f"the broker (default: ${_BOOTSTRAP_ENV}, else {_DEFAULT_BOOTSTRAP})",
     )
+    add_security_options(p)
     p.add_argument(
         "--spawn-broker",
         action="store_true",
@@ -172,6 +174,17 @@ def run_command(args: argparse.Namespace) -> int:
     if args.mode == "idle" and not args.spawn_broker:
         sys.stderr.write("tailrace bench: idle restarts the broker: it needs --spawn-broker\n")
         return 2
+    try:
+        security = resolve_security(args)
+    except UsageError as exc:
+        sys.stderr.write(f"tailrace bench: {exc}\n")
+        return 2
+    if security is not None and args.spawn_broker:
+        sys.stderr.write(
+            "tailrace bench: --spawn-broker starts a plaintext broker; for TLS or SASL, "
+            "start a broker with such a listener and give --bootstrap\n"
+        )
+        return 2
     status = Status()
     broker: SpawnedBroker | None = None
     # SIGTERM unwinds like Ctrl-C: the spawned broker and the producer
@@ -186,7 +199,7 @@ def run_command(args: argparse.Namespace) -> int:
             bootstrap = args.bootstrap or os.environ.get(_BOOTSTRAP_ENV) or _DEFAULT_BOOTSTRAP
             host, _, port = bootstrap.rpartition(":")
             pid = listener_pid(host, int(port)) if port.isdigit() else None
-            target = Target(bootstrap, pid, "listener" if pid else None)
+            target = Target(bootstrap, pid, "listener" if pid else None, security=security)
         result = run(config, target, status)
     except (BenchError, BrokerStartError) as exc:
         status.done()

@@ -40,6 +40,7 @@ __all__ = [
     "CliError",
     "UsageError",
     "add_bootstrap_option",
+    "add_security_options",
     "check_broker",
     "open_admin",
     "parse_key_value",
@@ -88,6 +89,12 @@ def add_bootstrap_option(parser: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT",
         help=f"the broker (default: ${BOOTSTRAP_ENV}, else {DEFAULT_BOOTSTRAP})",
     )
+    add_security_options(parser)
+
+
+def add_security_options(parser: argparse.ArgumentParser) -> None:
+    """--tls, --ca-file, --cert-file, --key-file, --sasl-mechanism,
+    --username, --password-file (see :func:`resolve_security`)."""
     group = parser.add_argument_group(
         "security", "how to reach a TLS or authenticating listener (or the TAILRACE_* variables)"
     )
