@@ -10,5 +10,13 @@ needs:
 * :mod:`.acl`: the allow-only ACL model, :class:`~.acl.Authorizer` and the
   durable :class:`~.acl.AclStore`;
 * :mod:`.audit`: the ``tailrace.audit`` log lines;
-* :mod:`.files`: atomic whole-file replacement and bounded reads.
+* :mod:`.files`: atomic whole-file replacement and bounded reads;
+* :mod:`.tls`: the server-side SSL context of a TLS listener;
+* :mod:`.gate`: SASL authentication of one connection (what it may do
+  before, the exchange, refusals);
+* :mod:`.live_users`: the users file, reloaded while the broker runs;
+* :mod:`.authz`: ACL checks as the handlers make them (per-connection
+  cache, audit of denials);
+* :mod:`.runtime`: all of it put together for the broker (listeners,
+  handshake, deadline, ACL store).
 """
