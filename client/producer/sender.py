@@ -337,8 +337,14 @@ class Sender:
         tp = (batch.topic, batch.partition)
         code = getattr(error, "code", None)
         if code in (ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER, ErrorCode.UNKNOWN_PRODUCER_ID):
-            if tp in self._rewinding and code == ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER:
-                self._retry(batch, error)  # an earlier batch is being retried
+            if code == ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER and (
+                tp in self._rewinding or self._earlier_unacknowledged(batch)
+            ):
+                # An earlier batch is being retried, or is still in flight on
+                # a connection that broke (its failure not processed yet, so
+                # this batch went out first on a new one): retry in order. A
+                # new epoch here would renumber batches that already landed.
+                self._retry(batch, error)
                 return
             # The broker lost track of us: renumber under a new epoch.
             self._epoch_bump_needed = True
@@ -352,6 +358,21 @@ class Sender:
             self._retry(batch, error)
             return
         self._finish(batch, -1, error)
+
+    def _earlier_unacknowledged(self, batch: ProducerBatch) -> bool:
+        """Whether a batch of the same partition and epoch with an earlier
+        sequence is in flight or queued for a retry."""
+        tp = (batch.topic, batch.partition)
+        for other in (*self._sent, *self._queues.get(tp, ())):
+            if (
+                other is not batch
+                and (other.topic, other.partition) == tp
+                and other.sequence >= 0
+                and other.producer_epoch == batch.producer_epoch
+                and _seq_after(batch.sequence, other.sequence)
+            ):
+                return True
+        return False
 
     # --- producer id ---------------------------------------------------------
 

@@ -14,7 +14,10 @@ from rel_helpers import create_topic, live_broker
 from tailrace.broker.log import CorruptLogError, LogConfig, PartitionLog
 from tailrace.broker.testing.powercut import PowerCutIO
 from tailrace.client import AsyncConsumer, AsyncProducer
-from tailrace.client.errors import ClientClosedError, CorruptRecordError
+from tailrace.client.errors import ClientClosedError, CorruptRecordError, OutOfOrderSequenceError
+from tailrace.client.producer.accumulator import Accumulator
+from tailrace.client.producer.batch import ProducerBatch
+from tailrace.client.producer.sender import Sender
 from tailrace.client.protocol import ApiKey
 from tailrace.client.records import build_batch, iter_headers, unpack_records
 
@@ -236,3 +239,50 @@ async def test_crash_point_a_producer_closed_by_cancellation_releases_its_nurser
         assert handles[0].done()
         with pytest.raises(ClientClosedError):
             handles[0].result(0)
+
+
+def _sent_batch(sender: Sender, sequence: int) -> ProducerBatch:
+    batch = ProducerBatch("t", 0, 0)
+    batch.producer_id, batch.producer_epoch, batch.sequence = 7, 0, sequence
+    batch.count = 1
+    return batch
+
+
+async def test_lost_responses_a_gap_behind_a_batch_still_in_flight_is_not_an_epoch_bump():
+    """Found by the lost-responses scenario (values stored twice with
+    idempotence on): when a connection broke, the sender could send the
+    next batch of a partition on a new connection before it had processed
+    the failure of an earlier batch still in flight on the broken one. The
+    broker answered OUT_OF_ORDER_SEQUENCE (it had not seen the earlier one)
+    and the sender, seeing no retry under way, bumped the epoch, which
+    renumbered batches whose first attempt had landed: they were stored
+    again. An out-of-order answer behind an earlier unacknowledged batch is
+    now retried in order. (The race cannot be forced over real sockets, so
+    the sender's state at that instant is set up directly.)"""
+    acc = Accumulator(batch_bytes=1024, linger=0.0, buffer_bytes=1 << 20, wakeup=lambda: None)
+    sender = Sender(
+        None,  # type: ignore[arg-type]  # no request is sent in this test
+        acc,
+        acks=1,
+        idempotent=True,
+        max_in_flight=5,
+        max_request_bytes=1 << 20,
+        compression=0,
+        compression_level=6,
+        retry_backoff=0.01,
+        delivery_timeout=60.0,
+        request_timeout=5.0,
+    )
+    sender.producer_id, sender.producer_epoch = 7, 0
+    earlier = _sent_batch(sender, 470)  # in flight on the broken connection
+    later = _sent_batch(sender, 471)  # answered first, on the new one
+    sender._sent.add(earlier)
+    sender._handle_error(later, OutOfOrderSequenceError("sequence 471, expected 470"))
+    assert not sender._epoch_bump_needed
+    assert list(sender._queues[("t", 0)]) == [later]  # retried, in order
+    # with nothing earlier outstanding, the same answer is a real gap
+    sender._sent.clear()
+    sender._queues.clear()
+    sender._rewinding.clear()
+    sender._handle_error(later, OutOfOrderSequenceError("sequence 471, expected 470"))
+    assert sender._epoch_bump_needed
