@@ -100,7 +100,10 @@ def test_listeners_from_file(tmp_path):
             "[[listeners]]\naddress = '127.0.0.1:1'\nsecurity = 'tls'",
             "security = tls needs tls_cert_file and tls_key_file",
         ),
-        ("[[listeners]]\naddress = '127.0.0.1:1'\nsecurity = 'ssl'", "must be one of plaintext, tls"),
+        (
+            "[[listeners]]\naddress = '127.0.0.1:1'\nsecurity = 'ssl'",
+            "must be one of plaintext, tls",
+        ),
         (
             "[[listeners]]\naddress = '127.0.0.1:1'\nauthentication = 'mtls'",
             "authentication = mtls needs security = tls and tls_client_ca_file",
