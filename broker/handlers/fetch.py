@@ -96,11 +96,17 @@ async def _long_poll(
 ) -> Streamed:
     deadline = trio.current_time() + body.max_wait_ms / 1000
     logs = [plog for _, plog, _, _ in plan if plog is not None]
-    while trio.current_time() < deadline and not ctx.draining.is_set():
+    wanted = max(body.min_bytes, 1)
+    # This task starts some time after handle_fetch looked: check again
+    # before waiting, and take the events in the same step (no checkpoint in
+    # between), or an append in that gap would go unseen until the deadline.
+    while (
+        _available(plan) < wanted
+        and trio.current_time() < deadline
+        and not ctx.draining.is_set()
+    ):
         events = [plog.hw_event for plog in logs]
         await _wait_any([*events, ctx.draining], deadline)
-        if _available(plan) >= max(body.min_bytes, 1):
-            break
     return _respond(ctx, request, response, plan, body.max_bytes)
 
 

@@ -445,3 +445,27 @@ async def test_internal_topics_are_read_only_for_clients(broker, nursery):
     assert altered.resources[0].error_code == ErrorCode.INVALID_TOPIC
     fetched = await conn.request(fetch_request("__internal", 0))  # reading is allowed
     assert fetched.topics[0].partitions[0].error_code == 0
+
+
+async def test_long_poll_sees_an_append_made_before_its_task_starts(broker, nursery):
+    """Regression: the waiting half of a fetch runs in a task that starts
+    after the handler looked; an append in that gap used to go unseen until
+    max_wait_ms."""
+    from tailrace.broker.handlers.fetch import handle_fetch
+    from tailrace.broker.server.connection import ConnectionInfo, Later
+    from tailrace.client.protocol import Request
+
+    conn = await connect(nursery, broker.address)
+    await create(conn, "gap", flush="none")
+    ctx = broker.broker.context
+    request = Request(1, 0, 1, fetch_request("gap", 0, max_wait_ms=30_000))
+    later = handle_fetch(ctx, ConnectionInfo("test", "test", True), request)
+    assert isinstance(later, Later)  # nothing to read yet: it will wait
+    ctx.manager.get("gap", 0).append(batch(0))  # the append lands in the gap
+    with trio.fail_after(5):
+        reply = await later.fn(*later.args)
+    try:
+        records = reply.parts[0]
+        assert records.length > 0
+    finally:
+        reply.release()
