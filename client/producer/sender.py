@@ -95,6 +95,8 @@ class Sender:
         #: partitions with a batch being retried: gap errors there are expected
         self._rewinding: set[tuple[str, int]] = set()
         self._in_flight: dict[tuple[str, int], int] = {}
+        #: the connection a partition's in-flight batches were sent on
+        self._sent_on: dict[tuple[str, int], object] = {}
         self._sent: set[ProducerBatch] = set()
         self._requests_in_flight = 0
         self._next_seq: dict[tuple[str, int], int] = {}
@@ -196,13 +198,22 @@ class Sender:
 
     # --- building and sending requests --------------------------------------
 
-    def _take_request(self) -> list[ProducerBatch]:
-        """One batch from the head of each sendable partition queue."""
+    def _take_request(self, conn: object) -> list[ProducerBatch]:
+        """One batch from the head of each sendable partition queue.
+
+        A partition with batches still in flight on another connection (one
+        that broke: their failure is not processed yet) is not sendable on
+        ``conn``: a batch sent behind them on a new connection could reach
+        the broker first, and the broker must see a partition's batches in
+        sequence order (and at most five unacknowledged, the window it
+        deduplicates)."""
         now = trio.current_time()
         taken: list[ProducerBatch] = []
         total = _REQUEST_OVERHEAD
         for tp, queue in self._queues.items():
             if not queue or self._blocked_until.get(tp, 0.0) > now:
+                continue
+            if self._in_flight.get(tp, 0) and self._sent_on.get(tp) is not conn:
                 continue
             batch = queue[0]
             if self.idempotent and batch.sequence < 0:
@@ -228,7 +239,15 @@ class Sender:
             return False
         if self._slots.value == 0:
             return False
-        batches = self._take_request()
+        try:
+            conn = await self.client.connection()
+        except (BrokerUnavailableError, TimeoutError):
+            until = trio.current_time() + self.retry_backoff
+            for tp, queue in self._queues.items():
+                if queue:
+                    self._blocked_until[tp] = max(self._blocked_until.get(tp, 0.0), until)
+            return True
+        batches = self._take_request(conn)
         if not batches:
             return False
         await self._slots.acquire()
@@ -248,8 +267,9 @@ class Sender:
             self._in_flight[tp] = self._in_flight.get(tp, 0) + 1
         self._requests_in_flight += 1
         self._all_answered = trio.Event() if self._all_answered.is_set() else self._all_answered
+        for b in batches:
+            self._sent_on[(b.topic, b.partition)] = conn
         try:
-            conn = await self.client.connection()
             pending = await conn.send(request)
         except (BrokerUnavailableError, TimeoutError) as exc:
             self._request_done(batches)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections import deque
 
 import pytest
 import trio
@@ -241,6 +242,25 @@ async def test_crash_point_a_producer_closed_by_cancellation_releases_its_nurser
             handles[0].result(0)
 
 
+def _sender() -> Sender:
+    acc = Accumulator(batch_bytes=1024, linger=0.0, buffer_bytes=1 << 20, wakeup=lambda: None)
+    sender = Sender(
+        None,  # type: ignore[arg-type]  # no request is sent in these tests
+        acc,
+        acks=1,
+        idempotent=True,
+        max_in_flight=5,
+        max_request_bytes=1 << 20,
+        compression=0,
+        compression_level=6,
+        retry_backoff=0.01,
+        delivery_timeout=60.0,
+        request_timeout=5.0,
+    )
+    sender.producer_id, sender.producer_epoch = 7, 0
+    return sender
+
+
 def _sent_batch(sender: Sender, sequence: int) -> ProducerBatch:
     batch = ProducerBatch("t", 0, 0)
     batch.producer_id, batch.producer_epoch, batch.sequence = 7, 0, sequence
@@ -259,20 +279,7 @@ async def test_lost_responses_a_gap_behind_a_batch_still_in_flight_is_not_an_epo
     again. An out-of-order answer behind an earlier unacknowledged batch is
     now retried in order. (The race cannot be forced over real sockets, so
     the sender's state at that instant is set up directly.)"""
-    acc = Accumulator(batch_bytes=1024, linger=0.0, buffer_bytes=1 << 20, wakeup=lambda: None)
-    sender = Sender(
-        None,  # type: ignore[arg-type]  # no request is sent in this test
-        acc,
-        acks=1,
-        idempotent=True,
-        max_in_flight=5,
-        max_request_bytes=1 << 20,
-        compression=0,
-        compression_level=6,
-        retry_backoff=0.01,
-        delivery_timeout=60.0,
-        request_timeout=5.0,
-    )
+    sender = _sender()
     sender.producer_id, sender.producer_epoch = 7, 0
     earlier = _sent_batch(sender, 470)  # in flight on the broken connection
     later = _sent_batch(sender, 471)  # answered first, on the new one
@@ -286,3 +293,25 @@ async def test_lost_responses_a_gap_behind_a_batch_still_in_flight_is_not_an_epo
     sender._rewinding.clear()
     sender._handle_error(later, OutOfOrderSequenceError("sequence 471, expected 470"))
     assert sender._epoch_bump_needed
+
+
+async def test_lost_responses_no_batch_goes_out_on_a_new_connection_behind_one_in_flight():
+    """Found by the lost-responses scenario (values stored twice, again):
+    the next batches of a partition went out on a new connection while an
+    earlier one was still in flight on the broken one. They landed first, so
+    the earlier one's retry came more than five batches behind and fell out
+    of the broker's deduplication window: rejected as out of order, it was
+    renumbered under a new epoch and stored again. A partition now sends on
+    a connection only when nothing of it is in flight on another."""
+    sender = _sender()
+    broken, fresh = object(), object()
+    tp = ("t", 0)
+    queued = ProducerBatch("t", 0, 0)
+    queued.records = [(0, None, b"v", None)]
+    sender._queues[tp] = deque([queued])
+    sender._in_flight[tp] = 1
+    sender._sent_on[tp] = broken
+    assert sender._take_request(fresh) == []  # waits for the broken one's outcome
+    assert list(sender._queues[tp]) == [queued]
+    sender._in_flight[tp] = 0  # its failure was processed (retries queued in order)
+    assert sender._take_request(fresh) == [queued]

@@ -1,0 +1,107 @@
+"""Scenario 7: responses lost after the broker acted, many times, across a restart.
+
+Four idempotent producers write through a LossyProxy that drops a share of
+produce responses (and cuts the connection: the producer cannot know whether
+its batch landed and must retry it). Half-way, the broker is stopped and a
+new one starts on the same port and data directory, so retries of batches
+whose response was lost before the restart reach a broker that rebuilt its
+producer state from the log. The oracle then reads the topic: every value
+exactly once, at the offset its (possibly retried) acknowledgement named,
+in order per producer and partition; nothing acknowledged is missing.
+"""
+
+from __future__ import annotations
+
+import random
+
+import trio
+from harness import LossyProxy
+from rel_helpers import create_topic, live_broker, producing
+from rel_profile import record_result, size
+
+from tailrace.broker.testing.oracle import History, check
+from tailrace.broker.testing.workload import read_topic
+from tailrace.client.protocol import ApiKey
+
+PARTITIONS = 3
+
+
+class Dropper:
+    """The proxy's should_drop: a share of produce responses, counted."""
+
+    def __init__(self, rng: random.Random, share: float) -> None:
+        self.rng = rng
+        self.share = share
+        self.dropped = 0
+        self._target = 0
+        self._reached = trio.Event()
+
+    def __call__(self, api_key: int) -> bool:
+        if api_key != ApiKey.PRODUCE or self.rng.random() >= self.share:
+            return False
+        self.dropped += 1
+        if self.dropped >= self._target:
+            self._reached.set()
+        return True
+
+    async def wait_for(self, target: int) -> None:
+        self._target = target
+        self._reached = trio.Event()
+        if self.dropped < target:
+            await self._reached.wait()
+
+
+async def test_lost_responses_never_duplicate_or_lose_a_record(tmp_path, nursery):
+    drops = size(1000, 10_000)
+    rng = random.Random(7)
+    data = tmp_path / "data"
+    history = History()
+    restarted = False
+    async with live_broker(data) as b:
+        address = b.address
+        await create_topic(address, "t", PARTITIONS, segment_bytes=200_000)
+    dropper = Dropper(rng, 0.3)
+    proxy = LossyProxy(address, dropper)
+    via = await nursery.start(proxy.serve)
+    async with producing(
+        via,
+        "t",
+        history,
+        producers=4,
+        partitions=PARTITIONS,
+        pad=40,
+        rate=800,  # records/s each, in small batches: many requests, many drops
+        config={
+            "retry_backoff_ms": 5,
+            "delivery_timeout_ms": 120_000,
+            "linger_ms": 1,
+            "batch_bytes": 1024,
+        },
+        close_timeout=60,
+    ) as stop:
+        for half in (drops // 2, drops):
+            async with live_broker(data, listen=address) as b:
+                with trio.fail_after(300):
+                    await dropper.wait_for(half)
+                restarted = restarted or half == drops
+        # the producers finish their retries against the last broker
+        proxy.enabled = False
+        async with live_broker(data, listen=address) as b:
+            stop.set()
+            await history.until(lambda: history.counts()["pending"] == 0, timeout=120)
+            reads = await read_topic(b.address, "t")
+    history.finish()
+    report = check(history, reads)
+    assert report.ok, str(report)
+    assert restarted
+    assert report.unknown == 0, "every record was acknowledged in the end"
+    assert proxy.dropped >= drops
+    record_result(
+        "lost responses (LossyProxy) across a restart",
+        runs=1,
+        faults=proxy.dropped,
+        records_checked=report.records_read,
+        acked=report.acked,
+        lost=report.lost,
+        duplicated=report.count("duplicated"),
+    )
