@@ -118,8 +118,15 @@ class Sender:
         task_status.started()
         async with trio.open_nursery() as responses:
             while True:
-                for batch in self.acc.drain():
-                    self._queues.setdefault((batch.topic, batch.partition), deque()).append(batch)
+                if self._slots.value:
+                    # Take batches only when one can go out: while every
+                    # request slot is busy, open batches keep filling (Kafka's
+                    # accumulator does the same), so a producer with no
+                    # linger sends fewer, bigger batches instead of queueing
+                    # a one-record batch per send behind the slots.
+                    for batch in self.acc.drain():
+                        queue = self._queues.setdefault((batch.topic, batch.partition), deque())
+                        queue.append(batch)
                 self._expire_queued()
                 if self.idempotent and (self.producer_id < 0 or self._epoch_bump_needed):
                     if self._epoch_bump_needed and self._requests_in_flight:
@@ -134,6 +141,9 @@ class Sender:
                     continue
                 if self._finished():
                     return
+                if not self._slots.value:
+                    await self._wait_for_wake(math.inf)  # an answer frees a slot
+                    continue
                 await self._sleep_until_needed()
 
     def _finished(self) -> bool:
