@@ -25,6 +25,7 @@ exactly.
 
 from __future__ import annotations
 
+import mmap
 import struct
 import sys
 from dataclasses import dataclass
@@ -105,11 +106,11 @@ class FrameReader:
         self._eof = False
         #: a large frame being read straight into its own buffer (see
         #: receive_buffer), and how many of its bytes have arrived
-        self._large: bytearray | None = None
+        self._large: bytearray | mmap.mmap | None = None
         self._large_len = 0
         self._filled = 0
         #: the last large frame's buffer, reused once nothing refers to it
-        self._spare: bytearray | None = None
+        self._spare: bytearray | mmap.mmap | None = None
 
     @property
     def eof(self) -> bool:
@@ -167,16 +168,22 @@ class FrameReader:
             self._filled = avail
         return memoryview(self._large)[self._filled : self._large_len]
 
-    def _reusable_buffer(self, size: int) -> bytearray:
+    def _reusable_buffer(self, size: int) -> bytearray | mmap.mmap:
         """A buffer of at least ``size`` bytes: the previous large frame's if
         nothing refers to it any more (its memoryviews are gone: in CPython
         the reference count says so exactly), else a new one. Allocating and
-        zeroing megabytes per frame costs more than the copy it saves."""
+        zeroing megabytes per frame costs more than the copy it saves.
+
+        A new one is an anonymous map, not a bytearray: its pages cost
+        memory only once bytes arrive in them. A bytearray is zeroed (every
+        page touched) at once, so a peer that declared a frame just under
+        the limit and sent nothing more made the broker spend the whole
+        frame's memory per connection."""
         spare = self._spare
         if spare is not None and len(spare) >= size and sys.getrefcount(spare) <= 3:
             # three references: self._spare, the local name, the argument
             return spare
-        spare = bytearray(size)
+        spare = mmap.mmap(-1, size)
         self._spare = spare
         return spare
 

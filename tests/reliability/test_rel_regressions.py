@@ -19,7 +19,8 @@ from tailrace.client.errors import ClientClosedError, CorruptRecordError, OutOfO
 from tailrace.client.producer.accumulator import Accumulator
 from tailrace.client.producer.batch import ProducerBatch
 from tailrace.client.producer.sender import Sender
-from tailrace.client.protocol import ApiKey
+from tailrace.client.protocol import ApiKey, Limits
+from tailrace.client.protocol.frames import FrameReader
 from tailrace.client.records import build_batch, iter_headers, unpack_records
 
 
@@ -315,3 +316,28 @@ async def test_lost_responses_no_batch_goes_out_on_a_new_connection_behind_one_i
     assert list(sender._queues[tp]) == [queued]
     sender._in_flight[tp] = 0  # its failure was processed (retries queued in order)
     assert sender._take_request(fresh) == [queued]
+
+
+def _rss_kib() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_hostile_a_declared_frame_costs_memory_only_as_its_bytes_arrive():
+    """Found by the hostile-clients scenario (peak RSS 480 MiB): a frame
+    length just under the limit, followed by nothing, made the reader
+    allocate (and zero, touching every page) the whole frame buffer, 16 MiB
+    per connection for a dozen bytes. The buffer is now an anonymous map
+    whose pages cost memory only once bytes arrive."""
+    readers = []
+    before = _rss_kib()
+    for _ in range(20):
+        reader = FrameReader(Limits())
+        reader.feed(struct.pack(">I", Limits().max_frame_bytes - 1) + b"\x00" * 8)
+        assert reader.receive_buffer() is not None  # the large-frame buffer exists
+        readers.append(reader)
+    grown_mib = (_rss_kib() - before) / 1024
+    assert grown_mib < 40, f"20 declared frames cost {grown_mib:.0f} MiB"
