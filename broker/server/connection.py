@@ -23,7 +23,9 @@ Rules:
    UNKNOWN_SERVER_ERROR; it never takes the broker down.
 5. A connection with nothing in flight that sends nothing for
    ``idle_timeout`` seconds is closed, and so is one whose peer does not take
-   a response for that long (a consumer that never reads).
+   a response for that long (a consumer that never reads), and one whose
+   request frame is not complete that long after its first byte (a client
+   trickling bytes).
 """
 
 from __future__ import annotations
@@ -202,9 +204,16 @@ class ConnectionHandler:
 
     async def _reader(self, send: trio.MemorySendChannel[_Slot], nursery: trio.Nursery) -> None:
         conn = self.conn
+        frame_deadline = math.inf
         while True:
             event = self._next_event()
             if event is NEED_DATA:
+                # A frame under way must be complete within idle_timeout of
+                # its first byte (the clock restarts with each whole frame): a
+                # client trickling bytes (slow loris) would otherwise hold its
+                # connection forever.
+                if conn.buffered and frame_deadline == math.inf:
+                    frame_deadline = trio.current_time() + self.idle_timeout
                 # a large frame (a big produce) goes straight into its own buffer
                 target = conn.receive_buffer() if self._sock is not None else None
                 if target is None:
@@ -212,10 +221,15 @@ class ConnectionHandler:
                     size = _RECEIVE_MIN if wanted <= _RECEIVE_MIN else min(wanted, _RECEIVE_MAX)
                 data = None
                 while data is None:
-                    with trio.move_on_after(self.idle_timeout):
+                    with trio.move_on_at(frame_deadline), trio.move_on_after(self.idle_timeout):
                         data = await (
                             self._receive(size) if target is None else self._receive_into(target)
                         )
+                    if data is None and trio.current_time() >= frame_deadline:
+                        self._closing_reason = (
+                            f"a request frame took longer than {self.idle_timeout:g} s to arrive"
+                        )
+                        return
                     if data is None and self.in_flight == 0:
                         self._closing_reason = f"idle for {self.idle_timeout:g} s"
                         return
@@ -228,6 +242,7 @@ class ConnectionHandler:
                     conn.received_into(data)
                     _RECEIVED.inc(data)
                 continue
+            frame_deadline = math.inf
             if event is CLOSED or event is None:
                 return
             slot = _Slot()

@@ -19,7 +19,7 @@ from tailrace.client.errors import ClientClosedError, CorruptRecordError, OutOfO
 from tailrace.client.producer.accumulator import Accumulator
 from tailrace.client.producer.batch import ProducerBatch
 from tailrace.client.producer.sender import Sender
-from tailrace.client.protocol import ApiKey, Limits
+from tailrace.client.protocol import ApiKey, ApiVersionsRequest, ClientConnection, Limits
 from tailrace.client.protocol.frames import FrameReader
 from tailrace.client.records import build_batch, iter_headers, unpack_records
 
@@ -341,3 +341,29 @@ def test_hostile_a_declared_frame_costs_memory_only_as_its_bytes_arrive():
         readers.append(reader)
     grown_mib = (_rss_kib() - before) / 1024
     assert grown_mib < 40, f"20 declared frames cost {grown_mib:.0f} MiB"
+
+
+async def test_hostile_a_request_trickled_byte_by_byte_is_cut_off(tmp_path, nursery):
+    """Found by the hostile-clients scenario: a client trickling a request a
+    byte at a time reset the idle timer with every byte and held its
+    connection (and a max_connections slot) forever. A frame must now be
+    complete within the idle timeout of its first byte."""
+    async with live_broker(tmp_path / "data", limits__connections_max_idle_ms=300) as b:
+        host, port = b.address.rsplit(":", 1)
+        stream = await trio.open_tcp_stream(host, int(port))
+        codec = ClientConnection()
+        _cid, prefix, _parts = codec.send_request(ApiVersionsRequest())
+        frame = bytes(prefix)
+        sent = 0
+        with trio.fail_after(30):
+            try:
+                for byte in frame:
+                    await stream.send_all(bytes([byte]))
+                    sent += 1
+                    with trio.move_on_after(0.1):  # the trickle's pace
+                        if await stream.receive_some(10) == b"":
+                            break
+            except trio.BrokenResourceError:
+                pass
+        await stream.aclose()
+        assert sent < len(frame), "the broker waited for the whole trickled frame"
