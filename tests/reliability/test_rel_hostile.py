@@ -42,6 +42,7 @@ from hypothesis import strategies as st
 from rel_helpers import create_topic
 from rel_profile import record_result, size
 
+from tailrace.client import AsyncProducer
 from tailrace.client.protocol import (
     APIS,
     ClientConnection,
@@ -221,6 +222,40 @@ async def _slow_loris(address: str, frame: bytes, stop: trio.Event, closed: list
             closed.append(1)
 
 
+async def _flood(address: str) -> int:
+    """Open MAX_CONNECTIONS + 150 connections while a producer connected
+    before keeps sending: the excess is closed at once (counted), the
+    producer is still served. Everything is closed again at the end."""
+    host, port = address.rsplit(":", 1)
+    refused = 0
+    streams: list[trio.SocketStream] = []
+
+    async def one() -> None:
+        nonlocal refused
+        try:
+            stream = await trio.open_tcp_stream(host, int(port))
+        except OSError:
+            refused += 1
+            return
+        streams.append(stream)
+        with trio.move_on_after(1.0):
+            try:
+                if await stream.receive_some(10) == b"":
+                    refused += 1
+            except trio.BrokenResourceError:
+                refused += 1
+
+    async with AsyncProducer(address, linger_ms=0) as producer:
+        await (await producer.send("t", b"before the flood"))
+        async with trio.open_nursery() as nursery:
+            for _ in range(MAX_CONNECTIONS + 150):
+                nursery.start_soon(one)
+        await (await producer.send("t", b"during the flood"))
+    for stream in streams:
+        await stream.aclose()
+    return refused
+
+
 async def _sample(pid: int, peak: dict[str, int]) -> None:
     """Keep the highest RSS and descriptor count seen (every 50 ms)."""
     while True:
@@ -248,15 +283,19 @@ async def test_hostile_clients_do_not_hurt_the_broker_or_other_clients(tmp_path)
     pid = proc.proc.pid
     try:
         await create_topic(address, "t", 1, flush="none")
-        # data for the consumers that never read
-        await trio.to_thread.run_sync(_bench, address, 1.0)
+        # 8 MiB in t for the consumers that never read (and t's files open)
+        async with AsyncProducer(address, linger_ms=5) as producer:
+            for i in range(2000):
+                handle = await producer.send("t", b"%06d" % i + b"x" * 4096)
+            await handle
+        await trio.to_thread.run_sync(_bench, address, 1.0)  # warm up
         before = await trio.to_thread.run_sync(_bench, address, size(2.0, 10.0))
         base = _status(pid)
         held: list = []
         closed_loris: list = []
         stop = trio.Event()
         fetch_codec = ClientConnection()
-        _cid, big_fetch, _ = fetch_codec.send_request(_fetch("bench", 0, 64 * MiB))
+        _cid, big_fetch, _ = fetch_codec.send_request(_fetch("t", 0, 64 * MiB))
         loris_frame = _valid_frames()[0]
         during: list[float] = []
         async with trio.open_nursery() as attack:
@@ -286,6 +325,8 @@ async def test_hostile_clients_do_not_hurt_the_broker_or_other_clients(tmp_path)
         assert proc.proc.poll() is None, "the broker died"
         for stream in held:
             await stream.aclose()
+        refused = await _flood(address)
+        assert refused >= 100, f"only {refused} of the connections past the limit were refused"
         fds = await _wait_for_fds(pid, base["fds"], 15)
         after = _status(pid)
     finally:
@@ -309,6 +350,7 @@ async def test_hostile_clients_do_not_hurt_the_broker_or_other_clients(tmp_path)
         fds_peak=peak["fds"],
         fds_after=fds,
         slow_loris_closed=len(closed_loris),
+        flood_refused=refused,
         lost=0,
     )
 
