@@ -229,7 +229,7 @@ SETTINGS: tuple[Setting, ...] = (
         "preallocate_bytes",
         int,
         _LOG.preallocate_bytes,
-        "step by which the active segment grows (posix_fallocate)",
+        "largest step by which the active segment grows (posix_fallocate; from 1 MiB, doubling)",
     ),
     Setting(
         "topic_defaults",

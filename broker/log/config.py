@@ -48,9 +48,10 @@ class LogConfig:
     * ``segment_index_bytes``: capacity of each index file; a full index rolls.
     * ``index_interval_bytes``: log bytes between offset-index entries.
     * ``retention_ms`` / ``retention_bytes``: -1 means unlimited.
-    * ``preallocate_bytes``: the step by which the active segment grows with
-      posix_fallocate; each step is one mmap window, so it must be a multiple
-      of mmap.ALLOCATIONGRANULARITY.
+    * ``preallocate_bytes``: the largest step by which the active segment
+      grows with posix_fallocate (steps start at 1 MiB and double with the
+      file); each step is one mmap window, so it must be a multiple of
+      mmap.ALLOCATIONGRANULARITY.
     * ``max_batch_bytes``: largest batch accepted on append.
     * ``producer_id_expiration_ms``: idempotent-producer state is dropped after
       this long without a batch (measured on batch timestamps, as Kafka).

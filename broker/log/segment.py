@@ -3,8 +3,8 @@
 A segment is either *active* (the partition's last segment, being appended
 to) or *sealed* (trimmed to its data and read-only).
 
-Active segment write path. The ``.log`` grows in steps of
-``preallocate_bytes`` reserved with ``posix_fallocate`` (real blocks: a full
+Active segment write path. The ``.log`` grows in steps (1 MiB, doubling up
+to ``preallocate_bytes``) reserved with ``posix_fallocate`` (real blocks: a full
 disk fails the fallocate with ENOSPC, instead of a later page fault dying of
 SIGBUS as it would in a sparse ``ftruncate``-grown file). Each step is mapped
 as its own mmap *window* whose file offset is aligned to
@@ -66,6 +66,9 @@ __all__ = ["NO_TIMESTAMP", "Segment", "SegmentContext", "index_entry_bound"]
 logger = logging.getLogger(__name__)
 
 _GRAN = mmap.ALLOCATIONGRANULARITY
+#: The first preallocation step of a segment (then doubling up to
+#: preallocate_bytes); a multiple of mmap.ALLOCATIONGRANULARITY.
+FIRST_STEP = 1024 * 1024
 #: Written pages of the active segment's map are released every this many
 #: bytes (see Segment._release_written).
 RELEASE_BYTES = 1024 * 1024
@@ -484,10 +487,12 @@ class Segment:
     def ensure_capacity(self, end: int) -> None:
         """Preallocate (log and indexes) and map so that [size, end) is writable.
 
-        Growth policy: one ``preallocate_bytes`` step at the first append,
-        then another step whenever the data passes the middle of the last
-        one, so the writer stays at least half a step away from the end of
-        the file (capped at the segment size). Writing right behind a fresh
+        Growth policy: one step at the first append, then another step
+        whenever the data passes the middle of the last one, so the writer
+        stays at least half a step away from the end of the file (capped at
+        the segment size). Steps start at FIRST_STEP (1 MiB) and double with
+        the file, up to ``preallocate_bytes``, so lightly used partitions
+        reserve little disk. Writing right behind a fresh
         fallocate near EOF measured about half as fast here (page-cache folios
         are cut short at EOF: more faults per MiB); tools/bench_storage.py.
 
@@ -498,7 +503,10 @@ class Segment:
             return
         cfg = self.ctx.config
         io = self.ctx.io
-        step = cfg.preallocate_bytes
+        # Adaptive step: 1 MiB at first, then as much as the segment already
+        # holds (doubling it), never more than preallocate_bytes. A partition
+        # that gets a few KiB reserves 1 MiB, not a whole 16 MiB step.
+        step = min(cfg.preallocate_bytes, max(FIRST_STEP, _round_up(self.allocated)))
         cap = _round_up(cfg.segment_bytes)
         new_alloc = self.allocated
         if end > self.allocated or (end > self.allocated - step // 2 and self.allocated < cap):

@@ -3,6 +3,7 @@ smallest setting that shows it, named for the scenario that found it."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import struct
 from collections import deque
@@ -12,7 +13,7 @@ import trio
 from harness import LossyProxy
 from rel_helpers import create_topic, live_broker
 
-from tailrace.broker.log import CorruptLogError, LogConfig, PartitionLog
+from tailrace.broker.log import CorruptLogError, LogConfig, LogManager, PartitionLog
 from tailrace.broker.testing.powercut import PowerCutIO
 from tailrace.client import AsyncConsumer, AsyncProducer
 from tailrace.client.errors import ClientClosedError, CorruptRecordError, OutOfOrderSequenceError
@@ -367,3 +368,33 @@ async def test_hostile_a_request_trickled_byte_by_byte_is_cut_off(tmp_path, nurs
                 pass
         await stream.aclose()
         assert sent < len(frame), "the broker waited for the whole trickled frame"
+
+
+async def test_disk_full_lightly_used_partitions_reserve_little_disk(tmp_path):
+    """Confirmed by the disk-full scenario's numbers (the storage engineer's
+    note): every active segment reserved a whole preallocate_bytes step (16
+    MiB) at its first append, so 1000 partitions holding a few KiB each held
+    16 GB of disk. The step now starts at 1 MiB and doubles as the segment
+    grows, up to preallocate_bytes."""
+    manager = LogManager.open(str(tmp_path / "data"))
+    try:
+        await manager.create_topic("many", 20)
+        for p in range(20):
+            manager.get("many", p).append(_batch(p, size=2000))
+        reserved = 0
+        for p in range(20):
+            seg = manager.get("many", p).segments[-1]
+            reserved += os.stat(seg.log_path).st_blocks * 512
+        assert reserved <= 20 * 1024 * 1024, f"{reserved / 2**20:.0f} MiB reserved for 40 KiB"
+        # a partition that keeps writing still gets there in doubling steps
+        log = manager.get("many", 0)
+        sizes = []
+        for i in range(6000):
+            log.append(_batch(i, size=4000))
+            if log.segments[-1].allocated not in sizes:
+                sizes.append(log.segments[-1].allocated)
+        mib = [s // 2**20 for s in sizes]
+        assert mib[:5] == [1, 2, 4, 8, 16], mib
+        assert all(b - a <= 16 for a, b in itertools.pairwise(mib)), mib
+    finally:
+        await manager.aclose()
