@@ -145,6 +145,8 @@ class History:
         #: called (no arguments, in the completing thread) after each outcome:
         #: lets a trio test wait for progress instead of polling
         self.listeners: list[Callable[[], None]] = []
+        #: acknowledged values per (topic, partition), kept as they come
+        self.acked_in: dict[tuple[str, int], int] = defaultdict(int)
         self._lock = threading.Lock()
 
     def sent(self, producer: str, seq: int, topic: str, partition: int) -> None:
@@ -174,6 +176,7 @@ class History:
                 a.status = ACKED
                 a.partition = partition
                 a.offset = offset
+                self.acked_in[(a.topic, partition)] += 1
         self._notify()
 
     def failed(

@@ -57,7 +57,7 @@ async def _write(data, history: History) -> None:
             pad=90,
             config={"linger_ms": 0, "batch_bytes": 700},
         ):
-            await history.until(lambda: history.counts()["acked"] >= 600)
+            await history.until(lambda: history.acked_in[("t", 0)] >= 600)
     history.finish()
 
 

@@ -58,7 +58,7 @@ class Raw:
         Raw.instances += 1
         self.name = f"raw{Raw.instances}"
 
-    async def produce(self, partition: int) -> int:
+    async def produce(self, partition: int, pad: int = 0) -> int:
         seq = self.seq
         self.seq += 1
         self.history.sent(self.name, seq, "t", partition)
@@ -155,7 +155,7 @@ async def test_a_failed_sync_or_write_takes_the_partition_offline_until_restart(
                 config=PRODUCER,
                 close_timeout=1,
             ):
-                await history.until(lambda: len(_acked_on(history, 1)) > 200)
+                await history.until(lambda: history.acked_in[("t", 1)] > 200)
                 code = errno.ENOSPC if method == "pwrite" else errno.EIO
                 io.fail(method, code, match="/t/1/", times=1)
                 await _until_offline(plog)
@@ -163,8 +163,8 @@ async def test_a_failed_sync_or_write_takes_the_partition_offline_until_restart(
                 # it. A write failed: a sync already running may still finish
                 # and ack what it covered, but nothing at or past the log end.
                 limit = plog.log_end_offset if method == "pwrite" else plog.high_watermark
-                before = len(_acked_on(history, 0))
-                await history.until(lambda n=before: len(_acked_on(history, 0)) > n + 200)
+                before = history.acked_in[("t", 0)]
+                await history.until(lambda n=before: history.acked_in[("t", 0)] > n + 200)
                 assert await raw.produce(1) == ErrorCode.STORAGE_ERROR
                 assert (await _raw_fetch(raw.conn, 1))[0] == ErrorCode.STORAGE_ERROR
                 assert await raw.produce(0) == ErrorCode.NONE
@@ -214,22 +214,22 @@ async def test_a_full_disk_refuses_writes_keeps_reads_and_resumes(tmp_path, nurs
             close_timeout=30,
         ):
             for _ in range(rounds):
-                await history.until(lambda: len(_acked_on(history, 1)) > 100)
+                await history.until(lambda: history.acked_in[("t", 1)] > 100)
                 io.fail("fallocate", errno.ENOSPC, match="/t/1/")
                 # a full disk: the next growth of t-1 fails
                 with trio.fail_after(30):
-                    while (code := await raw.produce(1)) == ErrorCode.NONE:
+                    while (code := await raw.produce(1, pad=4000)) == ErrorCode.NONE:
                         pass
                 assert code == ErrorCode.STORAGE_FULL
-                stuck = len(_acked_on(history, 1))
-                before = len(_acked_on(history, 0))
-                await history.until(lambda n=before: len(_acked_on(history, 0)) > n + 100)
+                stuck = history.acked_in[("t", 1)]
+                before = history.acked_in[("t", 0)]
+                await history.until(lambda n=before: history.acked_in[("t", 0)] > n + 100)
                 code, records = await _raw_fetch(raw.conn, 1)
                 assert code == ErrorCode.NONE
                 assert records  # reads keep working
                 assert not plog.offline
                 io.clear("fallocate")  # space freed
-                await history.until(lambda n=stuck: len(_acked_on(history, 1)) > n + 100)
+                await history.until(lambda n=stuck: history.acked_in[("t", 1)] > n + 100)
         history.finish()
         report = check(history, await read_topic(b.address, "t"))
     assert report.ok, str(report)
