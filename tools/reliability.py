@@ -272,7 +272,7 @@ def main() -> int:
                 for r in row_list:
                     r["status"] = "FAILED "
             rows += row_list
-            print(table(row_list, False).splitlines()[-1], flush=True)
+            print("\n".join(table(row_list, False).splitlines()[1:]), flush=True)
             continue
         if not ok:
             failed.append(name)
