@@ -610,13 +610,7 @@ class Admin:
     def __init__(self, bootstrap: str, **config: Any) -> None:
         self._admin = AsyncAdmin(bootstrap, **config)
         self._closed = False
-        self._loop = BackgroundTrio("tailrace-admin", self._main)
-
-    async def _main(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with self._admin:
-            self._stop = trio.Event()
-            task_status.started()
-            await self._stop.wait()
+        self._loop = BackgroundTrio.hosting("tailrace-admin", self._admin)
 
     def __enter__(self) -> Admin:
         return self
@@ -628,9 +622,7 @@ class Admin:
         if self._closed:
             return
         self._closed = True
-        if self._loop.alive:
-            self._loop.run_sync_soon(self._stop.set)
-        self._loop.join()
+        self._loop.stop()
 
     def create_topic(
         self,

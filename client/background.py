@@ -13,6 +13,7 @@ import contextlib
 import signal
 import threading
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
 import trio
@@ -33,6 +34,7 @@ class BackgroundTrio:
     """
 
     def __init__(self, name: str, main: Callable[..., Awaitable[Any]]) -> None:
+        self._hosted_stop: trio.Event | None = None
         self._ready = threading.Event()
         self._token: trio.lowlevel.TrioToken | None = None
         self._error: BaseException | None = None
@@ -92,6 +94,29 @@ class BackgroundTrio:
             return
         with contextlib.suppress(trio.RunFinishedError):  # the loop is gone: nothing to wake
             self._token.run_sync_soon(fn)
+
+    @classmethod
+    def hosting(cls, name: str, resource: AbstractAsyncContextManager[Any]) -> BackgroundTrio:
+        """A loop that holds ``async with resource`` open until :meth:`stop`
+        (the shape of every blocking client: Consumer, Admin)."""
+        holder: dict[str, trio.Event] = {}  # the Event is made on the loop
+
+        async def main(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+            async with resource:
+                holder["stop"] = trio.Event()
+                task_status.started()
+                await holder["stop"].wait()
+
+        loop = cls(name, main)
+        loop._hosted_stop = holder["stop"]
+        return loop
+
+    def stop(self) -> None:
+        """Leave the hosted resource's ``async with`` and wait for the thread."""
+        stop = self._hosted_stop
+        if self.alive and stop is not None:
+            self.run_sync_soon(stop.set)
+        self.join()
 
     def join(self, timeout: float | None = None) -> bool:
         self._thread.join(timeout)

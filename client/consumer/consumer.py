@@ -43,13 +43,7 @@ class Consumer:
     def __init__(self, bootstrap: str, **config: Any) -> None:
         self._consumer = AsyncConsumer(bootstrap, **config)
         self._closed = False
-        self._loop = BackgroundTrio("tailrace-consumer", self._main)
-
-    async def _main(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with self._consumer:
-            self._stop = trio.Event()
-            task_status.started()
-            await self._stop.wait()
+        self._loop = BackgroundTrio.hosting("tailrace-consumer", self._consumer)
 
     def __enter__(self) -> Consumer:
         return self
@@ -146,9 +140,7 @@ class Consumer:
         if self._closed:
             return
         self._closed = True
-        if self._loop.alive:
-            self._loop.run_sync_soon(self._stop.set)
-        self._loop.join()
+        self._loop.stop()
 
 
 def _in_thread(fn: Callable[[set[TopicPartition]], Any] | None) -> RebalanceCallback | None:
