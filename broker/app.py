@@ -31,6 +31,7 @@ from tailrace.client.protocol import Limits
 from .config import BrokerConfig, parse_address
 from .coordinator import GroupCoordinator, GroupSettings
 from .handlers import HANDLERS, BrokerContext
+from .log.files import atomic_write
 from .log.manager import LogManager
 from .log.storage_io import StorageIO
 from .logs import log_event
@@ -134,7 +135,7 @@ class Broker:
             lambda: LogManager.open(data_dir, config.topic_defaults, io=self.io)
         )
         try:
-            cluster_id = await trio.to_thread.run_sync(_cluster_id, data_dir)
+            cluster_id = await trio.to_thread.run_sync(_cluster_id, data_dir, self.io)
             producer_ids = ProducerIdAllocator(data_dir, self.io)
             self.listeners = [
                 await open_listener(lc.name, lc.host, lc.port) for lc in config.listeners
@@ -265,7 +266,7 @@ def _peer(stream: trio.abc.Stream) -> str:
     return f"{host}:{port}"
 
 
-def _cluster_id(data_dir: str) -> str:
+def _cluster_id(data_dir: str, io: StorageIO) -> str:
     """A stable id for the data directory, made once."""
     path = os.path.join(data_dir, CLUSTER_ID_FILE)
     try:
@@ -276,15 +277,5 @@ def _cluster_id(data_dir: str) -> str:
     except FileNotFoundError:
         pass
     value = uuid.uuid4().hex
-    tmp = path + ".tmp"
-    with open(tmp, "w") as fh:
-        fh.write(value + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fd = os.open(data_dir, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    atomic_write(io, path, (value + "\n").encode())
     return value

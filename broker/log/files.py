@@ -48,10 +48,13 @@ def parse_offset_file_name(name: str) -> tuple[int, str] | None:
     return int(stem), "." + rest
 
 
-def atomic_write(io: StorageIO, path: str, data: bytes) -> None:
+def atomic_write(
+    io: StorageIO, path: str, data: bytes, *, crash_point: str | None = None
+) -> None:
     """Replace ``path`` with ``data`` so that a crash leaves the old or the new
     file, never a torn one: write a temp file, fsync it, rename it over the
-    target, fsync the directory."""
+    target, fsync the directory. ``crash_point`` names the seam's hook between
+    the written temp file and the rename."""
     tmp = path + TMP_SUFFIX
     fd = io.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     try:
@@ -59,5 +62,7 @@ def atomic_write(io: StorageIO, path: str, data: bytes) -> None:
         io.fsync(fd)
     finally:
         os.close(fd)
+    if crash_point is not None:
+        io.crash_point(crash_point)
     io.rename(tmp, path)
     io.fsync_dir(os.path.dirname(path) or ".")

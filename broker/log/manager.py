@@ -480,17 +480,7 @@ class LogManager:
         body = ("\n".join(lines) + "\n").encode()
         data = body + f"crc32c {crc32c.crc32c(body):08x}\n".encode()
         path = os.path.join(self.data_dir, CHECKPOINT_FILE)
-        tmp = path + TMP_SUFFIX
-        io = self._io
-        fd = io.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-        try:
-            io.pwrite(fd, data, 0)
-            io.fsync(fd)
-        finally:
-            os.close(fd)
-        io.crash_point("checkpoint.written")
-        io.rename(tmp, path)
-        io.fsync_dir(self.data_dir)
+        atomic_write(self._io, path, data, crash_point="checkpoint.written")
 
     def _read_checkpoint(self) -> dict[tuple[str, int], int]:
         path = os.path.join(self.data_dir, CHECKPOINT_FILE)
