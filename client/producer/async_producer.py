@@ -8,7 +8,7 @@ from typing import Any
 
 import trio
 
-from ..errors import BufferFullError, ClientClosedError
+from ..errors import ClientClosedError
 from .batch import RecordFuture
 from .core import ProducerConfig, ProducerCore
 
@@ -91,10 +91,7 @@ class AsyncProducer:
                 handle = core.append(args)
                 if handle is not None:
                     return handle
-        raise BufferFullError(
-            f"the producer buffer ({core.config.buffer_bytes} bytes) stayed full for "
-            f"max_block_ms ({core.config.max_block_ms} ms)"
-        )
+        raise core.buffer_full()
 
     def send_nowait(
         self,

@@ -16,6 +16,7 @@ from typing import Any
 import trio
 
 from ..errors import (
+    BufferFullError,
     ClientClosedError,
     RecordTooLargeError,
     UnknownTopicOrPartitionError,
@@ -318,6 +319,13 @@ class ProducerCore:
         info = await self.client.topic(topic, create=True)
         self.partition_counts[topic] = info.partitions
         return info.partitions
+
+    def buffer_full(self) -> BufferFullError:
+        config = self.config
+        return BufferFullError(
+            f"the producer buffer ({config.buffer_bytes} bytes) stayed full for "
+            f"max_block_ms ({config.max_block_ms} ms)"
+        )
 
     def append(self, args: tuple[Any, ...]) -> RecordFuture | None:
         return self.acc.try_append(*args)

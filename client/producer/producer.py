@@ -13,7 +13,7 @@ from typing import Any
 import trio
 
 from ..background import BackgroundTrio
-from ..errors import BufferFullError, ClientClosedError, TimeoutError
+from ..errors import ClientClosedError, TimeoutError
 from .batch import RecordFuture
 from .core import ProducerConfig, ProducerCore
 
@@ -82,10 +82,7 @@ class Producer:
         handle = core.append(args)
         while handle is None:
             if not core.acc.wait_for_space(args[-1], core.config.max_block_ms / 1000):
-                raise BufferFullError(
-                    f"the producer buffer ({core.config.buffer_bytes} bytes) stayed full for "
-                    f"max_block_ms ({core.config.max_block_ms} ms)"
-                )
+                raise core.buffer_full()
             handle = core.append(args)
         return handle
 
