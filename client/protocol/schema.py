@@ -64,12 +64,32 @@ DEFAULT_MAX_ITEMS = 100_000
 
 
 class SchemaError(Exception):
-    """A message does not match its schema; ``path`` names the field."""
+    """A message does not match its schema; ``path`` names the field.
 
-    def __init__(self, path: str, problem: str) -> None:
+    Decoders pass paths around unrendered, as nested ``(parent, key)``
+    tuples (a str key is a field, an int an array index), so that nothing is
+    formatted unless a message is actually wrong.
+    """
+
+    def __init__(self, path: Any, problem: str) -> None:
+        path = _render_path(path)
         super().__init__(f"{path or 'body'}: {problem}")
         self.path = path
         self.problem = problem
+
+
+def _render_path(path: Any) -> str:
+    keys = []
+    while type(path) is tuple:
+        path, key = path
+        keys.append(key)
+    out = path
+    for key in reversed(keys):
+        if type(key) is int:
+            out = f"{out}[{key}]"
+            continue
+        out = f"{out}.{key}" if out else key
+    return out
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -177,14 +197,18 @@ class _Factory:
 
 
 class _Compiled:
-    """Per-dataclass tables: (attribute, wire key, decoder, encoder, default)."""
+    """Per-dataclass tables: (attribute, wire key, decoder, encoder, default),
+    a fast check per field (see _fast_check), and the generated functions."""
 
-    __slots__ = ("cls", "fields", "records")
+    __slots__ = ("cls", "decode", "encode", "fast", "fields", "records")
 
     def __init__(self, cls: type) -> None:
         self.cls = cls
         self.fields: list[tuple[str, str, Decoder, Encoder, Any]] = []
+        self.fast: list[str | None] = []
         self.records: list[tuple[str, str]] = []
+        self.decode: Decoder | None = None
+        self.encode: Encoder | None = None
 
 
 _COMPILED: dict[type, _Compiled] = {}
@@ -210,7 +234,131 @@ def _compiled(cls: type) -> _Compiled:
                 default = _MISSING
             dec, enc = _compile_hint(hint)
             comp.fields.append((f.name, f.name, dec, enc, default))
+            comp.fast.append(_fast_check(hint))
     return comp
+
+
+def _fast_check(hint: Any) -> str | None:
+    """An inline expression (over ``x``) true when ``x`` is a valid value of
+    a scalar field, for the generated code; None for other fields, which
+    always go through their decoder."""
+    optional, inner = _is_optional(hint)
+    base, metadata = _split_annotated(inner)
+    if _is_optional(base)[0]:
+        return None
+    check = None
+    if base is bool:
+        check = "type(x) is bool"
+    elif base is int:
+        spec = _meta(metadata, Int)
+        if spec is not None:
+            check = f"(type(x) is int and {spec.lo} <= x <= {spec.hi})"
+    elif base is str:
+        spec = _meta(metadata, StrSpec) or StrSpec()
+        check = f"(type(x) is str and len(x) <= {spec.max_len})"
+    if check is not None and optional:
+        check = f"(x is None or {check})"
+    return check
+
+
+def _codegen(comp: _Compiled) -> None:
+    """Write the decoder and encoder of ``comp.cls`` as straight-line Python
+    (compiled once per class): scalar fields are checked inline and paths for
+    error messages are only built when something is wrong. Same behaviour as
+    the field-by-field tables, several times faster on the request path."""
+    cls = comp.cls
+    ns: dict[str, Any] = {
+        "cls": cls,
+        "new": object.__new__,
+        "MISSING": _MISSING,
+        "SchemaError": SchemaError,
+        "type_name": _type_name,
+        "NO_RECORDS": _NO_RECORDS,
+        "RECORD_TYPES": (bytes, bytearray, memoryview, SendfileSlice),
+    }
+    dec = [
+        "def decode(v, path, rec):",
+        "    if type(v) is not dict:",
+        "        raise SchemaError(path, 'expected map, got ' + type_name(v))",
+        "    get = v.get",
+        "    obj = new(cls)",
+    ]
+    enc = [
+        "def encode(v, path, rec):",
+        "    if not isinstance(v, cls):",
+        f"        raise SchemaError(path, 'expected {cls.__name__}, got ' + type_name(v))",
+        "    out = {}",
+    ]
+    for i, ((attr, key, field_dec, field_enc, default), fast) in enumerate(
+        zip(comp.fields, comp.fast, strict=True)
+    ):
+        ns[f"dec{i}"] = field_dec
+        ns[f"enc{i}"] = field_enc
+        if default is _MISSING:
+            missing = f"raise SchemaError((path, {key!r}), 'required field is missing')"
+        elif type(default) is _Factory:
+            ns[f"make{i}"] = default.make
+            missing = f"obj.{attr} = make{i}()"
+        else:
+            ns[f"default{i}"] = default
+            missing = f"obj.{attr} = default{i}"
+        dec.append(f"    x = get({key!r}, MISSING)")
+        if fast is not None:
+            dec.append(f"    if {fast}:")
+            dec.append(f"        obj.{attr} = x")
+            dec.append("    elif x is MISSING:")
+        else:
+            dec.append("    if x is MISSING:")
+        dec.append(f"        {missing}")
+        dec.append("    else:")
+        dec.append(f"        obj.{attr} = dec{i}(x, (path, {key!r}), rec)")
+        enc.append(f"    x = v.{attr}")
+        if fast is not None:
+            enc.append(f"    out[{key!r}] = x if {fast} else enc{i}(x, (path, {key!r}), rec)")
+        else:
+            enc.append(f"    out[{key!r}] = enc{i}(x, (path, {key!r}), rec)")
+    for attr, key in comp.records:
+        dec += [
+            f"    n = get({key!r}, MISSING)",
+            "    if type(n) is not int or n < 0 or n > 4294967295:",
+            "        raise SchemaError(",
+            f"            (path, {key!r}),",
+            "            'required field is missing' if n is MISSING",
+            "            else 'expected a u32 length, got ' + repr(n),",
+            "        )",
+            f"    obj.{attr} = NO_RECORDS  # replaced by decode_message",
+            f"    rec.append((obj, {attr!r}, n))",
+        ]
+        enc += [
+            f"    data = v.{attr}",
+            "    if not isinstance(data, RECORD_TYPES):",
+            f"        raise SchemaError((path, {attr!r}),",
+            "                          'expected bytes, got ' + type_name(data))",
+            f"    out[{key!r}] = len(data)",
+            "    rec.append(data)",
+        ]
+    dec.append("    return obj")
+    enc.append("    return out")
+    source = "\n".join(dec) + "\n\n" + "\n".join(enc) + "\n"
+    exec(compile(source, f"<tailrace schema {cls.__name__}>", "exec"), ns)
+    comp.decode = ns["decode"]
+    comp.encode = ns["encode"]
+
+
+def _decoder(cls: type) -> Decoder:
+    comp = _compiled(cls)
+    if comp.decode is None:
+        _codegen(comp)
+    assert comp.decode is not None
+    return comp.decode
+
+
+def _encoder(cls: type) -> Encoder:
+    comp = _compiled(cls)
+    if comp.encode is None:
+        _codegen(comp)
+    assert comp.encode is not None
+    return comp.encode
 
 
 def _compile_hint(hint: Any) -> tuple[Decoder, Encoder]:
@@ -326,14 +474,14 @@ def _list_codec(item: Any, max_items: int) -> tuple[Decoder, Encoder]:
             raise SchemaError(path, f"expected array, got {_type_name(v)}")
         if len(v) > max_items:
             raise SchemaError(path, f"array of {len(v)} items exceeds {max_items}")
-        return [idec(x, f"{path}[{i}]", rec) for i, x in enumerate(v)]
+        return [idec(x, (path, i), rec) for i, x in enumerate(v)]
 
     def enc(v: Any, path: str, rec: list) -> list:
         if not isinstance(v, (list, tuple)):
             raise SchemaError(path, f"expected list, got {_type_name(v)}")
         if len(v) > max_items:
             raise SchemaError(path, f"list of {len(v)} items exceeds {max_items}")
-        return [ienc(x, f"{path}[{i}]", rec) for i, x in enumerate(v)]
+        return [ienc(x, (path, i), rec) for i, x in enumerate(v)]
 
     return dec, enc
 
@@ -368,57 +516,21 @@ def _map_codec(value: Any, max_items: int) -> tuple[Decoder, Encoder]:
 
 
 def _struct_codec(cls: type) -> tuple[Decoder, Encoder]:
+    # The nested class may still be compiling (recursive types): generate its
+    # functions at first use, then call them directly.
+    generated: list[Decoder] = []
+
     def dec(v: Any, path: str, rec: list) -> Any:
-        return _decode_struct(_compiled(cls), v, path, rec)
+        if not generated:
+            generated.extend((_decoder(cls), _encoder(cls)))
+        return generated[0](v, path, rec)
 
     def enc(v: Any, path: str, rec: list) -> Any:
-        return _encode_struct(_compiled(cls), v, path, rec)
+        if not generated:
+            generated.extend((_decoder(cls), _encoder(cls)))
+        return generated[1](v, path, rec)
 
     return dec, enc
-
-
-def _decode_struct(comp: _Compiled, v: Any, path: str, rec: list) -> Any:
-    if type(v) is not dict:
-        raise SchemaError(path, f"expected map, got {_type_name(v)}")
-    kwargs: dict[str, Any] = {}
-    prefix = f"{path}." if path else ""
-    for attr, key, dec, _enc, default in comp.fields:
-        x = v.get(key, _MISSING)
-        if x is _MISSING:
-            if default is _MISSING:
-                raise SchemaError(prefix + key, "required field is missing")
-            kwargs[attr] = default.make() if type(default) is _Factory else default
-        else:
-            kwargs[attr] = dec(x, prefix + key, rec)
-    lengths = []
-    for attr, key in comp.records:
-        n = v.get(key, _MISSING)
-        if n is _MISSING:
-            raise SchemaError(prefix + key, "required field is missing")
-        if type(n) is not int or n < 0 or n > 2**32 - 1:
-            raise SchemaError(prefix + key, f"expected a u32 length, got {n!r}")
-        kwargs[attr] = _NO_RECORDS  # replaced by decode_message
-        lengths.append((attr, n))
-    obj = comp.cls(**kwargs)
-    for attr, n in lengths:
-        rec.append((obj, attr, n))
-    return obj
-
-
-def _encode_struct(comp: _Compiled, v: Any, path: str, rec: list) -> dict:
-    if not isinstance(v, comp.cls):
-        raise SchemaError(path, f"expected {comp.cls.__name__}, got {_type_name(v)}")
-    out: dict[str, Any] = {}
-    prefix = f"{path}." if path else ""
-    for attr, key, _dec, enc, _default in comp.fields:
-        out[key] = enc(getattr(v, attr), prefix + key, rec)
-    for attr, key in comp.records:
-        data = getattr(v, attr)
-        if not isinstance(data, (bytes, bytearray, memoryview, SendfileSlice)):
-            raise SchemaError(prefix + attr, f"expected bytes, got {_type_name(data)}")
-        out[key] = len(data)
-        rec.append(data)
-    return out
 
 
 # --- public entry points ---------------------------------------------------
@@ -431,7 +543,7 @@ def decode_message(cls: type, body: Any, records: memoryview) -> Any:
     must equal the sum of every ``*_length`` field exactly.
     """
     pending: list[tuple[Any, str, int]] = []
-    obj = _decode_struct(_compiled(cls), body, "", pending)
+    obj = _decoder(cls)(body, "", pending)
     pos = 0
     total = len(records)
     for target, attr, n in pending:
@@ -448,7 +560,7 @@ def encode_message(msg: Any) -> tuple[dict, list]:
     """Return ``(map, record_buffers)`` for ``msg``: the msgpack-ready map and
     the raw records to append after it, in wire order."""
     buffers: list = []
-    body = _encode_struct(_compiled(type(msg)), msg, "", buffers)
+    body = _encoder(type(msg))(msg, "", buffers)
     return body, buffers
 
 
