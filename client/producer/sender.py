@@ -331,6 +331,16 @@ class Sender:
     # --- outcomes ------------------------------------------------------------
 
     def _finish(self, batch: ProducerBatch, base_offset: int, error: BaseException | None) -> None:
+        if (
+            error is not None
+            and self.idempotent
+            and batch.sequence >= 0
+            and batch.producer_epoch == self.producer_epoch
+        ):
+            # A numbered batch that fails for good leaves a gap the broker
+            # waits for forever (every later batch of the partition would be
+            # out of order): start the numbering again under a new epoch.
+            self._epoch_bump_needed = True
         size = batch.reserved
         batch.complete(base_offset, error)
         batch.records = []
@@ -430,14 +440,29 @@ class Sender:
         self.producer_epoch = response.producer_epoch
         self._epoch_bump_needed = False
         if bump:
-            # every partition starts again at sequence 0 under the new epoch
+            # Every partition starts again at sequence 0 under the new epoch.
+            # A batch sent before may already be stored (its answer lost):
+            # sent again under new numbers it would be stored twice, so it
+            # fails with its outcome unknown; batches never sent are renumbered.
             self._next_seq.clear()
             self._rewinding.clear()
             for queue in self._queues.values():
-                for b in queue:
-                    b.sequence = -1
-                    b.encoded = None
+                for b in list(queue):
+                    if b.attempts:
+                        queue.remove(b)
+                        self._finish(b, -1, TailraceError(_UNKNOWN_OUTCOME))
+                    else:
+                        b.sequence = -1
+                        b.encoded = None
         return True
+
+
+#: Why a batch sent before an epoch bump is not sent again: it may be stored.
+_UNKNOWN_OUTCOME = (
+    "the producer renumbered its batches under a new epoch after an earlier batch of "
+    "this partition failed; this one had been sent before and may have been stored, "
+    "so it is not sent again"
+)
 
 
 def _seq_after(a: int, b: int) -> bool:

@@ -16,11 +16,23 @@ from rel_helpers import create_topic, live_broker
 from tailrace.broker.log import CorruptLogError, LogConfig, LogManager, PartitionLog
 from tailrace.broker.testing.powercut import PowerCutIO
 from tailrace.client import AsyncConsumer, AsyncProducer
-from tailrace.client.errors import ClientClosedError, CorruptRecordError, OutOfOrderSequenceError
+from tailrace.client.errors import (
+    BrokerError,
+    ClientClosedError,
+    CorruptRecordError,
+    OutOfOrderSequenceError,
+    TimeoutError,
+)
 from tailrace.client.producer.accumulator import Accumulator
 from tailrace.client.producer.batch import ProducerBatch
 from tailrace.client.producer.sender import Sender
-from tailrace.client.protocol import ApiKey, ApiVersionsRequest, ClientConnection, Limits
+from tailrace.client.protocol import (
+    ApiKey,
+    ApiVersionsRequest,
+    ClientConnection,
+    InitProducerIdResponse,
+    Limits,
+)
 from tailrace.client.protocol.frames import FrameReader
 from tailrace.client.records import build_batch, iter_headers, unpack_records
 
@@ -398,3 +410,40 @@ async def test_disk_full_lightly_used_partitions_reserve_little_disk(tmp_path):
         assert all(b - a <= 16 for a, b in itertools.pairwise(mib)), mib
     finally:
         await manager.aclose()
+
+
+async def test_disk_full_a_numbered_batch_that_fails_for_good_restarts_the_numbering():
+    """Found by the disk-full scenario's long profile: a partition refused
+    writes long enough for a numbered batch to pass its delivery timeout.
+    Its sequence never reached the broker, so every later batch of the
+    partition was out of order, retried until it expired too, and so on:
+    the partition never took a record again. A numbered batch that fails
+    for good now asks for a new epoch; at the bump, batches sent before are
+    failed with their outcome unknown (they may be stored: renumbered they
+    could be stored twice) and batches never sent are renumbered from 0."""
+    sender = _sender()
+    tp = ("t", 0)
+    expired = _sent_batch(sender, 470)
+    expired.attempts = 3
+    sender._finish(expired, -1, TimeoutError("not acknowledged within delivery_timeout"))
+    assert sender._epoch_bump_needed
+    sent_before = _sent_batch(sender, 471)
+    sent_before.attempts = 1
+    sent_before.records = [(0, None, b"a", None)]
+    never_sent = ProducerBatch("t", 0, 0)
+    never_sent.records = [(0, None, b"b", None)]
+    sender._queues[tp] = deque([sent_before, never_sent])
+
+    class Bump:
+        async def request(self, request, timeout):
+            assert (request.producer_id, request.producer_epoch) == (7, 0)
+            return InitProducerIdResponse(producer_id=7, producer_epoch=1)
+
+    sender.client = Bump()  # type: ignore[assignment]
+    assert await sender._init_producer_id()
+    assert (sender.producer_epoch, sender._epoch_bump_needed) == (1, False)
+    assert list(sender._queues[tp]) == [never_sent]
+    assert never_sent.sequence == -1  # numbered afresh when it is sent
+    assert sent_before.done
+    assert "may have been stored" in str(sent_before.error)
+    assert not isinstance(sent_before.error, BrokerError)  # unknown, not refused

@@ -210,6 +210,7 @@ async def test_a_full_disk_refuses_writes_keeps_reads_and_resumes(tmp_path, nurs
             producers=2,
             partitions=PARTITIONS,
             pad=100,
+            rate=3000,  # a steady load: the backlog of a full partition stays short
             config=PRODUCER,
             close_timeout=30,
         ):
