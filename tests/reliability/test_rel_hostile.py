@@ -26,6 +26,7 @@ recorded (tools/reliability.py prints it), not asserted.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -199,11 +200,12 @@ async def _hold(address: str, payload: bytes, opened: list) -> None:
     host, port = address.rsplit(":", 1)
     try:
         stream = await trio.open_tcp_stream(host, int(port))
-        if payload:
-            await stream.send_all(payload)
-    except (OSError, trio.BrokenResourceError):
+    except OSError:
         return
-    opened.append(stream)
+    opened.append(stream)  # closed by the test, whatever happens below
+    if payload:
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await stream.send_all(payload)
 
 
 async def _slow_loris(address: str, frame: bytes, stop: trio.Event, closed: list) -> None:
