@@ -101,9 +101,7 @@ async def _long_poll(
     # before waiting, and take the events in the same step (no checkpoint in
     # between), or an append in that gap would go unseen until the deadline.
     while (
-        _available(plan) < wanted
-        and trio.current_time() < deadline
-        and not ctx.draining.is_set()
+        _available(plan) < wanted and trio.current_time() < deadline and not ctx.draining.is_set()
     ):
         events = [plog.hw_event for plog in logs]
         await _wait_any([*events, ctx.draining], deadline)

@@ -48,9 +48,7 @@ def parse_offset_file_name(name: str) -> tuple[int, str] | None:
     return int(stem), "." + rest
 
 
-def atomic_write(
-    io: StorageIO, path: str, data: bytes, *, crash_point: str | None = None
-) -> None:
+def atomic_write(io: StorageIO, path: str, data: bytes, *, crash_point: str | None = None) -> None:
     """Replace ``path`` with ``data`` so that a crash leaves the old or the new
     file, never a torn one: write a temp file, fsync it, rename it over the
     target, fsync the directory. ``crash_point`` names the seam's hook between
