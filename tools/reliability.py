@@ -14,13 +14,18 @@ to ``--results`` (JSON lines, with the machine and the command). A failing
 scenario is marked FAILED and the tool exits 1; its pytest output is kept
 in the results directory.
 
-The soak lives only here: the maximum rate of four oracle producers is
-measured first (flush sync, 200-byte records, a broker process), then they
-run at half of it for ``--soak-minutes`` while the broker is killed with
-SIGKILL every ``--kill-every`` seconds and restarted on the same port. Per
-window between kills: records acknowledged, p50/p99 acknowledgement
-latency, broker RSS and descriptors. At the end the broker stops cleanly
-and the oracle reads everything from disk and through a consumer.
+Two scenarios live only here. diskfull-real gives the broker a real 32 MiB
+tmpfs (``unshare -rm``: a user and mount namespace, no privileges needed
+where user namespaces are allowed) and fills it: no SIGBUS, STORAGE_FULL,
+reads work, writes resume when a topic is deleted. The soak: the maximum
+rate of four oracle producers is measured first (flush sync, 200-byte
+records, a broker process), then they run at half of it for
+``--soak-minutes`` while the broker is killed with SIGKILL every
+``--kill-every`` seconds and restarted on the same port. Per window between
+kills: records acknowledged, p50/p99 acknowledgement latency (also without
+the first 5 s after the restart), broker RSS and descriptors. At the end the
+broker stops cleanly and the oracle reads everything from disk and through a
+consumer.
 """
 
 from __future__ import annotations
@@ -43,6 +48,10 @@ from tailrace.broker.testing.oracle import History, check, read_topic_dir
 from tailrace.broker.testing.process import BrokerChild, proc_status
 from tailrace.broker.testing.workload import ProducerStats, read_topic, run_producer
 from tailrace.client import AsyncAdmin
+from tailrace.client.errors import ErrorCode
+from tailrace.client.protocol import ProducePartition, ProduceRequest, ProduceTopic
+from tailrace.client.records import build_batch
+from tailrace.client.transport import BrokerConnection
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = {
@@ -195,6 +204,98 @@ def _window(t0: float, start: float, end: float, stats, samples) -> dict:
     }
 
 
+# --- a real full disk -------------------------------------------------------------
+
+
+async def diskfull_real(work: Path) -> dict:
+    """The broker on a 32 MiB tmpfs of its own (a user and mount namespace:
+    ``unshare -rm``, no privileges needed where user namespaces are allowed).
+    Oracle producers write to t while a filler topic takes the rest of the
+    space; once the disk is full: no SIGBUS (the broker lives), producers are
+    refused (STORAGE_FULL, retried), t reads; deleting the filler frees the
+    space and the producers' retries land; the oracle reads t back."""
+    data = work / "tmpfs"
+    data.mkdir()
+    mount = f'mount -t tmpfs -o size=32m none {data} && exec "$@"'
+    broker = BrokerChild(data / "data", wrap=["unshare", "-rm", "sh", "-c", mount, "sh"])
+    await trio.to_thread.run_sync(broker.start)
+    address = broker.address
+    async with AsyncAdmin(address) as admin:
+        for topic in ("t", "filler"):
+            partitions = 4 if topic == "t" else 1  # the oracle producers write 4
+            await admin.create_topic(
+                topic, partitions=partitions, config={"segment_bytes": str(4 << 20)}
+            )
+    history = History()
+    stats = [ProducerStats() for _ in range(4)]
+    stop = trio.Event()
+    full_errors = 0
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_producers, address, "t", history, stop, 2000, stats, "real")
+        # fill the disk, answer by answer, until the broker says it is full
+        conn = await BrokerConnection.connect(nursery, address)
+        # big batches first, then small ones for what is left between them
+        for size in (50_000, 2_000):
+            blob = build_batch([(0, None, b"f" * size, None)] * 4)
+            while True:
+                response = await conn.request(
+                    ProduceRequest(
+                        acks=1,
+                        timeout_ms=10_000,
+                        topics=[
+                            ProduceTopic(
+                                name="filler",
+                                partitions=[ProducePartition(partition=0, records=blob)],
+                            )
+                        ],
+                    )
+                )
+                code = response.topics[0].partitions[0].error_code
+                if code == ErrorCode.STORAGE_FULL:
+                    full_errors += 1
+                    break
+                if code:
+                    raise RuntimeError(f"filler produce failed with error code {code}")
+        await conn.aclose()  # its reader runs in this nursery
+        # t's partitions go on in the space they reserved before; wait until
+        # that is used and the producers' batches are refused (no
+        # acknowledgement for 3 s)
+        quiet_since = trio.current_time()
+        last = sum(s.acked for s in stats)
+        with trio.move_on_after(120):
+            while trio.current_time() - quiet_since < 3:
+                await trio.sleep(0.25)
+                now = sum(s.acked for s in stats)
+                if now != last:
+                    last, quiet_since = now, trio.current_time()
+        stalled = trio.current_time() - quiet_since >= 3
+        alive_when_full = broker.proc is not None and broker.proc.poll() is None
+        partial = await read_topic(address, "t", timeout=60)  # reads work while full
+        async with AsyncAdmin(address) as admin:
+            await admin.delete_topic("filler")
+        resumed_from = sum(s.acked for s in stats)
+        await history.until(lambda: sum(s.acked for s in stats) >= resumed_from + 4000, timeout=120)
+        stop.set()
+    history.finish()
+    reads = await read_topic(address, "t", timeout=120)
+    code = await trio.to_thread.run_sync(broker.terminate)
+    report = check(history, reads)
+    return {
+        "scenario": "disk full on a real 32 MiB tmpfs",
+        "runs": 1,
+        "faults": full_errors,
+        "records_checked": report.records_read,
+        "lost": report.lost,
+        "acked": report.acked,
+        "alive_when_full": alive_when_full,
+        "refused_when_full": stalled,
+        "read_while_full": sum(len(r.records) for r in partial),
+        "oracle_ok": report.ok,
+        "oracle": "" if report.ok else str(report),
+        "exit_code": code,
+    }
+
+
 # --- output -----------------------------------------------------------------------
 
 COLUMNS = ("runs", "faults", "records_checked", "lost")
@@ -225,15 +326,17 @@ def table(rows: list[dict], markdown: bool) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("scenarios", nargs="*", help=f"some of {', '.join([*SCENARIOS, 'soak'])}")
+    p.add_argument(
+        "scenarios", nargs="*", help=f"some of {', '.join([*SCENARIOS, 'diskfull-real', 'soak'])}"
+    )
     p.add_argument("--profile", choices=["short", "long"], default="long")
     p.add_argument("--soak-minutes", type=float, default=10.0)
     p.add_argument("--kill-every", type=float, default=120.0, help="seconds between kills")
     p.add_argument("--results", default="reliability-results.jsonl")
     p.add_argument("--markdown", action="store_true")
     args = p.parse_args()
-    names = args.scenarios or [*SCENARIOS, "soak"]
-    unknown = [n for n in names if n not in SCENARIOS and n != "soak"]
+    names = args.scenarios or [*SCENARIOS, "diskfull-real", "soak"]
+    unknown = [n for n in names if n not in SCENARIOS and n not in ("soak", "diskfull-real")]
     if unknown:
         p.error(f"unknown scenario(s): {', '.join(unknown)}")
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -242,7 +345,20 @@ def main() -> int:
     rows: list[dict] = []
     failed = []
     for name in names:
-        if name == "soak":
+        if name == "diskfull-real":
+            started = time.monotonic()
+            if shutil.which("unshare") is None:
+                print("diskfull-real: no unshare(1) here; not run")
+                continue
+            row = trio.run(diskfull_real, work)
+            row["seconds_total"] = round(time.monotonic() - started)
+            ok = (
+                row["oracle_ok"]
+                and row["alive_when_full"]
+                and row["refused_when_full"]
+                and row["exit_code"] == 0
+            )
+        elif name == "soak":
             started = time.monotonic()
             data = work / "soak-data"
             row = trio.run(soak, args.soak_minutes, args.kill_every, data)

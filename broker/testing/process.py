@@ -35,9 +35,14 @@ def proc_status(pid: int) -> dict[str, int]:
 
 
 class BrokerChild:
-    def __init__(self, data_dir: Path, *, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, *, env: dict[str, str] | None = None, wrap: list[str] | None = None
+    ) -> None:
         self.data_dir = data_dir
         self.env = env or {}
+        #: a command prefix (e.g. ``unshare`` to give the broker a small
+        #: filesystem of its own); it must exec the command it is given
+        self.wrap = wrap or []
         self.listen = "127.0.0.1:0"
         self.address = ""
         self.proc: subprocess.Popen[str] | None = None
@@ -52,7 +57,7 @@ class BrokerChild:
     def start(self, timeout: float = 120.0) -> BrokerChild:
         """Start (again, on the same address after the first time)."""
         cmd = [
-            sys.executable, "-m", "tailrace.broker.cli", "broker",
+            *self.wrap, sys.executable, "-m", "tailrace.broker.cli", "broker",
             "--data-dir", str(self.data_dir), "--listen", self.listen, "--log-format", "kv",
         ]  # fmt: skip
         env = {k: v for k, v in os.environ.items() if not k.startswith("TAILRACE_")}
