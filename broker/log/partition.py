@@ -1063,7 +1063,7 @@ class PartitionLog:
                 self._touch(seg)
             if seg.max_timestamp < timestamp:
                 continue
-            rel = seg.time_index.last_rel_below(timestamp)
+            rel = seg.time_rel_below(timestamp)
             start_offset = seg.base_offset + rel + 1 if rel >= 0 else seg.base_offset
             if start_offset >= min(seg.next_offset, hw):
                 continue

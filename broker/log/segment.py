@@ -131,6 +131,8 @@ class Segment:
         "_max_ts",
         "_offset_index",
         "_release_at",
+        "_time_checked",
+        "_time_damaged",
         "_time_index",
         "_timeindex_alloc",
         "_windows",
@@ -176,6 +178,10 @@ class Segment:
         self._offset_index: OffsetIndex | None = None
         self._time_index: TimeIndex | None = None
         self._max_ts: int | None = None
+        #: The time index was built here or checked against the log.
+        self._time_checked = False
+        #: ... and found not to match (an active segment's: not used).
+        self._time_damaged = False
         #: Max timestamp of the first batch: segment_ms is measured from it.
         self.roll_base_ts: int | None = None
         self._windows: list[tuple[int, int, mmap.mmap]] = []
@@ -223,6 +229,51 @@ class Segment:
             self._max_ts = self.time_index.last_timestamp
         return self._max_ts
 
+    def time_rel_below(self, timestamp: int) -> int:
+        """Relative offset of the last time-index entry older than
+        ``timestamp`` (every record at or below it is older), or -1.
+
+        A time index loaded from its file is checked against the log the
+        first time it is used (a walk of every batch header: once per
+        segment and process, for timestamp lookups only): a timestamp
+        damaged at rest would still look ordered and silently skip records.
+        A damaged one is rebuilt (sealed) or not used (active)."""
+        if not self._time_checked:
+            if not self._time_index_matches_log():
+                logger.warning(
+                    "time index of %s does not match its log: %s",
+                    self,
+                    "rebuilding the indexes" if self.sealed else "reading from the segment start",
+                )
+                if self.sealed:
+                    self.rebuild_indexes()
+                else:
+                    self._time_damaged = True
+            self._time_checked = True
+        if self._time_damaged:
+            return -1
+        return self.time_index.last_rel_below(timestamp)
+
+    def _time_index_matches_log(self) -> bool:
+        """Each entry names the last offset of a batch and the largest
+        timestamp up to and including that batch."""
+        ti = self.time_index
+        rels, stamps = ti.rel_offsets, ti.timestamps
+        n = len(rels)
+        i = 0
+        running = NO_TIMESTAMP
+        for _p, h in self.walk(0, self.size):
+            if i == n:
+                break
+            if h.max_timestamp > running:
+                running = h.max_timestamp
+            last_rel = h.base_offset + h.last_offset_delta - self.base_offset
+            while i < n and rels[i] <= last_rel:
+                if rels[i] != last_rel or stamps[i] != running:
+                    return False
+                i += 1
+        return i == n
+
     def set_indexes(self, offset_index: OffsetIndex, time_index: TimeIndex, max_ts: int) -> None:
         """Adopt indexes loaded and checked by the caller (clean open)."""
         self._offset_index = offset_index
@@ -247,6 +298,8 @@ class Segment:
         self._offset_index = result.offset_index
         self._time_index = result.time_index
         self._max_ts = result.max_timestamp
+        self._time_checked = True
+        self._time_damaged = False
         self._last_index_pos = result.offset_index.last()[1]
         self.roll_base_ts = result.first_max_timestamp
         if self.size:
@@ -277,7 +330,7 @@ class Segment:
             if self.size and not ti:
                 raise IndexCorruptError("a sealed non-empty segment has an empty time index")
             if self.sealed:
-                self._check_tail(oi)
+                self._check_tail(oi, ti)
         except (OSError, IndexCorruptError, CorruptLogError) as exc:
             logger.warning("index of %s is unusable (%s): rebuilding it from the log", self, exc)
             self.rebuild_indexes()
@@ -289,17 +342,26 @@ class Segment:
             self._max_ts = ti.last_timestamp
         self._update_full()
 
-    def _check_tail(self, oi: OffsetIndex) -> None:
+    def _check_tail(self, oi: OffsetIndex, ti: TimeIndex) -> None:
         """A sealed segment must end with a whole batch that reaches the next
         segment's base offset: walk the headers after the last index entry
         (at most one index interval). A file cut short or with damaged
-        headers there fails, and the rebuild that follows names the damage."""
+        headers there fails, and the rebuild that follows names the damage.
+        The time index's last entry is the segment's largest timestamp
+        (retention and timestamp lookups skip segments by it): no batch
+        walked may hold a larger one."""
         rel, pos = oi.last()
         expected = self.base_offset + rel
         end = pos
+        last_ts = ti.last_timestamp
         for p, h in self.walk(pos, self.size):
             if h.base_offset != expected:
                 raise IndexCorruptError(f"batch at {p} starts at offset {h.base_offset}")
+            if h.max_timestamp > last_ts:
+                raise IndexCorruptError(
+                    f"batch at {p} holds timestamp {h.max_timestamp}, "
+                    f"past the time index's last {last_ts}"
+                )
             expected = h.next_offset
             end = p + h.size
         if end != self.size or expected != self.next_offset:
@@ -412,8 +474,22 @@ class Segment:
         batch headers."""
         rel, pos = self.offset_index.floor(offset - self.base_offset)
         pos = self._checked_entry(rel, pos, lambda oi: oi.floor(offset - self.base_offset))
+        # The base offset is outside the CRC: a flipped bit there would make
+        # a batch claim offsets it does not hold. Each batch must start where
+        # the one before ended (the first at the segment's base or at its
+        # checked index entry).
+        expected = self.base_offset if pos == 0 else None
         for p, h in self.walk(pos, self.size):
-            if h.base_offset + h.last_offset_delta >= offset:
+            if expected is not None and h.base_offset != expected:
+                raise CorruptLogError(
+                    self.log_path,
+                    p,
+                    expected,
+                    expected + h.last_offset_delta,
+                    f"batch claims base offset {h.base_offset}, expected {expected}",
+                )
+            expected = h.base_offset + h.last_offset_delta + 1
+            if expected > offset:
                 return p, h.base_offset
         raise CorruptLogError(self.log_path, self.size, offset, None, "offset not in its segment")
 

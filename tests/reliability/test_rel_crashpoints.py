@@ -30,6 +30,7 @@ import contextlib
 import logging
 import os
 import random
+import zlib
 
 import pytest
 import trio
@@ -140,7 +141,7 @@ async def _crash_once(root: str, point: str, hit: int, image: str) -> dict:
     starts_at_cut = {p: manager.get("t", p).log_start_offset for p in range(PARTITIONS)}
     with contextlib.suppress(OSError):
         await manager.aclose()
-    seed = hash((point, hit)) & 0xFFFF
+    seed = zlib.crc32(f"{point}:{hit}".encode()) & 0xFFFF
     context = f"{point} hit {hit}, {image}\n" + _materialize(sim, image, seed)
     manager = LogManager.open(data_dir, cfg, clock_ms=clock)
     try:

@@ -204,6 +204,62 @@ def test_corruption_an_index_entry_pointing_elsewhere_is_never_followed(tmp_path
         assert f.read() == entries  # rebuilt
 
 
+def test_corruption_a_flipped_base_offset_is_refused_not_skipped(tmp_path):
+    """Found by the corruption-at-rest scenario's long profile: the base
+    offset is outside the CRC (the broker patches it), and a batch whose
+    base offset was damaged at rest to claim earlier offsets was passed
+    over by the lookup of its own offset (or served at the offsets it
+    claimed). A lookup now checks that each batch it walks starts where the
+    one before ended, and names the damaged offsets."""
+    log, path, cfg = _sealed_log(tmp_path)
+    seg_path = os.path.join(path, "00000000000000000000.log")
+    with open(os.path.join(path, "00000000000000000000.index"), "rb") as f:
+        targets = {pos for _rel, pos in struct.iter_unpack(">II", f.read())}
+    with open(seg_path, "rb") as f:
+        data = f.read()
+    pos, h = next((p, h) for p, h in iter_headers(data) if p not in targets and h.base_offset > 3)
+    with open(seg_path, "r+b") as f:
+        f.seek(pos)
+        f.write(struct.pack(">q", h.base_offset - 3))
+    log = PartitionLog.open(path, cfg, clean=True)
+    try:
+        with pytest.raises(CorruptLogError) as info:
+            log.read(h.base_offset, 1 << 20)
+        assert info.value.first_offset == h.base_offset
+        # what comes before the damage is still served
+        with log.read(h.base_offset - 1, 1 << 20) as s:
+            assert s.first_offset <= h.base_offset - 1
+    finally:
+        log.close()
+
+
+def test_corruption_a_time_index_entry_lowered_at_rest_is_not_trusted(tmp_path):
+    """Found by the corruption-at-rest scenario's long profile: a time
+    index entry whose timestamp was damaged downwards still looked ordered,
+    so a lookup by timestamp started past records that matched and answered
+    a later offset. A time index read from its file is checked against the
+    log at its first lookup, and a damaged one rebuilt."""
+    log, path, cfg = _sealed_log(tmp_path)
+    ti_path = os.path.join(path, "00000000000000000000.timeindex")
+    with open(ti_path, "rb") as f:
+        entries = f.read()
+    _ts0, rel0 = struct.unpack_from(">qI", entries, 0)
+    damaged = bytearray(entries)
+    struct.pack_into(">qI", damaged, 0, 999, rel0)  # records start at 1000
+    with open(ti_path, "wb") as f:
+        f.write(damaged)
+    log = PartitionLog.open(path, cfg, clean=True)
+    try:
+        found = log.offset_for_timestamp(1_000)
+        assert found is not None
+        assert (found.offset, found.timestamp) == (0, 1_000)
+        assert log.offset_for_timestamp(1_000 + rel0 + 1).offset == rel0 + 1
+    finally:
+        log.close()
+    with open(ti_path, "rb") as f:
+        assert f.read() == entries  # rebuilt
+
+
 async def _poll_forever(consumer: AsyncConsumer, got: list) -> None:
     while True:
         got += await consumer.poll(timeout_ms=200)
