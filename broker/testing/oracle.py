@@ -147,6 +147,9 @@ class History:
         self.listeners: list[Callable[[], None]] = []
         #: acknowledged values per (topic, partition), kept as they come
         self.acked_in: dict[tuple[str, int], int] = defaultdict(int)
+        #: values sent and not completed yet, kept as they come (counts()
+        #: walks every attempt: too slow for a predicate checked per outcome)
+        self.pending = 0
         self._lock = threading.Lock()
 
     def sent(self, producer: str, seq: int, topic: str, partition: int) -> None:
@@ -155,11 +158,13 @@ class History:
             if key in self.attempts:
                 raise ValueError(f"value {key} sent twice: values must be unique")
             self.attempts[key] = Attempt(producer, seq, topic, partition, self.clock())
+            self.pending += 1
 
     def _complete(self, producer: str, seq: int) -> Attempt | None:
         a = self.attempts[(producer, seq)]
         if a.status != PENDING:
             raise ValueError(f"value {(producer, seq)} completed twice")
+        self.pending -= 1
         now = self.clock()
         a.done_at = now
         if self.cut_at is not None and now >= self.cut_at:
@@ -223,6 +228,7 @@ class History:
                 if a.status == PENDING:
                     a.status = UNKNOWN
                     a.error = "never completed"
+            self.pending = 0
 
     def counts(self) -> dict[str, int]:
         out = {ACKED: 0, FAILED: 0, UNKNOWN: 0, PENDING: 0}
