@@ -117,8 +117,9 @@ class BrokerProcess:
         self.address = ""
         self.log_lines: list[str] = []
 
-    def start(self, timeout: float = 30.0) -> BrokerProcess:
-        cmd = [
+    def command(self) -> list[str]:
+        """The child's command line."""
+        return [
             sys.executable,
             "-m",
             "tailrace.broker.cli",
@@ -130,9 +131,16 @@ class BrokerProcess:
             "kv",
             *self.args,
         ]
+
+    def child_env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.pop("TAILRACE_BOOTSTRAP", None)
         env.update(self.env or {})
+        return env
+
+    def start(self, timeout: float = 30.0) -> BrokerProcess:
+        cmd = self.command()
+        env = self.child_env()
         self.proc = subprocess.Popen(
             cmd,
             stdout=subprocess.DEVNULL,

@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
-import subprocess
 import sys
-import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import trio
-from harness import ROOT, BrokerProcess, RunningBroker, broker_config
+from harness import BrokerProcess, RunningBroker, broker_config
 
 from tailrace.broker.app import Broker
 from tailrace.broker.log.storage_io import StorageIO
@@ -171,8 +168,8 @@ class FaultyBrokerProcess(BrokerProcess):
         self.point = point
         self.after = after
 
-    def start(self, timeout: float = 30.0) -> FaultyBrokerProcess:
-        cmd = [
+    def command(self) -> list[str]:
+        return [
             sys.executable,
             "-m",
             "tailrace.broker.testing.faulty_broker",
@@ -183,33 +180,13 @@ class FaultyBrokerProcess(BrokerProcess):
             "--data-dir",
             str(self.data_dir),
             "--listen",
-            self.listen,
+            str(self.listen),
         ]
+
+    def child_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TAILRACE_")}
         env.update(self.env or {})
-        self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT
-        )
-        found = threading.Event()
-
-        def pump() -> None:
-            assert self.proc is not None
-            assert self.proc.stderr is not None
-            for line in self.proc.stderr:
-                self.log_lines.append(line.rstrip("\n"))
-                m = re.search(r"listening .*address=(\S+)", line)
-                if m and not self.address:
-                    self.address = m.group(1)
-                    found.set()
-            found.set()
-
-        self._pump = threading.Thread(target=pump, daemon=True)
-        self._pump.start()
-        found.wait(timeout)
-        if not self.address:
-            self.kill()
-            raise RuntimeError("faulty broker did not start:\n" + "\n".join(self.log_lines))
-        return self
+        return env
 
     def wait_exit(self, timeout: float = 120.0) -> int:
         """Wait for the process to end by itself; its exit status."""
