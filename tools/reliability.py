@@ -113,9 +113,22 @@ def _pct(values: list[float], q: float) -> float | None:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-async def soak(minutes: float, kill_every: float, data: Path) -> dict:
-    broker = BrokerChild(data)
+async def _started(broker: BrokerChild, scenario, *args) -> dict:
+    """Start ``broker`` and run ``scenario(broker, *args)``; a scenario that
+    fails or is interrupted leaves no broker behind (SIGKILL, reaped)."""
     await trio.to_thread.run_sync(broker.start)
+    try:
+        return await scenario(broker, *args)
+    except BaseException:
+        broker.kill()
+        raise
+
+
+async def soak(minutes: float, kill_every: float, data: Path) -> dict:
+    return await _started(BrokerChild(data), _soak, minutes, kill_every, data)
+
+
+async def _soak(broker: BrokerChild, minutes: float, kill_every: float, data: Path) -> dict:
     address = broker.address
     async with AsyncAdmin(address) as admin:
         for topic in ("soak", "soak-probe"):
@@ -222,7 +235,10 @@ async def diskfull_real(work: Path) -> dict:
     data.mkdir()
     mount = f'mount -t tmpfs -o size=32m none {data} && exec "$@"'
     broker = BrokerChild(data / "data", wrap=["unshare", "-rm", "sh", "-c", mount, "sh"])
-    await trio.to_thread.run_sync(broker.start)
+    return await _started(broker, _diskfull_real)
+
+
+async def _diskfull_real(broker: BrokerChild) -> dict:
     address = broker.address
     async with AsyncAdmin(address) as admin:
         for topic in ("t", "filler"):
