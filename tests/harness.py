@@ -138,6 +138,11 @@ class BrokerProcess:
         env.update(self.env or {})
         return env
 
+    def on_line(self, line: str) -> str | None:
+        """Read one stderr line; the listening address when it gives it."""
+        m = _LISTENING.search(line)
+        return m.group(1) if m else None
+
     def start(self, timeout: float = 30.0) -> BrokerProcess:
         cmd = self.command()
         env = self.child_env()
@@ -157,9 +162,9 @@ class BrokerProcess:
             assert self.proc.stderr is not None
             for line in self.proc.stderr:
                 self.log_lines.append(line.rstrip("\n"))
-                m = _LISTENING.search(line)
-                if m and not self.address:
-                    self.address = m.group(1)
+                address = self.on_line(line)
+                if address and not self.address:
+                    self.address = address
                     found.set()
             found.set()
 

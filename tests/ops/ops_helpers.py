@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import h11
 import trio
-from harness import broker_config
+from harness import BrokerProcess, broker_config
 from prometheus_client.parser import text_string_to_metric_families
 
 from tailrace.broker.app import Broker
@@ -179,75 +177,33 @@ def child_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("TAILRACE_")}
 
 
-@dataclass
-class JsonBroker:
+class JsonBroker(BrokerProcess):
     """``tailrace broker --log-format json`` as a child process; every stderr
     line is kept, and the listening and metrics addresses are read from the
     JSON lines as they come."""
 
-    data_dir: Path
-    args: tuple[str, ...] = ()
-    lines: list[str] = field(default_factory=list)
-    address: str = ""
-    metrics_address: str = ""
-    proc: subprocess.Popen[str] | None = None
+    def __init__(self, data_dir: Path, args: tuple[str, ...] = ()) -> None:
+        super().__init__(data_dir, *args)
+        self.metrics_address = ""
 
-    def start(self, timeout: float = 30.0) -> JsonBroker:
-        cmd = broker_command(
-            "--data-dir",
-            str(self.data_dir),
-            "--listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-            *self.args,
-        )
-        self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=child_env()
-        )
-        ready = threading.Event()
+    @property
+    def lines(self) -> list[str]:
+        return self.log_lines
 
-        def pump() -> None:
-            assert self.proc is not None
-            assert self.proc.stderr is not None
-            for line in self.proc.stderr:
-                self.lines.append(line.rstrip("\n"))
-                try:
-                    obj = json.loads(line)
-                except ValueError:
-                    continue  # the test parses every line itself and fails there
-                if obj.get("msg") == "serving metrics and health checks":
-                    self.metrics_address = obj["address"]
-                if obj.get("msg") == "listening" and not self.address:
-                    self.address = obj["address"]
-                    ready.set()
-            ready.set()
+    def command(self) -> list[str]:
+        return broker_command(
+            "--data-dir", str(self.data_dir), "--listen", "127.0.0.1:0",
+            "--log-format", "json", *self.args,
+        )  # fmt: skip
 
-        self._pump = threading.Thread(target=pump, daemon=True)
-        self._pump.start()
-        ready.wait(timeout)
-        if not self.address:
-            self.kill()
-            raise RuntimeError("broker did not start:\n" + "\n".join(self.lines))
-        return self
+    def child_env(self) -> dict[str, str]:
+        return child_env()
 
-    def terminate(self, timeout: float = 30.0) -> int:
-        assert self.proc is not None
-        self.proc.terminate()
-        code = self.proc.wait(timeout)
-        self._reap()
-        return code
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait(30)
-            self._reap()
-
-    def _reap(self) -> None:
-        # the pump ends at EOF; then the pipe can be closed
-        assert self.proc is not None
-        self._pump.join(30)
-        if self.proc.stderr is not None:
-            self.proc.stderr.close()
+    def on_line(self, line: str) -> str | None:
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            return None  # the test parses every line itself and fails there
+        if obj.get("msg") == "serving metrics and health checks":
+            self.metrics_address = obj["address"]
+        return obj["address"] if obj.get("msg") == "listening" else None
