@@ -186,6 +186,16 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     return bytes(out)
 
 
+def describe(row: dict) -> str:
+    """One result row as a line of text."""
+    return (
+        f"consumers={row['consumers']:<4d} {row['gib_per_sec']:6.2f} GiB/s in all  "
+        f"broker {row['broker_cpu_s_per_gib']:.3f} CPU s/GiB  "
+        f"switches {row['broker_switches_per_gib']:>8}/GiB  "
+        f"syscalls {row['broker_syscalls_per_gib']:>8}/GiB"
+    )
+
+
 def consumer(address: str, end_offset: int, result: mp.Queue) -> None:
     """Read the partition from 0 to ``end_offset`` with two fetches in flight."""
     host, port = address.rsplit(":", 1)
@@ -299,15 +309,7 @@ def main() -> int:
                     best = r
             rows.append(best)
             if not args.json:
-                b = best
-                print(
-                    f"consumers={consumers} zero_copy={zero_copy!s:5s} "
-                    f"{b['gib_per_sec']:6.2f} GiB/s  "
-                    f"cpu {b['broker_cpu_s_per_gib']:.3f} s/GiB  "
-                    f"switches {b['broker_switches_per_gib']:>8}/GiB  "
-                    f"syscalls {b['broker_syscalls_per_gib']:>8}/GiB",
-                    flush=True,
-                )
+                print(f"zero_copy={zero_copy!s:5s} {describe(best)}", flush=True)
     if args.json:
         print(json.dumps(rows))
     return 0

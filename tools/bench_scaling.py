@@ -90,13 +90,7 @@ def main() -> int:
         row = bench_fetch.run_one(True, c, args.gib)
         rows["consumers"].append(row)
         if not args.json:
-            print(
-                f"consumers={c:4d}  {row['gib_per_sec']:6.2f} GiB/s in all  "
-                f"broker {row['broker_cpu_s_per_gib']:.3f} CPU s/GiB  "
-                f"{row['broker_switches_per_gib']} switches/GiB  "
-                f"{row['broker_syscalls_per_gib']} syscalls/GiB",
-                flush=True,
-            )
+            print(bench_fetch.describe(row), flush=True)
     if args.json:
         print(json.dumps(rows))
     return 0
