@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 from tailrace.client.errors import BrokerError
 
 from ..server.connection import NO_REPLY, ConnectionInfo, Later, Streamed
-from .admin import handle_api_versions, handle_create_topics, handle_delete_topics, handle_metadata
+from .admin import (
+    handle_api_versions,
+    handle_create_partitions,
+    handle_create_topics,
+    handle_delete_topics,
+    handle_metadata,
+)
 from .codec import KafkaBadRequest, KafkaRequest, encode_response, response_class
 from .data import handle_fetch, handle_init_producer_id, handle_list_offsets, handle_produce
 from .entities import error_body
@@ -39,6 +45,7 @@ HANDLERS: dict[int, Callable[..., Any]] = {
     KafkaApi.CREATE_TOPICS: handle_create_topics,
     KafkaApi.DELETE_TOPICS: handle_delete_topics,
     KafkaApi.INIT_PRODUCER_ID: handle_init_producer_id,
+    KafkaApi.CREATE_PARTITIONS: handle_create_partitions,
 }
 
 try:  # the classic consumer-group APIs (a module of their own)

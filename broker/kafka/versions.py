@@ -27,6 +27,7 @@ class KafkaApi(IntEnum):
     CREATE_TOPICS = 19
     DELETE_TOPICS = 20
     INIT_PRODUCER_ID = 22
+    CREATE_PARTITIONS = 37
 
 
 #: api_key -> (min_version, max_version), in api_key order.
@@ -39,6 +40,7 @@ ADVERTISED: dict[int, tuple[int, int]] = {
     KafkaApi.CREATE_TOPICS: (2, 4),
     KafkaApi.DELETE_TOPICS: (1, 3),
     KafkaApi.INIT_PRODUCER_ID: (0, 4),
+    KafkaApi.CREATE_PARTITIONS: (0, 1),
 }
 
 
