@@ -23,10 +23,12 @@ class KafkaApi(IntEnum):
     FETCH = 1
     LIST_OFFSETS = 2
     METADATA = 3
+    SASL_HANDSHAKE = 17
     API_VERSIONS = 18
     CREATE_TOPICS = 19
     DELETE_TOPICS = 20
     INIT_PRODUCER_ID = 22
+    SASL_AUTHENTICATE = 36
     CREATE_PARTITIONS = 37
 
 
@@ -36,12 +38,24 @@ ADVERTISED: dict[int, tuple[int, int]] = {
     KafkaApi.FETCH: (4, 11),
     KafkaApi.LIST_OFFSETS: (1, 5),
     KafkaApi.METADATA: (1, 8),
+    KafkaApi.SASL_HANDSHAKE: (1, 1),
     KafkaApi.API_VERSIONS: (0, 4),
     KafkaApi.CREATE_TOPICS: (2, 4),
     KafkaApi.DELETE_TOPICS: (1, 3),
     KafkaApi.INIT_PRODUCER_ID: (0, 4),
+    KafkaApi.SASL_AUTHENTICATE: (0, 1),
     KafkaApi.CREATE_PARTITIONS: (0, 1),
 }
+
+
+try:  # the classic consumer-group APIs bring their own (tested) ranges
+    from .groups import GROUP_VERSIONS
+except ModuleNotFoundError as exc:  # pragma: no cover - before the groups module lands
+    if exc.name != f"{__package__}.groups":
+        raise
+    GROUP_VERSIONS = {}
+ADVERTISED.update(GROUP_VERSIONS)
+ADVERTISED = dict(sorted(ADVERTISED.items()))
 
 
 def supports(api_key: int, api_version: int) -> bool:

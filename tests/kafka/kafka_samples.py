@@ -30,6 +30,12 @@ from kafka.protocol.metadata import (
 )
 from kafka.protocol.producer import ProduceRequest, ProduceResponse
 from kafka.protocol.producer.transaction import InitProducerIdRequest, InitProducerIdResponse
+from kafka.protocol.sasl import (
+    SaslAuthenticateRequest,
+    SaslAuthenticateResponse,
+    SaslHandshakeRequest,
+    SaslHandshakeResponse,
+)
 
 from tailrace.broker.kafka.versions import ADVERTISED
 
@@ -42,7 +48,9 @@ CLASSES: dict[int, tuple[Any, Any]] = {
     18: (ApiVersionsRequest, ApiVersionsResponse),
     19: (CreateTopicsRequest, CreateTopicsResponse),
     20: (DeleteTopicsRequest, DeleteTopicsResponse),
+    17: (SaslHandshakeRequest, SaslHandshakeResponse),
     22: (InitProducerIdRequest, InitProducerIdResponse),
+    36: (SaslAuthenticateRequest, SaslAuthenticateResponse),
     37: (CreatePartitionsRequest, CreatePartitionsResponse),
 }
 
@@ -139,6 +147,10 @@ def sample(api_key: int, version: int):
         return request(2, version, topics=[_L(name="t", partitions=[part])])
     if api_key == 3:
         return request(3, version, topics=[MetadataRequest.MetadataRequestTopic(name="t")])
+    if api_key == 17:
+        return request(17, version, mechanism="SCRAM-SHA-256")
+    if api_key == 36:
+        return request(36, version, auth_bytes=b"n,,n=user,r=nonce")
     if api_key == 37:
         grow = CreatePartitionsRequest.CreatePartitionsTopic(name="t", count=4, assignments=None)
         return request(37, version, topics=[grow], timeout_ms=1000)
