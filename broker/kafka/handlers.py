@@ -26,6 +26,11 @@ from .admin import (
     handle_metadata,
 )
 from .codec import KafkaBadRequest, KafkaRequest, encode_response, response_class
+from .configs import (
+    handle_alter_configs,
+    handle_describe_configs,
+    handle_incremental_alter_configs,
+)
 from .data import handle_fetch, handle_init_producer_id, handle_list_offsets, handle_produce
 from .entities import error_body
 from .errors import kafka_code
@@ -47,6 +52,9 @@ HANDLERS: dict[int, Callable[..., Any]] = {
     KafkaApi.DELETE_TOPICS: handle_delete_topics,
     KafkaApi.INIT_PRODUCER_ID: handle_init_producer_id,
     KafkaApi.CREATE_PARTITIONS: handle_create_partitions,
+    KafkaApi.DESCRIBE_CONFIGS: handle_describe_configs,
+    KafkaApi.ALTER_CONFIGS: handle_alter_configs,
+    KafkaApi.INCREMENTAL_ALTER_CONFIGS: handle_incremental_alter_configs,
     KafkaApi.SASL_HANDSHAKE: handle_sasl_handshake,
     KafkaApi.SASL_AUTHENTICATE: handle_sasl_authenticate,
 }

@@ -29,7 +29,10 @@ class KafkaApi(IntEnum):
     DELETE_TOPICS = 20
     INIT_PRODUCER_ID = 22
     SASL_AUTHENTICATE = 36
+    DESCRIBE_CONFIGS = 32
+    ALTER_CONFIGS = 33
     CREATE_PARTITIONS = 37
+    INCREMENTAL_ALTER_CONFIGS = 44
 
 
 #: api_key -> (min_version, max_version), in api_key order.
@@ -44,7 +47,10 @@ ADVERTISED: dict[int, tuple[int, int]] = {
     KafkaApi.DELETE_TOPICS: (1, 3),
     KafkaApi.INIT_PRODUCER_ID: (0, 4),
     KafkaApi.SASL_AUTHENTICATE: (0, 1),
+    KafkaApi.DESCRIBE_CONFIGS: (1, 3),
+    KafkaApi.ALTER_CONFIGS: (0, 1),
     KafkaApi.CREATE_PARTITIONS: (0, 1),
+    KafkaApi.INCREMENTAL_ALTER_CONFIGS: (0, 1),
 }
 
 

@@ -8,6 +8,14 @@ import socket
 import struct
 from typing import Any
 
+from kafka.protocol.admin.configs import (
+    AlterConfigsRequest,
+    AlterConfigsResponse,
+    DescribeConfigsRequest,
+    DescribeConfigsResponse,
+    IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResponse,
+)
 from kafka.protocol.admin.topics import (
     CreatePartitionsRequest,
     CreatePartitionsResponse,
@@ -51,7 +59,10 @@ CLASSES: dict[int, tuple[Any, Any]] = {
     17: (SaslHandshakeRequest, SaslHandshakeResponse),
     22: (InitProducerIdRequest, InitProducerIdResponse),
     36: (SaslAuthenticateRequest, SaslAuthenticateResponse),
+    32: (DescribeConfigsRequest, DescribeConfigsResponse),
+    33: (AlterConfigsRequest, AlterConfigsResponse),
     37: (CreatePartitionsRequest, CreatePartitionsResponse),
+    44: (IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse),
 }
 
 #: fields that kafka-python's defaults get wrong for a plain client
@@ -147,6 +158,15 @@ def sample(api_key: int, version: int):
         return request(2, version, topics=[_L(name="t", partitions=[part])])
     if api_key == 3:
         return request(3, version, topics=[MetadataRequest.MetadataRequestTopic(name="t")])
+    if api_key == 32:
+        res = DescribeConfigsRequest.DescribeConfigsResource
+        return request(32, version, resources=[res(resource_type=2, resource_name="t")])
+    if api_key in (33, 44):
+        cls = CLASSES[api_key][0].AlterConfigsResource
+        item = cls.AlterableConfig(name="retention.ms", value="1000")
+        return request(
+            api_key, version, resources=[cls(resource_type=2, resource_name="t", configs=[item])]
+        )
     if api_key == 17:
         return request(17, version, mechanism="SCRAM-SHA-256")
     if api_key == 36:
