@@ -17,7 +17,7 @@ from pathlib import Path
 
 from kio.index import load_request_schema
 
-from tailrace.broker.kafka.versions import ADVERTISED, KafkaApi
+from tailrace.broker.kafka.versions import ADVERTISED, api_name
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "kafka.md"
@@ -34,7 +34,7 @@ def render() -> str:
     for key, (lo, hi) in sorted(ADVERTISED.items()):
         flexible = [v for v in range(lo, hi + 1) if load_request_schema(key, v).__flexible__]
         lines.append(
-            f"| {KafkaApi(key).name} | {int(key)} | {lo}-{hi} | "
+            f"| {api_name(key)} | {int(key)} | {lo}-{hi} | "
             f"{f'v{flexible[0]}' if flexible else 'none advertised'} |"
         )
     return "\n".join(lines) + "\n"

@@ -20,8 +20,6 @@ from typing import TYPE_CHECKING
 
 from tailrace.client.errors import (
     BrokerError,
-    ClusterAuthorizationError,
-    CoordinatorNotAvailableError,
 )
 from tailrace.client.protocol import (
     AclCreationResult,
@@ -37,26 +35,16 @@ from tailrace.client.protocol import (
     Request,
 )
 
-from ..security.acl import AclBinding, AclFilter, AclStore
-from ..security.authz import ALTER, CLUSTER, CLUSTER_NAME, DESCRIBE, add_bindings, remove_bindings
+from ..security.acl import AclBinding, AclFilter
+from ..security.authz import ALTER
 from ..server.connection import ConnectionInfo, Later
+from ..services import acls as service
+from .errors import fill
 
 if TYPE_CHECKING:
     from .context import BrokerContext
 
 __all__ = ["handle_create_acls", "handle_delete_acls", "handle_describe_acls"]
-
-
-def _store(ctx: BrokerContext, info: ConnectionInfo, operation: str) -> AclStore:
-    authz = ctx.authz
-    if authz is not None and not authz.allowed(info, operation, CLUSTER, CLUSTER_NAME):
-        raise ClusterAuthorizationError(
-            f"{info.principal} may not {operation} the cluster's ACLs "
-            f"(needs {operation} on the cluster)"
-        )
-    if ctx.acl_store is None:
-        raise CoordinatorNotAvailableError("the ACL store is not open yet")
-    return ctx.acl_store
 
 
 def _entry(b: AclBinding) -> AclEntry:
@@ -77,24 +65,18 @@ def _filter(f: AclFilterEntry) -> AclFilter:
     return AclFilter(f.principal, f.operation, f.resource_type, f.resource_name, f.pattern_type)
 
 
-def _fail(result: AclCreationResult | DeleteAclsFilterResult, exc: BrokerError) -> None:
-    result.error_code = int(exc.code)
-    result.error_message = exc.message
-
-
 def handle_describe_acls(ctx: BrokerContext, info: ConnectionInfo, request: Request) -> bytes:
     body: DescribeAclsRequest = request.body
-    store = _store(ctx, info, DESCRIBE)
-    bindings = store.bindings(_filter(body.filter))
+    bindings = service.describe(ctx, info, _filter(body.filter))
     return ctx.encode(request, DescribeAclsResponse(bindings=[_entry(b) for b in bindings]))
 
 
 def handle_create_acls(ctx: BrokerContext, info: ConnectionInfo, request: Request) -> Later:
-    store = _store(ctx, info, ALTER)
-    return Later(_create_acls, ctx, store, request)
+    service.store_for(ctx, info, ALTER)  # refused as a whole, before any work
+    return Later(_create_acls, ctx, info, request)
 
 
-async def _create_acls(ctx: BrokerContext, store: AclStore, request: Request) -> bytes:
+async def _create_acls(ctx: BrokerContext, info: ConnectionInfo, request: Request) -> bytes:
     body: CreateAclsRequest = request.body
     results = []
     valid: list[tuple[AclCreationResult, AclBinding]] = []
@@ -104,31 +86,31 @@ async def _create_acls(ctx: BrokerContext, store: AclStore, request: Request) ->
         try:
             valid.append((result, _binding(entry)))
         except BrokerError as exc:
-            _fail(result, exc)
+            fill(result, exc)
     if valid:
         try:
-            await add_bindings(store, ctx.authz, [b for _, b in valid])
+            await service.create(ctx, info, [b for _, b in valid])
         except BrokerError as exc:  # over the cap: nothing was added
             for result, _ in valid:
-                _fail(result, exc)
+                fill(result, exc)
     return ctx.encode(request, CreateAclsResponse(results=results))
 
 
 def handle_delete_acls(ctx: BrokerContext, info: ConnectionInfo, request: Request) -> Later:
-    store = _store(ctx, info, ALTER)
-    return Later(_delete_acls, ctx, store, request)
+    service.store_for(ctx, info, ALTER)  # refused as a whole, before any work
+    return Later(_delete_acls, ctx, info, request)
 
 
-async def _delete_acls(ctx: BrokerContext, store: AclStore, request: Request) -> bytes:
+async def _delete_acls(ctx: BrokerContext, info: ConnectionInfo, request: Request) -> bytes:
     body: DeleteAclsRequest = request.body
     results = []
     for entry in body.filters:
         result = DeleteAclsFilterResult()
         results.append(result)
         try:
-            removed = await remove_bindings(store, ctx.authz, _filter(entry))
+            removed = await service.delete(ctx, info, _filter(entry))
         except BrokerError as exc:
-            _fail(result, exc)
+            fill(result, exc)
             continue
         result.deleted = [_entry(b) for b in removed]
     return ctx.encode(request, DeleteAclsResponse(results=results))

@@ -62,7 +62,7 @@ from tailrace.client.protocol import CLOSED, NEED_DATA, Limits
 from tailrace.client.protocol.frames import FrameReader
 
 from .errors import KafkaLocalProtocolError, KafkaRemoteProtocolError, kafka_code
-from .versions import ADVERTISED, KafkaApi
+from .versions import ADVERTISED, KafkaApi, api_name
 
 __all__ = [
     "CLOSED",
@@ -240,7 +240,7 @@ class KafkaServerConnection:
             what = (
                 f"unknown api_key {api_key}"
                 if span is None
-                else f"{KafkaApi(api_key).name} version {api_version} is not supported "
+                else f"{api_name(api_key)} version {api_version} is not supported "
                 f"({span[0]}-{span[1]})"
             )
             return KafkaBadRequest(
@@ -256,7 +256,7 @@ class KafkaServerConnection:
                 api_version,
                 correlation_id,
                 InvalidRequestError(
-                    f"{KafkaApi(api_key).name} v{api_version} request does not decode: "
+                    f"{api_name(api_key)} v{api_version} request does not decode: "
                     f"{type(exc).__name__}: {exc}"
                 ),
                 size,

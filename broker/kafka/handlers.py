@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from tailrace.client.errors import BrokerError
 
 from ..server.connection import NO_REPLY, ConnectionInfo, Later, Streamed
+from .acls import handle_create_acls, handle_delete_acls, handle_describe_acls
 from .admin import (
     handle_api_versions,
     handle_create_partitions,
@@ -53,6 +54,9 @@ HANDLERS: dict[int, Callable[..., Any]] = {
     KafkaApi.INIT_PRODUCER_ID: handle_init_producer_id,
     KafkaApi.CREATE_PARTITIONS: handle_create_partitions,
     KafkaApi.DESCRIBE_CONFIGS: handle_describe_configs,
+    KafkaApi.DESCRIBE_ACLS: handle_describe_acls,
+    KafkaApi.CREATE_ACLS: handle_create_acls,
+    KafkaApi.DELETE_ACLS: handle_delete_acls,
     KafkaApi.ALTER_CONFIGS: handle_alter_configs,
     KafkaApi.INCREMENTAL_ALTER_CONFIGS: handle_incremental_alter_configs,
     KafkaApi.SASL_HANDSHAKE: handle_sasl_handshake,

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-__all__ = ["ADVERTISED", "KafkaApi", "supports"]
+from kio.schema.index import api_key_map
+
+__all__ = ["ADVERTISED", "KafkaApi", "api_name", "supports"]
 
 
 class KafkaApi(IntEnum):
@@ -28,6 +30,9 @@ class KafkaApi(IntEnum):
     CREATE_TOPICS = 19
     DELETE_TOPICS = 20
     INIT_PRODUCER_ID = 22
+    DESCRIBE_ACLS = 29
+    CREATE_ACLS = 30
+    DELETE_ACLS = 31
     SASL_AUTHENTICATE = 36
     DESCRIBE_CONFIGS = 32
     ALTER_CONFIGS = 33
@@ -47,6 +52,9 @@ ADVERTISED: dict[int, tuple[int, int]] = {
     KafkaApi.DELETE_TOPICS: (1, 3),
     KafkaApi.INIT_PRODUCER_ID: (0, 4),
     KafkaApi.SASL_AUTHENTICATE: (0, 1),
+    KafkaApi.DESCRIBE_ACLS: (1, 1),
+    KafkaApi.CREATE_ACLS: (1, 1),
+    KafkaApi.DELETE_ACLS: (1, 1),
     KafkaApi.DESCRIBE_CONFIGS: (1, 3),
     KafkaApi.ALTER_CONFIGS: (0, 1),
     KafkaApi.CREATE_PARTITIONS: (0, 1),
@@ -62,6 +70,12 @@ except ModuleNotFoundError as exc:  # pragma: no cover - before the groups modul
     GROUP_VERSIONS = {}
 ADVERTISED.update(GROUP_VERSIONS)
 ADVERTISED = dict(sorted(ADVERTISED.items()))
+
+
+def api_name(api_key: int) -> str:
+    """Kafka's name of an API key (``FIND_COORDINATOR``), for messages."""
+    name = api_key_map.get(api_key)
+    return name.upper() if name else f"api_key {api_key}"
 
 
 def supports(api_key: int, api_version: int) -> bool:

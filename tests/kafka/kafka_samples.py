@@ -8,6 +8,14 @@ import socket
 import struct
 from typing import Any
 
+from kafka.protocol.admin.acl import (
+    CreateAclsRequest,
+    CreateAclsResponse,
+    DeleteAclsRequest,
+    DeleteAclsResponse,
+    DescribeAclsRequest,
+    DescribeAclsResponse,
+)
 from kafka.protocol.admin.configs import (
     AlterConfigsRequest,
     AlterConfigsResponse,
@@ -59,6 +67,9 @@ CLASSES: dict[int, tuple[Any, Any]] = {
     17: (SaslHandshakeRequest, SaslHandshakeResponse),
     22: (InitProducerIdRequest, InitProducerIdResponse),
     36: (SaslAuthenticateRequest, SaslAuthenticateResponse),
+    29: (DescribeAclsRequest, DescribeAclsResponse),
+    30: (CreateAclsRequest, CreateAclsResponse),
+    31: (DeleteAclsRequest, DeleteAclsResponse),
     32: (DescribeConfigsRequest, DescribeConfigsResponse),
     33: (AlterConfigsRequest, AlterConfigsResponse),
     37: (CreatePartitionsRequest, CreatePartitionsResponse),
@@ -135,6 +146,28 @@ class RawKafkaClient:
             return True
 
 
+#: User:alice may read topic "orders" (Kafka's numbering: topic 2, literal 3,
+#: read 3, allow 3)
+ACL = {
+    "resource_type": 2,
+    "resource_name": "orders",
+    "resource_pattern_type": 3,
+    "principal": "User:alice",
+    "host": "*",
+    "operation": 3,
+    "permission_type": 3,
+}
+#: every ACL (ANY everywhere, nulls for the names)
+ACL_FILTER = {
+    "resource_type_filter": 1,
+    "resource_name_filter": None,
+    "pattern_type_filter": 1,
+    "principal_filter": None,
+    "host_filter": None,
+    "operation": 1,
+    "permission_type": 1,
+}
+
 ALL = [(k, v) for k, (lo, hi) in sorted(ADVERTISED.items()) for v in range(lo, hi + 1)]
 
 
@@ -158,6 +191,12 @@ def sample(api_key: int, version: int):
         return request(2, version, topics=[_L(name="t", partitions=[part])])
     if api_key == 3:
         return request(3, version, topics=[MetadataRequest.MetadataRequestTopic(name="t")])
+    if api_key == 29:
+        return request(29, 1, **ACL_FILTER)
+    if api_key == 30:
+        return request(30, 1, creations=[CreateAclsRequest.AclCreation(**ACL)])
+    if api_key == 31:
+        return request(31, 1, filters=[DeleteAclsRequest.DeleteAclsFilter(**ACL_FILTER)])
     if api_key == 32:
         res = DescribeConfigsRequest.DescribeConfigsResource
         return request(32, version, resources=[res(resource_type=2, resource_name="t")])

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from kafka.protocol.admin.acl import CreateAclsRequest, DeleteAclsRequest
 from kafka.protocol.admin.configs import (
     AlterConfigsRequest,
     DescribeConfigsRequest,
@@ -18,7 +19,7 @@ from kafka.protocol.consumer import FetchRequest, ListOffsetsRequest
 from kafka.protocol.metadata import MetadataRequest
 from kafka.protocol.producer import ProduceRequest
 from kafka_harness import KafkaBroker
-from kafka_samples import RawKafkaClient, request
+from kafka_samples import ACL, ACL_FILTER, RawKafkaClient, request
 
 from tailrace.broker.kafka.versions import ADVERTISED
 from tailrace.client import Admin, Consumer, Producer
@@ -421,3 +422,78 @@ def test_incremental_alter_configs_sets_and_deletes(kafka_broker, version):
     assert entries["flush"].config_source == 5
     with Admin(kafka_broker.address) as admin:
         assert admin.describe_configs("stepped")["retention_ms"].value == "7000"
+
+
+def test_acls_created_described_and_deleted_over_kafka_are_the_native_ones(kafka_broker):
+    creation = CreateAclsRequest.AclCreation
+    with RawKafkaClient(kafka_broker.kafka_address) as c:
+        created = c.call(
+            request(
+                30,
+                1,
+                creations=[
+                    creation(**ACL),
+                    creation(
+                        **{
+                            **ACL,
+                            "resource_type": 3,
+                            "resource_name": "billing-",
+                            "resource_pattern_type": 4,
+                            "operation": 2,
+                        }
+                    ),
+                    creation(**{**ACL, "permission_type": 2}),  # DENY: allow-only here
+                    creation(**{**ACL, "host": "10.0.0.1"}),
+                ],
+            ),
+            1,
+        )
+        described = c.call(request(29, 1, **ACL_FILTER), 1)
+        only_topics = c.call(request(29, 1, **{**ACL_FILTER, "resource_type_filter": 2}), 1)
+        denies = c.call(request(29, 1, **{**ACL_FILTER, "permission_type": 2}), 1)
+    assert [r.error_code for r in created.results] == [0, 0, 42, 42]
+    assert described.error_code == 0
+    got = {
+        (r.resource_type, r.resource_name, r.pattern_type, a.principal, a.operation)
+        for r in described.resources
+        for a in r.acls
+    }
+    assert (2, "orders", 3, "User:alice", 3) in got
+    assert {op for t, _n, _p, _u, op in got if t == 3} == {3, 4, 5, 6, 7, 8}  # ALL, expanded
+    assert {r.resource_type for r in only_topics.resources} == {2}
+    assert denies.resources == []
+    with Admin(kafka_broker.address) as admin:
+        native = {(a.resource_type, a.resource_name, a.operation) for a in admin.describe_acls()}
+    assert ("topic", "orders", "read") in native
+    with RawKafkaClient(kafka_broker.kafka_address) as c:
+        deleted = c.call(
+            request(
+                31,
+                1,
+                filters=[
+                    DeleteAclsRequest.DeleteAclsFilter(**{**ACL_FILTER, "resource_type_filter": 3})
+                ],
+            ),
+            1,
+        )
+        left = c.call(request(29, 1, **ACL_FILTER), 1)
+    (result,) = deleted.filter_results
+    assert result.error_code == 0
+    assert len(result.matching_acls) == 6
+    assert [(r.resource_type, r.resource_name) for r in left.resources] == [(2, "orders")]
+
+
+def test_acl_apis_need_the_cluster_permissions(tmp_path):
+    broker = KafkaBroker(tmp_path / "data", security__authorizer="on")
+    try:
+        with RawKafkaClient(broker.kafka_address) as c:
+            described = c.call(request(29, 1, **ACL_FILTER), 1)
+            created = c.call(request(30, 1, creations=[CreateAclsRequest.AclCreation(**ACL)]), 1)
+            deleted = c.call(
+                request(31, 1, filters=[DeleteAclsRequest.DeleteAclsFilter(**ACL_FILTER)]), 1
+            )
+    finally:
+        broker.stop()
+    assert described.error_code == 31  # CLUSTER_AUTHORIZATION_FAILED
+    assert [r.error_code for r in created.results] == [31]
+    assert [r.error_code for r in deleted.filter_results] == [31]
