@@ -318,16 +318,16 @@ class ClassicGroup:
         changed = member.protocols != p.protocols
         self._update(member, p, now)
         if self.state == PREPARING:
-            member.join = self._replace_waiter(member.join)
+            waiter = member.join = self._replace_waiter(member.join)
             self._maybe_complete_join(now)
-            return member.join
+            return waiter
         if self.state == COMPLETING and not changed:
             return Waiter.resolved(self._join_result(member))
         if self.state == STABLE and not changed and member.member_id != self.leader_id:
             return Waiter.resolved(self._join_result(member))
-        member.join = self._replace_waiter(member.join)
+        waiter = member.join = self._replace_waiter(member.join)
         self._prepare_rebalance(now)
-        return member.join
+        return waiter
 
     @staticmethod
     def _replace_waiter(old: Waiter | None) -> Waiter:
@@ -373,12 +373,12 @@ class ClassicGroup:
             self.instances[p.instance_id] = member_id
         if self.leader_id is None:
             self.leader_id = member_id
-        m.join = Waiter()
+        waiter = m.join = Waiter()
         if self.state == PREPARING:
             self._maybe_complete_join(now)
         else:
             self._prepare_rebalance(now)
-        return m.join
+        return waiter
 
     def _replace_static(self, p: JoinParams, now: float) -> Waiter:
         """A known instance id joins with an empty member id: a restarted
@@ -403,12 +403,12 @@ class ClassicGroup:
         self._update(old, p, now)
         if self.state == STABLE and not changed and not was_leader:
             return Waiter.resolved(self._join_result(old))
-        old.join = Waiter()
+        waiter = old.join = Waiter()
         if self.state == PREPARING:
             self._maybe_complete_join(now)
         else:
             self._prepare_rebalance(now)
-        return old.join
+        return waiter
 
     def _join_result(self, m: ClassicMember) -> JoinResult:
         members: tuple[tuple[str, str | None, bytes], ...] = ()
