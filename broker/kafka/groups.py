@@ -145,18 +145,18 @@ def _field_names(cls: type) -> frozenset[str]:
     return frozenset(f.name for f in dataclasses.fields(cls))
 
 
-def _entity(cls: type, **values: Any) -> Any:
+def _entity(cls: type, /, **values: Any) -> Any:
     """``cls(**values)`` keeping only the fields this version has."""
     names = _field_names(cls)
     return cls(**{k: v for k, v in values.items() if k in names})
 
 
-def _response(request: KafkaGroupRequest, name: str, **values: Any) -> Any:
+def _response(request: KafkaGroupRequest, name: str, /, **values: Any) -> Any:
     module = _response_module(request.api_key, request.api_version)
     return _entity(getattr(module, name), throttle_time=_NO_THROTTLE, **values)
 
 
-def _nested(request: KafkaGroupRequest, name: str, **values: Any) -> Any:
+def _nested(request: KafkaGroupRequest, name: str, /, **values: Any) -> Any:
     return _entity(getattr(_response_module(request.api_key, request.api_version), name), **values)
 
 
