@@ -18,7 +18,7 @@ from kio.schema.errors import ErrorCode as K
 from kio.serial import entity_reader
 
 from tailrace.broker.app import Broker
-from tailrace.broker.kafka.groups import GROUP_HANDLERS, GROUP_VERSIONS
+from tailrace.broker.kafka.groups import GROUP_HANDLERS, GROUP_VERSIONS, kafka_code
 from tailrace.broker.security.acl import AclBinding
 from tailrace.client.protocol import ConsumerGroupHeartbeatRequest, OffsetFetchRequest
 
@@ -677,3 +677,41 @@ async def test_group_acls_refuse_with_kafka_codes(secured, nursery):
     assert described.authorized_operations == (1 << 3) | (1 << 8)  # READ, DESCRIBE
     deleted = await alice.call(request(DELETE, 1, "DeleteGroupsRequest", groups_names=("h",)))
     assert deleted.results[0].error_code == K.group_authorization_failed
+
+
+async def test_while_the_coordinator_loads(broker):
+    """FindCoordinator says not available (clients look again); the group
+    APIs say COORDINATOR_LOAD_IN_PROGRESS (clients retry)."""
+    c = caller(broker)
+    broker.coordinator.status = "loading"
+    try:
+        find = await c.call(request(FIND, 2, "FindCoordinatorRequest", key="g", key_type=0))
+        assert find.error_code == K.coordinator_not_available
+        assert (await c.call(join(5))).error_code == K.coordinator_load_in_progress
+        assert (await c.call(fetch(5, {"t": [0]}))).error_code == K.coordinator_load_in_progress
+        assert commit_codes(await c.call(commit(7, {"t": {0: 0}}))) == {
+            ("t", 0): K.coordinator_load_in_progress
+        }
+        listed = await c.call(request(LIST, 2, "ListGroupsRequest"))
+        assert listed.error_code == K.coordinator_load_in_progress
+    finally:
+        broker.coordinator.status = "ready"
+
+
+def test_tailrace_only_codes_map_to_the_nearest_kafka_code():
+    from tailrace.client.errors import (
+        ErrorCode,
+        NotAssignedError,
+        StorageFullError,
+        UnknownMemberIdError,
+        error_for_code,
+    )
+
+    assert kafka_code(None) == K.none
+    assert kafka_code(UnknownMemberIdError("x")) == K.unknown_member_id
+    assert kafka_code(StorageFullError("x")) == K.kafka_storage_error
+    assert kafka_code(NotAssignedError("x")) == K.unknown_member_id
+    # every code tailrace has is answered with a code Kafka clients know
+    for code in ErrorCode:
+        if code != ErrorCode.NONE:
+            assert int(kafka_code(error_for_code(int(code)))) < 1000
