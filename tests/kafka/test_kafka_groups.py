@@ -374,6 +374,18 @@ async def test_classic_and_native_cannot_share_a_group(broker):
     )
     with pytest.raises(InconsistentGroupProtocolError):
         coordinator.heartbeat(native_join, "127.0.0.1")
+    # the native admin APIs see the classic group
+    described = coordinator.describe_group("k")
+    assert (described.error_code, described.state, described.group_epoch) == (
+        0,
+        "CompletingRebalance",
+        1,
+    )
+    assert [(m.member_id, m.instance_id) for m in described.members] == [(a.member_id, "x")]
+    listed = {g.group_id: g for g in coordinator.list_groups(None)}
+    assert (listed["k"].state, listed["k"].member_count) == ("CompletingRebalance", 1)
+    (deleted,), appended = coordinator.delete_groups(["k"])
+    assert (deleted.error_code, appended) == (68, None)  # NON_EMPTY_GROUP
     # a native group refuses classic members
     coordinator.heartbeat(
         ConsumerGroupHeartbeatRequest(
