@@ -57,7 +57,6 @@ from kio.static.constants import EntityType
 from tailrace.client.errors import (
     BrokerError,
     CoordinatorNotAvailableError,
-    ErrorCode,
     GroupAuthorizationError,
     InvalidRequestError,
     TopicAuthorizationError,
@@ -67,51 +66,21 @@ from ..coordinator.classic import JoinParams, JoinResult, SyncResult, Waiter
 from ..coordinator.coordinator import CommitItem, GroupView, MemberView
 from ..security.authz import CLUSTER, CLUSTER_NAME, DELETE, DESCRIBE, GROUP, READ, TOPIC
 from ..server.connection import ConnectionInfo, Later
+from .errors import kafka_error
+from .versions import KafkaApi
 
 if TYPE_CHECKING:
     from ..coordinator import GroupCoordinator
     from ..handlers.context import BrokerContext
     from ..log.partition import AppendResult
 
-__all__ = ["GROUP_HANDLERS", "GROUP_VERSIONS", "KafkaGroupRequest", "kafka_code"]
-
-FIND_COORDINATOR = 10
-JOIN_GROUP = 11
-HEARTBEAT = 12
-LEAVE_GROUP = 13
-SYNC_GROUP = 14
-DESCRIBE_GROUPS = 15
-LIST_GROUPS = 16
-OFFSET_COMMIT = 8
-OFFSET_FETCH = 9
-DELETE_GROUPS = 42
-
-#: Versions served (and tested, tests/kafka/test_kafka_groups.py): pre-flexible
-#: only, as kafka-compat.md §2.3 advises.
-GROUP_VERSIONS: dict[int, tuple[int, int]] = {
-    OFFSET_COMMIT: (2, 7),
-    OFFSET_FETCH: (1, 5),
-    FIND_COORDINATOR: (0, 2),
-    JOIN_GROUP: (0, 5),
-    HEARTBEAT: (0, 3),
-    LEAVE_GROUP: (0, 3),
-    SYNC_GROUP: (0, 3),
-    DESCRIBE_GROUPS: (0, 4),
-    LIST_GROUPS: (0, 2),
-    DELETE_GROUPS: (0, 1),
-}
+__all__ = ["GROUP_HANDLERS", "KafkaGroupRequest"]
 
 #: Kafka's AclOperation codes, for DescribeGroups' authorized_operations.
 _ACL_OPERATION_BITS = {READ: 3, DELETE: 6, DESCRIBE: 8}
 #: authorized_operations when the client did not ask for them
 _OPERATIONS_NOT_REQUESTED = -(2**31)
 _NO_THROTTLE = datetime.timedelta(0)
-
-#: tailrace-only codes (>= 1000) as the nearest Kafka code
-_NEAREST_KAFKA = {
-    ErrorCode.STORAGE_FULL: 56,  # KAFKA_STORAGE_ERROR: retriable, the write was not made
-    ErrorCode.NOT_ASSIGNED: 25,  # UNKNOWN_MEMBER_ID: the member must rejoin
-}
 
 
 class KafkaGroupRequest(Protocol):
@@ -122,14 +91,6 @@ class KafkaGroupRequest(Protocol):
     correlation_id: int
     client_id: str | None
     body: Any
-
-
-def kafka_code(error: BrokerError | None) -> KafkaCode:
-    """The Kafka error code of a BrokerError (None: no error)."""
-    if error is None:
-        return KafkaCode.none
-    code = int(error.code)
-    return KafkaCode(_NEAREST_KAFKA.get(ErrorCode(code), code) if code >= 1000 else code)
 
 
 # --- building responses ---------------------------------------------------------
@@ -219,7 +180,7 @@ def handle_find_coordinator(
         return _response(
             request,
             "FindCoordinatorResponse",
-            error_code=kafka_code(exc),
+            error_code=kafka_error(exc),
             error_message=exc.message,
             node_id=-1,
             host="",
@@ -288,7 +249,7 @@ def _join_response(request: KafkaGroupRequest, r: JoinResult) -> Any:
     return _response(
         request,
         "JoinGroupResponse",
-        error_code=kafka_code(r.error),
+        error_code=kafka_error(r.error),
         generation_id=r.generation,
         protocol_name=_str(r.protocol_name),
         leader=r.leader_id,
@@ -329,7 +290,7 @@ def _sync_result(waiter: Waiter) -> SyncResult:
 
 def _sync_response(request: KafkaGroupRequest, r: SyncResult) -> Any:
     return _response(
-        request, "SyncGroupResponse", error_code=kafka_code(r.error), assignment=r.assignment
+        request, "SyncGroupResponse", error_code=kafka_error(r.error), assignment=r.assignment
     )
 
 
@@ -346,7 +307,7 @@ def handle_heartbeat(ctx: BrokerContext, info: ConnectionInfo, request: KafkaGro
         )
     except BrokerError as exc:
         error = exc
-    return _response(request, "HeartbeatResponse", error_code=kafka_code(error))
+    return _response(request, "HeartbeatResponse", error_code=kafka_error(error))
 
 
 def handle_leave_group(ctx: BrokerContext, info: ConnectionInfo, request: KafkaGroupRequest) -> Any:
@@ -360,16 +321,16 @@ def handle_leave_group(ctx: BrokerContext, info: ConnectionInfo, request: KafkaG
         _check_group(ctx, info, READ, body.group_id)
         outcomes = _coordinator(ctx).leave_group(body.group_id, leaving)
     except BrokerError as exc:
-        return _response(request, "LeaveGroupResponse", error_code=kafka_code(exc), members=())
+        return _response(request, "LeaveGroupResponse", error_code=kafka_error(exc), members=())
     if not batch:
-        return _response(request, "LeaveGroupResponse", error_code=kafka_code(outcomes[0]))
+        return _response(request, "LeaveGroupResponse", error_code=kafka_error(outcomes[0]))
     members = tuple(
         _nested(
             request,
             "MemberResponse",
             member_id=member_id,
             group_instance_id=instance_id,
-            error_code=kafka_code(error),
+            error_code=kafka_error(error),
         )
         for (member_id, instance_id), error in zip(leaving, outcomes, strict=True)
     )
@@ -457,7 +418,7 @@ def _commit_response(
                     request,
                     "OffsetCommitResponsePartition",
                     partition_index=p.partition_index,
-                    error_code=kafka_code(outcome(t.name)),
+                    error_code=kafka_error(outcome(t.name)),
                 )
                 for p in t.partitions
             ),
@@ -507,7 +468,7 @@ def handle_offset_fetch(
                 results.append((topic, [(tp[1], e) for tp, e in entries], None))
     except BrokerError as exc:
         if request.api_version >= 2:
-            return _fetch_response(request, [], kafka_code(exc))
+            return _fetch_response(request, [], kafka_error(exc))
         # v1 has no top-level error: every partition asked carries it
         return _fetch_response(
             request, [(t, [(p, None) for p in ps], exc) for t, ps in asked or ()], KafkaCode.none
@@ -533,7 +494,7 @@ def _fetch_response(
                     committed_offset=entry.offset if entry is not None else -1,
                     committed_leader_epoch=-1,
                     metadata=_str(entry.metadata) if entry is not None else "",
-                    error_code=kafka_code(topic_error),
+                    error_code=kafka_error(topic_error),
                 )
                 for p, entry in partitions
             ),
@@ -595,7 +556,7 @@ def handle_describe_groups(
             _check_group(ctx, info, DESCRIBE, gid)
             view = _coordinator(ctx).group_view(gid)
         except BrokerError as exc:
-            groups.append(_described(request, gid, kafka_code(exc), "", None))
+            groups.append(_described(request, gid, kafka_error(exc), "", None))
             continue
         ops = _authorized_operations(ctx, info, gid) if wants_ops else _OPERATIONS_NOT_REQUESTED
         groups.append(_described(request, gid, KafkaCode.none, view, ops))
@@ -659,7 +620,7 @@ def handle_list_groups(ctx: BrokerContext, info: ConnectionInfo, request: KafkaG
     try:
         views = _coordinator(ctx).group_views()
     except BrokerError as exc:
-        return _response(request, "ListGroupsResponse", error_code=kafka_code(exc), groups=())
+        return _response(request, "ListGroupsResponse", error_code=kafka_error(exc), groups=())
     authz = ctx.authz
     if authz is not None and not authz.allowed(
         info, DESCRIBE, CLUSTER, CLUSTER_NAME, log_denial=False
@@ -695,7 +656,7 @@ def handle_delete_groups(
             errors = [exc] * len(allowed)
         outcomes.update(zip(allowed, errors, strict=True))
     results = tuple(
-        _nested(request, "DeletableGroupResult", group_id=gid, error_code=kafka_code(outcomes[i]))
+        _nested(request, "DeletableGroupResult", group_id=gid, error_code=kafka_error(outcomes[i]))
         for i, gid in enumerate(names)
     )
     response = _response(request, "DeleteGroupsResponse", results=results)
@@ -712,14 +673,14 @@ async def _delete_durable(
 
 
 GROUP_HANDLERS: dict[int, Callable[[BrokerContext, ConnectionInfo, Any], Any]] = {
-    OFFSET_COMMIT: handle_offset_commit,
-    OFFSET_FETCH: handle_offset_fetch,
-    FIND_COORDINATOR: handle_find_coordinator,
-    JOIN_GROUP: handle_join_group,
-    HEARTBEAT: handle_heartbeat,
-    LEAVE_GROUP: handle_leave_group,
-    SYNC_GROUP: handle_sync_group,
-    DESCRIBE_GROUPS: handle_describe_groups,
-    LIST_GROUPS: handle_list_groups,
-    DELETE_GROUPS: handle_delete_groups,
+    KafkaApi.OFFSET_COMMIT: handle_offset_commit,
+    KafkaApi.OFFSET_FETCH: handle_offset_fetch,
+    KafkaApi.FIND_COORDINATOR: handle_find_coordinator,
+    KafkaApi.JOIN_GROUP: handle_join_group,
+    KafkaApi.HEARTBEAT: handle_heartbeat,
+    KafkaApi.LEAVE_GROUP: handle_leave_group,
+    KafkaApi.SYNC_GROUP: handle_sync_group,
+    KafkaApi.DESCRIBE_GROUPS: handle_describe_groups,
+    KafkaApi.LIST_GROUPS: handle_list_groups,
+    KafkaApi.DELETE_GROUPS: handle_delete_groups,
 }
