@@ -45,7 +45,8 @@ class BatchFormat(NamedTuple):
 
     magic: int
     name: str
-    #: check(buf, pos, header, *, max_decompressed_bytes) -> None; raises
+    #: check(buf, pos, header, *, max_decompressed_bytes, check_records) ->
+    #: None; raises
     check: Callable[..., None]
     #: iter_records(buf, header, pos, *, max_decompressed_bytes) ->
     #: Iterator[(offset, timestamp, key, value, headers)]
@@ -70,6 +71,7 @@ def validate_batch(
     max_batch_bytes: int,
     end: int | None = None,
     max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED,
+    check_records: bool = True,
 ) -> BatchHeader:
     """Check the batch starting at ``buf[pos]`` and return its header.
 
@@ -82,6 +84,11 @@ def validate_batch(
     :class:`CorruptRecordError` or (magic 2, transactional)
     :class:`UnsupportedForMessageFormatError`; returns only for a batch that
     passed every check.
+
+    ``check_records=False`` leaves out the checks that need the records
+    decoded (magic 2: count, offset deltas, timestamps), for a reader that
+    decodes them next anyway (the consumer: its decode makes the same count
+    and offset checks); the native format's checks are all kept.
     """
     if end is None:
         end = len(buf)
@@ -104,7 +111,9 @@ def validate_batch(
     actual = crc32c.crc32c(memoryview(buf)[pos + CRC_START : pos + size])
     if actual != h.crc:
         raise CorruptRecordError(f"CRC-32C mismatch: stored {h.crc:#010x}, computed {actual:#010x}")
-    fmt.check(buf, pos, h, max_decompressed_bytes=max_decompressed_bytes)
+    fmt.check(
+        buf, pos, h, max_decompressed_bytes=max_decompressed_bytes, check_records=check_records
+    )
     return h
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from .batch import DEFAULT_MAX_DECOMPRESSED, validate_batch
 from .header import HEADER_SIZE, LENGTH_PREFIX, MAGIC_OFFSET
 from .kafka import MAGIC as KAFKA_MAGIC
-from .kafka import build
+from .kafka import build_deltas
 from .native import unpack_records
 
 __all__ = ["batch_magics", "down_convert"]
@@ -89,14 +89,9 @@ def down_convert(
                 end=pos + size,
                 max_decompressed_bytes=max_decompressed_bytes,
             )
-            base_ts = h.base_timestamp
-            batch = build(
-                [
-                    (base_ts + delta, key, value, headers)
-                    for delta, key, value, headers in unpack_records(
-                        view, h, pos, max_decompressed_bytes=max_decompressed_bytes
-                    )
-                ],
+            batch = build_deltas(
+                h.base_timestamp,
+                unpack_records(view, h, pos, max_decompressed_bytes=max_decompressed_bytes),
                 producer_id=h.producer_id,
                 producer_epoch=h.producer_epoch,
                 base_sequence=h.base_sequence,

@@ -74,6 +74,7 @@ from .header import (
 __all__ = [
     "MAGIC",
     "build",
+    "build_deltas",
     "check",
     "columns",
     "iter_records",
@@ -155,13 +156,15 @@ def check(
     h: BatchHeader,
     *,
     max_decompressed_bytes: int,
+    check_records: bool = True,
 ) -> None:
     """The magic-2 checks of a batch whose bounds and CRC already passed
     (records.validate_batch does those): attributes, producer fields, record
     count after decompression, offset deltas, timestamps (see the module
     docstring). Raises InvalidRecordError, RecordTooLargeError (inflates past
     ``max_decompressed_bytes``) or UnsupportedForMessageFormatError
-    (transactional).
+    (transactional). ``check_records=False``: the header checks only (the
+    caller parses the records next, with :func:`columns`).
     """
     attrs = h.attributes
     if attrs & ~_KNOWN_ATTRIBUTES:
@@ -191,6 +194,8 @@ def check(
             f"producer id {h.producer_id}, epoch {h.producer_epoch}, "
             f"base sequence {h.base_sequence}: ids and epochs are >= 0 (or all -1)"
         )
+    if not check_records:
+        return
     records = _parse(buf, pos, h, max_decompressed_bytes)
     biggest = max(map(_timestamp, records))
     if biggest != h.max_timestamp:
@@ -259,6 +264,34 @@ def build(
     unknown compression."""
     if not records:
         raise ValueError("a batch holds at least one record")
+    return build_deltas(
+        records[0][0],
+        [(ts - records[0][0], key, value, headers) for ts, key, value, headers in records],
+        compression=compression,
+        producer_id=producer_id,
+        producer_epoch=producer_epoch,
+        base_sequence=base_sequence,
+        base_offset=base_offset,
+        leader_epoch=leader_epoch,
+    )
+
+
+def build_deltas(
+    base_timestamp: int,
+    records: Sequence[tuple[int, bytes | None, bytes | None, Sequence[Any] | None]],
+    *,
+    compression: int = CODEC_NONE,
+    producer_id: int = -1,
+    producer_epoch: int = -1,
+    base_sequence: int = -1,
+    base_offset: int = 0,
+    leader_epoch: int = -1,
+) -> bytearray:
+    """:func:`build` from ``(timestamp_delta, key, value, headers)`` records
+    and their base timestamp: the native producer's record form, so it can
+    build either format from the records it holds."""
+    if not records:
+        raise ValueError("a batch holds at least one record")
     if compression not in CODEC_NAMES:
         raise ValueError(f"unknown compression {compression}")
     if _crecords is None:
@@ -267,13 +300,13 @@ def build(
         MAGIC, compression, 0, producer_id, producer_epoch, base_sequence, _NO_LIMIT
     )
     append = b.append
-    for i, (ts, key, value, headers) in enumerate(records):
+    for i, (delta, key, value, headers) in enumerate(records):
         if not headers:
             headers = []
         elif type(headers) is not list or type(headers[0]) is not tuple:
             # the codec takes a list of tuples only
             headers = [tuple(pair) for pair in headers]
-        append(i, ts, key, value, headers)
+        append(i, base_timestamp + delta, key, value, headers)
     out = b.build()
     patch_base_offset(out, 0, base_offset, leader_epoch)
     return out

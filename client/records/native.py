@@ -195,13 +195,14 @@ def check(
     h: BatchHeader,
     *,
     max_decompressed_bytes: int,
+    check_records: bool = True,
 ) -> None:
     """The magic-1 checks of a batch whose bounds and CRC already passed
     (records.validate_batch does those): the attributes; that
     ``last_offset_delta`` and the msgpack array header agree with
     ``record_count``; the timestamps. Raises :class:`InvalidRecordError`.
     """
-    del max_decompressed_bytes  # only the array header is inflated
+    del max_decompressed_bytes, check_records  # only the array header is read
     if h.attributes & ~ATTR_COMPRESSION_MASK:
         # bit 3 (log-append time) is reserved; bits 4-15 are undefined.
         raise InvalidRecordError(f"unsupported attributes {h.attributes:#06x}")
