@@ -91,7 +91,9 @@ def down_convert(
             )
             batch = build_deltas(
                 h.base_timestamp,
-                unpack_records(view, h, pos, max_decompressed_bytes=max_decompressed_bytes),
+                unpack_records(
+                    view, h, pos, max_decompressed_bytes=max_decompressed_bytes, use_list=False
+                ),
                 producer_id=h.producer_id,
                 producer_epoch=h.producer_epoch,
                 base_sequence=h.base_sequence,

@@ -236,23 +236,25 @@ def unpack_records(
     pos: int = 0,
     *,
     max_decompressed_bytes: int = 64 * 1024 * 1024,
-) -> list:
+    use_list: bool = True,
+) -> Any:
     """Decode the records of a batch already checked by validate_batch.
 
     Returns the msgpack array as a list of ``[timestamp_delta, key, value,
-    headers]`` lists. Raises :class:`InvalidRecordError` when the records do
-    not decode or their count disagrees with the header.
+    headers]`` lists (tuples all the way down with ``use_list=False``).
+    Raises :class:`InvalidRecordError` when the records do not decode or
+    their count disagrees with the header.
     """
     body: Any = memoryview(buf)[pos + HEADER_SIZE : pos + header.batch_length + 12]
     if header.attributes & ATTR_COMPRESSION_MASK == COMPRESSION_GZIP:
         body = decompress_gzip(body, max_decompressed_bytes)
     try:
-        records = msgpack.unpackb(body)
+        records = msgpack.unpackb(body, use_list=use_list)
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
         raise InvalidRecordError(
             f"records of batch at offset {header.base_offset} do not decode: {exc}"
         ) from exc
-    if type(records) is not list or len(records) != header.record_count:
+    if type(records) is not (list if use_list else tuple) or len(records) != header.record_count:
         raise InvalidRecordError(
             f"batch at offset {header.base_offset} decodes to the wrong number of records"
         )
