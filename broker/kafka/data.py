@@ -21,12 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from kio.index import load_response_schema
 
-from tailrace.client.errors import (
-    BrokerError,
-    TransactionalIdAuthorizationError,
-    UnsupportedVersionError,
-)
+from tailrace.client.errors import BrokerError, TransactionalIdAuthorizationError
 from tailrace.client.protocol import SendfileSlice
+from tailrace.client.records import down_convert
 
 from ..server.connection import NO_REPLY, CloseConnection, ConnectionInfo, Later, Streamed
 from ..services import fetch as fetch_service
@@ -48,11 +45,6 @@ _I32 = struct.Struct(">i")
 #: Kafka's "no timestamp" for LogAppendTime under CreateTime
 _NO_TIME = -1
 _KAFKA_MAGIC = 2
-
-try:  # down-conversion of native batches comes with the record-format work
-    from tailrace.client.records import down_convert as _down_convert
-except ImportError:  # pragma: no cover - until client/records provides it
-    _down_convert = None
 
 
 def _ms(delta: Any) -> int:
@@ -146,11 +138,7 @@ def _convert(fslice: FileSlice) -> bytes | None:
     """None when every batch is Kafka's (sendfile); else Kafka v2 bytes."""
     if fslice.magics() == {_KAFKA_MAGIC}:
         return None
-    if _down_convert is None:
-        raise UnsupportedVersionError(
-            "this partition holds native (magic 1) batches and this build cannot convert them"
-        )
-    return _down_convert(fslice.read_bytes())
+    return down_convert(fslice.read_bytes())
 
 
 def _fetch_response(request: KafkaRequest, outcomes: list[fetch_service.ReadOutcome]) -> Streamed:

@@ -7,7 +7,7 @@ an entity, ``NO_REPLY`` (acks 0), or an already framed ``Streamed`` (Fetch
 with sendfile slices). Raising a BrokerError answers with a response that
 carries only that error where the API has a top-level error code; otherwise
 the connection is closed (Kafka's way). The group APIs' handlers come from
-:mod:`.groups` when present (``GROUP_HANDLERS``).
+:mod:`.groups` (``GROUP_HANDLERS``).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from .configs import (
 from .data import handle_fetch, handle_init_producer_id, handle_list_offsets, handle_produce
 from .entities import error_body
 from .errors import kafka_code
+from .groups import GROUP_HANDLERS
 from .sasl import handle_sasl_authenticate, handle_sasl_handshake
 from .versions import ADVERTISED, KafkaApi
 
@@ -63,13 +64,7 @@ HANDLERS: dict[int, Callable[..., Any]] = {
     KafkaApi.SASL_AUTHENTICATE: handle_sasl_authenticate,
 }
 
-try:  # the classic consumer-group APIs (a module of their own)
-    from .groups import GROUP_HANDLERS
-except ModuleNotFoundError as exc:  # pragma: no cover - before the groups module lands
-    if exc.name != f"{__package__}.groups":
-        raise
-    GROUP_HANDLERS = {}
-HANDLERS.update(GROUP_HANDLERS)
+HANDLERS.update(GROUP_HANDLERS)  # the consumer-group APIs, a module of their own
 
 missing = sorted(set(ADVERTISED) - set(HANDLERS))
 if missing:  # pragma: no cover - a table edited by hand

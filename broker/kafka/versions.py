@@ -25,6 +25,15 @@ class KafkaApi(IntEnum):
     FETCH = 1
     LIST_OFFSETS = 2
     METADATA = 3
+    OFFSET_COMMIT = 8
+    OFFSET_FETCH = 9
+    FIND_COORDINATOR = 10
+    JOIN_GROUP = 11
+    HEARTBEAT = 12
+    LEAVE_GROUP = 13
+    SYNC_GROUP = 14
+    DESCRIBE_GROUPS = 15
+    LIST_GROUPS = 16
     SASL_HANDSHAKE = 17
     API_VERSIONS = 18
     CREATE_TOPICS = 19
@@ -33,10 +42,11 @@ class KafkaApi(IntEnum):
     DESCRIBE_ACLS = 29
     CREATE_ACLS = 30
     DELETE_ACLS = 31
-    SASL_AUTHENTICATE = 36
     DESCRIBE_CONFIGS = 32
     ALTER_CONFIGS = 33
+    SASL_AUTHENTICATE = 36
     CREATE_PARTITIONS = 37
+    DELETE_GROUPS = 42
     INCREMENTAL_ALTER_CONFIGS = 44
 
 
@@ -46,30 +56,30 @@ ADVERTISED: dict[int, tuple[int, int]] = {
     KafkaApi.FETCH: (4, 11),
     KafkaApi.LIST_OFFSETS: (1, 5),
     KafkaApi.METADATA: (1, 8),
+    KafkaApi.OFFSET_COMMIT: (2, 7),
+    KafkaApi.OFFSET_FETCH: (1, 5),
+    KafkaApi.FIND_COORDINATOR: (0, 2),
+    KafkaApi.JOIN_GROUP: (0, 5),
+    KafkaApi.HEARTBEAT: (0, 3),
+    KafkaApi.LEAVE_GROUP: (0, 3),
+    KafkaApi.SYNC_GROUP: (0, 3),
+    KafkaApi.DESCRIBE_GROUPS: (0, 4),
+    KafkaApi.LIST_GROUPS: (0, 2),
     KafkaApi.SASL_HANDSHAKE: (1, 1),
     KafkaApi.API_VERSIONS: (0, 4),
     KafkaApi.CREATE_TOPICS: (2, 4),
     KafkaApi.DELETE_TOPICS: (1, 3),
     KafkaApi.INIT_PRODUCER_ID: (0, 4),
-    KafkaApi.SASL_AUTHENTICATE: (0, 1),
     KafkaApi.DESCRIBE_ACLS: (1, 1),
     KafkaApi.CREATE_ACLS: (1, 1),
     KafkaApi.DELETE_ACLS: (1, 1),
     KafkaApi.DESCRIBE_CONFIGS: (1, 3),
     KafkaApi.ALTER_CONFIGS: (0, 1),
+    KafkaApi.SASL_AUTHENTICATE: (0, 1),
     KafkaApi.CREATE_PARTITIONS: (0, 1),
+    KafkaApi.DELETE_GROUPS: (0, 1),
     KafkaApi.INCREMENTAL_ALTER_CONFIGS: (0, 1),
 }
-
-
-try:  # the classic consumer-group APIs bring their own (tested) ranges
-    from .groups import GROUP_VERSIONS
-except ModuleNotFoundError as exc:  # pragma: no cover - before the groups module lands
-    if exc.name != f"{__package__}.groups":
-        raise
-    GROUP_VERSIONS = {}
-ADVERTISED.update(GROUP_VERSIONS)
-ADVERTISED = dict(sorted(ADVERTISED.items()))
 
 
 def api_name(api_key: int) -> str:
