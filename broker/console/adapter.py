@@ -359,7 +359,7 @@ class Core:
         view = GroupView(group_id, described.state, described.group_epoch)
         owner: dict[tuple[str, int], str] = {}
         for m in described.members:
-            assigned = [(t.name, p) for t in m.assignment for p in t.partitions]
+            assigned = [(t.topic, p) for t in m.assignment for p in t.partitions]
             for tp in assigned:
                 owner[tp] = m.member_id
             view.members.append(

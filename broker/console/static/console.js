@@ -123,6 +123,7 @@ document.addEventListener("DOMContentLoaded", () => {
       for (const c of charts.querySelectorAll("canvas")) {
         drawChart(c, data.points, c.dataset.series.split(","), c.dataset.unit);
       }
+      charts.dataset.points = data.points.length;
       const last = data.points[data.points.length - 1];
       if (last) document.getElementById("last-point").textContent = JSON.stringify(last);
     });
