@@ -135,9 +135,12 @@ class RateSeries:
         )
         for api in _APIS:
             point[f"{api}_rps"] = round((b.requests.get(api, 0) - a.requests.get(api, 0)) / dt, 2)
+            after = b.buckets[api]
+            # an API first timed after the earlier sample started from zero
+            before = a.buckets[api] or [(le, 0.0) for le, _ in after]
             for q, label in ((0.5, "p50"), (0.99, "p99")):
-                if len(a.buckets[api]) == len(b.buckets[api]) and b.buckets[api]:
-                    value = quantile(q, a.buckets[api], b.buckets[api])
+                if after and len(before) == len(after):
+                    value = quantile(q, before, after)
                 else:
                     value = math.nan
                 point[f"{api}_{label}_ms"] = None if math.isnan(value) else round(value * 1000, 3)

@@ -1,0 +1,144 @@
+"""The console's HTTP edges against a broker process, without a browser:
+bounded forms, typed refusals, the live-tail limit, security headers, and
+a broker that keeps serving clients through all of it."""
+
+from __future__ import annotations
+
+import http.client
+import re
+import socket
+import urllib.parse
+
+import pytest
+from console_helpers import ConsoleBroker
+
+from tailrace.broker.console.web import MAX_FORM_BYTES, MAX_TAILS
+from tailrace.client import Admin, Producer
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory):
+    data = tmp_path_factory.mktemp("console-http") / "data"
+    with ConsoleBroker(data) as proc:
+        with Admin(proc.address) as admin:
+            admin.create_topic("t", 1)
+        with Producer(proc.address, linger_ms=0) as producer:
+            producer.send("t", b"one", partition=0).result(30)
+        yield proc
+
+
+def _connect(broker):
+    host, port = broker.console.removeprefix("http://").rsplit(":", 1)
+    return http.client.HTTPConnection(host, int(port), timeout=30)
+
+
+def _session(broker):
+    """(cookie header, csrf token) of a fresh anonymous session."""
+    conn = _connect(broker)
+    try:
+        conn.request("GET", "/topics/t/0")
+        r = conn.getresponse()
+        page = r.read().decode()
+        cookie = r.getheader("Set-Cookie").split(";", 1)[0]
+    finally:
+        conn.close()
+    return cookie, re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+
+
+def _request(broker, method, path, body=b"", headers=None):
+    conn = _connect(broker)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        r = conn.getresponse()
+        return r.status, dict(r.getheaders()), r.read()
+    finally:
+        conn.close()
+
+
+def test_pages_carry_security_headers(broker):
+    status, headers, _ = _request(broker, "GET", "/")
+    assert status == 200
+    csp = headers["content-security-policy"]
+    assert "script-src 'self'" in csp
+    assert "default-src 'none'" in csp
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["x-frame-options"] == "DENY"
+    assert "HttpOnly" in headers["set-cookie"]
+
+
+def test_refusals_are_typed_pages(broker):
+    for path, want in (
+        ("/topics/nope", 404),
+        ("/topics/t/7", 404),
+        ("/topics/t/0?format=html", 400),
+        ("/topics/t/0?from=offset&offset=x", 400),
+        ("/topics/t/0?from=offset&offset=99", 400),  # past the log end
+        ("/topics/t/0/records/5/value", 400),
+        ("/topics/t/0/records/0/secret", 404),
+        ("/group?id=nobody", 400),
+    ):
+        status, headers, body = _request(broker, "GET", path)
+        assert (path, status) == (path, want)
+        assert headers["content-type"].startswith("text/html")
+        assert b'id="error"' in body
+
+
+def test_forms_are_bounded_and_need_their_type(broker):
+    cookie, token = _session(broker)
+    headers = {"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"}
+    # a declared length over the bound is refused before the body is read
+    host, port = broker.console.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        head = (
+            f"POST /topics/t/0/produce HTTP/1.1\r\nHost: {host}:{port}\r\nCookie: {cookie}\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\n"
+            f"Content-Length: {MAX_FORM_BYTES + 1}\r\n\r\n"
+        )
+        sock.sendall(head.encode())
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 413 ")
+    small = urllib.parse.urlencode({"csrf": token, "value": "y"}).encode()
+    status, _, _ = _request(
+        broker, "POST", "/topics/t/0/produce", small, {**headers, "Content-Type": "text/plain"}
+    )
+    assert status == 415
+    status, _, _ = _request(broker, "POST", "/topics/t/0/produce", small, headers)
+    assert status == 303  # the same session, a proper form: written
+    with Producer(broker.address, linger_ms=0) as producer:  # the broker still serves
+        assert producer.send("t", b"after", partition=0).result(30).offset == 2
+
+
+def test_live_tails_are_limited(broker):
+    conns = []
+    try:
+        for _ in range(MAX_TAILS):
+            conn = _connect(broker)
+            conn.request("GET", "/topics/t/0/tail?offset=0")
+            r = conn.getresponse()
+            assert r.status == 200
+            assert r.getheader("Content-Type").startswith("text/event-stream")
+            assert r.readline() == b"retry: 2000\n"
+            conns.append((conn, r))
+        status, _, body = _request(broker, "GET", "/topics/t/0/tail?offset=0")
+        assert status == 503
+        assert f"at most {MAX_TAILS} live tails".encode() in body
+        # a stream delivers the records from its offset
+        _, first = conns[0]
+        lines = [first.readline() for _ in range(3)]
+        assert lines[1] == b"event: records\n"
+        assert b'"value": "one"' in lines[2]
+    finally:
+        for conn, _ in conns:
+            conn.close()
+    # closed tails are given back
+    for _ in range(50):
+        status, _, _ = _request(broker, "GET", "/topics/t/0?from=end")
+        conn = _connect(broker)
+        conn.request("GET", "/topics/t/0/tail")
+        r = conn.getresponse()
+        conn.close()
+        if r.status == 200:
+            break
+    assert r.status == 200
