@@ -288,6 +288,8 @@ class Core:
                 data = await trio.to_thread.run_sync(fslice.read_bytes)
                 next_offset = fslice.last_offset + 1
             for pos, h in iter_headers(data):
+                if h.last_offset < offset:
+                    continue  # the slice starts at a batch boundary: not decoded
                 for i, rec in enumerate(unpack_records(data, h, pos)):
                     at = h.base_offset + i
                     if at < offset:

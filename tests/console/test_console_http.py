@@ -5,6 +5,7 @@ a broker that keeps serving clients through all of it."""
 from __future__ import annotations
 
 import http.client
+import json
 import re
 import socket
 import urllib.parse
@@ -12,7 +13,7 @@ import urllib.parse
 import pytest
 from console_helpers import ConsoleBroker
 
-from tailrace.broker.console.web import MAX_FORM_BYTES, MAX_TAILS
+from tailrace.broker.console.web import MAX_FORM_BYTES, MAX_TAILS, TAIL_BATCH
 from tailrace.client import Admin, Producer
 
 pytestmark = pytest.mark.slow
@@ -142,3 +143,30 @@ def test_live_tails_are_limited(broker):
         if r.status == 200:
             break
     assert r.status == 200
+
+
+def test_a_tail_far_behind_jumps_to_the_newest_records(broker):
+    with Admin(broker.address) as admin:
+        admin.create_topic("busy", 1)
+    with Producer(broker.address, linger_ms=0) as producer:
+        for i in range(TAIL_BATCH * 3):
+            producer.send("busy", str(i).encode(), partition=0)
+        producer.flush()
+    conn = _connect(broker)
+    try:
+        conn.request("GET", "/topics/busy/0/tail?offset=0")
+        r = conn.getresponse()
+        lines = [r.readline() for _ in range(8)]
+    finally:
+        conn.close()
+    assert lines[:5] == [
+        b"retry: 2000\n",
+        b"\n",
+        b"event: skipped\n",
+        f"data: {TAIL_BATCH * 2}\n".encode(),
+        b"\n",
+    ]
+    assert lines[5] == b"event: records\n"
+    records = json.loads(lines[6].removeprefix(b"data: "))
+    assert [r["offset"] for r in records] == list(range(TAIL_BATCH * 2, TAIL_BATCH * 3))
+    assert records[-1]["value"] == str(TAIL_BATCH * 3 - 1)

@@ -55,6 +55,12 @@ function startTail(button) {
     while (body.rows.length > maxRows) body.deleteRow(0);
     state.textContent = "following: next offset " + button.dataset.offset;
   });
+  let skipped = 0;
+  source.addEventListener("skipped", (ev) => {
+    skipped += Number(JSON.parse(ev.data));
+    document.getElementById("tail-skipped").textContent =
+      skipped + " records skipped to keep up with the log end";
+  });
   source.addEventListener("failed", (ev) => {
     state.textContent = "stopped: " + JSON.parse(ev.data);
     source.close();
