@@ -4,28 +4,30 @@ The console must not slow the broker. This measures it where it would
 show: one broker subprocess on 127.0.0.1 with the console on
 (``TAILRACE_CONSOLE_LISTEN=127.0.0.1:0``), a topic with one partition
 (flush none: the broker is CPU-bound, not waiting for the disk), and
-``tailrace bench produce`` against it for ``--duration`` seconds, in two
+``tailrace bench produce`` against it for ``--duration`` seconds, in three
 conditions:
 
 * ``none``: nobody looks at the console;
-* ``tail``: headless Chromium (Debian's chromium with chromium-driver, as
-  the tests use) has the partition's messages page open with the live tail
-  following, before the timed run starts and until it ends; the rows the
-  page received are counted afterwards to show the tail was live.
+* ``page``: headless Chromium (Debian's chromium with chromium-driver, as
+  the tests use) has the partition's messages page open, tail off: what a
+  browser alone costs a small machine;
+* ``tail``: the same page with the live tail following, from before the
+  timed run starts until it ends; the rows the page received are counted
+  afterwards to show the tail was live.
 
 Besides records/s (what producers get, which on a small machine is bound
 by the producer process as much as by the broker), each run reports the
-broker's own CPU seconds per million records stored: the console's cost
-shows there first.
+broker's own CPU seconds per million records stored and the CPU seconds of
+the browser's processes (chromium-driver and everything under it).
 
-The conditions are interleaved (ABBA: none, tail, tail, none, ...) so that
-the load of a busy machine falls on both alike; each run records the 1-minute
-load average before it and the broker's CPU seconds during it. The result is
-the median of each condition and their ratio.
+The conditions are interleaved (none, page, tail, then tail, page, none,
+...) so that the load of a busy machine falls on all alike; each run
+records the 1-minute load average before it. The result is the median of
+each condition and the ratios.
 
 Usage::
 
-    python tools/bench_console_tail.py [--rounds 3] [--duration 10] [--json]
+    python tools/bench_console_tail.py [--rounds 4] [--duration 10] [--json]
 
 The figures go into docs/benchmarks.md ("Console: produce with a live tail").
 """
@@ -64,6 +66,33 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def browser_cpu(driver: object | None) -> float:
+    """CPU seconds of chromium-driver and every process under it."""
+    if driver is None:
+        return 0.0
+    root = driver.service.process.pid  # type: ignore[attr-defined]
+    parents: dict[int, int] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    parents[int(name)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+    tree, grew = {root}, True
+    while grew:
+        more = {pid for pid, ppid in parents.items() if ppid in tree} - tree
+        tree |= more
+        grew = bool(more)
+    total = 0.0
+    for pid in tree:
+        try:
+            total += cpu_seconds(pid)
+        except OSError:
+            continue
+    return total
+
+
 def bench(address: str, duration: float, record_size: int) -> dict:
     cmd = [
         sys.executable, "-m", "tailrace.broker.cli", "bench", "produce",
@@ -78,24 +107,28 @@ def bench(address: str, duration: float, record_size: int) -> dict:
 def one_run(broker: BrokerChild, console: str, condition: str, args: argparse.Namespace) -> dict:
     driver = None
     try:
-        if condition == "tail":
+        if condition in ("page", "tail"):
             driver = open_browser()
             driver.get(f"{console}/topics/{TOPIC}/0?from=end&limit=5")
             if not driver.find_elements(By.ID, "tail-toggle"):
                 raise RuntimeError(
                     "no messages page: " + driver.find_element(By.TAG_NAME, "main").text
                 )
+        if condition == "tail":
             driver.find_element(By.ID, "tail-toggle").click()
             wait_for(
                 lambda: "following" in driver.find_element(By.ID, "tail-state").text,
                 what="the live tail",
             )
+        time.sleep(args.settle)  # a browser just started is busy on its own for a while
         load = os.getloadavg()[0]
         cpu_before = cpu_seconds(broker.pid)
+        browser_before = browser_cpu(driver)
         result = bench(broker.address, args.duration, args.record_size)
         cpu = cpu_seconds(broker.pid) - cpu_before
+        browser = browser_cpu(driver) - browser_before
         rows = None
-        if driver is not None:
+        if condition == "tail":
             rows = len(driver.find_elements(By.CSS_SELECTOR, "#records tbody tr.new"))
             if rows == 0:
                 raise RuntimeError("the live tail received nothing during the run")
@@ -109,6 +142,7 @@ def one_run(broker: BrokerChild, console: str, condition: str, args: argparse.Na
         "produce_p99_ms": result["latency_ms"]["p99"],
         "broker_cpu_s": round(cpu, 2),
         "broker_cpu_s_per_million": round(cpu / (result["stored"] / 1e6), 3),
+        "browser_cpu_s": round(browser, 2),
         "load_avg_1m_before": round(load, 2),
         "tail_rows_shown": rows,
     }
@@ -118,9 +152,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rounds", type=int, default=3, help="ABBA rounds (2 runs each)")
+    parser.add_argument("--rounds", type=int, default=4, help="rounds of one run per condition")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per run")
     parser.add_argument("--record-size", type=int, default=100)
+    parser.add_argument(
+        "--settle", type=float, default=5.0, help="seconds between opening the page and the run"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -140,7 +177,8 @@ def main() -> int:
             bench(broker.address, 1.0, args.record_size)  # warm-up
             order = []
             for i in range(args.rounds):
-                order += ["none", "tail"] if i % 2 == 0 else ["tail", "none"]
+                three = ["none", "page", "tail"]
+                order += three if i % 2 == 0 else three[::-1]
             for condition in order:
                 run = one_run(broker, console, condition, args)
                 runs.append(run)
@@ -149,29 +187,39 @@ def main() -> int:
                 time.sleep(1)
         finally:
             broker.terminate()
+    conditions = ("none", "page", "tail")
     medians = {
         c: statistics.median(r["records_per_sec"] for r in runs if r["condition"] == c)
-        for c in ("none", "tail")
+        for c in conditions
     }
     cpu = {
         c: statistics.median(r["broker_cpu_s_per_million"] for r in runs if r["condition"] == c)
-        for c in ("none", "tail")
+        for c in conditions
+    }
+    browser = {
+        c: statistics.median(r["browser_cpu_s"] for r in runs if r["condition"] == c)
+        for c in conditions
     }
     summary = {
         "runs": runs,
         "median_records_per_sec": medians,
         "median_broker_cpu_s_per_million": cpu,
+        "median_browser_cpu_s": browser,
         "tail_vs_none": round(medians["tail"] / medians["none"], 4),
+        "tail_vs_page": round(medians["tail"] / medians["page"], 4),
         "config": vars(args),
         "cpus": os.cpu_count(),
     }
     if args.json:
         print(json.dumps(summary))
     else:
+        for c in conditions:
+            print(
+                f"{c}: median {medians[c]:.0f} records/s, broker {cpu[c]:.3f} CPU s per "
+                f"million records, browser {browser[c]:.2f} CPU s per run"
+            )
         print(
-            f"median records/s: none {medians['none']:.0f}, tail {medians['tail']:.0f} "
-            f"(tail/none = {summary['tail_vs_none']:.3f}); broker CPU s per million records: "
-            f"none {cpu['none']:.3f}, tail {cpu['tail']:.3f}"
+            f"tail/none = {summary['tail_vs_none']:.3f}, tail/page = {summary['tail_vs_page']:.3f}"
         )
     return 0
 

@@ -63,7 +63,7 @@ MAX_FORM_BYTES = 1024 * 1024
 #: live tails (server-sent event streams) open at once, over all sessions
 MAX_TAILS = 8
 #: a tail sends at most this often, and at most TAIL_BATCH records at a time
-TAIL_INTERVAL_S = 0.5
+TAIL_INTERVAL_S = 1.0
 TAIL_BATCH = 50
 #: bytes a tail reads per send (plus at most one larger batch)
 TAIL_READ_BYTES = 64 * 1024

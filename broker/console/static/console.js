@@ -30,7 +30,7 @@ function startTail(button) {
   const url = button.dataset.url + "?offset=" + encodeURIComponent(button.dataset.offset) +
     "&format=" + encodeURIComponent(button.dataset.format);
   const source = new EventSource(url);
-  const maxRows = 500;
+  const maxRows = 200;
   source.addEventListener("records", (ev) => {
     for (const r of JSON.parse(ev.data)) {
       const row = document.createElement("tr");
