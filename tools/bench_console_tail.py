@@ -47,7 +47,7 @@ from pathlib import Path
 
 from selenium.webdriver.common.by import By
 
-from tailrace.broker.testing.process import BrokerChild
+from tailrace.broker.faultkit.process import BrokerChild
 from tailrace.client import Admin
 
 ROOT = Path(__file__).resolve().parents[1]

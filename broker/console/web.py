@@ -49,7 +49,7 @@ from ..logs import log_event
 from ..security import audit
 from .adapter import MAX_RECORDS, Core, Record, session_info
 from .rates import RateSeries
-from .render import FORMATS, SHOWN_BYTES, show
+from .render import FORMATS, show
 from .sessions import ANONYMOUS, COOKIE, Session, Sessions, check_password, cookie_header
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ MAX_FORM_BYTES = 1024 * 1024
 MAX_TAILS = 8
 #: a tail sends at most this often, and at most TAIL_BATCH records at a time
 TAIL_INTERVAL_S = 1.0
-TAIL_BATCH = 50
+TAIL_BATCH = 20
 #: bytes a tail reads per send (plus at most one larger batch)
 TAIL_READ_BYTES = 64 * 1024
 TAIL_KEEPALIVE_S = 15.0
@@ -127,6 +127,23 @@ def _human_bytes(n: float) -> str:
 
 def _time(ms: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"
+
+
+class _TailStream(StreamingResponse):
+    """A live tail's event stream, counted in ``console.tails`` from its
+    creation until the response ends (however it ends: the generator of a
+    client that left before the first event never runs at all)."""
+
+    def __init__(self, console: Console, events: AsyncIterator[str]) -> None:
+        super().__init__(events, media_type="text/event-stream")
+        self.console = console
+        console.tails += 1
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.console.tails -= 1
 
 
 class Console:
@@ -438,11 +455,12 @@ class Console:
         if fmt not in FORMATS:
             raise FormError(400, f"format must be one of {', '.join(FORMATS)}")
         _start, hw = self.core.bounds(who, topic, partition)
-        offset = _int(request.query_params.get("offset"), hw, "offset")
+        # a reconnecting EventSource says where it was (the id of the last event)
+        resumed = request.headers.get("last-event-id")
+        offset = _int(resumed or request.query_params.get("offset"), hw, "offset")
         if self.tails >= MAX_TAILS:
             raise FormError(503, f"at most {MAX_TAILS} live tails at once: close one")
         plog = self.core.manager.get(topic, partition)
-        self.tails += 1
 
         async def events() -> AsyncIterator[str]:
             nonlocal offset
@@ -454,7 +472,7 @@ class Console:
                         # a person reads the newest records: skip what the
                         # page could not show anyway (bounded work per send)
                         offset += behind - TAIL_BATCH
-                        yield f"event: skipped\ndata: {behind - TAIL_BATCH}\n\n"
+                        yield f"id: {offset}\nevent: skipped\ndata: {behind - TAIL_BATCH}\n\n"
                     if plog.high_watermark > offset:
                         records = await self.core.read(
                             who, topic, partition, offset, TAIL_BATCH, max_bytes=TAIL_READ_BYTES
@@ -462,7 +480,7 @@ class Console:
                         if records:
                             offset = records[-1].offset + 1
                             shown = [self._shown(r, fmt) for r in records]
-                            yield f"event: records\ndata: {json.dumps(shown)}\n\n"
+                            yield f"id: {offset}\nevent: records\ndata: {json.dumps(shown)}\n\n"
                         await trio.sleep(TAIL_INTERVAL_S)
                         continue
                     with trio.move_on_after(TAIL_KEEPALIVE_S):
@@ -471,14 +489,8 @@ class Console:
                         yield ": keep-alive\n\n"
             except BrokerError as exc:
                 yield f"event: failed\ndata: {json.dumps(exc.message)}\n\n"
-            finally:
-                self.tails -= 1
 
-        return StreamingResponse(
-            events(),
-            media_type="text/event-stream",
-            headers={"X-Accel-Buffering": "no"},
-        )
+        return _TailStream(self, events())
 
     async def groups(self, request: Request, session: Session, form: dict) -> Response:
         who = self.who(request, session)
@@ -570,6 +582,3 @@ class Console:
 
     async def metrics_json(self, request: Request, session: Session, form: dict) -> Response:
         return JSONResponse({"points": self.rates.poll()})
-
-    def shown_bytes(self) -> int:
-        return SHOWN_BYTES

@@ -127,9 +127,11 @@ def test_live_tails_are_limited(broker):
         assert f"at most {MAX_TAILS} live tails".encode() in body
         # a stream delivers the records from its offset
         _, first = conns[0]
-        lines = [first.readline() for _ in range(3)]
-        assert lines[1] == b"event: records\n"
-        assert b'"value": "one"' in lines[2]
+        lines = [first.readline() for _ in range(4)]
+        assert lines[0] == b"\n"
+        assert lines[1].startswith(b"id: ")  # the next offset: where a reconnect resumes
+        assert lines[2] == b"event: records\n"
+        assert b'"value": "one"' in lines[3]
     finally:
         for conn, _ in conns:
             conn.close()
@@ -156,17 +158,28 @@ def test_a_tail_far_behind_jumps_to_the_newest_records(broker):
     try:
         conn.request("GET", "/topics/busy/0/tail?offset=0")
         r = conn.getresponse()
-        lines = [r.readline() for _ in range(8)]
+        lines = [r.readline() for _ in range(10)]
     finally:
         conn.close()
-    assert lines[:5] == [
+    assert lines[:6] == [
         b"retry: 2000\n",
         b"\n",
+        f"id: {TAIL_BATCH * 2}\n".encode(),
         b"event: skipped\n",
         f"data: {TAIL_BATCH * 2}\n".encode(),
         b"\n",
     ]
-    assert lines[5] == b"event: records\n"
-    records = json.loads(lines[6].removeprefix(b"data: "))
+    assert lines[6:8] == [f"id: {TAIL_BATCH * 3}\n".encode(), b"event: records\n"]
+    records = json.loads(lines[8].removeprefix(b"data: "))
     assert [r["offset"] for r in records] == list(range(TAIL_BATCH * 2, TAIL_BATCH * 3))
     assert records[-1]["value"] == str(TAIL_BATCH * 3 - 1)
+    # a reconnecting EventSource resumes after the last event it saw
+    conn = _connect(broker)
+    try:
+        conn.request("GET", "/topics/busy/0/tail?offset=0", headers={"Last-Event-ID": "148"})
+        r = conn.getresponse()
+        lines = [r.readline() for _ in range(5)]
+    finally:
+        conn.close()
+    assert lines[2:4] == [f"id: {TAIL_BATCH * 3}\n".encode(), b"event: records\n"]
+    assert [r["offset"] for r in json.loads(lines[4].removeprefix(b"data: "))] == [148, 149]

@@ -30,8 +30,10 @@ function startTail(button) {
   const url = button.dataset.url + "?offset=" + encodeURIComponent(button.dataset.offset) +
     "&format=" + encodeURIComponent(button.dataset.format);
   const source = new EventSource(url);
-  const maxRows = 200;
+  const maxRows = 100;
   source.addEventListener("records", (ev) => {
+    // one insertion and one trim per event: the table is laid out once
+    const rows = document.createDocumentFragment();
     for (const r of JSON.parse(ev.data)) {
       const row = document.createElement("tr");
       row.dataset.offset = r.offset;
@@ -49,10 +51,17 @@ function startTail(button) {
       }
       const h = cell(row, r.headers.map((kv) => kv[0] + ": " + kv[1]).join("\n"), "headers");
       h.dataset.count = r.headers.length;
-      body.appendChild(row);
+      rows.appendChild(row);
       button.dataset.offset = r.offset + 1;
     }
-    while (body.rows.length > maxRows) body.deleteRow(0);
+    body.appendChild(rows);
+    const extra = body.rows.length - maxRows;
+    if (extra > 0) {
+      const range = document.createRange();
+      range.setStartBefore(body.rows[0]);
+      range.setEndAfter(body.rows[extra - 1]);
+      range.deleteContents();
+    }
     state.textContent = "following: next offset " + button.dataset.offset;
   });
   let skipped = 0;
