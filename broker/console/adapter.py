@@ -1,12 +1,14 @@
 """The console's one door into the broker's core.
 
 Every read and every change the console makes goes through :class:`Core`,
-and :class:`Core` only calls what the broker already has: the log manager
-(topics, partition logs, their read path and append), the group
+and :class:`Core` only calls what the broker already has: the protocol-free
+services both front-ends use (``broker/services/``: a browse is
+``fetch.plan`` + ``fetch.read``, a test record ``produce.append`` +
+``produce.wait_durable``, the internal-topic rule from ``topics``), the log
+manager (topic listings, partition state, topic config changes), the group
 coordinator (describe, committed offsets, commit), the authorizer (the same
 ACL checks, audit log and cache a client request gets) and the metrics
-registry. When the protocol-free services land (``broker/services/``, issue
-14) this module is the one place that switches to them.
+registry. Nothing else in ``broker/console/`` touches broker internals.
 
 Authorization: a console session is a :class:`ConnectionInfo` with the
 logged-in principal (``peer`` names the browser's address), so
@@ -36,6 +38,7 @@ from tailrace.client.errors import (
     BrokerError,
     ClusterAuthorizationError,
     GroupAuthorizationError,
+    InvalidRecordError,
     InvalidRequestError,
     OffsetOutOfRangeError,
     TopicAuthorizationError,
@@ -45,16 +48,19 @@ from tailrace.client.protocol import (
     OffsetCommitRequest,
     OffsetCommitTopic,
 )
-from tailrace.client.records.batch import build_batch, iter_headers, unpack_records
+from tailrace.client.records.batch import MAGIC, build_batch, iter_headers, unpack_records
 
-from ..handlers.context import is_internal
 from ..log.config import LogConfig
-from ..metrics import definitions as metrics
-from ..security.authz import ALTER, DESCRIBE, GROUP, READ, TOPIC, WRITE
+from ..security.authz import ALTER, DESCRIBE, GROUP, READ, TOPIC
 from ..server.connection import ConnectionInfo
+from ..services import fetch, produce
+from ..services.topics import is_internal
 
 if TYPE_CHECKING:
     from ..app import Broker
+    from ..coordinator import GroupCoordinator
+    from ..handlers.context import BrokerContext
+    from ..log.manager import LogManager
     from ..log.partition import PartitionLog
 
 __all__ = [
@@ -70,6 +76,8 @@ __all__ = [
 MAX_READ_BYTES = 1024 * 1024
 #: records one browse returns
 MAX_RECORDS = 200
+#: how long a test record may wait to become durable
+PRODUCE_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,11 +146,19 @@ class Core:
     # ------------------------------------------------------------ helpers
 
     @property
-    def manager(self):
+    def manager(self) -> LogManager:
         manager = self.broker.manager
         if manager is None:
             raise BrokerError("the broker is still loading its logs")
         return manager
+
+    @property
+    def context(self) -> BrokerContext:
+        """What the services take (the broker's, with its authorizer)."""
+        ctx = self.broker.context
+        if ctx is None:
+            raise BrokerError("the broker is still loading its logs")
+        return ctx
 
     def allowed(self, who: ConnectionInfo, operation: str, resource: str, name: str) -> bool:
         authz = self.broker.security.authz
@@ -271,25 +287,32 @@ class Core:
         *,
         max_bytes: int = MAX_READ_BYTES,
     ) -> list[Record]:
-        """Up to ``limit`` records from ``offset`` (the fetch path: below the
-        high watermark, whole batches, bounded bytes; the file read runs in
-        a worker thread)."""
-        plog = self._plog(who, topic, partition, READ)
+        """Up to ``limit`` records from ``offset`` through the fetch service
+        (READ on the topic, below the high watermark, whole batches, bounded
+        bytes); the file read runs in a worker thread."""
         limit = max(1, min(limit, MAX_RECORDS))
-        offset = max(offset, plog.log_start_offset)
-        if offset > plog.log_end_offset:
-            raise OffsetOutOfRangeError(f"offset {offset} is past the log end")
         out: list[Record] = []
         while len(out) < limit:
-            fslice = plog.read(offset, max_bytes)
+            (planned,) = fetch.plan(self.context, who, [fetch.Read(topic, partition, offset, 0)])
+            if planned.error is not None:
+                raise planned.error
+            fetch.read([planned], max_bytes)
+            if planned.error is not None:
+                raise planned.error
+            fslice = planned.slice
             if fslice is None:
-                break
+                break  # at the high watermark
             with fslice:
                 data = await trio.to_thread.run_sync(fslice.read_bytes)
                 next_offset = fslice.last_offset + 1
             for pos, h in iter_headers(data):
                 if h.last_offset < offset:
                     continue  # the slice starts at a batch boundary: not decoded
+                if h.magic != MAGIC:
+                    raise InvalidRecordError(
+                        f"the batch at offset {h.base_offset} has magic {h.magic}: the console "
+                        f"decodes magic {MAGIC} (native) records only"
+                    )
                 for i, rec in enumerate(unpack_records(data, h, pos)):
                     at = h.base_offset + i
                     if at < offset:
@@ -324,21 +347,20 @@ class Core:
         value: bytes | None,
         headers: list[tuple[str, bytes]],
     ) -> int:
-        """Append one record as a produce request would (WRITE on the topic,
-        the log's own validation), wait until it is durable; its offset."""
-        plog = self._plog(who, topic, partition, WRITE)
-        if is_internal(topic):
-            raise InvalidRequestError(f"{topic} is internal: records cannot be written to it")
+        """Append one record through the produce service (WRITE on the
+        topic, internal topics refused, the log's validation, the produce
+        metrics) and wait until it is durable; its offset."""
         batch = build_batch([(int(time.time() * 1000), key, value, headers or None)])
-        appended = plog.append(batch)
-        metrics.PRODUCED_RECORDS.inc(1)
-        metrics.PRODUCED_BYTES.inc(len(batch))
-        await plog.wait_durable(appended)
-        return appended.base_offset
+        outcomes = produce.append(self.context, who, [produce.Write(topic, partition, batch)])
+        await produce.wait_durable(outcomes, PRODUCE_TIMEOUT_S)
+        (outcome,) = outcomes
+        if outcome.error is not None:
+            raise outcome.error
+        return outcome.base_offset
 
     # ------------------------------------------------------------- groups
 
-    def _coordinator(self):
+    def _coordinator(self) -> GroupCoordinator:
         coordinator = self.broker.coordinator
         if coordinator is None:
             raise BrokerError("the group coordinator is not running yet")

@@ -107,7 +107,7 @@ def test_a_user_sees_and_does_only_what_the_acls_allow(browser, broker, shots):
     browser.find_element(By.CSS_SELECTOR, "#produce button").click()
     error = wait_for(lambda: browser.find_elements(By.ID, "error"), what="the refusal")[0]
     assert error.get_attribute("data-status") == "403"
-    assert error.text == "User:bob may not write topic 'orders'"
+    assert error.text == "User:bob may not write to 'orders'"  # the produce service's words
     shots.take(browser, "refused")
     assert any(
         "event=authz_denied" in line and "User:bob" in line and "write" in line
