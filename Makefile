@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint format clean
+.PHONY: run test lint format clean browser
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "tailrace needs Python 3.11 or newer; set PYTHON=...")'
@@ -21,7 +21,13 @@ $(STAMP): pyproject.toml | $(BIN)/python
 run: $(STAMP)
 	$(BIN)/tailrace broker --listen 127.0.0.1:7420 --kafka-listen 127.0.0.1:9092 --data-dir ./data
 
-test: $(STAMP)
+# The console's browser tests drive Debian's chromium through Debian's
+# chromium-driver (selenium, in the test extra); installed when missing.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		{ apt-get update && apt-get install -y chromium chromium-driver; }
+
+test: $(STAMP) browser
 	$(BIN)/ruff check broker client tests tools
 	$(BIN)/python -m pytest
 
