@@ -3,29 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from harness import BrokerProcess
-
-
-def start_kafka_broker(data_dir: Path, *args: str) -> BrokerProcess:
-    """``tailrace broker`` on loopback port 0 with a Kafka listener (port 0)."""
-    proc = BrokerProcess(data_dir, *args).start()
-    try:
-        proc.kafka_address()
-    except BaseException:
-        proc.kill()
-        raise
-    return proc
-
-
-def stop(proc: BrokerProcess) -> None:
-    """SIGTERM (a clean stop), SIGKILL if it does not stop."""
-    try:
-        proc.terminate()
-    finally:
-        proc.kill()
+from kafka_matrix import start_kafka_broker, stop
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 from harness import BrokerProcess
-from matrix import (
+from kafka_matrix import (
     CLIENT_IDS,
     CLIENTS,
     Client,

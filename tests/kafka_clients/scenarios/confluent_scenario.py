@@ -306,7 +306,9 @@ def user(plan: dict[str, Any]) -> dict[str, Any]:
         on_delivery=lambda err, _msg: errors.append(err),
     )
     producer.flush(TIMEOUT_S)
-    err = errors[0] if errors else None
+    if not errors:
+        raise TimeoutError(f"no delivery report after {TIMEOUT_S} s")
+    err = errors[0]
     out["produce_error"] = None if err is None else {"name": err.name(), "code": err.code()}
     return out
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import ROOT
+from harness import ROOT, BrokerProcess
 
 from tailrace.client.records import iter_headers
 
@@ -277,3 +277,24 @@ def stored_codecs(data_dir: Path, topic: str) -> dict[int, set[str]]:
         for _, header in iter_headers(data):
             out.setdefault(partition, set()).add(names.get(header.attributes & 7, "?"))
     return out
+
+
+def start_kafka_broker(data_dir: Path, *args: str) -> BrokerProcess:
+    """``tailrace broker`` on loopback port 0 with a Kafka listener: pass
+    ``--kafka-listen 127.0.0.1:0`` or a ``--config`` that has one."""
+    proc = BrokerProcess(data_dir, *args, listen=None if "--config" in args else "127.0.0.1:0")
+    proc.start()
+    try:
+        proc.kafka_address()
+    except BaseException:
+        proc.kill()
+        raise
+    return proc
+
+
+def stop(proc: BrokerProcess) -> None:
+    """SIGTERM (a clean stop), SIGKILL if it does not stop."""
+    try:
+        proc.terminate()
+    finally:
+        proc.kill()
