@@ -78,6 +78,9 @@ class Flow:
 
     @property
     def plan(self) -> dict[str, Any]:
+        self.wait()
+        if self.error is not None:
+            raise AssertionError(f"{self.client.name}: the flow failed:\n{self.error}")
         assert self.main is not None
         return self.main.plan
 
