@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/tailrace broker --listen 127.0.0.1:7420 --data-dir ./data
+	$(BIN)/tailrace broker --listen 127.0.0.1:7420 --kafka-listen 127.0.0.1:9092 --data-dir ./data
 
 $(CLIENTS_DIR)/%/.installed: tests/kafka_clients/requirements/%.txt
 	rm -rf $(CLIENTS_DIR)/$*
