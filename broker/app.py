@@ -30,6 +30,8 @@ from tailrace.client.errors import BrokerError
 from tailrace.client.protocol import Limits
 
 from .config import BrokerConfig, parse_address
+from .console.server import serve_console
+from .console.web import Console
 from .coordinator import GroupCoordinator, GroupSettings
 from .handlers import HANDLERS, BrokerContext
 from .kafka.codec import KafkaServerConnection
@@ -93,8 +95,12 @@ class Broker:
         self.security = BrokerSecurity(config, self._limits)
         self._max_in_flight = limits["limits.max_in_flight_requests"]
         self._idle = limits["limits.connections_max_idle_ms"] / 1000
+        #: the web console, when console.listen is set
+        self.console: Console | None = None
         # per-API request metrics cost a little per request: only when shown
-        self._dispatcher = metered(self._dispatch) if config.metrics_listen else self._dispatch
+        # (by /metrics or by the console's charts)
+        shown = config.metrics_listen or config.get("console", "listen")
+        self._dispatcher = metered(self._dispatch) if shown else self._dispatch
         #: the Kafka front-end's dispatcher (made once the context exists)
         self._kafka_dispatcher: Any = None
 
@@ -134,6 +140,20 @@ class Broker:
             paths="/metrics /health/live /health/ready",
         )
 
+    async def _start_console(self, nursery: trio.Nursery) -> None:
+        """In the nursery that ends before the logs close: no page is ever
+        served from a closed log."""
+        host, port = parse_address(self.config.get("console", "listen"))
+        self.console = Console(self)
+        address = await nursery.start(serve_console, self.console, host, port)
+        log_event(
+            log,
+            logging.INFO,
+            "serving the console",
+            address=address,
+            login=self.console.login_required,
+        )
+
     async def _serve_logs(self, task_status: trio.TaskStatus[list[BoundListener]]) -> None:
         config = self.config
         data_dir = self.data_dir
@@ -166,6 +186,8 @@ class Broker:
                         task_status=task_status,
                     )
                 )
+                if config.get("console", "listen"):
+                    await self._start_console(background)
                 await self._serve_connections(task_status)
                 background.cancel_scope.cancel()
         finally:

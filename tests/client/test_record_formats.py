@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import trio
-from kafka_samples import RECORDS, build_with
+from batch_samples import RECORDS, build_with
 
 from tailrace.client import AsyncAdmin, AsyncConsumer, AsyncProducer, Record
 from tailrace.client.protocol import (

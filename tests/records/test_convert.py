@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from batch_samples import build_with
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from kafka_samples import build_with
 
 from tailrace.client.errors import CorruptRecordError, InvalidRecordError
 from tailrace.client.records import (

@@ -6,9 +6,7 @@ from __future__ import annotations
 import struct
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from kafka_samples import (
+from batch_samples import (
     BUILDERS,
     RECORDS,
     build_with,
@@ -17,6 +15,8 @@ from kafka_samples import (
     set_header,
     with_body,
 )
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tailrace.client.errors import (
     CorruptRecordError,
