@@ -236,3 +236,14 @@ def test_kio_reads_what_it_writes_for_a_fetch_response_with_records():
     again, size = entity_reader(cls)(out.getvalue(), 0)
     assert again == entity
     assert size == len(out.getvalue())
+
+
+def test_an_unknown_tagged_field_in_a_flexible_body_is_a_bad_request():
+    # InitProducerId v4 is flexible; kio 0.6.5 does not skip unknown body tags
+    data = bytearray(frame(request(22, 4), 4))
+    data[-1] = 1  # one tagged field follows ...
+    data += b"\x00\x01\x07"  # ... tag 0, one byte
+    struct.pack_into(">i", data, 0, len(data) - 4)
+    event = _decode_one(bytes(data))
+    assert type(event) is KafkaBadRequest
+    assert "KeyError" in event.error.message
