@@ -53,6 +53,7 @@ __all__ = [
     "InvalidPartitionsError",
     "InvalidProducerEpochError",
     "InvalidRecordError",
+    "InvalidReplicationFactorError",
     "InvalidRequestError",
     "InvalidSessionTimeoutError",
     "InvalidTimestampError",
@@ -76,6 +77,7 @@ __all__ = [
     "TlsHandshakeError",
     "TopicAlreadyExistsError",
     "TopicAuthorizationError",
+    "TransactionalIdAuthorizationError",
     "UnknownMemberIdError",
     "UnknownProducerIdError",
     "UnknownServerError",
@@ -117,6 +119,7 @@ class ErrorCode(IntEnum):
     UNSUPPORTED_VERSION = 35
     TOPIC_ALREADY_EXISTS = 36
     INVALID_PARTITIONS = 37
+    INVALID_REPLICATION_FACTOR = 38
     INVALID_CONFIG = 40
     INVALID_REQUEST = 42
     POLICY_VIOLATION = 44
@@ -124,6 +127,7 @@ class ErrorCode(IntEnum):
     DUPLICATE_SEQUENCE_NUMBER = 46
     INVALID_PRODUCER_EPOCH = 47
     CONCURRENT_TRANSACTIONS = 51
+    TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 53
     STORAGE_ERROR = 56
     SASL_AUTHENTICATION_FAILED = 58
     UNKNOWN_PRODUCER_ID = 59
@@ -368,6 +372,18 @@ class InvalidPartitionsError(BrokerError):
     """The partition count is not valid."""
 
     code = ErrorCode.INVALID_PARTITIONS
+
+
+class InvalidReplicationFactorError(BrokerError):
+    """A replication factor other than 1 (or -1, the default) on this single node."""
+
+    code = ErrorCode.INVALID_REPLICATION_FACTOR
+
+
+class TransactionalIdAuthorizationError(AuthorizationError):
+    """A transactional request: transactions are not supported (docs/kafka.md)."""
+
+    code = ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
 
 
 class InvalidConfigError(BrokerError):

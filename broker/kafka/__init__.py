@@ -1,2 +1,11 @@
-"""The Kafka wire-protocol front-end (issue 14): Kafka clients over the same
-services as the native protocol. groups.py holds the group APIs."""
+"""The Kafka front-end: Kafka's wire protocol over the broker's services.
+
+* :mod:`.codec`: framing and kio message schemas (sans-I/O, no trio);
+* :mod:`.versions`: the one table of advertised APIs and versions;
+* :mod:`.errors`: BrokerError -> Kafka wire codes;
+* :mod:`.handlers`: the handler table and dispatcher, over :mod:`.admin`
+  (ApiVersions, Metadata, topics) and :mod:`.data` (Produce, Fetch,
+  ListOffsets, InitProducerId).
+
+See docs/kafka.md.
+"""

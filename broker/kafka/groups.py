@@ -42,7 +42,7 @@ import functools
 import io
 import struct
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from kio.index import load_payload_module
 from kio.schema.consumer_protocol_assignment.v0.data import (
@@ -57,7 +57,6 @@ from kio.static.constants import EntityType
 from tailrace.client.errors import (
     BrokerError,
     CoordinatorNotAvailableError,
-    ErrorCode,
     GroupAuthorizationError,
     InvalidRequestError,
     TopicAuthorizationError,
@@ -67,13 +66,15 @@ from ..coordinator.classic import JoinParams, JoinResult, SyncResult, Waiter
 from ..coordinator.coordinator import CommitItem, GroupView, MemberView
 from ..security.authz import CLUSTER, CLUSTER_NAME, DELETE, DESCRIBE, GROUP, READ, TOPIC
 from ..server.connection import ConnectionInfo, Later
+from .errors import kafka_error
 
 if TYPE_CHECKING:
     from ..coordinator import GroupCoordinator
     from ..handlers.context import BrokerContext
     from ..log.partition import AppendResult
+    from .codec import KafkaRequest
 
-__all__ = ["GROUP_HANDLERS", "GROUP_VERSIONS", "KafkaGroupRequest", "kafka_code"]
+__all__ = ["GROUP_HANDLERS", "GROUP_VERSIONS"]
 
 FIND_COORDINATOR = 10
 JOIN_GROUP = 11
@@ -107,31 +108,6 @@ _ACL_OPERATION_BITS = {READ: 3, DELETE: 6, DESCRIBE: 8}
 _OPERATIONS_NOT_REQUESTED = -(2**31)
 _NO_THROTTLE = datetime.timedelta(0)
 
-#: tailrace-only codes (>= 1000) as the nearest Kafka code
-_NEAREST_KAFKA = {
-    ErrorCode.STORAGE_FULL: 56,  # KAFKA_STORAGE_ERROR: retriable, the write was not made
-    ErrorCode.NOT_ASSIGNED: 25,  # UNKNOWN_MEMBER_ID: the member must rejoin
-}
-
-
-class KafkaGroupRequest(Protocol):
-    """What these handlers read of the front-end's KafkaRequest."""
-
-    api_key: int
-    api_version: int
-    correlation_id: int
-    client_id: str | None
-    body: Any
-
-
-def kafka_code(error: BrokerError | None) -> KafkaCode:
-    """The Kafka error code of a BrokerError (None: no error)."""
-    if error is None:
-        return KafkaCode.none
-    code = int(error.code)
-    return KafkaCode(_NEAREST_KAFKA.get(ErrorCode(code), code) if code >= 1000 else code)
-
-
 # --- building responses ---------------------------------------------------------
 
 
@@ -151,12 +127,12 @@ def _entity(cls: type, /, **values: Any) -> Any:
     return cls(**{k: v for k, v in values.items() if k in names})
 
 
-def _response(request: KafkaGroupRequest, name: str, /, **values: Any) -> Any:
+def _response(request: KafkaRequest, name: str, /, **values: Any) -> Any:
     module = _response_module(request.api_key, request.api_version)
     return _entity(getattr(module, name), throttle_time=_NO_THROTTLE, **values)
 
 
-def _nested(request: KafkaGroupRequest, name: str, /, **values: Any) -> Any:
+def _nested(request: KafkaRequest, name: str, /, **values: Any) -> Any:
     return _entity(getattr(_response_module(request.api_key, request.api_version), name), **values)
 
 
@@ -194,15 +170,12 @@ def _advertised(ctx: BrokerContext, info: ConnectionInfo) -> tuple[int, str, int
     )
     if hook is not None:
         return hook(info)
-    for listener in ctx.listeners:
-        if listener.name == info.listener:
-            return ctx.node_id, listener.host, listener.port
-    raise CoordinatorNotAvailableError(f"listener {info.listener!r} has no known address")
+    # as Metadata does (admin.py): the listener the request came in on
+    listener = next((b for b in ctx.listeners if b.name == info.listener), ctx.listeners[0])
+    return ctx.node_id, listener.host, listener.port
 
 
-def handle_find_coordinator(
-    ctx: BrokerContext, info: ConnectionInfo, request: KafkaGroupRequest
-) -> Any:
+def handle_find_coordinator(ctx: BrokerContext, info: ConnectionInfo, request: KafkaRequest) -> Any:
     body = request.body
     try:
         key_type = getattr(body, "key_type", 0)
@@ -219,7 +192,7 @@ def handle_find_coordinator(
         return _response(
             request,
             "FindCoordinatorResponse",
-            error_code=kafka_code(exc),
+            error_code=kafka_error(exc),
             error_message=exc.message,
             node_id=-1,
             host="",
@@ -243,7 +216,7 @@ def _ms(value: datetime.timedelta) -> int:
     return round(value.total_seconds() * 1000)
 
 
-def handle_join_group(ctx: BrokerContext, info: ConnectionInfo, request: KafkaGroupRequest) -> Any:
+def handle_join_group(ctx: BrokerContext, info: ConnectionInfo, request: KafkaRequest) -> Any:
     body = request.body
     session_ms = _ms(body.session_timeout)
     rebalance = getattr(body, "rebalance_timeout", None)
@@ -269,7 +242,7 @@ def handle_join_group(ctx: BrokerContext, info: ConnectionInfo, request: KafkaGr
     return Later(_held_join, request, waiter)
 
 
-async def _held_join(request: KafkaGroupRequest, waiter: Waiter) -> Any:
+async def _held_join(request: KafkaRequest, waiter: Waiter) -> Any:
     await waiter.wait()
     return _join_response(request, _join_result(waiter))
 
@@ -280,7 +253,7 @@ def _join_result(waiter: Waiter) -> JoinResult:
     return result
 
 
-def _join_response(request: KafkaGroupRequest, r: JoinResult) -> Any:
+def _join_response(request: KafkaRequest, r: JoinResult) -> Any:
     members = tuple(
         _nested(request, "JoinGroupResponseMember", member_id=m, group_instance_id=i, metadata=md)
         for m, i, md in r.members
@@ -288,7 +261,7 @@ def _join_response(request: KafkaGroupRequest, r: JoinResult) -> Any:
     return _response(
         request,
         "JoinGroupResponse",
-        error_code=kafka_code(r.error),
+        error_code=kafka_error(r.error),
         generation_id=r.generation,
         protocol_name=_str(r.protocol_name),
         leader=r.leader_id,
@@ -297,7 +270,7 @@ def _join_response(request: KafkaGroupRequest, r: JoinResult) -> Any:
     )
 
 
-def handle_sync_group(ctx: BrokerContext, info: ConnectionInfo, request: KafkaGroupRequest) -> Any:
+def handle_sync_group(ctx: BrokerContext, info: ConnectionInfo, request: KafkaRequest) -> Any:
     body = request.body
     assignments = {a.member_id: bytes(a.assignment) for a in body.assignments}
     try:
@@ -316,7 +289,7 @@ def handle_sync_group(ctx: BrokerContext, info: ConnectionInfo, request: KafkaGr
     return Later(_held_sync, request, waiter)
 
 
-async def _held_sync(request: KafkaGroupRequest, waiter: Waiter) -> Any:
+async def _held_sync(request: KafkaRequest, waiter: Waiter) -> Any:
     await waiter.wait()
     return _sync_response(request, _sync_result(waiter))
 
@@ -327,13 +300,13 @@ def _sync_result(waiter: Waiter) -> SyncResult:
     return result
 
 
-def _sync_response(request: KafkaGroupRequest, r: SyncResult) -> Any:
+def _sync_response(request: KafkaRequest, r: SyncResult) -> Any:
     return _response(
-        request, "SyncGroupResponse", error_code=kafka_code(r.error), assignment=r.assignment
+        request, "SyncGroupResponse", error_code=kafka_error(r.error), assignment=r.assignment
     )
 
 
-def handle_heartbeat(ctx: BrokerContext, info: ConnectionInfo, request: KafkaGroupRequest) -> Any:
+def handle_heartbeat(ctx: BrokerContext, info: ConnectionInfo, request: KafkaRequest) -> Any:
     body = request.body
     error: BrokerError | None = None
     try:
@@ -346,10 +319,10 @@ def handle_heartbeat(ctx: BrokerContext, info: ConnectionInfo, request: KafkaGro
         )
     except BrokerError as exc:
         error = exc
-    return _response(request, "HeartbeatResponse", error_code=kafka_code(error))
+    return _response(request, "HeartbeatResponse", error_code=kafka_error(error))
 
 
-def handle_leave_group(ctx: BrokerContext, info: ConnectionInfo, request: KafkaGroupRequest) -> Any:
+def handle_leave_group(ctx: BrokerContext, info: ConnectionInfo, request: KafkaRequest) -> Any:
     body = request.body
     batch = request.api_version >= 3
     if batch:
@@ -360,16 +333,16 @@ def handle_leave_group(ctx: BrokerContext, info: ConnectionInfo, request: KafkaG
         _check_group(ctx, info, READ, body.group_id)
         outcomes = _coordinator(ctx).leave_group(body.group_id, leaving)
     except BrokerError as exc:
-        return _response(request, "LeaveGroupResponse", error_code=kafka_code(exc), members=())
+        return _response(request, "LeaveGroupResponse", error_code=kafka_error(exc), members=())
     if not batch:
-        return _response(request, "LeaveGroupResponse", error_code=kafka_code(outcomes[0]))
+        return _response(request, "LeaveGroupResponse", error_code=kafka_error(outcomes[0]))
     members = tuple(
         _nested(
             request,
             "MemberResponse",
             member_id=member_id,
             group_instance_id=instance_id,
-            error_code=kafka_code(error),
+            error_code=kafka_error(error),
         )
         for (member_id, instance_id), error in zip(leaving, outcomes, strict=True)
     )
@@ -379,9 +352,7 @@ def handle_leave_group(ctx: BrokerContext, info: ConnectionInfo, request: KafkaG
 # --- OffsetCommit, OffsetFetch -----------------------------------------------------------
 
 
-def handle_offset_commit(
-    ctx: BrokerContext, info: ConnectionInfo, request: KafkaGroupRequest
-) -> Any:
+def handle_offset_commit(ctx: BrokerContext, info: ConnectionInfo, request: KafkaRequest) -> Any:
     try:
         _check_group(ctx, info, READ, request.body.group_id)
         coordinator = _coordinator(ctx)
@@ -396,7 +367,7 @@ async def _create_then_commit(
     ctx: BrokerContext,
     info: ConnectionInfo,
     coordinator: GroupCoordinator,
-    request: KafkaGroupRequest,
+    request: KafkaRequest,
 ) -> Any:
     try:
         await coordinator.ensure_log()
@@ -412,7 +383,7 @@ def _commit(
     ctx: BrokerContext,
     info: ConnectionInfo,
     coordinator: GroupCoordinator,
-    request: KafkaGroupRequest,
+    request: KafkaRequest,
 ) -> Any:
     body = request.body
     denied = {t.name for t in body.topics if _topic_denied(ctx, info, READ, t.name)}
@@ -442,9 +413,7 @@ def _commit(
     return Later(_commit_durable, coordinator, response, appended)
 
 
-def _commit_response(
-    request: KafkaGroupRequest, outcome: Callable[[str], BrokerError | None]
-) -> Any:
+def _commit_response(request: KafkaRequest, outcome: Callable[[str], BrokerError | None]) -> Any:
     """One result per partition asked, in request order; ``outcome(topic)``
     gives the next partition's error."""
     topics = tuple(
@@ -457,7 +426,7 @@ def _commit_response(
                     request,
                     "OffsetCommitResponsePartition",
                     partition_index=p.partition_index,
-                    error_code=kafka_code(outcome(t.name)),
+                    error_code=kafka_error(outcome(t.name)),
                 )
                 for p in t.partitions
             ),
@@ -467,7 +436,7 @@ def _commit_response(
     return _response(request, "OffsetCommitResponse", topics=topics)
 
 
-def _commit_failed(request: KafkaGroupRequest, error: BrokerError) -> Any:
+def _commit_failed(request: KafkaRequest, error: BrokerError) -> Any:
     """Every partition asked carries the group-level ``error`` (OffsetCommit
     has no top-level error code)."""
     return _commit_response(request, lambda _topic: error)
@@ -480,9 +449,7 @@ async def _commit_durable(
     return response
 
 
-def handle_offset_fetch(
-    ctx: BrokerContext, info: ConnectionInfo, request: KafkaGroupRequest
-) -> Any:
+def handle_offset_fetch(ctx: BrokerContext, info: ConnectionInfo, request: KafkaRequest) -> Any:
     body = request.body
     asked = None if body.topics is None else [(t.name, t.partition_indexes) for t in body.topics]
     try:
@@ -507,7 +474,7 @@ def handle_offset_fetch(
                 results.append((topic, [(tp[1], e) for tp, e in entries], None))
     except BrokerError as exc:
         if request.api_version >= 2:
-            return _fetch_response(request, [], kafka_code(exc))
+            return _fetch_response(request, [], kafka_error(exc))
         # v1 has no top-level error: every partition asked carries it
         return _fetch_response(
             request, [(t, [(p, None) for p in ps], exc) for t, ps in asked or ()], KafkaCode.none
@@ -516,7 +483,7 @@ def handle_offset_fetch(
 
 
 def _fetch_response(
-    request: KafkaGroupRequest,
+    request: KafkaRequest,
     results: Iterable[tuple[str, list[tuple[int, Any]], BrokerError | None]],
     error: KafkaCode,
 ) -> Any:
@@ -533,7 +500,7 @@ def _fetch_response(
                     committed_offset=entry.offset if entry is not None else -1,
                     committed_leader_epoch=-1,
                     metadata=_str(entry.metadata) if entry is not None else "",
-                    error_code=kafka_code(topic_error),
+                    error_code=kafka_error(topic_error),
                 )
                 for p, entry in partitions
             ),
@@ -584,9 +551,7 @@ def _authorized_operations(ctx: BrokerContext, info: ConnectionInfo, group_id: s
     return bits
 
 
-def handle_describe_groups(
-    ctx: BrokerContext, info: ConnectionInfo, request: KafkaGroupRequest
-) -> Any:
+def handle_describe_groups(ctx: BrokerContext, info: ConnectionInfo, request: KafkaRequest) -> Any:
     body = request.body
     wants_ops = getattr(body, "include_authorized_operations", False)
     groups = []
@@ -595,7 +560,7 @@ def handle_describe_groups(
             _check_group(ctx, info, DESCRIBE, gid)
             view = _coordinator(ctx).group_view(gid)
         except BrokerError as exc:
-            groups.append(_described(request, gid, kafka_code(exc), "", None))
+            groups.append(_described(request, gid, kafka_error(exc), "", None))
             continue
         ops = _authorized_operations(ctx, info, gid) if wants_ops else _OPERATIONS_NOT_REQUESTED
         groups.append(_described(request, gid, KafkaCode.none, view, ops))
@@ -603,7 +568,7 @@ def handle_describe_groups(
 
 
 def _described(
-    request: KafkaGroupRequest,
+    request: KafkaRequest,
     group_id: str,
     error: KafkaCode,
     view: GroupView | str | None,
@@ -655,11 +620,11 @@ def _described(
     )
 
 
-def handle_list_groups(ctx: BrokerContext, info: ConnectionInfo, request: KafkaGroupRequest) -> Any:
+def handle_list_groups(ctx: BrokerContext, info: ConnectionInfo, request: KafkaRequest) -> Any:
     try:
         views = _coordinator(ctx).group_views()
     except BrokerError as exc:
-        return _response(request, "ListGroupsResponse", error_code=kafka_code(exc), groups=())
+        return _response(request, "ListGroupsResponse", error_code=kafka_error(exc), groups=())
     authz = ctx.authz
     if authz is not None and not authz.allowed(
         info, DESCRIBE, CLUSTER, CLUSTER_NAME, log_denial=False
@@ -675,9 +640,7 @@ def handle_list_groups(ctx: BrokerContext, info: ConnectionInfo, request: KafkaG
     return _response(request, "ListGroupsResponse", error_code=KafkaCode.none, groups=groups)
 
 
-def handle_delete_groups(
-    ctx: BrokerContext, info: ConnectionInfo, request: KafkaGroupRequest
-) -> Any:
+def handle_delete_groups(ctx: BrokerContext, info: ConnectionInfo, request: KafkaRequest) -> Any:
     names = list(request.body.groups_names)
     outcomes: dict[int, BrokerError | None] = {}
     allowed: list[int] = []
@@ -695,7 +658,7 @@ def handle_delete_groups(
             errors = [exc] * len(allowed)
         outcomes.update(zip(allowed, errors, strict=True))
     results = tuple(
-        _nested(request, "DeletableGroupResult", group_id=gid, error_code=kafka_code(outcomes[i]))
+        _nested(request, "DeletableGroupResult", group_id=gid, error_code=kafka_error(outcomes[i]))
         for i, gid in enumerate(names)
     )
     response = _response(request, "DeleteGroupsResponse", results=results)

@@ -8,7 +8,6 @@ import dataclasses
 import datetime
 import io
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import trio
@@ -16,19 +15,9 @@ from kio.index import load_payload_module
 from kio.serial import entity_reader, entity_writer
 from kio.static.constants import EntityType
 
+from tailrace.broker.kafka.codec import KafkaRequest
 from tailrace.broker.kafka.groups import GROUP_HANDLERS
 from tailrace.broker.server.connection import ConnectionInfo, Later
-
-
-@dataclass
-class KafkaRequest:
-    """What the Kafka front-end hands a handler (PLAN.md's KafkaRequest)."""
-
-    api_key: int
-    api_version: int
-    body: Any
-    correlation_id: int = 1
-    client_id: str | None = "kafka-test"
 
 
 def _build(api_key: int, version: int, name: str, kind: EntityType, values: dict, /) -> Any:
@@ -77,7 +66,7 @@ class Caller:
 
     def send(self, body: Any, client_id: str | None = "kafka-test") -> Any:
         """The handler's immediate reply (an entity or a Later)."""
-        req = KafkaRequest(int(body.__api_key__), int(body.__version__), body, client_id=client_id)
+        req = KafkaRequest(int(body.__api_key__), int(body.__version__), 1, client_id, body)
         return GROUP_HANDLERS[req.api_key](self.ctx, self.conn, req)
 
     async def call(self, body: Any, client_id: str | None = "kafka-test") -> Any:

@@ -18,7 +18,7 @@ from kio.schema.errors import ErrorCode as K
 from kio.serial import entity_reader
 
 from tailrace.broker.app import Broker
-from tailrace.broker.kafka.groups import GROUP_HANDLERS, GROUP_VERSIONS, kafka_code
+from tailrace.broker.kafka.groups import GROUP_HANDLERS, GROUP_VERSIONS
 from tailrace.broker.security.acl import AclBinding
 from tailrace.client.protocol import ConsumerGroupHeartbeatRequest, OffsetFetchRequest
 
@@ -708,22 +708,3 @@ async def test_while_the_coordinator_loads(broker):
         assert listed.error_code == K.coordinator_load_in_progress
     finally:
         broker.coordinator.status = "ready"
-
-
-def test_tailrace_only_codes_map_to_the_nearest_kafka_code():
-    from tailrace.client.errors import (
-        ErrorCode,
-        NotAssignedError,
-        StorageFullError,
-        UnknownMemberIdError,
-        error_for_code,
-    )
-
-    assert kafka_code(None) == K.none
-    assert kafka_code(UnknownMemberIdError("x")) == K.unknown_member_id
-    assert kafka_code(StorageFullError("x")) == K.kafka_storage_error
-    assert kafka_code(NotAssignedError("x")) == K.unknown_member_id
-    # every code tailrace has is answered with a code Kafka clients know
-    for code in ErrorCode:
-        if code != ErrorCode.NONE:
-            assert int(kafka_code(error_for_code(int(code)))) < 1000
