@@ -42,7 +42,7 @@ import functools
 import io
 import struct
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kio.index import load_payload_module
 from kio.schema.consumer_protocol_assignment.v0.data import (
@@ -67,46 +67,31 @@ from ..coordinator.coordinator import CommitItem, GroupView, MemberView
 from ..security.authz import CLUSTER, CLUSTER_NAME, DELETE, DESCRIBE, GROUP, READ, TOPIC
 from ..server.connection import ConnectionInfo, Later
 from .errors import kafka_error
+from .versions import KafkaApi
 
 if TYPE_CHECKING:
     from ..coordinator import GroupCoordinator
     from ..handlers.context import BrokerContext
     from ..log.partition import AppendResult
-    from .codec import KafkaRequest
 
-__all__ = ["GROUP_HANDLERS", "GROUP_VERSIONS"]
-
-FIND_COORDINATOR = 10
-JOIN_GROUP = 11
-HEARTBEAT = 12
-LEAVE_GROUP = 13
-SYNC_GROUP = 14
-DESCRIBE_GROUPS = 15
-LIST_GROUPS = 16
-OFFSET_COMMIT = 8
-OFFSET_FETCH = 9
-DELETE_GROUPS = 42
-
-#: Versions served (and tested, tests/kafka/test_kafka_groups.py): pre-flexible
-#: only, as kafka-compat.md §2.3 advises.
-GROUP_VERSIONS: dict[int, tuple[int, int]] = {
-    OFFSET_COMMIT: (2, 7),
-    OFFSET_FETCH: (1, 5),
-    FIND_COORDINATOR: (0, 2),
-    JOIN_GROUP: (0, 5),
-    HEARTBEAT: (0, 3),
-    LEAVE_GROUP: (0, 3),
-    SYNC_GROUP: (0, 3),
-    DESCRIBE_GROUPS: (0, 4),
-    LIST_GROUPS: (0, 2),
-    DELETE_GROUPS: (0, 1),
-}
+__all__ = ["GROUP_HANDLERS", "KafkaGroupRequest"]
 
 #: Kafka's AclOperation codes, for DescribeGroups' authorized_operations.
 _ACL_OPERATION_BITS = {READ: 3, DELETE: 6, DESCRIBE: 8}
 #: authorized_operations when the client did not ask for them
 _OPERATIONS_NOT_REQUESTED = -(2**31)
 _NO_THROTTLE = datetime.timedelta(0)
+
+
+class KafkaGroupRequest(Protocol):
+    """What these handlers read of the front-end's KafkaRequest."""
+
+    api_key: int
+    api_version: int
+    correlation_id: int
+    client_id: str | None
+    body: Any
+
 
 # --- building responses ---------------------------------------------------------
 
@@ -127,12 +112,12 @@ def _entity(cls: type, /, **values: Any) -> Any:
     return cls(**{k: v for k, v in values.items() if k in names})
 
 
-def _response(request: KafkaRequest, name: str, /, **values: Any) -> Any:
+def _response(request: KafkaGroupRequest, name: str, /, **values: Any) -> Any:
     module = _response_module(request.api_key, request.api_version)
     return _entity(getattr(module, name), throttle_time=_NO_THROTTLE, **values)
 
 
-def _nested(request: KafkaRequest, name: str, /, **values: Any) -> Any:
+def _nested(request: KafkaGroupRequest, name: str, /, **values: Any) -> Any:
     return _entity(getattr(_response_module(request.api_key, request.api_version), name), **values)
 
 
@@ -175,7 +160,9 @@ def _advertised(ctx: BrokerContext, info: ConnectionInfo) -> tuple[int, str, int
     return ctx.node_id, listener.host, listener.port
 
 
-def handle_find_coordinator(ctx: BrokerContext, info: ConnectionInfo, request: KafkaRequest) -> Any:
+def handle_find_coordinator(
+    ctx: BrokerContext, info: ConnectionInfo, request: KafkaGroupRequest
+) -> Any:
     body = request.body
     try:
         key_type = getattr(body, "key_type", 0)
@@ -216,7 +203,7 @@ def _ms(value: datetime.timedelta) -> int:
     return round(value.total_seconds() * 1000)
 
 
-def handle_join_group(ctx: BrokerContext, info: ConnectionInfo, request: KafkaRequest) -> Any:
+def handle_join_group(ctx: BrokerContext, info: ConnectionInfo, request: KafkaGroupRequest) -> Any:
     body = request.body
     session_ms = _ms(body.session_timeout)
     rebalance = getattr(body, "rebalance_timeout", None)
@@ -242,7 +229,7 @@ def handle_join_group(ctx: BrokerContext, info: ConnectionInfo, request: KafkaRe
     return Later(_held_join, request, waiter)
 
 
-async def _held_join(request: KafkaRequest, waiter: Waiter) -> Any:
+async def _held_join(request: KafkaGroupRequest, waiter: Waiter) -> Any:
     await waiter.wait()
     return _join_response(request, _join_result(waiter))
 
@@ -253,7 +240,7 @@ def _join_result(waiter: Waiter) -> JoinResult:
     return result
 
 
-def _join_response(request: KafkaRequest, r: JoinResult) -> Any:
+def _join_response(request: KafkaGroupRequest, r: JoinResult) -> Any:
     members = tuple(
         _nested(request, "JoinGroupResponseMember", member_id=m, group_instance_id=i, metadata=md)
         for m, i, md in r.members
@@ -270,7 +257,7 @@ def _join_response(request: KafkaRequest, r: JoinResult) -> Any:
     )
 
 
-def handle_sync_group(ctx: BrokerContext, info: ConnectionInfo, request: KafkaRequest) -> Any:
+def handle_sync_group(ctx: BrokerContext, info: ConnectionInfo, request: KafkaGroupRequest) -> Any:
     body = request.body
     assignments = {a.member_id: bytes(a.assignment) for a in body.assignments}
     try:
@@ -289,7 +276,7 @@ def handle_sync_group(ctx: BrokerContext, info: ConnectionInfo, request: KafkaRe
     return Later(_held_sync, request, waiter)
 
 
-async def _held_sync(request: KafkaRequest, waiter: Waiter) -> Any:
+async def _held_sync(request: KafkaGroupRequest, waiter: Waiter) -> Any:
     await waiter.wait()
     return _sync_response(request, _sync_result(waiter))
 
@@ -300,13 +287,13 @@ def _sync_result(waiter: Waiter) -> SyncResult:
     return result
 
 
-def _sync_response(request: KafkaRequest, r: SyncResult) -> Any:
+def _sync_response(request: KafkaGroupRequest, r: SyncResult) -> Any:
     return _response(
         request, "SyncGroupResponse", error_code=kafka_error(r.error), assignment=r.assignment
     )
 
 
-def handle_heartbeat(ctx: BrokerContext, info: ConnectionInfo, request: KafkaRequest) -> Any:
+def handle_heartbeat(ctx: BrokerContext, info: ConnectionInfo, request: KafkaGroupRequest) -> Any:
     body = request.body
     error: BrokerError | None = None
     try:
@@ -322,7 +309,7 @@ def handle_heartbeat(ctx: BrokerContext, info: ConnectionInfo, request: KafkaReq
     return _response(request, "HeartbeatResponse", error_code=kafka_error(error))
 
 
-def handle_leave_group(ctx: BrokerContext, info: ConnectionInfo, request: KafkaRequest) -> Any:
+def handle_leave_group(ctx: BrokerContext, info: ConnectionInfo, request: KafkaGroupRequest) -> Any:
     body = request.body
     batch = request.api_version >= 3
     if batch:
@@ -352,7 +339,9 @@ def handle_leave_group(ctx: BrokerContext, info: ConnectionInfo, request: KafkaR
 # --- OffsetCommit, OffsetFetch -----------------------------------------------------------
 
 
-def handle_offset_commit(ctx: BrokerContext, info: ConnectionInfo, request: KafkaRequest) -> Any:
+def handle_offset_commit(
+    ctx: BrokerContext, info: ConnectionInfo, request: KafkaGroupRequest
+) -> Any:
     try:
         _check_group(ctx, info, READ, request.body.group_id)
         coordinator = _coordinator(ctx)
@@ -367,7 +356,7 @@ async def _create_then_commit(
     ctx: BrokerContext,
     info: ConnectionInfo,
     coordinator: GroupCoordinator,
-    request: KafkaRequest,
+    request: KafkaGroupRequest,
 ) -> Any:
     try:
         await coordinator.ensure_log()
@@ -383,7 +372,7 @@ def _commit(
     ctx: BrokerContext,
     info: ConnectionInfo,
     coordinator: GroupCoordinator,
-    request: KafkaRequest,
+    request: KafkaGroupRequest,
 ) -> Any:
     body = request.body
     denied = {t.name for t in body.topics if _topic_denied(ctx, info, READ, t.name)}
@@ -413,7 +402,9 @@ def _commit(
     return Later(_commit_durable, coordinator, response, appended)
 
 
-def _commit_response(request: KafkaRequest, outcome: Callable[[str], BrokerError | None]) -> Any:
+def _commit_response(
+    request: KafkaGroupRequest, outcome: Callable[[str], BrokerError | None]
+) -> Any:
     """One result per partition asked, in request order; ``outcome(topic)``
     gives the next partition's error."""
     topics = tuple(
@@ -436,7 +427,7 @@ def _commit_response(request: KafkaRequest, outcome: Callable[[str], BrokerError
     return _response(request, "OffsetCommitResponse", topics=topics)
 
 
-def _commit_failed(request: KafkaRequest, error: BrokerError) -> Any:
+def _commit_failed(request: KafkaGroupRequest, error: BrokerError) -> Any:
     """Every partition asked carries the group-level ``error`` (OffsetCommit
     has no top-level error code)."""
     return _commit_response(request, lambda _topic: error)
@@ -449,7 +440,9 @@ async def _commit_durable(
     return response
 
 
-def handle_offset_fetch(ctx: BrokerContext, info: ConnectionInfo, request: KafkaRequest) -> Any:
+def handle_offset_fetch(
+    ctx: BrokerContext, info: ConnectionInfo, request: KafkaGroupRequest
+) -> Any:
     body = request.body
     asked = None if body.topics is None else [(t.name, t.partition_indexes) for t in body.topics]
     try:
@@ -483,7 +476,7 @@ def handle_offset_fetch(ctx: BrokerContext, info: ConnectionInfo, request: Kafka
 
 
 def _fetch_response(
-    request: KafkaRequest,
+    request: KafkaGroupRequest,
     results: Iterable[tuple[str, list[tuple[int, Any]], BrokerError | None]],
     error: KafkaCode,
 ) -> Any:
@@ -551,7 +544,9 @@ def _authorized_operations(ctx: BrokerContext, info: ConnectionInfo, group_id: s
     return bits
 
 
-def handle_describe_groups(ctx: BrokerContext, info: ConnectionInfo, request: KafkaRequest) -> Any:
+def handle_describe_groups(
+    ctx: BrokerContext, info: ConnectionInfo, request: KafkaGroupRequest
+) -> Any:
     body = request.body
     wants_ops = getattr(body, "include_authorized_operations", False)
     groups = []
@@ -568,7 +563,7 @@ def handle_describe_groups(ctx: BrokerContext, info: ConnectionInfo, request: Ka
 
 
 def _described(
-    request: KafkaRequest,
+    request: KafkaGroupRequest,
     group_id: str,
     error: KafkaCode,
     view: GroupView | str | None,
@@ -620,7 +615,7 @@ def _described(
     )
 
 
-def handle_list_groups(ctx: BrokerContext, info: ConnectionInfo, request: KafkaRequest) -> Any:
+def handle_list_groups(ctx: BrokerContext, info: ConnectionInfo, request: KafkaGroupRequest) -> Any:
     try:
         views = _coordinator(ctx).group_views()
     except BrokerError as exc:
@@ -640,7 +635,9 @@ def handle_list_groups(ctx: BrokerContext, info: ConnectionInfo, request: KafkaR
     return _response(request, "ListGroupsResponse", error_code=KafkaCode.none, groups=groups)
 
 
-def handle_delete_groups(ctx: BrokerContext, info: ConnectionInfo, request: KafkaRequest) -> Any:
+def handle_delete_groups(
+    ctx: BrokerContext, info: ConnectionInfo, request: KafkaGroupRequest
+) -> Any:
     names = list(request.body.groups_names)
     outcomes: dict[int, BrokerError | None] = {}
     allowed: list[int] = []
@@ -675,14 +672,14 @@ async def _delete_durable(
 
 
 GROUP_HANDLERS: dict[int, Callable[[BrokerContext, ConnectionInfo, Any], Any]] = {
-    OFFSET_COMMIT: handle_offset_commit,
-    OFFSET_FETCH: handle_offset_fetch,
-    FIND_COORDINATOR: handle_find_coordinator,
-    JOIN_GROUP: handle_join_group,
-    HEARTBEAT: handle_heartbeat,
-    LEAVE_GROUP: handle_leave_group,
-    SYNC_GROUP: handle_sync_group,
-    DESCRIBE_GROUPS: handle_describe_groups,
-    LIST_GROUPS: handle_list_groups,
-    DELETE_GROUPS: handle_delete_groups,
+    KafkaApi.OFFSET_COMMIT: handle_offset_commit,
+    KafkaApi.OFFSET_FETCH: handle_offset_fetch,
+    KafkaApi.FIND_COORDINATOR: handle_find_coordinator,
+    KafkaApi.JOIN_GROUP: handle_join_group,
+    KafkaApi.HEARTBEAT: handle_heartbeat,
+    KafkaApi.LEAVE_GROUP: handle_leave_group,
+    KafkaApi.SYNC_GROUP: handle_sync_group,
+    KafkaApi.DESCRIBE_GROUPS: handle_describe_groups,
+    KafkaApi.LIST_GROUPS: handle_list_groups,
+    KafkaApi.DELETE_GROUPS: handle_delete_groups,
 }

@@ -18,7 +18,9 @@ from kio.schema.errors import ErrorCode as K
 from kio.serial import entity_reader
 
 from tailrace.broker.app import Broker
-from tailrace.broker.kafka.groups import GROUP_HANDLERS, GROUP_VERSIONS
+from tailrace.broker.kafka.errors import kafka_error
+from tailrace.broker.kafka.groups import GROUP_HANDLERS
+from tailrace.broker.kafka.versions import ADVERTISED
 from tailrace.broker.security.acl import AclBinding
 from tailrace.client.protocol import ConsumerGroupHeartbeatRequest, OffsetFetchRequest
 
@@ -190,8 +192,8 @@ def test_every_advertised_api_has_a_handler_and_kio_schemas():
     from kio.index import load_payload_module
     from kio.static.constants import EntityType
 
-    assert set(GROUP_HANDLERS) == set(GROUP_VERSIONS)
-    for key, (low, high) in GROUP_VERSIONS.items():
+    for key in GROUP_HANDLERS:
+        low, high = ADVERTISED[key]
         for v in range(low, high + 1):
             for kind in (EntityType.request, EntityType.response):
                 module = load_payload_module(key, v, kind)
@@ -708,3 +710,22 @@ async def test_while_the_coordinator_loads(broker):
         assert listed.error_code == K.coordinator_load_in_progress
     finally:
         broker.coordinator.status = "ready"
+
+
+def test_tailrace_only_codes_map_to_the_nearest_kafka_error():
+    from tailrace.client.errors import (
+        ErrorCode,
+        NotAssignedError,
+        StorageFullError,
+        UnknownMemberIdError,
+        error_for_code,
+    )
+
+    assert kafka_error(None) == K.none
+    assert kafka_error(UnknownMemberIdError("x")) == K.unknown_member_id
+    assert kafka_error(StorageFullError("x")) == K.kafka_storage_error
+    assert kafka_error(NotAssignedError("x")) == K.rebalance_in_progress
+    # every code tailrace has is answered with a code Kafka clients know
+    for code in ErrorCode:
+        if code != ErrorCode.NONE:
+            assert int(kafka_error(error_for_code(int(code)))) < 1000
