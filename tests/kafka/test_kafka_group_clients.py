@@ -1,12 +1,14 @@
 """Classic consumer groups with real Kafka clients against a real broker's
 Kafka listener: aiokafka 0.14 as a group of three where one member leaves
 and the others take its partitions, commits read back by the client, its
-admin and the native API; a Kafka client refused from a native group with
+admin and the native API; a kafka-python 3 static member restarted without
+a rebalance of the others; a Kafka client refused from a native group with
 its own InconsistentGroupProtocolError."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import pytest
@@ -105,10 +107,9 @@ async def _join_native_group(address: str) -> None:
 
     consumer = AIOKafkaConsumer("orders", bootstrap_servers=address, group_id="native")
     try:
-        # (aiokafka reports the fatal join error from start or from the next fetch)
+        # (with topics given, aiokafka's start waits for the first assignment)
         with pytest.raises(InconsistentGroupProtocolError):
             await consumer.start()
-            await consumer.getmany(timeout_ms=PATIENCE_S * 1000)
     finally:
         await consumer.stop()
 
@@ -123,3 +124,98 @@ def test_a_kafka_client_cannot_join_a_native_group(kafka_broker):
         native.poll(timeout_ms=100)
         assert native.member_id
         asyncio.run(_join_native_group(kafka_broker.kafka_address))
+
+
+class _Member(threading.Thread):
+    """A kafka-python 3 static group member polling on its own thread."""
+
+    def __init__(self, address: str, instance: str, revoked: list | None = None) -> None:
+        super().__init__(name=f"member-{instance}", daemon=True)
+        self.address = address
+        self.instance = instance
+        self.revoked = revoked
+        self.assigned: frozenset[int] = frozenset()
+        self.error: BaseException | None = None
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        from kafka import ConsumerRebalanceListener, KafkaConsumer
+
+        revoked = self.revoked
+
+        class Listener(ConsumerRebalanceListener):
+            def on_partitions_revoked(self, partitions):
+                if revoked is not None:
+                    revoked.append({tp.partition for tp in partitions})
+
+            def on_partitions_assigned(self, partitions):
+                pass
+
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.address,
+            group_id="static",
+            group_instance_id=self.instance,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=300,
+            enable_auto_commit=False,
+        )
+        try:
+            consumer.subscribe(["s"], listener=Listener())
+            while not self.halt.is_set():
+                consumer.poll(timeout_ms=100)
+                self.assigned = frozenset(tp.partition for tp in consumer.assignment())
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            consumer.close()  # a static member sends no LeaveGroup
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.join(PATIENCE_S)
+        assert not self.is_alive()
+        assert self.error is None, self.error
+
+
+def _wait(condition, what: str) -> None:
+    deadline = time.monotonic() + PATIENCE_S
+    while not condition():
+        assert time.monotonic() < deadline, f"not reached within {PATIENCE_S} s: {what}"
+        time.sleep(0.05)
+
+
+def test_kafka_python_static_member_restarts_without_a_rebalance(kafka_broker):
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+
+    address = kafka_broker.kafka_address
+    admin = KafkaAdminClient(bootstrap_servers=address)
+    try:
+        admin.create_topics([NewTopic("s", 4, 1)])
+    finally:
+        admin.close()
+    revoked: list = []
+    # b first, so that it leads (a restarted static leader rebalances, as in Kafka)
+    b = _Member(address, "ib", revoked)
+    b.start()
+    _wait(lambda: b.assigned == {0, 1, 2, 3}, "b alone owns every partition")
+    a = _Member(address, "ia")
+    a.start()
+    _wait(
+        lambda: (
+            a.assigned
+            and b.assigned
+            and a.assigned | b.assigned == {0, 1, 2, 3}
+            and not a.assigned & b.assigned
+        ),
+        "a and b share the partitions",
+    )
+    a_had, b_has, rebalances = a.assigned, b.assigned, len(revoked)
+    a.stop()
+    a_again = _Member(address, "ia")
+    a_again.start()
+    _wait(lambda: a_again.assigned == a_had, "the restarted a gets a's partitions back")
+    # b went through no rebalance: nothing revoked, same partitions
+    assert len(revoked) == rebalances
+    assert b.assigned == b_has
+    a_again.stop()
+    b.stop()
