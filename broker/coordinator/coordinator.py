@@ -538,10 +538,17 @@ class GroupCoordinator:
             raise UnknownMemberIdError(f"group {group_id!r} has no classic members; join first")
         return group
 
+    def _check_not_draining(self) -> None:
+        """Requests that may be held are refused once the broker drains (the
+        held ones are answered the same way): clients find a coordinator again."""
+        if self.draining:
+            raise CoordinatorNotAvailableError("the broker is shutting down; retry elsewhere")
+
     def join_group(self, group_id: str, params: JoinParams) -> Waiter:
         """JoinGroup. Raises the request's error; otherwise the waiter gives
         the answer now or once the rebalance completes."""
         self._check_ready()
+        self._check_not_draining()
         self._check_group_id(group_id)
         self._check_session_timeout(params.session_timeout_ms)
         if params.rebalance_timeout_ms <= 0:
@@ -578,6 +585,7 @@ class GroupCoordinator:
     ) -> Waiter:
         """SyncGroup; ``assignments`` (member id -> opaque bytes) counts
         only from the leader. Raises the request's error."""
+        self._check_not_draining()
         group = self._classic_group(group_id)
         assert group.classic is not None
         with self._classic_step(group):

@@ -155,10 +155,9 @@ def _advertised(ctx: BrokerContext, info: ConnectionInfo) -> tuple[int, str, int
     )
     if hook is not None:
         return hook(info)
-    for listener in ctx.listeners:
-        if listener.name == info.listener:
-            return ctx.node_id, listener.host, listener.port
-    raise CoordinatorNotAvailableError(f"listener {info.listener!r} has no known address")
+    # as Metadata does (admin.py): the listener the request came in on
+    listener = next((b for b in ctx.listeners if b.name == info.listener), ctx.listeners[0])
+    return ctx.node_id, listener.host, listener.port
 
 
 def handle_find_coordinator(

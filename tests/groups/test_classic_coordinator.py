@@ -102,6 +102,9 @@ async def test_draining_answers_held_joins(tmp_path, autojump_clock):
             draining.set()
             result = await held.wait()
             assert isinstance(result.error, CoordinatorNotAvailableError)
+            # and nothing is held any more
+            with pytest.raises(CoordinatorNotAvailableError):
+                coordinator.join_group("g", JOIN)
             nursery.cancel_scope.cancel()
     finally:
         await manager.aclose()

@@ -1,6 +1,7 @@
 """Helpers for testing the Kafka group handlers without the Kafka listener:
 kio request entities built per version, handed to the handlers with a real
-broker's context, replies awaited and round-tripped through kio's codec."""
+broker's context, replies awaited, round-tripped through kio's codec and
+decoded by a second, independent codec (kafka-python 3's protocol classes)."""
 
 from __future__ import annotations
 
@@ -8,27 +9,30 @@ import dataclasses
 import datetime
 import io
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import trio
+from kafka.protocol.admin.groups import (
+    DeleteGroupsResponse,
+    DescribeGroupsResponse,
+    ListGroupsResponse,
+)
+from kafka.protocol.consumer import (
+    HeartbeatResponse,
+    JoinGroupResponse,
+    LeaveGroupResponse,
+    OffsetCommitResponse,
+    OffsetFetchResponse,
+    SyncGroupResponse,
+)
+from kafka.protocol.metadata import FindCoordinatorResponse
 from kio.index import load_payload_module
 from kio.serial import entity_reader, entity_writer
 from kio.static.constants import EntityType
 
+from tailrace.broker.kafka.codec import KafkaRequest
 from tailrace.broker.kafka.groups import GROUP_HANDLERS
 from tailrace.broker.server.connection import ConnectionInfo, Later
-
-
-@dataclass
-class KafkaRequest:
-    """What the Kafka front-end hands a handler (PLAN.md's KafkaRequest)."""
-
-    api_key: int
-    api_version: int
-    body: Any
-    correlation_id: int = 1
-    client_id: str | None = "kafka-test"
 
 
 def _build(api_key: int, version: int, name: str, kind: EntityType, values: dict, /) -> Any:
@@ -47,9 +51,25 @@ def ms(n: int) -> datetime.timedelta:
     return datetime.timedelta(milliseconds=n)
 
 
+#: api_key -> kafka-python 3's response class (the independent codec)
+KAFKA_PYTHON_RESPONSES: dict[int, Any] = {
+    8: OffsetCommitResponse,
+    9: OffsetFetchResponse,
+    10: FindCoordinatorResponse,
+    11: JoinGroupResponse,
+    12: HeartbeatResponse,
+    13: LeaveGroupResponse,
+    14: SyncGroupResponse,
+    15: DescribeGroupsResponse,
+    16: ListGroupsResponse,
+    42: DeleteGroupsResponse,
+}
+
+
 def roundtrip(entity: Any) -> Any:
     """Encode with kio, decode, encode again: the bytes must agree and the
-    whole frame must be consumed."""
+    whole body must be consumed. kafka-python 3 decodes the same bytes and
+    re-encodes them byte for byte."""
     cls = type(entity)
     buf = io.BytesIO()
     entity_writer(cls)(buf, entity)
@@ -59,6 +79,8 @@ def roundtrip(entity: Any) -> Any:
     again = io.BytesIO()
     entity_writer(cls)(again, decoded)
     assert again.getvalue() == data
+    other = KAFKA_PYTHON_RESPONSES[int(cls.__api_key__)].decode(data, version=int(cls.__version__))
+    assert bytes(other.encode()) == data
     return decoded
 
 
@@ -77,7 +99,7 @@ class Caller:
 
     def send(self, body: Any, client_id: str | None = "kafka-test") -> Any:
         """The handler's immediate reply (an entity or a Later)."""
-        req = KafkaRequest(int(body.__api_key__), int(body.__version__), body, client_id=client_id)
+        req = KafkaRequest(int(body.__api_key__), int(body.__version__), 1, client_id, body)
         return GROUP_HANDLERS[req.api_key](self.ctx, self.conn, req)
 
     async def call(self, body: Any, client_id: str | None = "kafka-test") -> Any:
