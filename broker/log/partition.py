@@ -183,6 +183,15 @@ class FileSlice:
             self.last_offset + 1, self._segment.base_offset, self.position + self.length
         )
 
+    def magics(self) -> set[int]:
+        """The magic bytes of the slice's batches, from their headers only
+        (pread in 64 KiB chunks, no CRC): ``{2}`` means a Kafka reader can
+        be sent the slice as it is (sendfile); otherwise read_bytes() and
+        records.down_convert()."""
+        assert self._segment is not None, "released"
+        walk = self._segment.walk(self.position, self.position + self.length)
+        return {h.magic for _pos, h in walk}
+
     def read_bytes(self) -> bytes:
         """The slice's bytes via os.pread (the non-zero-copy path)."""
         assert self._segment is not None, "released"
