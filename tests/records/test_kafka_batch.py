@@ -380,3 +380,23 @@ def test_importing_the_broker_does_not_import_aiokafka():
         "assert 'aiokafka' in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_xerial_framing_errors():
+    header = b"\x82SNAPPY\x00" + struct.pack(">ii", 1, 1)
+    block = compress(CODEC_SNAPPY, b"abc" * 100, xerial=False)
+    assert bytes(
+        decompress(CODEC_SNAPPY, header + struct.pack(">i", len(block)) + block, 1000)
+    ) == (b"abc" * 100)
+    for bad in (
+        header[:12],  # header cut short
+        header + b"\x00\x00",  # block length cut short
+        header + struct.pack(">i", len(block) + 1) + block,  # block overruns the body
+        header + struct.pack(">i", -1) + block,
+    ):
+        with pytest.raises(InvalidRecordError):
+            decompress(CODEC_SNAPPY, bad, 1000)
+    # the limit counts across blocks
+    two = header + (struct.pack(">i", len(block)) + block) * 2
+    with pytest.raises(RecordTooLargeError):
+        decompress(CODEC_SNAPPY, two, 500)
