@@ -400,3 +400,11 @@ def test_xerial_framing_errors():
     two = header + (struct.pack(">i", len(block)) + block) * 2
     with pytest.raises(RecordTooLargeError):
         decompress(CODEC_SNAPPY, two, 500)
+
+
+def test_huge_declared_record_count_fails_without_allocating_for_it():
+    out = bytearray(GOLDEN)
+    struct.pack_into(">i", out, 23, 2**31 - 2)
+    struct.pack_into(">i", out, 57, 2**31 - 1)
+    with pytest.raises(InvalidRecordError):
+        validate_batch(recrc(out), max_batch_bytes=MAX)
