@@ -184,10 +184,13 @@ class FileSlice:
         )
 
     def magics(self) -> set[int]:
-        """The magic bytes of the slice's batches (a walk of their headers):
-        a Kafka reader is served with sendfile only when every one is 2."""
+        """The magic bytes of the slice's batches, from their headers only
+        (pread in 64 KiB chunks, no CRC): ``{2}`` means a Kafka reader can
+        be sent the slice as it is (sendfile); otherwise read_bytes() and
+        records.down_convert()."""
         assert self._segment is not None, "released"
-        return {h.magic for _p, h in self._segment.walk(self.position, self.position + self.length)}
+        walk = self._segment.walk(self.position, self.position + self.length)
+        return {h.magic for _pos, h in walk}
 
     def read_bytes(self) -> bytes:
         """The slice's bytes via os.pread (the non-zero-copy path)."""

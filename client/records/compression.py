@@ -127,6 +127,8 @@ def _snappy(data: Any, limit: int) -> bytes | memoryview:
     # block's own declared length is checked against what is left of the limit
     pos = _XERIAL_HEADER
     n = len(view)
+    if n < _XERIAL_HEADER:
+        raise InvalidRecordError("xerial snappy header is truncated")
     parts = []
     left = limit
     while pos < n:
@@ -140,8 +142,6 @@ def _snappy(data: Any, limit: int) -> bytes | memoryview:
         left -= len(block)
         parts.append(block)
         pos += size
-    if pos < _XERIAL_HEADER:
-        raise InvalidRecordError("xerial snappy header is truncated")
     return b"".join(parts)
 
 

@@ -194,3 +194,26 @@ async def test_dump_log_shows_magic_2_records(tmp_path):
         (2, 1_001, "v1001"),
     ]
     assert recs[1]["headers"] == [{"key": "h", "value": "1"}]
+
+
+async def test_file_slice_magics_tell_when_sendfile_serves_kafka_readers(tmp_path):
+    log = open_log(tmp_path / "p", config(segment_bytes=1 << 20))
+    for _ in range(3):
+        log.append(kbatch(2))
+    log.append(batch(2))
+    log.append(kbatch(2))
+    with log.read(0, 3 * len(kbatch(2))) as s:  # the first three batches
+        assert s.magics() == {2}
+        assert s.last_offset == 5
+    with log.read(0, 1 << 20) as s:
+        assert s.magics() == {1, 2}
+        data = s.read_bytes()
+    with log.read(8, 1 << 20) as s:
+        assert s.magics() == {2}
+    # what a Kafka fetch sends for a mixed slice: the same records, all magic 2
+    from tailrace.client.records import batch_magics, down_convert
+
+    converted = down_convert(data)
+    assert batch_magics(converted) == {2}
+    assert _all_records(converted) == _all_records(data)
+    log.close()

@@ -362,3 +362,49 @@ def test_random_record_sections_refused_with_typed_errors(body, codec, count):
     except TYPED:
         return
     assert len(list(iter_records(buf, h))) == count
+
+
+def test_importing_the_broker_does_not_import_aiokafka():
+    """The codec is imported on first magic-2 use (records.kafka.load_codec):
+    a broker or client that never meets one does not pay for aiokafka's
+    package import (asyncio among it)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, tailrace.broker.app, tailrace.client;"
+        "from tailrace.client.records import validate_batch, build_batch;"
+        "validate_batch(build_batch([(0, None, b'v', None)]), max_batch_bytes=1 << 20);"
+        "assert 'aiokafka' not in sys.modules and 'asyncio' not in sys.modules, 'imported';"
+        "from tailrace.client.records import load_codec; load_codec();"
+        "assert 'aiokafka' in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_xerial_framing_errors():
+    header = b"\x82SNAPPY\x00" + struct.pack(">ii", 1, 1)
+    block = compress(CODEC_SNAPPY, b"abc" * 100, xerial=False)
+    assert bytes(
+        decompress(CODEC_SNAPPY, header + struct.pack(">i", len(block)) + block, 1000)
+    ) == (b"abc" * 100)
+    for bad in (
+        header[:12],  # header cut short
+        header + b"\x00\x00",  # block length cut short
+        header + struct.pack(">i", len(block) + 1) + block,  # block overruns the body
+        header + struct.pack(">i", -1) + block,
+    ):
+        with pytest.raises(InvalidRecordError):
+            decompress(CODEC_SNAPPY, bad, 1000)
+    # the limit counts across blocks
+    two = header + (struct.pack(">i", len(block)) + block) * 2
+    with pytest.raises(RecordTooLargeError):
+        decompress(CODEC_SNAPPY, two, 500)
+
+
+def test_huge_declared_record_count_fails_without_allocating_for_it():
+    out = bytearray(GOLDEN)
+    struct.pack_into(">i", out, 23, 2**31 - 2)
+    struct.pack_into(">i", out, 57, 2**31 - 1)
+    with pytest.raises(InvalidRecordError):
+        validate_batch(recrc(out), max_batch_bytes=MAX)
