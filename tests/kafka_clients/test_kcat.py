@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from harness import BrokerProcess
+from kafka_matrix import stored_codecs
 
 from tailrace.client import Admin
 
@@ -99,6 +100,7 @@ def test_kcat_produces_and_consumes_from_the_beginning(broker: BrokerProcess) ->
     out = kcat(broker, "-C", "-t", "kcat-pc", "-o", "beginning", "-e", "-J")
     got = sorted(fields(m) for m in consumed(out))
     assert got == sorted(want(0) + want(2) + want(2, start=3))
+    assert stored_codecs(broker.data_dir, "kcat-pc") == {0: {"zstd"}, 2: {"none"}}
 
 
 def test_kcat_group_consumer_reads_everything_and_commits(broker: BrokerProcess) -> None:
