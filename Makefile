@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint format clean clients kcat
+.PHONY: run test lint format clean clients debian-tools
 
 # The Kafka client matrix (tests/kafka_clients/) runs every client in a
 # virtualenv of its own: confluent-kafka 2.16 and 2.0, kafka-python 2.3 and 3
@@ -37,14 +37,20 @@ $(CLIENTS_DIR)/%/.installed: tests/kafka_clients/requirements/%.txt
 
 clients: $(CLIENT_STAMPS)
 
-# Debian's kcat (1.7.1, librdkafka 2.0.2) for the kcat tests; installed with
-# apt-get where missing (CI runs as root; elsewhere through sudo).
-kcat:
-	@command -v kcat >/dev/null || { \
-	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q kcat; }
+# Debian packages the tests drive: kcat (1.7.1, librdkafka 2.0.2) for the
+# kcat tests; chromium and chromium-driver for the console's browser tests
+# (selenium, in the test extra). Installed with apt-get where missing, one
+# `apt-get update` first (CI runs as root; elsewhere through sudo).
+DEBIAN_TOOLS := kcat:kcat chromium:chromium chromedriver:chromium-driver
 
-test: $(STAMP) clients kcat
+debian-tools:
+	@missing=""; for pair in $(DEBIAN_TOOLS); do \
+	  command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q $$missing; fi
+
+test: $(STAMP) clients debian-tools
 	$(BIN)/ruff check broker client tests tools
 	$(BIN)/python -m pytest
 

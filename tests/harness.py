@@ -54,9 +54,11 @@ class RunningBroker:
 class ThreadedBroker:
     """A broker on its own thread and trio loop, for tests of blocking clients."""
 
-    def __init__(self, data_dir: Path, **flags: Any) -> None:
+    def __init__(self, data_dir: Path, *, config: Any = None, **flags: Any) -> None:
+        """``config``: a whole BrokerConfig (listeners of a file, say)
+        instead of 127.0.0.1:0 with ``flags``."""
         self.data_dir = data_dir
-        self.broker = Broker(broker_config(data_dir, **flags))
+        self.broker = Broker(config if config is not None else broker_config(data_dir, **flags))
         self.address = ""
         self._token: trio.lowlevel.TrioToken | None = None
         self._ready = threading.Event()
