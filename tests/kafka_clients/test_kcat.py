@@ -1,7 +1,7 @@
 """Debian's kcat (1.7.1, librdkafka 2.0.2) against a real broker's Kafka listener:
 metadata (-L), produce (-P), consume from the beginning (-C -o beginning -e),
 a balanced group consumer (-G) whose commits the native admin sees, and
-offsets by timestamp (-Q). ``make test`` installs kcat (``make kcat``)."""
+offsets by timestamp (-Q). ``make test`` installs kcat (``make debian-tools``)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,9 @@ def kcat(broker: BrokerProcess, *args: str, stdin: str | None = None) -> str:
     """Run kcat on the broker's Kafka listener; its stdout. A failure says why."""
     path = shutil.which("kcat")
     if path is None:
-        raise AssertionError("kcat is not installed: run `make kcat` (apt-get install kcat)")
+        raise AssertionError(
+            "kcat is not installed: run `make debian-tools` (apt-get install kcat)"
+        )
     done = subprocess.run(
         [path, "-b", broker.kafka_address(), *args],
         input=stdin,
