@@ -36,6 +36,7 @@ from .coordinator import GroupCoordinator, GroupSettings
 from .handlers import HANDLERS, BrokerContext
 from .kafka.codec import KafkaServerConnection
 from .kafka.handlers import error_response_body, make_dispatch
+from .kafka.sasl import KafkaSaslAnswers
 from .log.files import atomic_write
 from .log.manager import LogManager
 from .log.storage_io import StorageIO
@@ -262,7 +263,9 @@ class Broker:
                 idle_timeout=self._idle,
                 codec=KafkaServerConnection(self._limits, error_response_body) if kafka else None,
             )
-            gate = security.attach(handler, listener, dispatcher, deadline)
+            gate = security.attach(
+                handler, listener, dispatcher, deadline, KafkaSaslAnswers() if kafka else None
+            )
             self._connections.add(handler)
             try:
                 if self._stop.is_set():

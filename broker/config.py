@@ -660,11 +660,6 @@ def _listener_security(lc: ListenerConfig, item: dict, where: str) -> ListenerCo
     if protocol not in PROTOCOLS:
         raise ConfigError(f"{where}.protocol = {protocol!r} must be one of {', '.join(PROTOCOLS)}")
     fields["protocol"] = protocol
-    if protocol == "kafka" and fields["authentication"] == "sasl":
-        raise ConfigError(
-            f"{where}: authentication = sasl is not supported on a kafka listener yet "
-            "(use tls or mtls; docs/kafka.md)"
-        )
     tls = fields["security"] == "tls"
     tls_files = [k for k in ("tls_cert_file", "tls_key_file", "tls_client_ca_file") if fields[k]]
     if not tls and tls_files:

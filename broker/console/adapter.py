@@ -38,7 +38,6 @@ from tailrace.client.errors import (
     BrokerError,
     ClusterAuthorizationError,
     GroupAuthorizationError,
-    InvalidRecordError,
     InvalidRequestError,
     OffsetOutOfRangeError,
     TopicAuthorizationError,
@@ -48,7 +47,7 @@ from tailrace.client.protocol import (
     OffsetCommitRequest,
     OffsetCommitTopic,
 )
-from tailrace.client.records.batch import MAGIC, build_batch, iter_headers, unpack_records
+from tailrace.client.records import build_batch, iter_headers, iter_records
 
 from ..log.config import LogConfig
 from ..security.authz import ALTER, DESCRIBE, GROUP, READ, TOPIC
@@ -308,22 +307,16 @@ class Core:
             for pos, h in iter_headers(data):
                 if h.last_offset < offset:
                     continue  # the slice starts at a batch boundary: not decoded
-                if h.magic != MAGIC:
-                    raise InvalidRecordError(
-                        f"the batch at offset {h.base_offset} has magic {h.magic}: the console "
-                        f"decodes magic {MAGIC} (native) records only"
-                    )
-                for i, rec in enumerate(unpack_records(data, h, pos)):
-                    at = h.base_offset + i
+                for at, timestamp, key, value, headers in iter_records(data, h, pos):
                     if at < offset:
                         continue
                     out.append(
                         Record(
                             at,
-                            h.base_timestamp + rec[0],
-                            rec[1],
-                            rec[2],
-                            tuple((str(k), bytes(v)) for k, v in (rec[3] or ())),
+                            timestamp,
+                            key,
+                            value,
+                            tuple((str(k), bytes(v)) for k, v in (headers or ())),
                         )
                     )
                     if len(out) >= limit:
