@@ -25,9 +25,15 @@ The conditions are interleaved (none, page, tail, then tail, page, none,
 records the 1-minute load average before it. The result is the median of
 each condition and the ratios.
 
+``--send-cost`` measures instead, in this process, what one send of a live
+tail costs the broker's loop: the read through the fetch service, decoding
+and rendering 20 records from the end of a partition of 512 KiB batches
+(what the bench producer sends), best of 50.
+
 Usage::
 
     python tools/bench_console_tail.py [--rounds 4] [--duration 10] [--json]
+    python tools/bench_console_tail.py --send-cost
 
 The figures go into docs/benchmarks.md ("Console: produce with a live tail").
 """
@@ -148,6 +154,44 @@ def one_run(broker: BrokerChild, console: str, condition: str, args: argparse.Na
     }
 
 
+def send_cost() -> float:
+    """Seconds one tail send takes on the loop (best of 50), in-process."""
+    import trio
+
+    from tailrace.broker.app import Broker
+    from tailrace.broker.config import load_config
+    from tailrace.broker.console.adapter import Core, session_info
+    from tailrace.broker.console.web import TAIL_BATCH, TAIL_READ_BYTES, Console
+    from tailrace.client.records.batch import build_batch
+
+    async def run(tmp: str) -> float:
+        config = load_config(env={}, flags={"data_dir": tmp, "listen": "127.0.0.1:0"})
+        broker = Broker(config)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(broker.serve)
+            await broker.manager.create_topic("t", 1, {"flush": "none"})
+            plog = broker.manager.get("t", 0)
+            now = int(time.time() * 1000)
+            for _ in range(20):  # 512 KiB batches of 100-byte records
+                plog.append(build_batch([(now, None, b"x" * 100, None)] * 4700))
+            core = Core(broker)
+            who = session_info("User:ANONYMOUS", "bench")
+            best = float("inf")
+            for _ in range(50):
+                start = time.perf_counter()
+                offset = plog.high_watermark - TAIL_BATCH
+                records = await core.read(
+                    who, "t", 0, offset, TAIL_BATCH, max_bytes=TAIL_READ_BYTES
+                )
+                json.dumps([Console._shown(r, "text") for r in records])
+                best = min(best, time.perf_counter() - start)
+            broker.shutdown()
+        return best
+
+    with tempfile.TemporaryDirectory(prefix="tailrace-console-send-") as tmp:
+        return trio.run(run, tmp)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -159,7 +203,12 @@ def main() -> int:
         "--settle", type=float, default=5.0, help="seconds between opening the page and the run"
     )
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--send-cost", action="store_true", help="see above")
     args = parser.parse_args()
+    if args.send_cost:
+        seconds = send_cost()
+        print(f"one tail send (20 records from the end): {seconds * 1000:.2f} ms, best of 50")
+        return 0
 
     runs = []
     with tempfile.TemporaryDirectory(prefix="tailrace-console-bench-") as tmp:

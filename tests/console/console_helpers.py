@@ -10,6 +10,7 @@ refreshed).
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import shutil
@@ -84,11 +85,18 @@ class Shots:
 
     def take(self, driver: WebDriver, name: str) -> Path:
         path = self.directory / f"{name}.png"
-        # the whole page: grow the window to the document's height
+        # the whole page (up to 2,400 px), not just the window
         height = driver.execute_script("return document.documentElement.scrollHeight")
-        driver.set_window_size(1280, min(max(int(height), 700), 2400))
-        assert driver.save_screenshot(str(path))
-        driver.set_window_size(1280, 1000)
+        metrics = {"width": 1280, "height": min(int(height), 2400)}
+        driver.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride",
+            {**metrics, "deviceScaleFactor": 1, "mobile": False},
+        )
+        try:
+            shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})
+        finally:
+            driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+        path.write_bytes(base64.b64decode(shot["data"]))
         assert path.stat().st_size > 1000
         if self.extra:
             Path(self.extra).mkdir(parents=True, exist_ok=True)
