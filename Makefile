@@ -22,16 +22,16 @@ run: $(STAMP)
 	$(BIN)/tailrace broker --listen 127.0.0.1:7420 --data-dir ./data
 
 test: $(STAMP)
-	$(BIN)/ruff check broker client tests tools
+	$(BIN)/ruff check broker client testing tests tools
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check broker client tests tools
-	$(BIN)/ruff format --check broker client tests tools
+	$(BIN)/ruff check broker client testing tests tools
+	$(BIN)/ruff format --check broker client testing tests tools
 
 format: $(STAMP)
-	$(BIN)/ruff format broker client tests tools
-	$(BIN)/ruff check --fix broker client tests tools
+	$(BIN)/ruff format broker client testing tests tools
+	$(BIN)/ruff check --fix broker client testing tests tools
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info
