@@ -112,6 +112,8 @@ class ProcessBroker(LocalBroker):
             if m:
                 reason = (m.group(1) or m.group(2) or "").strip().strip('"')
                 break
+        for name in self.settings:  # the caller named settings, not variables
+            reason = reason.replace(_env_name(name), repr(name))
         listen = self._native or f"{self.host}:0"
         friendly = explain_text(
             None,
