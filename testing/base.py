@@ -104,20 +104,29 @@ class LocalBroker:
 
     @property
     def running(self) -> bool:
-        return self._running
+        return self._running and self._exited() is None
 
     def _check_running(self, what: str) -> None:
         if not self._running:
             raise RuntimeError(
                 f"{what}: the broker is not running (start it, or use it inside its with block)"
             )
+        why = self._exited()
+        if why is not None:
+            raise RuntimeError(f"{what}: the broker is no longer running: {why}")
+
+    def _exited(self) -> str | None:
+        """Why the broker stopped by itself (None while it runs)."""
+        raise NotImplementedError
 
     # --- life cycle -----------------------------------------------------------
 
     def start(self) -> LocalBroker:
         """Start on free loopback ports (on the same ports again after a stop)."""
-        if self._running:
+        if self.running:
             raise RuntimeError("the broker is already running")
+        if self._running:  # it died by itself: collect what is left of it first
+            self.stop()
         if self._given_dir is None and self._temp_dir is None:
             self._temp_dir = _make_temp_dir()
         else:

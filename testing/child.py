@@ -130,6 +130,14 @@ class ProcessBroker(LocalBroker):
             + "\n".join(list(self.log_tail)[-20:])
         )
 
+    def _exited(self) -> str | None:
+        proc = self.proc
+        if proc is None or proc.poll() is None:
+            return None
+        return f"its process exited with code {proc.returncode}; its last lines:\n" + "\n".join(
+            list(self.log_tail)[-10:]
+        )
+
     def _stop(self) -> None:
         proc = self.proc
         if proc is None:

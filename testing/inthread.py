@@ -64,6 +64,12 @@ class ThreadBroker(LocalBroker):
         self._broker, self._loop = broker, loop
         self._native = broker.listeners[0].address
 
+    def _exited(self) -> str | None:
+        loop = self._loop
+        if loop is None or loop.alive:
+            return None
+        return f"its thread ended with {loop.error!r}"
+
     def _stop(self) -> None:
         broker, loop = self._broker, self._loop
         self._broker = self._loop = None

@@ -135,3 +135,15 @@ def test_broker_without_pytest_takes_settings():
             producer.send("made-on-first-produce", b"x").result(10)
         with Admin(b.bootstrap) as admin:
             assert "made-on-first-produce" in {t.name for t in admin.list_topics()}
+
+
+def test_a_broker_that_died_says_so(tailrace_fresh_broker: ProcessBroker):
+    b = tailrace_fresh_broker
+    assert b.proc is not None
+    b.proc.kill()  # as the OOM killer would: not through kill()
+    b.proc.wait(30)
+    assert not b.running
+    with pytest.raises(RuntimeError, match="exited with code -9"):
+        _ = b.bootstrap
+    b.start()  # it can come back, on its address, after the death too
+    assert b.admin().list_topics() == []
