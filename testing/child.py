@@ -102,10 +102,10 @@ class ProcessBroker(LocalBroker):
         found.wait(START_TIMEOUT_S)
         if not addresses:
             self._kill_and_reap()
-            raise self._start_error()
+            raise self._start_error(proc.returncode)
         self._native = addresses[0]
 
-    def _start_error(self) -> BrokerStartError:
+    def _start_error(self, code: int | None) -> BrokerStartError:
         reason = ""
         for line in reversed(self.log_tail):
             m = _CANNOT_START.search(line)
@@ -124,7 +124,6 @@ class ProcessBroker(LocalBroker):
         )
         if friendly is not None:
             return friendly
-        code = self.proc.returncode if self.proc is not None else None
         return BrokerStartError(
             f"the broker process did not start (exit code {code}); its last lines:\n"
             + "\n".join(list(self.log_tail)[-20:])
