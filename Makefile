@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/tailrace broker --listen 127.0.0.1:7420 --data-dir ./data
+	$(BIN)/tailrace broker --listen 127.0.0.1:7420 --kafka-listen 127.0.0.1:9092 --data-dir ./data
 
 test: $(STAMP)
 	$(BIN)/ruff check broker client testing tests tools

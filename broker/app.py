@@ -22,6 +22,7 @@ import logging
 import os
 import resource
 import uuid
+from typing import Any
 
 import trio
 
@@ -31,6 +32,8 @@ from tailrace.client.protocol import Limits
 from .config import BrokerConfig, parse_address
 from .coordinator import GroupCoordinator, GroupSettings
 from .handlers import HANDLERS, BrokerContext
+from .kafka.codec import KafkaServerConnection
+from .kafka.handlers import error_response_body, make_dispatch
 from .log.files import atomic_write
 from .log.manager import LogManager
 from .log.storage_io import StorageIO
@@ -91,6 +94,8 @@ class Broker:
         self._idle = limits["limits.connections_max_idle_ms"] / 1000
         # per-API request metrics cost a little per request: only when shown
         self._dispatcher = metered(self._dispatch) if config.metrics_listen else self._dispatch
+        #: the Kafka front-end's dispatcher (made once the context exists)
+        self._kafka_dispatcher: Any = None
 
     @property
     def stopping(self) -> bool:
@@ -147,6 +152,8 @@ class Broker:
             self.context.authz = self.security.authz
             self.coordinator = GroupCoordinator(manager, _group_settings(config))
             self.context.coordinator = self.coordinator
+            kafka = make_dispatch(self.context)
+            self._kafka_dispatcher = metered(kafka) if config.metrics_listen else kafka
             async with trio.open_nursery() as background:
                 # Loads __consumer_offsets, then expires sessions and offsets;
                 # group requests meanwhile get COORDINATOR_LOAD_IN_PROGRESS.
@@ -179,6 +186,16 @@ class Broker:
                     )
                 )
                 for bound in self.listeners:
+                    if _is_kafka(bound):
+                        log_event(
+                            log,
+                            logging.INFO,
+                            "listening",
+                            protocol="kafka",
+                            listener=bound.name,
+                            address=bound.address,
+                        )
+                        continue
                     log_event(
                         log,
                         logging.INFO,
@@ -212,15 +229,18 @@ class Broker:
         with trio.CancelScope(deadline=security.deadline(listener)) as deadline:
             if not await security.open(stream, listener, info):
                 return
+            kafka = _is_kafka(listener)
+            dispatcher = self._kafka_dispatcher if kafka else self._dispatcher
             handler = ConnectionHandler(
                 stream,
                 info,
-                self._dispatcher,
+                dispatcher,
                 limits=self._limits,
                 max_in_flight=self._max_in_flight,
                 idle_timeout=self._idle,
+                codec=KafkaServerConnection(self._limits, error_response_body) if kafka else None,
             )
-            gate = security.attach(handler, listener, self._dispatcher, deadline)
+            gate = security.attach(handler, listener, dispatcher, deadline)
             self._connections.add(handler)
             try:
                 if self._stop.is_set():
@@ -236,6 +256,12 @@ class Broker:
         if handler is None:
             raise BrokerError(f"no handler for api_key {request.api_key}")  # type: ignore[attr-defined]
         return handler(self.context, info, request)
+
+
+def _is_kafka(listener: BoundListener) -> bool:
+    """Whether the listener speaks Kafka's wire protocol (its config is
+    given by BrokerSecurity.bind)."""
+    return getattr(listener.config, "protocol", "tailrace") == "kafka"
 
 
 def _group_settings(config: BrokerConfig) -> GroupSettings:

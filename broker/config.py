@@ -406,6 +406,8 @@ _LOG_KEYS = set(LogConfig.field_names())
 SECURITY_PROTOCOLS = ("plaintext", "tls")
 AUTHENTICATIONS = ("none", "sasl", "mtls")
 SASL_MECHANISMS = ("SCRAM-SHA-256", "PLAIN")
+#: what a listener speaks: tailrace's own protocol or Kafka's wire protocol
+PROTOCOLS = ("tailrace", "kafka")
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,6 +417,8 @@ class ListenerConfig:
     * ``security``: ``plaintext`` or ``tls`` (``tls_cert_file`` and
       ``tls_key_file`` required; ``tls_client_ca_file`` makes clients present
       a certificate signed by that CA: mutual TLS).
+    * ``protocol``: ``tailrace`` (the native protocol, default) or ``kafka``
+      (Kafka's wire protocol for unmodified Kafka clients; docs/kafka.md).
     * ``authentication``: ``none`` (the principal is User:ANONYMOUS),
       ``sasl`` (SaslHandshake/SaslAuthenticate first, with one of
       ``sasl_mechanisms``; PLAIN only over TLS or on a loopback address) or
@@ -431,6 +435,11 @@ class ListenerConfig:
     tls_key_file: str = ""
     tls_client_ca_file: str = ""
     sasl_mechanisms: tuple[str, ...] = SASL_MECHANISMS
+    protocol: str = "tailrace"
+
+    @property
+    def kafka(self) -> bool:
+        return self.protocol == "kafka"
 
     @property
     def address(self) -> str:
@@ -444,7 +453,11 @@ class ListenerConfig:
     def describe(self) -> str:
         """``name=address`` plus what is not the default (for logs and DescribeConfigs)."""
         text = f"{self.name}={self.address}"
-        extras = [x for x in (self.security, self.authentication) if x not in ("plaintext", "none")]
+        extras = [
+            x
+            for x in (self.protocol, self.security, self.authentication)
+            if x not in ("tailrace", "plaintext", "none")
+        ]
         return text + (f" ({', '.join(extras)})" if extras else "")
 
 
@@ -603,6 +616,7 @@ _LISTENER_KEYS = {
     "tls_key_file",
     "tls_client_ca_file",
     "sasl_mechanisms",
+    "protocol",
 }
 
 
@@ -630,6 +644,15 @@ def _listener_security(lc: ListenerConfig, item: dict, where: str) -> ListenerCo
             f"{where}.sasl_mechanisms must be a non-empty list of {', '.join(SASL_MECHANISMS)}"
         )
     fields["sasl_mechanisms"] = tuple(mechanisms)
+    protocol = item.get("protocol", "tailrace")
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"{where}.protocol = {protocol!r} must be one of {', '.join(PROTOCOLS)}")
+    fields["protocol"] = protocol
+    if protocol == "kafka" and fields["authentication"] == "sasl":
+        raise ConfigError(
+            f"{where}: authentication = sasl is not supported on a kafka listener yet "
+            "(use tls or mtls; docs/kafka.md)"
+        )
     tls = fields["security"] == "tls"
     tls_files = [k for k in ("tls_cert_file", "tls_key_file", "tls_client_ca_file") if fields[k]]
     if not tls and tls_files:
@@ -646,14 +669,18 @@ def _listener_security(lc: ListenerConfig, item: dict, where: str) -> ListenerCo
     return ListenerConfig(lc.name, lc.host, lc.port, **fields)
 
 
-def _listeners_from_text(text: str, origin: str) -> tuple[ListenerConfig, ...]:
+def _listeners_from_text(
+    text: str, origin: str, protocol: str = "tailrace"
+) -> tuple[ListenerConfig, ...]:
     out = []
+    first = "default" if protocol == "tailrace" else protocol
     for i, part in enumerate(p for p in text.split(",") if p.strip()):
         try:
             host, port = parse_address(part)
         except ValueError as exc:
             raise ConfigError(f"{origin}: {exc}") from None
-        out.append(ListenerConfig("default" if i == 0 else f"listener{i}", host, port))
+        name = first if i == 0 else f"{first}{i}"
+        out.append(ListenerConfig(name, host, port, protocol=protocol))
     if not out:
         raise ConfigError(f"{origin}: no address given")
     return tuple(out)
@@ -676,6 +703,8 @@ def load_config(
     values: dict[str, Any] = {s.name: s.default for s in SETTINGS}
     sources: dict[str, str] = {s.name: "default" for s in SETTINGS}
     listeners = DEFAULT_LISTENERS
+    #: --kafka-listen / TAILRACE_KAFKA_LISTEN: added to the other listeners
+    kafka_listeners: tuple[ListenerConfig, ...] = ()
 
     if path is not None:
         try:
@@ -711,6 +740,9 @@ def load_config(
         if name == "TAILRACE_LISTEN":
             listeners = _listeners_from_text(raw, name)
             continue
+        if name == "TAILRACE_KAFKA_LISTEN":
+            kafka_listeners = _listeners_from_text(raw, name, "kafka")
+            continue
         setting = env_names.get(name)
         if setting is None:
             raise ConfigError(f"environment: unknown variable {name}")
@@ -727,6 +759,9 @@ def load_config(
         if name == "listen":
             listeners = _listeners_from_text(raw, "--listen")
             continue
+        if name == "kafka_listen":
+            kafka_listeners = _listeners_from_text(raw, "--kafka-listen", "kafka")
+            continue
         setting = _BY_NAME[name]
         value = (
             _parse_text(setting, raw) if isinstance(raw, str) and setting.kind is not str else raw
@@ -735,6 +770,14 @@ def load_config(
         values[setting.name] = _check(setting, value, flag)
         sources[setting.name] = "flag"
 
+    if kafka_listeners:
+        taken = {lc.name for lc in listeners}
+        clash = [lc.name for lc in kafka_listeners if lc.name in taken]
+        if clash:
+            raise ConfigError(f"--kafka-listen: a listener is already named {clash[0]!r}")
+        listeners = (*listeners, *kafka_listeners)
+    # the native listeners first: the first "listening" line names a native one
+    listeners = tuple(sorted(listeners, key=lambda lc: lc.kafka))
     config = BrokerConfig(listeners=listeners, values=values, sources=sources)
     if values["metrics_listen"]:
         host, port = parse_address(values["metrics_listen"])

@@ -51,6 +51,7 @@ __all__ = [
     "InvalidPartitionsError",
     "InvalidProducerEpochError",
     "InvalidRecordError",
+    "InvalidReplicationFactorError",
     "InvalidRequestError",
     "InvalidSessionTimeoutError",
     "InvalidTimestampError",
@@ -71,6 +72,7 @@ __all__ = [
     "TlsHandshakeError",
     "TopicAlreadyExistsError",
     "TopicAuthorizationError",
+    "TransactionalIdAuthorizationError",
     "UnknownMemberIdError",
     "UnknownProducerIdError",
     "UnknownServerError",
@@ -109,6 +111,7 @@ class ErrorCode(IntEnum):
     UNSUPPORTED_VERSION = 35
     TOPIC_ALREADY_EXISTS = 36
     INVALID_PARTITIONS = 37
+    INVALID_REPLICATION_FACTOR = 38
     INVALID_CONFIG = 40
     INVALID_REQUEST = 42
     POLICY_VIOLATION = 44
@@ -116,6 +119,7 @@ class ErrorCode(IntEnum):
     DUPLICATE_SEQUENCE_NUMBER = 46
     INVALID_PRODUCER_EPOCH = 47
     CONCURRENT_TRANSACTIONS = 51
+    TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 53
     STORAGE_ERROR = 56
     SASL_AUTHENTICATION_FAILED = 58
     UNKNOWN_PRODUCER_ID = 59
@@ -339,6 +343,18 @@ class InvalidPartitionsError(BrokerError):
     """The partition count is not valid."""
 
     code = ErrorCode.INVALID_PARTITIONS
+
+
+class InvalidReplicationFactorError(BrokerError):
+    """A replication factor other than 1 (or -1, the default) on this single node."""
+
+    code = ErrorCode.INVALID_REPLICATION_FACTOR
+
+
+class TransactionalIdAuthorizationError(AuthorizationError):
+    """A transactional request: transactions are not supported (docs/kafka.md)."""
+
+    code = ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
 
 
 class InvalidConfigError(BrokerError):

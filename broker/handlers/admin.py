@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tailrace.client.errors import (
     BrokerError,
-    ClusterAuthorizationError,
     InvalidConfigError,
-    InvalidPartitionsError,
     InvalidRequestError,
-    InvalidTopicError,
-    TopicAlreadyExistsError,
-    TopicAuthorizationError,
 )
 from tailrace.client.protocol import (
     AlterConfigResult,
@@ -33,10 +28,10 @@ from tailrace.client.protocol import (
 
 from ..config import SETTINGS
 from ..log.config import LogConfig
-from ..log.manager import validate_topic_name
-from ..security.authz import ALTER, CLUSTER, CLUSTER_NAME, DELETE, DESCRIBE, TOPIC
+from ..security.authz import ALTER, CLUSTER, CLUSTER_NAME, DESCRIBE, TOPIC
 from ..server.connection import ConnectionInfo, Later
-from .context import INTERNAL_PREFIX, is_internal
+from ..services import topics
+from .errors import fill
 
 if TYPE_CHECKING:
     from .context import BrokerContext
@@ -52,25 +47,9 @@ _TOPIC_DOCS = {s.key: s.doc for s in SETTINGS if s.section == "topic_defaults"}
 _TOPIC_DOCS["max_batch_bytes"] = next(s.doc for s in SETTINGS if s.name == "limits.max_batch_bytes")
 
 
-def _refuse_internal(name: str, what: str) -> None:
-    if is_internal(name):
-        raise InvalidTopicError(
-            f"{name!r} is the broker's own topic (names starting with {INTERNAL_PREFIX!r} are "
-            f"reserved): clients cannot {what} it"
-        )
-
-
-def _check(ctx: BrokerContext, info: ConnectionInfo, operation: str, kind: str, name: str) -> None:
-    """Raise the authorization error unless the principal may (no authorizer: may)."""
-    if ctx.authz is not None and not ctx.authz.allowed(info, operation, kind, name):
-        if kind == CLUSTER:
-            raise ClusterAuthorizationError(f"{info.principal} may not {operation} the cluster")
-        raise TopicAuthorizationError(f"{info.principal} may not {operation} {name!r}")
-
-
-def _fail(result: Any, exc: BrokerError) -> None:
-    result.error_code = int(exc.code)
-    result.error_message = exc.message
+_refuse_internal = topics.refuse_internal
+_check = topics.check_allowed
+_fail = fill
 
 
 def handle_create_topics(ctx: BrokerContext, info: ConnectionInfo, request: Request) -> Later:
@@ -79,33 +58,17 @@ def handle_create_topics(ctx: BrokerContext, info: ConnectionInfo, request: Requ
 
 async def _create_topics(ctx: BrokerContext, info: ConnectionInfo, request: Request) -> bytes:
     body: CreateTopicsRequest = request.body
-    limit = ctx.config.get("limits", "max_partitions_per_topic")
+    done = await topics.create_topics(
+        ctx,
+        info,
+        [topics.NewTopic(t.name, t.partitions, t.configs) for t in body.topics],
+        validate_only=body.validate_only,
+    )
     results = []
-    for t in body.topics:
-        partitions = ctx.config.default_partitions if t.partitions == -1 else t.partitions
-        result = CreatedTopic(name=t.name, partitions=partitions)
+    for t in done:
+        result = CreatedTopic(name=t.name, partitions=t.partitions)
+        fill(result, t.error)
         results.append(result)
-        try:
-            if ctx.authz is not None and not ctx.authz.may_create_topic(info, t.name):
-                raise TopicAuthorizationError(
-                    f"{info.principal} may not create {t.name!r} (needs create on the cluster "
-                    "or on the topic)"
-                )
-            validate_topic_name(t.name)
-            _refuse_internal(t.name, "create")
-            if not 1 <= partitions <= limit:
-                raise InvalidPartitionsError(
-                    f"partition count {partitions} is outside [1, {limit}] "
-                    "(max_partitions_per_topic)"
-                )
-            if body.validate_only:
-                ctx.manager.defaults.with_overrides(t.configs)
-                if t.name in ctx.manager.topics():
-                    raise TopicAlreadyExistsError(f"topic {t.name!r} already exists")
-                continue
-            await ctx.manager.create_topic(t.name, partitions, t.configs)
-        except BrokerError as exc:
-            _fail(result, exc)
     return ctx.encode(request, CreateTopicsResponse(topics=results))
 
 
@@ -116,15 +79,10 @@ def handle_delete_topics(ctx: BrokerContext, info: ConnectionInfo, request: Requ
 async def _delete_topics(ctx: BrokerContext, info: ConnectionInfo, request: Request) -> bytes:
     body: DeleteTopicsRequest = request.body
     results = []
-    for name in body.topics:
+    for name, error in await topics.delete_topics(ctx, info, body.topics):
         result = TopicResult(name=name)
+        fill(result, error)
         results.append(result)
-        try:
-            _check(ctx, info, DELETE, TOPIC, name)
-            _refuse_internal(name, "delete")
-            await ctx.manager.delete_topic(name)
-        except BrokerError as exc:
-            _fail(result, exc)
     return ctx.encode(request, DeleteTopicsResponse(topics=results))
 
 

@@ -183,6 +183,12 @@ class FileSlice:
             self.last_offset + 1, self._segment.base_offset, self.position + self.length
         )
 
+    def magics(self) -> set[int]:
+        """The magic bytes of the slice's batches (a walk of their headers):
+        a Kafka reader is served with sendfile only when every one is 2."""
+        assert self._segment is not None, "released"
+        return {h.magic for _p, h in self._segment.walk(self.position, self.position + self.length)}
+
     def read_bytes(self) -> bytes:
         """The slice's bytes via os.pread (the non-zero-copy path)."""
         assert self._segment is not None, "released"

@@ -1,0 +1,111 @@
+"""kafka-python 3's protocol classes (the second, independent codec) for
+every Kafka API the broker advertises, and a small blocking client that
+speaks them over a socket."""
+
+from __future__ import annotations
+
+import socket
+import struct
+from typing import Any
+
+from kafka.protocol.admin.topics import (
+    CreateTopicsRequest,
+    CreateTopicsResponse,
+    DeleteTopicsRequest,
+    DeleteTopicsResponse,
+)
+from kafka.protocol.consumer import (
+    FetchRequest,
+    FetchResponse,
+    ListOffsetsRequest,
+    ListOffsetsResponse,
+)
+from kafka.protocol.metadata import (
+    ApiVersionsRequest,
+    ApiVersionsResponse,
+    MetadataRequest,
+    MetadataResponse,
+)
+from kafka.protocol.producer import ProduceRequest, ProduceResponse
+from kafka.protocol.producer.transaction import InitProducerIdRequest, InitProducerIdResponse
+
+#: api_key -> (kafka-python request class, response class)
+CLASSES: dict[int, tuple[Any, Any]] = {
+    0: (ProduceRequest, ProduceResponse),
+    1: (FetchRequest, FetchResponse),
+    2: (ListOffsetsRequest, ListOffsetsResponse),
+    3: (MetadataRequest, MetadataResponse),
+    18: (ApiVersionsRequest, ApiVersionsResponse),
+    19: (CreateTopicsRequest, CreateTopicsResponse),
+    20: (DeleteTopicsRequest, DeleteTopicsResponse),
+    22: (InitProducerIdRequest, InitProducerIdResponse),
+}
+
+#: fields that kafka-python's defaults get wrong for a plain client
+_FIXES: dict[int, dict[str, Any]] = {
+    0: {"transactional_id": None, "acks": 1},
+    22: {"transactional_id": None},
+}
+
+
+def request(api_key: int, version: int, **fields: Any) -> Any:
+    """A kafka-python request of ``api_key`` v``version``: its defaults,
+    the fixes above, then ``fields``."""
+    return CLASSES[api_key][0](version=version, **{**_FIXES.get(api_key, {}), **fields})
+
+
+def frame(req: Any, version: int, correlation_id: int = 1, client_id: str = "tests") -> bytes:
+    req.with_header(correlation_id=correlation_id, client_id=client_id)
+    return bytes(req.encode(version=version, header=True, framed=True))
+
+
+class RawKafkaClient:
+    """One blocking connection: send kafka-python requests, decode the
+    responses with kafka-python (the broker encodes them with kio)."""
+
+    def __init__(self, address: str) -> None:
+        host, port = address.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=30)
+        self.correlation_id = 0
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> RawKafkaClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def send(self, req: Any, version: int) -> int:
+        self.correlation_id += 1
+        self.sock.sendall(frame(req, version, self.correlation_id))
+        return self.correlation_id
+
+    def receive_frame(self) -> bytes:
+        size = struct.unpack(">i", self._exactly(4))[0]
+        return self._exactly(size)
+
+    def call(self, req: Any, version: int) -> Any:
+        correlation_id = self.send(req, version)
+        data = self.receive_frame()
+        response = CLASSES[req.API_KEY][1].decode(data, version=version, header=True)
+        assert response.header.correlation_id == correlation_id
+        return response
+
+    def _exactly(self, n: int) -> bytes:
+        chunks = []
+        while n:
+            chunk = self.sock.recv(n)
+            if not chunk:
+                raise ConnectionError("the broker closed the connection")
+            chunks.append(chunk)
+            n -= len(chunk)
+        return b"".join(chunks)
+
+    def closed_by_peer(self) -> bool:
+        """True when the broker has closed the connection (reads EOF)."""
+        try:
+            return self.sock.recv(1) == b""
+        except ConnectionResetError:
+            return True
