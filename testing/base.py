@@ -87,11 +87,6 @@ class LocalBroker:
     def kafka_bootstrap(self) -> str:
         """The Kafka listener, for Kafka clients (``bootstrap.servers``)."""
         self._check_running("kafka_bootstrap")
-        if not self._kafka:
-            raise RuntimeError(
-                "this broker has no Kafka listener: this tailrace version's broker "
-                "does not speak the Kafka protocol yet"
-            )
         return self._kafka
 
     @property

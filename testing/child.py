@@ -10,7 +10,8 @@ The child is started with the interpreter running the tests
 ``TAILRACE_*`` variables (the user's own ``TAILRACE_*`` variables removed).
 A thread drains its stderr (a full pipe would stall it), keeps the last
 lines for error messages, and reads the bound addresses from its
-``listening ... address=HOST:PORT`` lines. It is stopped only through its
+``listening ... address=HOST:PORT`` lines (``protocol=kafka`` in the Kafka
+listener's). It is stopped only through its
 own Popen handle.
 """
 
@@ -64,9 +65,11 @@ class ProcessBroker(LocalBroker):
 
     def command(self) -> list[str]:
         listen = self._native or f"{self.host}:0"
+        kafka_listen = self._kafka or f"{self.host}:0"
         return [
             sys.executable, "-m", "tailrace.broker.cli", "broker",
-            "--data-dir", str(self.data_dir), "--listen", listen, "--log-format", "kv",
+            "--data-dir", str(self.data_dir), "--listen", listen,
+            "--kafka-listen", kafka_listen, "--log-format", "kv",
         ]  # fmt: skip
 
     def child_env(self) -> dict[str, str]:
@@ -84,26 +87,28 @@ class ProcessBroker(LocalBroker):
             env=self.child_env(),
         )
         found = threading.Event()
-        addresses: list[str] = []
+        addresses: dict[str, str] = {}
 
         def pump() -> None:
             assert proc.stderr is not None
             for line in proc.stderr:
                 self.log_tail.append(line.rstrip("\n"))
                 m = _LISTENING.search(line)
-                if m and not addresses:
-                    addresses.append(m.group(1))
-                    found.set()
+                if m:
+                    protocol = "kafka" if "protocol=kafka" in line else "tailrace"
+                    addresses.setdefault(protocol, m.group(1))
+                    if len(addresses) == 2:
+                        found.set()
             found.set()  # the child exited
 
         self.proc = proc
         self._pump = threading.Thread(target=pump, name="tailrace-test-broker-log", daemon=True)
         self._pump.start()
         found.wait(START_TIMEOUT_S)
-        if not addresses:
+        if len(addresses) < 2:
             self._kill_and_reap()
             raise self._start_error(proc.returncode)
-        self._native = addresses[0]
+        self._native, self._kafka = addresses["tailrace"], addresses["kafka"]
 
     def _start_error(self, code: int | None) -> BrokerStartError:
         reason = ""
@@ -115,6 +120,7 @@ class ProcessBroker(LocalBroker):
         for name in self.settings:  # the caller named settings, not variables
             reason = reason.replace(_env_name(name), repr(name))
         listen = self._native or f"{self.host}:0"
+        listen += f" and {self._kafka or self.host + ':0'} (Kafka)"
         friendly = explain_text(
             None,
             reason,

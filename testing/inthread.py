@@ -52,17 +52,26 @@ class ThreadBroker(LocalBroker):
                 "config/broker.toml, a section's keys after a dot (topic_defaults.flush)"
             )
         listen = self._native or f"{self.host}:0"
-        flags = {**self.settings, "data_dir": str(self.data_dir), "listen": listen}
+        kafka_listen = self._kafka or f"{self.host}:0"
+        flags = {
+            **self.settings,
+            "data_dir": str(self.data_dir),
+            "listen": listen,
+            "kafka_listen": kafka_listen,
+        }
         try:
             broker = Broker(load_config(env={}, flags=flags))
             loop = BackgroundTrio("tailrace-test-broker", broker.serve)
         except Exception as exc:
-            friendly = explain(exc, data_dir=self.data_dir, addresses=listen)
+            friendly = explain(
+                exc, data_dir=self.data_dir, addresses=f"{listen} and {kafka_listen} (Kafka)"
+            )
             if friendly is not None:
                 raise friendly from exc
             raise
         self._broker, self._loop = broker, loop
-        self._native = broker.listeners[0].address
+        by_protocol = {getattr(b.config, "protocol", ""): b.address for b in broker.listeners}
+        self._native, self._kafka = by_protocol["tailrace"], by_protocol["kafka"]
 
     def _exited(self) -> str | None:
         loop = self._loop

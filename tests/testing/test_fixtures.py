@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
 
 import tailrace.testing
 from tailrace.client import Admin, Consumer, Producer
@@ -45,6 +46,28 @@ def test_session_broker_serves_native_clients(tailrace_broker: LocalBroker, tail
             producer.send(tailrace_topic, b"v%d" % i)
         producer.flush()
     assert _read_all(tailrace_broker.bootstrap, tailrace_topic, 3) == [b"v0", b"v1", b"v2"]
+
+
+def _kafka_topics(kafka_bootstrap: str) -> dict[str, int]:
+    """Topic -> partition count, as a Kafka client (librdkafka) sees them."""
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    metadata = admin.list_topics(timeout=30)
+    (broker,) = metadata.brokers.values()
+    assert f"{broker.host}:{broker.port}" == kafka_bootstrap
+    return {name: len(t.partitions) for name, t in metadata.topics.items()}
+
+
+def test_session_broker_serves_kafka_clients(tailrace_broker: LocalBroker, tailrace_topic: str):
+    assert tailrace_broker.kafka_bootstrap != tailrace_broker.bootstrap
+    assert _kafka_topics(tailrace_broker.kafka_bootstrap)[tailrace_topic] == 1
+    # one broker behind both listeners: a topic made through Kafka is a topic
+    name = tailrace_broker.unique_name("via-kafka")
+    admin = AdminClient({"bootstrap.servers": tailrace_broker.kafka_bootstrap})
+    admin.create_topics([NewTopic(name, num_partitions=2)])[name].result(30)
+    try:
+        assert len(tailrace_broker.admin().describe_topic(name).partitions) == 2
+    finally:
+        tailrace_broker.delete_topic(name)
 
 
 def test_session_broker_is_shared(tailrace_broker: LocalBroker, request: pytest.FixtureRequest):
@@ -97,9 +120,9 @@ def test_fresh_broker_is_empty_and_restarts_on_the_same_address(
     b.create_topic("kept")
     with Producer(b.bootstrap) as producer:
         producer.send("kept", b"before").result(10)
-    address = b.bootstrap
+    addresses = b.bootstrap, b.kafka_bootstrap
     b.restart()
-    assert b.bootstrap == address
+    assert (b.bootstrap, b.kafka_bootstrap) == addresses
     assert any("clean shutdown before" in line for line in b.log_tail)
     assert _read_all(b.bootstrap, "kept", 1) == [b"before"]
 
@@ -119,6 +142,7 @@ def test_fresh_broker_kill_is_a_crash_and_start_recovers(tailrace_fresh_broker: 
     b.start()
     assert b.pid != pid
     assert any("unclean shutdown before" in line for line in b.log_tail)
+    assert _kafka_topics(b.kafka_bootstrap) == {"crashy": 1}
     # acknowledged records survive the crash (the page cache outlives the process)
     assert _read_all(b.bootstrap, "crashy", 5) == [b"r%d" % i for i in range(5)]
 
