@@ -673,13 +673,13 @@ def _listeners_from_text(
     text: str, origin: str, protocol: str = "tailrace"
 ) -> tuple[ListenerConfig, ...]:
     out = []
-    first = "default" if protocol == "tailrace" else protocol
+    first, rest = ("default", "listener") if protocol == "tailrace" else (protocol, protocol)
     for i, part in enumerate(p for p in text.split(",") if p.strip()):
         try:
             host, port = parse_address(part)
         except ValueError as exc:
             raise ConfigError(f"{origin}: {exc}") from None
-        name = first if i == 0 else f"{first}{i}"
+        name = first if i == 0 else f"{rest}{i}"
         out.append(ListenerConfig(name, host, port, protocol=protocol))
     if not out:
         raise ConfigError(f"{origin}: no address given")

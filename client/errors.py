@@ -39,6 +39,7 @@ __all__ = [
     "CorruptRecordError",
     "DuplicateSequenceError",
     "ErrorCode",
+    "FencedInstanceIdError",
     "FencedMemberEpochError",
     "GroupAuthorizationError",
     "GroupIdNotFoundError",
@@ -46,6 +47,7 @@ __all__ = [
     "GroupNotEmptyError",
     "IllegalGenerationError",
     "IllegalSaslStateError",
+    "InconsistentGroupProtocolError",
     "InvalidConfigError",
     "InvalidGroupIdError",
     "InvalidPartitionsError",
@@ -57,11 +59,14 @@ __all__ = [
     "InvalidTimestampError",
     "InvalidTopicError",
     "LocalProtocolError",
+    "MemberIdRequiredError",
     "NotAssignedError",
+    "OffsetMetadataTooLargeError",
     "OffsetOutOfRangeError",
     "OutOfOrderSequenceError",
     "PolicyViolationError",
     "ProtocolError",
+    "RebalanceInProgressError",
     "RecordTooLargeError",
     "RequestTimedOutError",
     "SaslAuthenticationError",
@@ -95,13 +100,16 @@ class ErrorCode(IntEnum):
     UNKNOWN_TOPIC_OR_PARTITION = 3
     REQUEST_TIMED_OUT = 7
     MESSAGE_TOO_LARGE = 10
+    OFFSET_METADATA_TOO_LARGE = 12
     COORDINATOR_LOAD_IN_PROGRESS = 14
     COORDINATOR_NOT_AVAILABLE = 15
     INVALID_TOPIC = 17
     ILLEGAL_GENERATION = 22
+    INCONSISTENT_GROUP_PROTOCOL = 23
     INVALID_GROUP_ID = 24
     UNKNOWN_MEMBER_ID = 25
     INVALID_SESSION_TIMEOUT = 26
+    REBALANCE_IN_PROGRESS = 27
     TOPIC_AUTHORIZATION_FAILED = 29
     GROUP_AUTHORIZATION_FAILED = 30
     CLUSTER_AUTHORIZATION_FAILED = 31
@@ -125,7 +133,9 @@ class ErrorCode(IntEnum):
     UNKNOWN_PRODUCER_ID = 59
     NON_EMPTY_GROUP = 68
     GROUP_ID_NOT_FOUND = 69
+    MEMBER_ID_REQUIRED = 79
     GROUP_MAX_SIZE_REACHED = 81
+    FENCED_INSTANCE_ID = 82
     INVALID_RECORD = 87
     FENCED_MEMBER_EPOCH = 110
     UNRELEASED_INSTANCE_ID = 111
@@ -247,6 +257,12 @@ class CoordinatorNotAvailableError(BrokerError):
     retriable = True
 
 
+class OffsetMetadataTooLargeError(BrokerError):
+    """The metadata committed with an offset is longer than the broker keeps."""
+
+    code = ErrorCode.OFFSET_METADATA_TOO_LARGE
+
+
 class InvalidTopicError(BrokerError):
     """The topic name is not valid."""
 
@@ -257,6 +273,13 @@ class IllegalGenerationError(BrokerError):
     """The member's generation is stale: it was fenced by a rebalance."""
 
     code = ErrorCode.ILLEGAL_GENERATION
+
+
+class InconsistentGroupProtocolError(BrokerError):
+    """The member's protocol type or protocols do not match the group's, or
+    the group is managed by the other group protocol (classic vs native)."""
+
+    code = ErrorCode.INCONSISTENT_GROUP_PROTOCOL
 
 
 class InvalidGroupIdError(BrokerError):
@@ -275,6 +298,12 @@ class InvalidSessionTimeoutError(BrokerError):
     """The session timeout is outside the broker's allowed range."""
 
     code = ErrorCode.INVALID_SESSION_TIMEOUT
+
+
+class RebalanceInProgressError(BrokerError):
+    """The classic group is rebalancing: the member must rejoin (JoinGroup)."""
+
+    code = ErrorCode.REBALANCE_IN_PROGRESS
 
 
 class AuthorizationError(BrokerError):
@@ -431,6 +460,19 @@ class GroupMaxSizeReachedError(BrokerError):
     """The group already has as many members as the broker allows."""
 
     code = ErrorCode.GROUP_MAX_SIZE_REACHED
+
+
+class MemberIdRequiredError(BrokerError):
+    """A new classic member must rejoin with the member id this response
+    carries (JoinGroup v4 and later)."""
+
+    code = ErrorCode.MEMBER_ID_REQUIRED
+
+
+class FencedInstanceIdError(BrokerError):
+    """Another member with the same group instance id replaced this one."""
+
+    code = ErrorCode.FENCED_INSTANCE_ID
 
 
 class InvalidRecordError(BrokerError):

@@ -16,6 +16,8 @@ from tailrace.client.protocol import (
     ConfigEntry,
     ConfigResourceResult,
     CreatedTopic,
+    CreatePartitionsRequest,
+    CreatePartitionsResponse,
     CreateTopicsRequest,
     CreateTopicsResponse,
     DeleteTopicsRequest,
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "handle_alter_configs",
+    "handle_create_partitions",
     "handle_create_topics",
     "handle_delete_topics",
     "handle_describe_configs",
@@ -84,6 +87,23 @@ async def _delete_topics(ctx: BrokerContext, info: ConnectionInfo, request: Requ
         fill(result, error)
         results.append(result)
     return ctx.encode(request, DeleteTopicsResponse(topics=results))
+
+
+def handle_create_partitions(ctx: BrokerContext, info: ConnectionInfo, request: Request) -> Later:
+    return Later(_create_partitions, ctx, info, request)
+
+
+async def _create_partitions(ctx: BrokerContext, info: ConnectionInfo, request: Request) -> bytes:
+    body: CreatePartitionsRequest = request.body
+    results = []
+    done = await topics.create_partitions(
+        ctx, info, [(t.name, t.count) for t in body.topics], validate_only=body.validate_only
+    )
+    for name, error in done:
+        result = TopicResult(name=name)
+        fill(result, error)
+        results.append(result)
+    return ctx.encode(request, CreatePartitionsResponse(topics=results))
 
 
 def handle_describe_configs(ctx: BrokerContext, info: ConnectionInfo, request: Request) -> bytes:

@@ -1,4 +1,4 @@
-"""ApiVersions, Metadata, CreateTopics and DeleteTopics for Kafka clients.
+"""ApiVersions, Metadata, CreateTopics, CreatePartitions and DeleteTopics for Kafka clients.
 
 Adapters over :mod:`..services.topics` (one creation policy, one
 auto-creation rule, one description of topics for both front-ends).
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "handle_api_versions",
+    "handle_create_partitions",
     "handle_create_topics",
     "handle_delete_topics",
     "handle_metadata",
@@ -176,6 +177,36 @@ async def _create_topics(ctx: BrokerContext, info: ConnectionInfo, request: Kafk
             ]
         },
     )
+
+
+def handle_create_partitions(
+    ctx: BrokerContext, info: ConnectionInfo, request: KafkaRequest
+) -> Later:
+    return Later(_create_partitions, ctx, info, request)
+
+
+async def _create_partitions(
+    ctx: BrokerContext, info: ConnectionInfo, request: KafkaRequest
+) -> Any:
+    body = request.body
+    grow = [t for t in body.topics if not t.assignments]
+    done = dict(
+        await topics_service.create_partitions(
+            ctx, info, [(t.name, t.count) for t in grow], validate_only=body.validate_only
+        )
+    )
+    manual = InvalidRequestError("manual replica assignments are not supported")
+    results = []
+    for t in body.topics:
+        error = done.get(t.name) if not t.assignments else manual
+        results.append(
+            {
+                "name": t.name,
+                "error_code": kafka_error(error),
+                "error_message": error.message if error is not None else None,
+            }
+        )
+    return _response(request, {"results": results})
 
 
 def handle_delete_topics(ctx: BrokerContext, info: ConnectionInfo, request: KafkaRequest) -> Later:

@@ -71,6 +71,8 @@ def _empty(name: str, hint: Any) -> Any:
         return ZERO
     if hint is bool:
         return False
+    if hint is bytes:
+        return b""
     if hint is str or text in ("str", "TopicName", "GroupId"):
         return ""
     return -1 if name.endswith(("_id", "epoch")) else 0

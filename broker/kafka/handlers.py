@@ -7,7 +7,7 @@ an entity, ``NO_REPLY`` (acks 0), or an already framed ``Streamed`` (Fetch
 with sendfile slices). Raising a BrokerError answers with a response that
 carries only that error where the API has a top-level error code; otherwise
 the connection is closed (Kafka's way). The group APIs' handlers come from
-:mod:`.groups` when present (``GROUP_HANDLERS``).
+:mod:`.groups` (``GROUP_HANDLERS``).
 """
 
 from __future__ import annotations
@@ -18,11 +18,18 @@ from typing import TYPE_CHECKING, Any
 from tailrace.client.errors import BrokerError
 
 from ..server.connection import NO_REPLY, ConnectionInfo, Later, Streamed
-from .admin import handle_api_versions, handle_create_topics, handle_delete_topics, handle_metadata
+from .admin import (
+    handle_api_versions,
+    handle_create_partitions,
+    handle_create_topics,
+    handle_delete_topics,
+    handle_metadata,
+)
 from .codec import KafkaBadRequest, KafkaRequest, encode_response, response_class
 from .data import handle_fetch, handle_init_producer_id, handle_list_offsets, handle_produce
 from .entities import error_body
 from .errors import kafka_code
+from .groups import GROUP_HANDLERS
 from .versions import ADVERTISED, KafkaApi
 
 if TYPE_CHECKING:
@@ -39,13 +46,10 @@ HANDLERS: dict[int, Callable[..., Any]] = {
     KafkaApi.CREATE_TOPICS: handle_create_topics,
     KafkaApi.DELETE_TOPICS: handle_delete_topics,
     KafkaApi.INIT_PRODUCER_ID: handle_init_producer_id,
+    KafkaApi.CREATE_PARTITIONS: handle_create_partitions,
 }
 
-try:  # the classic consumer-group APIs (a module of their own)
-    from .groups import GROUP_HANDLERS
-except ImportError:  # pragma: no cover - before the groups front-end lands
-    GROUP_HANDLERS = {}
-HANDLERS.update(GROUP_HANDLERS)
+HANDLERS.update(GROUP_HANDLERS)  # the consumer-group APIs, a module of their own
 
 missing = sorted(set(ADVERTISED) - set(HANDLERS))
 if missing:  # pragma: no cover - a table edited by hand

@@ -23,10 +23,21 @@ class KafkaApi(IntEnum):
     FETCH = 1
     LIST_OFFSETS = 2
     METADATA = 3
+    OFFSET_COMMIT = 8
+    OFFSET_FETCH = 9
+    FIND_COORDINATOR = 10
+    JOIN_GROUP = 11
+    HEARTBEAT = 12
+    LEAVE_GROUP = 13
+    SYNC_GROUP = 14
+    DESCRIBE_GROUPS = 15
+    LIST_GROUPS = 16
     API_VERSIONS = 18
     CREATE_TOPICS = 19
     DELETE_TOPICS = 20
     INIT_PRODUCER_ID = 22
+    CREATE_PARTITIONS = 37
+    DELETE_GROUPS = 42
 
 
 #: api_key -> (min_version, max_version), in api_key order.
@@ -35,10 +46,21 @@ ADVERTISED: dict[int, tuple[int, int]] = {
     KafkaApi.FETCH: (4, 11),
     KafkaApi.LIST_OFFSETS: (1, 5),
     KafkaApi.METADATA: (1, 8),
+    KafkaApi.OFFSET_COMMIT: (2, 7),
+    KafkaApi.OFFSET_FETCH: (1, 5),
+    KafkaApi.FIND_COORDINATOR: (0, 2),
+    KafkaApi.JOIN_GROUP: (0, 5),
+    KafkaApi.HEARTBEAT: (0, 3),
+    KafkaApi.LEAVE_GROUP: (0, 3),
+    KafkaApi.SYNC_GROUP: (0, 3),
+    KafkaApi.DESCRIBE_GROUPS: (0, 4),
+    KafkaApi.LIST_GROUPS: (0, 2),
     KafkaApi.API_VERSIONS: (0, 4),
     KafkaApi.CREATE_TOPICS: (2, 4),
     KafkaApi.DELETE_TOPICS: (1, 3),
     KafkaApi.INIT_PRODUCER_ID: (0, 4),
+    KafkaApi.CREATE_PARTITIONS: (0, 1),
+    KafkaApi.DELETE_GROUPS: (0, 1),
 }
 
 

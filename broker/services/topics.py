@@ -32,7 +32,7 @@ from tailrace.client.errors import (
 )
 
 from ..log.manager import validate_topic_name
-from ..security.authz import CLUSTER, DELETE, DESCRIBE, TOPIC
+from ..security.authz import ALTER, CLUSTER, DELETE, DESCRIBE, TOPIC
 
 if TYPE_CHECKING:
     from ..handlers.context import BrokerContext
@@ -46,6 +46,7 @@ __all__ = [
     "TopicState",
     "auto_create",
     "check_allowed",
+    "create_partitions",
     "create_topics",
     "delete_topics",
     "describe_topics",
@@ -166,6 +167,37 @@ async def create_topics(
         except BrokerError as exc:
             t.error = exc
     return topics
+
+
+async def create_partitions(
+    ctx: BrokerContext,
+    info: ConnectionInfo,
+    wanted: list[tuple[str, int]],
+    *,
+    validate_only: bool,
+) -> list[tuple[str, BrokerError | None]]:
+    """Grow each topic to its new partition count (``alter`` on the topic,
+    not internal, above the current count, at most
+    ``limits.max_partitions_per_topic``); ``(name, error or None)`` each."""
+    limit = ctx.config.get("limits", "max_partitions_per_topic")
+    out: list[tuple[str, BrokerError | None]] = []
+    for name, count in wanted:
+        try:
+            check_allowed(ctx, info, ALTER, TOPIC, name)
+            refuse_internal(name, "alter")
+            current = ctx.manager.topic(name).partitions
+            if not current < count <= limit:
+                raise InvalidPartitionsError(
+                    f"topic {name!r} has {current} partition(s): the new count {count} must be "
+                    f"above that and at most {limit} (max_partitions_per_topic)"
+                )
+            if not validate_only:
+                await ctx.manager.grow_topic(name, count)
+        except BrokerError as exc:
+            out.append((name, exc))
+            continue
+        out.append((name, None))
+    return out
 
 
 async def delete_topics(

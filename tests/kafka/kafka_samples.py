@@ -8,7 +8,17 @@ import socket
 import struct
 from typing import Any
 
+from kafka.protocol.admin.groups import (
+    DeleteGroupsRequest,
+    DeleteGroupsResponse,
+    DescribeGroupsRequest,
+    DescribeGroupsResponse,
+    ListGroupsRequest,
+    ListGroupsResponse,
+)
 from kafka.protocol.admin.topics import (
+    CreatePartitionsRequest,
+    CreatePartitionsResponse,
     CreateTopicsRequest,
     CreateTopicsResponse,
     DeleteTopicsRequest,
@@ -20,14 +30,34 @@ from kafka.protocol.consumer import (
     ListOffsetsRequest,
     ListOffsetsResponse,
 )
+from kafka.protocol.consumer.group import (
+    HeartbeatRequest,
+    HeartbeatResponse,
+    JoinGroupRequest,
+    JoinGroupResponse,
+    LeaveGroupRequest,
+    LeaveGroupResponse,
+    OffsetCommitRequest,
+    OffsetCommitResponse,
+    OffsetFetchRequest,
+    OffsetFetchResponse,
+    SyncGroupRequest,
+    SyncGroupResponse,
+)
 from kafka.protocol.metadata import (
     ApiVersionsRequest,
     ApiVersionsResponse,
     MetadataRequest,
     MetadataResponse,
 )
+from kafka.protocol.metadata.find_coordinator import (
+    FindCoordinatorRequest,
+    FindCoordinatorResponse,
+)
 from kafka.protocol.producer import ProduceRequest, ProduceResponse
 from kafka.protocol.producer.transaction import InitProducerIdRequest, InitProducerIdResponse
+
+from tailrace.broker.kafka.versions import ADVERTISED
 
 #: api_key -> (kafka-python request class, response class)
 CLASSES: dict[int, tuple[Any, Any]] = {
@@ -35,10 +65,21 @@ CLASSES: dict[int, tuple[Any, Any]] = {
     1: (FetchRequest, FetchResponse),
     2: (ListOffsetsRequest, ListOffsetsResponse),
     3: (MetadataRequest, MetadataResponse),
+    8: (OffsetCommitRequest, OffsetCommitResponse),
+    9: (OffsetFetchRequest, OffsetFetchResponse),
+    10: (FindCoordinatorRequest, FindCoordinatorResponse),
+    11: (JoinGroupRequest, JoinGroupResponse),
+    12: (HeartbeatRequest, HeartbeatResponse),
+    13: (LeaveGroupRequest, LeaveGroupResponse),
+    14: (SyncGroupRequest, SyncGroupResponse),
+    15: (DescribeGroupsRequest, DescribeGroupsResponse),
+    16: (ListGroupsRequest, ListGroupsResponse),
     18: (ApiVersionsRequest, ApiVersionsResponse),
     19: (CreateTopicsRequest, CreateTopicsResponse),
     20: (DeleteTopicsRequest, DeleteTopicsResponse),
     22: (InitProducerIdRequest, InitProducerIdResponse),
+    37: (CreatePartitionsRequest, CreatePartitionsResponse),
+    42: (DeleteGroupsRequest, DeleteGroupsResponse),
 }
 
 #: fields that kafka-python's defaults get wrong for a plain client
@@ -109,3 +150,34 @@ class RawKafkaClient:
             return self.sock.recv(1) == b""
         except ConnectionResetError:
             return True
+
+
+ALL = [(k, v) for k, (lo, hi) in sorted(ADVERTISED.items()) for v in range(lo, hi + 1)]
+
+
+def sample(api_key: int, version: int):
+    """A request with content where the API has nested data."""
+    _P = ProduceRequest.TopicProduceData
+    _F = FetchRequest.FetchTopic
+    _L = ListOffsetsRequest.ListOffsetsTopic
+    if api_key == 0:
+        part = _P.PartitionProduceData(index=2, records=b"\x00" * 70)
+        return request(
+            0, version, timeout_ms=1500, topic_data=[_P(name="t", partition_data=[part])]
+        )
+    if api_key == 1:
+        part = _F.FetchPartition(partition=1, fetch_offset=42, partition_max_bytes=1 << 20)
+        return request(
+            1, version, max_wait_ms=500, min_bytes=1, topics=[_F(topic="t", partitions=[part])]
+        )
+    if api_key == 2:
+        part = _L.ListOffsetsPartition(partition_index=0, timestamp=-2)
+        return request(2, version, topics=[_L(name="t", partitions=[part])])
+    if api_key == 3:
+        return request(3, version, topics=[MetadataRequest.MetadataRequestTopic(name="t")])
+    if api_key == 37:
+        grow = CreatePartitionsRequest.CreatePartitionsTopic(name="t", count=4, assignments=None)
+        return request(37, version, topics=[grow], timeout_ms=1000)
+    if api_key == 20:
+        return request(20, version, topic_names=["a", "b"])
+    return request(api_key, version)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from kafka.protocol.admin.topics import CreateTopicsRequest
+from kafka.protocol.admin.topics import CreatePartitionsRequest, CreateTopicsRequest
 from kafka.protocol.consumer import FetchRequest, ListOffsetsRequest
 from kafka.protocol.metadata import MetadataRequest
 from kafka.protocol.producer import ProduceRequest
@@ -82,6 +82,29 @@ def test_create_topics_every_version(kafka_broker, version):
     assert topics[f"created{version}"] == 3
     assert f"checked{version}" not in topics
     assert f"replicated{version}" not in topics
+
+
+@pytest.mark.parametrize("version", versions(37))
+def test_create_partitions_every_version(kafka_broker, version):
+    grow = CreatePartitionsRequest.CreatePartitionsTopic
+
+    def call(c, name, count, **kw):
+        req = request(37, version, topics=[grow(name=name, count=count)], timeout_ms=5000, **kw)
+        (result,) = c.call(req, version).results
+        return result.name, result.error_code
+
+    with RawKafkaClient(kafka_broker.kafka_address) as c:
+        create(c, "grows", partitions=1)
+        assert call(c, "grows", 3) == ("grows", 0)
+        assert call(c, "grows", 2) == ("grows", 37)  # INVALID_PARTITIONS: never shrinks
+        assert call(c, "grows", 9, validate_only=True) == ("grows", 0)
+        assert call(c, "nowhere", 2) == ("nowhere", 3)
+        meta = c.call(request(3, 8, topics=[MetadataRequest.MetadataRequestTopic(name="grows")]), 8)
+    assert len(meta.topics[0].partitions) == 3
+    assert native_topics(kafka_broker)["grows"] == 3
+    with Admin(kafka_broker.address) as admin:
+        admin.create_partitions("grows", 4)
+    assert native_topics(kafka_broker)["grows"] == 4
 
 
 @pytest.mark.parametrize("version", versions(20))
@@ -201,6 +224,11 @@ def test_acks_0_gets_no_response_and_its_failure_closes(kafka_broker):
         bad = _P(name="nowhere", partition_data=[_P.PartitionProduceData(index=0, records=batch)])
         c.send(request(0, 8, acks=0, timeout_ms=1000, topic_data=[bad]), 8)
         assert c.closed_by_peer()
+    # the acks=0 batch was appended; it counts once its fsync is done (no ack
+    # tells when that is, so look until it shows)
+    deadline = time.monotonic() + 30
+    while native_end_offset(kafka_broker, "quiet", 0) < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert native_end_offset(kafka_broker, "quiet", 0) == 1
 
 
@@ -277,3 +305,35 @@ def test_records_from_the_native_producer_keep_their_offsets_for_kafka_list_offs
         part = _L.ListOffsetsPartition(partition_index=0, timestamp=-1)
         response = c.call(request(2, 5, topics=[_L(name="native", partitions=[part])]), 5)
     assert response.topics[0].partitions[0].offset == 5
+
+
+def test_acl_refusals_are_kafka_authorization_errors(tmp_path):
+    """With ACLs enforced and none granted, the anonymous Kafka client is
+    refused with Kafka's own codes: 29 for topics, 31 for the cluster."""
+    broker = KafkaBroker(tmp_path / "data", security__authorizer="on")
+    try:
+        batch = build_batch([(1, None, b"x", None)])
+        with RawKafkaClient(broker.kafka_address) as c:
+            created = create(c, "guarded")
+            meta = c.call(
+                request(3, 8, topics=[MetadataRequest.MetadataRequestTopic(name="guarded")]), 8
+            )
+            produced = produce(c, "guarded", 0, batch)
+            part = _F.FetchPartition(partition=0, fetch_offset=0, partition_max_bytes=1024)
+            fetched = c.call(
+                request(1, 11, max_wait_ms=10, topics=[_F(topic="guarded", partitions=[part])]),
+                11,
+            )
+            lpart = _L.ListOffsetsPartition(partition_index=0, timestamp=-1)
+            listed = c.call(request(2, 5, topics=[_L(name="guarded", partitions=[lpart])]), 5)
+            deleted = c.call(request(20, 3, topic_names=["guarded"]), 3)
+            pid = c.call(request(22, 4), 4)
+    finally:
+        broker.stop()
+    assert [t.error_code for t in created.topics] == [29]
+    assert [t.error_code for t in meta.topics] == [29]
+    assert produced.error_code == 29
+    assert fetched.responses[0].partitions[0].error_code == 29
+    assert listed.topics[0].partitions[0].error_code == 29
+    assert [r.error_code for r in deleted.responses] == [29]
+    assert pid.error_code == 31

@@ -11,10 +11,7 @@ import io
 import struct
 
 import pytest
-from kafka.protocol.consumer import FetchRequest, ListOffsetsRequest
-from kafka.protocol.metadata import MetadataRequest
-from kafka.protocol.producer import ProduceRequest
-from kafka_samples import CLASSES, frame, request
+from kafka_samples import ALL, CLASSES, frame, request, sample
 from kio.serial import entity_reader, entity_writer
 
 from tailrace.broker.kafka.codec import (
@@ -31,33 +28,6 @@ from tailrace.broker.kafka.versions import ADVERTISED
 from tailrace.client.errors import InvalidRequestError, UnsupportedVersionError
 from tailrace.client.protocol import Limits
 
-ALL = [(k, v) for k, (lo, hi) in sorted(ADVERTISED.items()) for v in range(lo, hi + 1)]
-_P = ProduceRequest.TopicProduceData
-_F = FetchRequest.FetchTopic
-_L = ListOffsetsRequest.ListOffsetsTopic
-
-
-def _sample(api_key: int, version: int):
-    """A request with content where the API has nested data."""
-    if api_key == 0:
-        part = _P.PartitionProduceData(index=2, records=b"\x00" * 70)
-        return request(
-            0, version, timeout_ms=1500, topic_data=[_P(name="t", partition_data=[part])]
-        )
-    if api_key == 1:
-        part = _F.FetchPartition(partition=1, fetch_offset=42, partition_max_bytes=1 << 20)
-        return request(
-            1, version, max_wait_ms=500, min_bytes=1, topics=[_F(topic="t", partitions=[part])]
-        )
-    if api_key == 2:
-        part = _L.ListOffsetsPartition(partition_index=0, timestamp=-2)
-        return request(2, version, topics=[_L(name="t", partitions=[part])])
-    if api_key == 3:
-        return request(3, version, topics=[MetadataRequest.MetadataRequestTopic(name="t")])
-    if api_key == 20:
-        return request(20, version, topic_names=["a", "b"])
-    return request(api_key, version)
-
 
 def _decode_one(data: bytes) -> KafkaRequest | KafkaBadRequest:
     conn = KafkaServerConnection(Limits())
@@ -69,7 +39,7 @@ def _decode_one(data: bytes) -> KafkaRequest | KafkaBadRequest:
 
 @pytest.mark.parametrize(("api_key", "version"), ALL)
 def test_every_advertised_request_decodes_and_reencodes_byte_for_byte(api_key, version):
-    req = _sample(api_key, version)
+    req = sample(api_key, version)
     data = frame(req, version, correlation_id=-7, client_id="cli")
     event = _decode_one(data)
     assert type(event) is KafkaRequest
@@ -103,7 +73,7 @@ def _response_entity(api_key: int, version: int):
 
 @pytest.mark.parametrize(("api_key", "version"), ALL)
 def test_every_advertised_response_decodes_with_kafka_python(api_key, version):
-    req = _sample(api_key, version)
+    req = sample(api_key, version)
     event = _decode_one(frame(req, version, correlation_id=99))
     data = encode_response(event, _response_entity(api_key, version))
     (size,) = struct.unpack_from(">i", data)
@@ -171,7 +141,7 @@ def test_other_unsupported_requests_close_the_connection(api_key, version):
 
 
 def test_trailing_bytes_after_the_body_are_ignored():
-    data = frame(_sample(3, 8), 8)
+    data = frame(sample(3, 8), 8)
     padded = struct.pack(">i", len(data) - 4 + 3) + data[4:] + b"\x01\x02\x03"
     event = _decode_one(padded)
     assert type(event) is KafkaRequest
@@ -179,7 +149,7 @@ def test_trailing_bytes_after_the_body_are_ignored():
 
 
 def test_a_body_that_does_not_decode_is_a_bad_request_and_closes():
-    data = frame(_sample(0, 8), 8)
+    data = frame(sample(0, 8), 8)
     cut = struct.pack(">i", len(data) - 4 - 10) + data[4:-10]
     event = _decode_one(cut)
     assert type(event) is KafkaBadRequest
@@ -217,7 +187,7 @@ def test_a_negative_size_is_refused():
 
 
 def test_pipelined_requests_come_out_in_order_from_any_split():
-    frames = [frame(_sample(k, v), v, correlation_id=i) for i, (k, v) in enumerate(ALL)]
+    frames = [frame(sample(k, v), v, correlation_id=i) for i, (k, v) in enumerate(ALL)]
     data = b"".join(frames)
     conn = KafkaServerConnection(Limits())
     seen = []
