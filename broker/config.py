@@ -12,6 +12,7 @@ and DescribeConfigs reports from it.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -90,7 +91,7 @@ def _address_or_empty(value: str) -> str | None:
     try:
         parse_address(value)
     except ValueError as exc:
-        return f"is not HOST:PORT ({exc}); leave it empty to turn metrics off"
+        return f"is not HOST:PORT ({exc}); leave it empty to turn it off"
     return None
 
 
@@ -170,6 +171,17 @@ SETTINGS: tuple[Setting, ...] = (
         10_000,
         "longest a SIGTERM waits for in-flight requests before closing connections",
         _at_least(0),
+    ),
+    # --- [console]: the web console -----------------------------------------
+    Setting(
+        "console",
+        "listen",
+        str,
+        "",
+        "HOST:PORT serving the web console over HTTP (keep it on 127.0.0.1; another "
+        "address needs a listener that authenticates, so the console asks for a login); "
+        "empty: off",
+        _address_or_empty,
     ),
     # --- [topic_defaults]: every topic starts from these ---------------------
     Setting("topic_defaults", "partitions", int, 1, "partitions of a new topic", _at_least(1)),
@@ -397,7 +409,7 @@ SETTINGS: tuple[Setting, ...] = (
 
 _BY_NAME = {s.name: s for s in SETTINGS}
 #: command-line flags not spelled like their setting
-_FLAG_NAMES = {"metrics_listen": "--metrics"}
+_FLAG_NAMES = {"metrics_listen": "--metrics", "console.listen": "--console"}
 _SECTIONS = {s.section for s in SETTINGS if s.section}
 #: topic_defaults keys that are LogConfig fields (all but partitions)
 _LOG_KEYS = set(LogConfig.field_names())
@@ -648,11 +660,6 @@ def _listener_security(lc: ListenerConfig, item: dict, where: str) -> ListenerCo
     if protocol not in PROTOCOLS:
         raise ConfigError(f"{where}.protocol = {protocol!r} must be one of {', '.join(PROTOCOLS)}")
     fields["protocol"] = protocol
-    if protocol == "kafka" and fields["authentication"] == "sasl":
-        raise ConfigError(
-            f"{where}: authentication = sasl is not supported on a kafka listener yet "
-            "(use tls or mtls; docs/kafka.md)"
-        )
     tls = fields["security"] == "tls"
     tls_files = [k for k in ("tls_cert_file", "tls_key_file", "tls_client_ca_file") if fields[k]]
     if not tls and tls_files:
@@ -787,6 +794,7 @@ def load_config(
                     f"metrics_listen {values['metrics_listen']} is the address of listener "
                     f"{lc.name!r} too"
                 )
+    _check_console(config)
     for lc in listeners:
         if lc.tls:
             try:
@@ -807,6 +815,38 @@ def load_config(
     except InvalidConfigError as exc:
         raise ConfigError(f"topic_defaults: {exc}") from None
     return config
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_console(config: BrokerConfig) -> None:
+    """The console changes topics and offsets: off loopback it must ask for
+    a login, and it must not share an address with a listener or /metrics."""
+    text = config.values["console.listen"]
+    if not text:
+        return
+    host, port = parse_address(text)
+    taken = [(lc.host, lc.port, f"listener {lc.name!r}") for lc in config.listeners]
+    if config.values["metrics_listen"]:
+        taken.append((*parse_address(config.values["metrics_listen"]), "metrics_listen"))
+    for other_host, other_port, what in taken:
+        if port and (other_host, other_port) == (host, port):
+            raise ConfigError(f"console.listen {text} is the address of {what} too")
+    if not _is_loopback(host) and not (
+        config.authenticates and config.values["security.users_file"]
+    ):
+        raise ConfigError(
+            f"console.listen {text} is not a loopback address and no listener authenticates: "
+            "anyone who reaches it could change topics and offsets; bind it to 127.0.0.1 or "
+            "turn on SASL authentication (the console then asks for a login)"
+        )
 
 
 def describe(config: BrokerConfig) -> list[tuple[str, Any, str, str]]:

@@ -83,6 +83,7 @@ __all__ = [
     "UnknownServerError",
     "UnknownTopicOrPartitionError",
     "UnreleasedInstanceIdError",
+    "UnsupportedForMessageFormatError",
     "UnsupportedSaslMechanismError",
     "UnsupportedVersionError",
     "error_for_code",
@@ -122,6 +123,7 @@ class ErrorCode(IntEnum):
     INVALID_REPLICATION_FACTOR = 38
     INVALID_CONFIG = 40
     INVALID_REQUEST = 42
+    UNSUPPORTED_FOR_MESSAGE_FORMAT = 43
     POLICY_VIOLATION = 44
     OUT_OF_ORDER_SEQUENCE_NUMBER = 45
     DUPLICATE_SEQUENCE_NUMBER = 46
@@ -479,6 +481,12 @@ class InvalidRecordError(BrokerError):
     """A batch is structurally invalid (bad magic, length or record count)."""
 
     code = ErrorCode.INVALID_RECORD
+
+
+class UnsupportedForMessageFormatError(BrokerError):
+    """The batch uses a feature the log cannot store (transactional batches)."""
+
+    code = ErrorCode.UNSUPPORTED_FOR_MESSAGE_FORMAT
 
 
 class UnreleasedInstanceIdError(BrokerError):

@@ -1,6 +1,6 @@
 """``tailrace broker [--config FILE] [--data-dir DIR] [--listen HOST:PORT]
-[--kafka-listen HOST:PORT] [--metrics HOST:PORT] [--log-level L] [--log-format kv|json]
-[--check-config]``.
+[--kafka-listen HOST:PORT] [--metrics HOST:PORT] [--console HOST:PORT] [--log-level L]
+[--log-format kv|json] [--check-config]``.
 
 Exit codes: 0 after a stop by signal (or a good ``--check-config``), 1 when
 the broker cannot start (the data directory is locked by another broker, an
@@ -58,6 +58,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="serve /metrics (Prometheus) and /health/live, /health/ready over HTTP here "
         "(metrics_listen; default off)",
     )
+    p.add_argument(
+        "--console",
+        metavar="HOST:PORT",
+        help="serve the web console over HTTP here, e.g. 127.0.0.1:7480 "
+        "(console.listen; default off)",
+    )
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument("--log-format", choices=["kv", "json"])
     p.add_argument(
@@ -76,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         "listen": args.listen,
         "kafka_listen": args.kafka_listen,
         "metrics_listen": args.metrics,
+        "console.listen": args.console,
         "log_level": args.log_level,
         "log_format": args.log_format,
     }

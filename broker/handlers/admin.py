@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING
 
 from tailrace.client.errors import (
     BrokerError,
-    InvalidConfigError,
     InvalidRequestError,
 )
 from tailrace.client.protocol import (
@@ -28,11 +27,8 @@ from tailrace.client.protocol import (
     TopicResult,
 )
 
-from ..config import SETTINGS
-from ..log.config import LogConfig
-from ..security.authz import ALTER, CLUSTER, CLUSTER_NAME, DESCRIBE, TOPIC
 from ..server.connection import ConnectionInfo, Later
-from ..services import topics
+from ..services import configs, topics
 from .errors import fill
 
 if TYPE_CHECKING:
@@ -45,14 +41,6 @@ __all__ = [
     "handle_delete_topics",
     "handle_describe_configs",
 ]
-
-_TOPIC_DOCS = {s.key: s.doc for s in SETTINGS if s.section == "topic_defaults"}
-_TOPIC_DOCS["max_batch_bytes"] = next(s.doc for s in SETTINGS if s.name == "limits.max_batch_bytes")
-
-
-_refuse_internal = topics.refuse_internal
-_check = topics.check_allowed
-_fail = fill
 
 
 def handle_create_topics(ctx: BrokerContext, info: ConnectionInfo, request: Request) -> Later:
@@ -114,73 +102,26 @@ def handle_describe_configs(ctx: BrokerContext, info: ConnectionInfo, request: R
         out.append(result)
         try:
             if res.resource_type == "topic":
-                _check(ctx, info, DESCRIBE, TOPIC, res.name)
-                entries = _topic_entries(ctx, res.name)
+                values = configs.topic_configs(ctx, info, res.name)
             elif res.resource_type == "broker":
-                _check(ctx, info, DESCRIBE, CLUSTER, CLUSTER_NAME)
-                entries = _broker_entries(ctx)
+                values = configs.broker_configs(ctx, info)
             else:
                 raise InvalidRequestError(
                     f"resource_type {res.resource_type!r} is not 'topic' or 'broker'"
                 )
         except BrokerError as exc:
-            _fail(result, exc)
+            fill(result, exc)
             continue
         if res.keys is not None:
             wanted = set(res.keys)
-            entries = [e for e in entries if e.name in wanted]
-        result.configs = entries
+            values = [v for v in values if v.name in wanted]
+        result.configs = [
+            ConfigEntry(
+                name=v.name, value=v.value, source=v.source, read_only=v.read_only, doc=v.doc
+            )
+            for v in values
+        ]
     return ctx.encode(request, DescribeConfigsResponse(resources=out))
-
-
-def _topic_entries(ctx: BrokerContext, name: str) -> list[ConfigEntry]:
-    topic = ctx.manager.topic(name)
-    sources = ctx.config.sources
-    entries = []
-    for key in LogConfig.field_names():
-        if key in topic.overrides:
-            source = "topic"
-        else:
-            setting = (
-                "limits.max_batch_bytes" if key == "max_batch_bytes" else f"topic_defaults.{key}"
-            )
-            source = "broker" if sources.get(setting, "default") != "default" else "default"
-        entries.append(
-            ConfigEntry(
-                name=key,
-                value=str(getattr(topic.config, key)),
-                source=source,
-                doc=_TOPIC_DOCS.get(key, ""),
-            )
-        )
-    return entries
-
-
-def _broker_entries(ctx: BrokerContext) -> list[ConfigEntry]:
-    entries = []
-    for setting in SETTINGS:
-        value = ctx.config.values[setting.name]
-        text = str(value).lower() if isinstance(value, bool) else str(value)
-        source = ctx.config.sources.get(setting.name, "default")
-        entries.append(
-            ConfigEntry(
-                name=setting.name,
-                value=text,
-                source="default" if source == "default" else "broker",
-                read_only=True,
-                doc=setting.doc,
-            )
-        )
-    entries.append(
-        ConfigEntry(
-            name="listeners",
-            value=",".join(lc.describe() for lc in ctx.config.listeners),
-            source="broker",
-            read_only=True,
-            doc="where the broker listens",
-        )
-    )
-    return entries
 
 
 def handle_alter_configs(ctx: BrokerContext, info: ConnectionInfo, request: Request) -> Later:
@@ -195,25 +136,15 @@ async def _alter_configs(ctx: BrokerContext, info: ConnectionInfo, request: Requ
         out.append(result)
         try:
             if res.resource_type != "topic":
-                _check(ctx, info, ALTER, CLUSTER, CLUSTER_NAME)
-                raise InvalidRequestError(
-                    "only topic configuration can be altered; broker settings come from "
-                    "its configuration file, environment and flags"
-                )
-            _check(ctx, info, ALTER, TOPIC, res.name)
-            _refuse_internal(res.name, "alter")
-            topic = ctx.manager.topic(res.name)
-            set_keys = {k: v for k, v in res.configs.items() if v is not None}
-            delete_keys = [k for k, v in res.configs.items() if v is None]
-            if body.validate_only:
-                over = {k: v for k, v in topic.overrides.items() if k not in delete_keys}
-                over.update(set_keys)
-                ctx.manager.defaults.with_overrides(over)
-                unknown = [k for k in delete_keys if k not in LogConfig.field_names()]
-                if unknown:
-                    raise InvalidConfigError(f"{unknown[0]}: unknown log config key")
-                continue
-            await ctx.manager.alter_topic_config(res.name, set_keys, delete_keys)
+                configs.refuse_broker_alter(ctx, info)
+            await configs.alter_topic(
+                ctx,
+                info,
+                res.name,
+                {k: v for k, v in res.configs.items() if v is not None},
+                [k for k, v in res.configs.items() if v is None],
+                validate_only=body.validate_only,
+            )
         except BrokerError as exc:
-            _fail(result, exc)
+            fill(result, exc)
     return ctx.encode(request, AlterConfigsResponse(resources=out))

@@ -50,6 +50,16 @@ class BrokerContext:
         #: handler checks ``ctx.authz is not None`` and does nothing more then
         self.authz: Authorization | None = None
 
+    # --- addresses -------------------------------------------------------------
+
+    def advertised_kafka_address(self, info: Any) -> tuple[int, str, int]:
+        """(node_id, host, port) Kafka clients should use: the Kafka listener
+        the connection came in on (Metadata, FindCoordinator)."""
+        listener = next((b for b in self.listeners if b.name == info.listener), None)
+        if listener is None:
+            listener = self.listeners[0]
+        return self.node_id, listener.host, listener.port
+
     # --- encoding --------------------------------------------------------------
 
     def encode(self, request: Request, response: Any) -> bytes:

@@ -113,13 +113,11 @@ def _metadata(
                 "topic_authorized_operations": _NOT_REQUESTED,
             }
         )
-    listener = next((b for b in ctx.listeners if b.name == info.listener), ctx.listeners[0])
+    node, host, port = ctx.advertised_kafka_address(info)
     return _response(
         request,
         {
-            "brokers": [
-                {"node_id": node, "host": listener.host, "port": listener.port, "rack": None}
-            ],
+            "brokers": [{"node_id": node, "host": host, "port": port, "rack": None}],
             "cluster_id": ctx.cluster_id,
             "controller_id": node,
             "topics": topics,

@@ -71,7 +71,7 @@ def _empty(name: str, hint: Any) -> Any:
         return ZERO
     if hint is bool:
         return False
-    if hint is bytes:
+    if isinstance(hint, type) and issubclass(hint, bytes):
         return b""
     if hint is str or text in ("str", "TopicName", "GroupId"):
         return ""

@@ -26,10 +26,16 @@ from .admin import (
     handle_metadata,
 )
 from .codec import KafkaBadRequest, KafkaRequest, encode_response, response_class
+from .configs import (
+    handle_alter_configs,
+    handle_describe_configs,
+    handle_incremental_alter_configs,
+)
 from .data import handle_fetch, handle_init_producer_id, handle_list_offsets, handle_produce
 from .entities import error_body
 from .errors import kafka_code
 from .groups import GROUP_HANDLERS
+from .sasl import handle_sasl_authenticate, handle_sasl_handshake
 from .versions import ADVERTISED, KafkaApi
 
 if TYPE_CHECKING:
@@ -47,6 +53,11 @@ HANDLERS: dict[int, Callable[..., Any]] = {
     KafkaApi.DELETE_TOPICS: handle_delete_topics,
     KafkaApi.INIT_PRODUCER_ID: handle_init_producer_id,
     KafkaApi.CREATE_PARTITIONS: handle_create_partitions,
+    KafkaApi.DESCRIBE_CONFIGS: handle_describe_configs,
+    KafkaApi.ALTER_CONFIGS: handle_alter_configs,
+    KafkaApi.INCREMENTAL_ALTER_CONFIGS: handle_incremental_alter_configs,
+    KafkaApi.SASL_HANDSHAKE: handle_sasl_handshake,
+    KafkaApi.SASL_AUTHENTICATE: handle_sasl_authenticate,
 }
 
 HANDLERS.update(GROUP_HANDLERS)  # the consumer-group APIs, a module of their own

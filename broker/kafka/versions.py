@@ -32,12 +32,17 @@ class KafkaApi(IntEnum):
     SYNC_GROUP = 14
     DESCRIBE_GROUPS = 15
     LIST_GROUPS = 16
+    SASL_HANDSHAKE = 17
     API_VERSIONS = 18
     CREATE_TOPICS = 19
     DELETE_TOPICS = 20
     INIT_PRODUCER_ID = 22
+    DESCRIBE_CONFIGS = 32
+    ALTER_CONFIGS = 33
+    SASL_AUTHENTICATE = 36
     CREATE_PARTITIONS = 37
     DELETE_GROUPS = 42
+    INCREMENTAL_ALTER_CONFIGS = 44
 
 
 #: api_key -> (min_version, max_version), in api_key order.
@@ -55,12 +60,17 @@ ADVERTISED: dict[int, tuple[int, int]] = {
     KafkaApi.SYNC_GROUP: (0, 3),
     KafkaApi.DESCRIBE_GROUPS: (0, 4),
     KafkaApi.LIST_GROUPS: (0, 2),
+    KafkaApi.SASL_HANDSHAKE: (1, 1),
     KafkaApi.API_VERSIONS: (0, 4),
     KafkaApi.CREATE_TOPICS: (2, 4),
     KafkaApi.DELETE_TOPICS: (1, 3),
     KafkaApi.INIT_PRODUCER_ID: (0, 4),
+    KafkaApi.DESCRIBE_CONFIGS: (1, 3),
+    KafkaApi.ALTER_CONFIGS: (0, 1),
+    KafkaApi.SASL_AUTHENTICATE: (0, 1),
     KafkaApi.CREATE_PARTITIONS: (0, 1),
     KafkaApi.DELETE_GROUPS: (0, 1),
+    KafkaApi.INCREMENTAL_ALTER_CONFIGS: (0, 1),
 }
 
 

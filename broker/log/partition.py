@@ -78,7 +78,7 @@ from tailrace.client.errors import (
     OffsetOutOfRangeError,
     StorageError,
 )
-from tailrace.client.records import BatchHeader, unpack_records, validate_batch
+from tailrace.client.records import BatchHeader, iter_records, validate_batch
 
 from ..logs import log_event
 from ..metrics import definitions as metrics
@@ -1079,10 +1079,10 @@ class PartitionLog:
                 if h.max_timestamp < timestamp:
                     continue
                 raw = seg.pread(p, h.batch_length + 12)
-                for i, rec in enumerate(unpack_records(raw, h)):
-                    ts = h.base_timestamp + rec[0]
+                # any magic; offsets from the format (magic 2: offset deltas)
+                for offset, ts, _key, _value, _headers in iter_records(raw, h):
                     if ts >= timestamp:
-                        return TimestampOffset(h.base_offset + i, ts)
+                        return TimestampOffset(offset, ts)
         return None
 
     # -------------------------------------------------------------- retention

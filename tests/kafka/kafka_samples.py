@@ -8,6 +8,14 @@ import socket
 import struct
 from typing import Any
 
+from kafka.protocol.admin.configs import (
+    AlterConfigsRequest,
+    AlterConfigsResponse,
+    DescribeConfigsRequest,
+    DescribeConfigsResponse,
+    IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResponse,
+)
 from kafka.protocol.admin.groups import (
     DeleteGroupsRequest,
     DeleteGroupsResponse,
@@ -56,6 +64,12 @@ from kafka.protocol.metadata.find_coordinator import (
 )
 from kafka.protocol.producer import ProduceRequest, ProduceResponse
 from kafka.protocol.producer.transaction import InitProducerIdRequest, InitProducerIdResponse
+from kafka.protocol.sasl import (
+    SaslAuthenticateRequest,
+    SaslAuthenticateResponse,
+    SaslHandshakeRequest,
+    SaslHandshakeResponse,
+)
 
 from tailrace.broker.kafka.versions import ADVERTISED
 
@@ -77,9 +91,14 @@ CLASSES: dict[int, tuple[Any, Any]] = {
     18: (ApiVersionsRequest, ApiVersionsResponse),
     19: (CreateTopicsRequest, CreateTopicsResponse),
     20: (DeleteTopicsRequest, DeleteTopicsResponse),
+    17: (SaslHandshakeRequest, SaslHandshakeResponse),
     22: (InitProducerIdRequest, InitProducerIdResponse),
+    36: (SaslAuthenticateRequest, SaslAuthenticateResponse),
+    32: (DescribeConfigsRequest, DescribeConfigsResponse),
+    33: (AlterConfigsRequest, AlterConfigsResponse),
     37: (CreatePartitionsRequest, CreatePartitionsResponse),
     42: (DeleteGroupsRequest, DeleteGroupsResponse),
+    44: (IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse),
 }
 
 #: fields that kafka-python's defaults get wrong for a plain client
@@ -175,6 +194,19 @@ def sample(api_key: int, version: int):
         return request(2, version, topics=[_L(name="t", partitions=[part])])
     if api_key == 3:
         return request(3, version, topics=[MetadataRequest.MetadataRequestTopic(name="t")])
+    if api_key == 32:
+        res = DescribeConfigsRequest.DescribeConfigsResource
+        return request(32, version, resources=[res(resource_type=2, resource_name="t")])
+    if api_key in (33, 44):
+        cls = CLASSES[api_key][0].AlterConfigsResource
+        item = cls.AlterableConfig(name="retention.ms", value="1000")
+        return request(
+            api_key, version, resources=[cls(resource_type=2, resource_name="t", configs=[item])]
+        )
+    if api_key == 17:
+        return request(17, version, mechanism="SCRAM-SHA-256")
+    if api_key == 36:
+        return request(36, version, auth_bytes=b"n,,n=user,r=nonce")
     if api_key == 37:
         grow = CreatePartitionsRequest.CreatePartitionsTopic(name="t", count=4, assignments=None)
         return request(37, version, topics=[grow], timeout_ms=1000)

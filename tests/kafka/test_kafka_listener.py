@@ -8,6 +8,11 @@ from __future__ import annotations
 import time
 
 import pytest
+from kafka.protocol.admin.configs import (
+    AlterConfigsRequest,
+    DescribeConfigsRequest,
+    IncrementalAlterConfigsRequest,
+)
 from kafka.protocol.admin.topics import CreatePartitionsRequest, CreateTopicsRequest
 from kafka.protocol.consumer import FetchRequest, ListOffsetsRequest
 from kafka.protocol.metadata import MetadataRequest
@@ -337,3 +342,82 @@ def test_acl_refusals_are_kafka_authorization_errors(tmp_path):
     assert listed.topics[0].partitions[0].error_code == 29
     assert [r.error_code for r in deleted.responses] == [29]
     assert pid.error_code == 31
+
+
+def _describe(c: RawKafkaClient, version: int, rtype: int, name: str, keys=None):
+    res = DescribeConfigsRequest.DescribeConfigsResource(
+        resource_type=rtype, resource_name=name, configuration_keys=keys
+    )
+    (result,) = c.call(request(32, version, resources=[res]), version).results
+    return result
+
+
+@pytest.mark.parametrize("version", versions(32))
+def test_describe_configs_every_version(kafka_broker, version):
+    with RawKafkaClient(kafka_broker.kafka_address) as c:
+        create(c, "described", partitions=1)
+        _alter(c, 44, 1, "described", [("retention.ms", 0, "60000")])
+        topic = _describe(c, version, 2, "described")
+        some = _describe(c, version, 2, "described", keys=["flush", "retention.ms"])
+        broker = _describe(c, version, 4, "0")
+        missing = _describe(c, version, 2, "nowhere")
+        bogus = _describe(c, version, 9, "x")
+    entries = {e.name: e for e in topic.configs}
+    assert topic.error_code == 0
+    assert entries["retention.ms"].value == "60000"
+    assert entries["retention.ms"].config_source == 1  # DYNAMIC_TOPIC_CONFIG
+    assert entries["flush"].config_source == 5  # DEFAULT_CONFIG
+    assert not entries["flush"].read_only
+    assert sorted(e.name for e in some.configs) == ["flush", "retention.ms"]
+    assert broker.error_code == 0
+    assert {e.name for e in broker.configs} >= {"limits.max_batch_bytes", "listeners"}
+    assert all(e.read_only for e in broker.configs)
+    assert missing.error_code == 3
+    assert bogus.error_code == 42
+
+
+def _alter(c: RawKafkaClient, api_key: int, version: int, topic: str, changes, **kw):
+    cls = (
+        AlterConfigsRequest if api_key == 33 else IncrementalAlterConfigsRequest
+    ).AlterConfigsResource
+    items = [
+        cls.AlterableConfig(name=n, value=v, **({"config_operation": op} if api_key == 44 else {}))
+        for n, op, v in changes
+    ]
+    res = cls(resource_type=2, resource_name=topic, configs=items)
+    (result,) = c.call(request(api_key, version, resources=[res], **kw), version).responses
+    return result.error_code
+
+
+@pytest.mark.parametrize("version", versions(33))
+def test_alter_configs_replaces_the_whole_set(kafka_broker, version):
+    with RawKafkaClient(kafka_broker.kafka_address) as c:
+        create(c, "altered", partitions=1)
+        assert (
+            _alter(c, 33, version, "altered", [("retention.ms", 0, "5000"), ("flush", 0, "none")])
+            == 0
+        )
+        assert _alter(c, 33, version, "altered", [("flush", 0, "interval")]) == 0
+        assert _alter(c, 33, version, "altered", [("no.such.key", 0, "1")]) == 40
+        assert _alter(c, 33, version, "altered", [("flush", 0, "none")], validate_only=True) == 0
+        entries = {e.name: e for e in _describe(c, 3, 2, "altered").configs}
+    assert entries["flush"].value == "interval"
+    assert entries["retention.ms"].config_source == 5  # reverted: not in the last request
+
+
+@pytest.mark.parametrize("version", versions(44))
+def test_incremental_alter_configs_sets_and_deletes(kafka_broker, version):
+    with RawKafkaClient(kafka_broker.kafka_address) as c:
+        create(c, "stepped", partitions=1)
+        assert (
+            _alter(c, 44, version, "stepped", [("retention.ms", 0, "7000"), ("flush", 0, "none")])
+            == 0
+        )
+        assert _alter(c, 44, version, "stepped", [("flush", 1, None)]) == 0
+        assert _alter(c, 44, version, "stepped", [("flush", 2, "x")]) == 40  # APPEND
+        assert _alter(c, 44, version, "__consumer_offsets", [("flush", 0, "none")]) == 17
+        entries = {e.name: e for e in _describe(c, 3, 2, "stepped").configs}
+    assert (entries["retention.ms"].value, entries["retention.ms"].config_source) == ("7000", 1)
+    assert entries["flush"].config_source == 5
+    with Admin(kafka_broker.address) as admin:
+        assert admin.describe_configs("stepped")["retention_ms"].value == "7000"
