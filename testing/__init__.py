@@ -1,4 +1,4 @@
-"""tailrace.testing: a real broker for your own tests, in milliseconds.
+"""tailrace.testing: a real broker (tailrace and Kafka clients) for your own tests.
 
 With tailrace installed, pytest finds the fixtures by itself (the ``pytest11``
 entry point loads :mod:`tailrace.testing.plugin`):
