@@ -51,16 +51,16 @@ debian-tools:
 	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q $$missing; fi
 
 test: $(STAMP) clients debian-tools
-	$(BIN)/ruff check broker client tests tools
+	$(BIN)/ruff check broker client testing tests tools
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check broker client tests tools
-	$(BIN)/ruff format --check broker client tests tools
+	$(BIN)/ruff check broker client testing tests tools
+	$(BIN)/ruff format --check broker client testing tests tools
 
 format: $(STAMP)
-	$(BIN)/ruff format broker client tests tools
-	$(BIN)/ruff check --fix broker client tests tools
+	$(BIN)/ruff format broker client testing tests tools
+	$(BIN)/ruff check --fix broker client testing tests tools
 
 clean:
 	rm -rf $(VENV) $(CLIENTS_DIR) .pytest_cache .ruff_cache .hypothesis build *.egg-info
