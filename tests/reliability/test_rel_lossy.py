@@ -71,7 +71,13 @@ async def test_lost_responses_never_duplicate_or_lose_a_record(tmp_path, nursery
         producers=4,
         partitions=PARTITIONS,
         pad=40,
-        rate=800,  # records/s each, in small batches: many requests, many drops
+        # Records/s each, in small batches: many requests, many drops. The
+        # faults are counted in requests; records only need to keep them
+        # coming. At 800/s each, the producers' own per-record work took a
+        # good part of a core, and on a busy machine (issue 20) records
+        # queued for minutes and ended unknown by timeouts, not by the
+        # lost responses this scenario is about.
+        rate=200,
         config={
             "retry_backoff_ms": 5,
             "delivery_timeout_ms": 120_000,
@@ -82,7 +88,7 @@ async def test_lost_responses_never_duplicate_or_lose_a_record(tmp_path, nursery
     ) as stop:
         for half in (drops // 2, drops):
             async with live_broker(data, listen=address) as b:
-                with trio.fail_after(300):
+                with trio.fail_after(900):  # a hang, not a slow machine
                     await dropper.wait_for(half)
                 restarted = restarted or half == drops
         # the producers finish their retries against the last broker
