@@ -7,7 +7,15 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint format clean
+.PHONY: run test lint format clean clients debian-tools
+
+# The Kafka client matrix (tests/kafka_clients/) runs every client in a
+# virtualenv of its own: confluent-kafka 2.16 and 2.0, kafka-python 2.3 and 3
+# cannot share one. One requirements file per client; a venv is rebuilt when
+# its file changes, so the target is quick when they are present.
+CLIENT_REQS   := $(wildcard tests/kafka_clients/requirements/*.txt)
+CLIENTS_DIR   := .venv-clients
+CLIENT_STAMPS := $(patsubst tests/kafka_clients/requirements/%.txt,$(CLIENTS_DIR)/%/.installed,$(CLIENT_REQS))
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "tailrace needs Python 3.11 or newer; set PYTHON=...")'
@@ -19,9 +27,30 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/tailrace broker --listen 127.0.0.1:7420 --data-dir ./data
+	$(BIN)/tailrace broker --listen 127.0.0.1:7420 --kafka-listen 127.0.0.1:9092 --data-dir ./data
 
-test: $(STAMP)
+$(CLIENTS_DIR)/%/.installed: tests/kafka_clients/requirements/%.txt
+	rm -rf $(CLIENTS_DIR)/$*
+	$(PYTHON) -m venv $(CLIENTS_DIR)/$*
+	$(CLIENTS_DIR)/$*/bin/python -m pip install --quiet --disable-pip-version-check -r $<
+	@touch $@
+
+clients: $(CLIENT_STAMPS)
+
+# Debian packages the tests drive: kcat (1.7.1, librdkafka 2.0.2) for the
+# kcat tests; chromium and chromium-driver for the console's browser tests
+# (selenium, in the test extra). Installed with apt-get where missing, one
+# `apt-get update` first (CI runs as root; elsewhere through sudo).
+DEBIAN_TOOLS := kcat:kcat chromium:chromium chromedriver:chromium-driver
+
+debian-tools:
+	@missing=""; for pair in $(DEBIAN_TOOLS); do \
+	  command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q $$missing; fi
+
+test: $(STAMP) clients debian-tools
 	$(BIN)/ruff check broker client tests tools
 	$(BIN)/python -m pytest
 
@@ -34,4 +63,4 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix broker client tests tools
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) $(CLIENTS_DIR) .pytest_cache .ruff_cache .hypothesis build *.egg-info

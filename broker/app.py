@@ -22,6 +22,7 @@ import logging
 import os
 import resource
 import uuid
+from typing import Any
 
 import trio
 
@@ -29,8 +30,13 @@ from tailrace.client.errors import BrokerError
 from tailrace.client.protocol import Limits
 
 from .config import BrokerConfig, parse_address
+from .console.server import serve_console
+from .console.web import Console
 from .coordinator import GroupCoordinator, GroupSettings
 from .handlers import HANDLERS, BrokerContext
+from .kafka.codec import KafkaServerConnection
+from .kafka.handlers import error_response_body, make_dispatch
+from .kafka.sasl import KafkaSaslAnswers
 from .log.files import atomic_write
 from .log.manager import LogManager
 from .log.storage_io import StorageIO
@@ -89,8 +95,14 @@ class Broker:
         self.security = BrokerSecurity(config, self._limits)
         self._max_in_flight = limits["limits.max_in_flight_requests"]
         self._idle = limits["limits.connections_max_idle_ms"] / 1000
+        #: the web console, when console.listen is set
+        self.console: Console | None = None
         # per-API request metrics cost a little per request: only when shown
-        self._dispatcher = metered(self._dispatch) if config.metrics_listen else self._dispatch
+        # (by /metrics or by the console's charts)
+        shown = config.metrics_listen or config.get("console", "listen")
+        self._dispatcher = metered(self._dispatch) if shown else self._dispatch
+        #: the Kafka front-end's dispatcher (made once the context exists)
+        self._kafka_dispatcher: Any = None
 
     @property
     def stopping(self) -> bool:
@@ -128,6 +140,20 @@ class Broker:
             paths="/metrics /health/live /health/ready",
         )
 
+    async def _start_console(self, nursery: trio.Nursery) -> None:
+        """In the nursery that ends before the logs close: no page is ever
+        served from a closed log."""
+        host, port = parse_address(self.config.get("console", "listen"))
+        self.console = Console(self)
+        address = await nursery.start(serve_console, self.console, host, port)
+        log_event(
+            log,
+            logging.INFO,
+            "serving the console",
+            address=address,
+            login=self.console.login_required,
+        )
+
     async def _serve_logs(self, task_status: trio.TaskStatus[list[BoundListener]]) -> None:
         config = self.config
         data_dir = self.data_dir
@@ -147,6 +173,8 @@ class Broker:
             self.context.authz = self.security.authz
             self.coordinator = GroupCoordinator(manager, _group_settings(config))
             self.context.coordinator = self.coordinator
+            kafka = make_dispatch(self.context)
+            self._kafka_dispatcher = metered(kafka) if config.metrics_listen else kafka
             async with trio.open_nursery() as background:
                 # Loads __consumer_offsets, then expires sessions and offsets;
                 # group requests meanwhile get COORDINATOR_LOAD_IN_PROGRESS.
@@ -158,6 +186,8 @@ class Broker:
                         task_status=task_status,
                     )
                 )
+                if config.get("console", "listen"):
+                    await self._start_console(background)
                 await self._serve_connections(task_status)
                 background.cancel_scope.cancel()
         finally:
@@ -179,6 +209,16 @@ class Broker:
                     )
                 )
                 for bound in self.listeners:
+                    if _is_kafka(bound):
+                        log_event(
+                            log,
+                            logging.INFO,
+                            "listening",
+                            protocol="kafka",
+                            listener=bound.name,
+                            address=bound.address,
+                        )
+                        continue
                     log_event(
                         log,
                         logging.INFO,
@@ -212,15 +252,20 @@ class Broker:
         with trio.CancelScope(deadline=security.deadline(listener)) as deadline:
             if not await security.open(stream, listener, info):
                 return
+            kafka = _is_kafka(listener)
+            dispatcher = self._kafka_dispatcher if kafka else self._dispatcher
             handler = ConnectionHandler(
                 stream,
                 info,
-                self._dispatcher,
+                dispatcher,
                 limits=self._limits,
                 max_in_flight=self._max_in_flight,
                 idle_timeout=self._idle,
+                codec=KafkaServerConnection(self._limits, error_response_body) if kafka else None,
             )
-            gate = security.attach(handler, listener, self._dispatcher, deadline)
+            gate = security.attach(
+                handler, listener, dispatcher, deadline, KafkaSaslAnswers() if kafka else None
+            )
             self._connections.add(handler)
             try:
                 if self._stop.is_set():
@@ -236,6 +281,12 @@ class Broker:
         if handler is None:
             raise BrokerError(f"no handler for api_key {request.api_key}")  # type: ignore[attr-defined]
         return handler(self.context, info, request)
+
+
+def _is_kafka(listener: BoundListener) -> bool:
+    """Whether the listener speaks Kafka's wire protocol (its config is
+    given by BrokerSecurity.bind)."""
+    return getattr(listener.config, "protocol", "tailrace") == "kafka"
 
 
 def _group_settings(config: BrokerConfig) -> GroupSettings:

@@ -12,6 +12,7 @@ and DescribeConfigs reports from it.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -90,7 +91,7 @@ def _address_or_empty(value: str) -> str | None:
     try:
         parse_address(value)
     except ValueError as exc:
-        return f"is not HOST:PORT ({exc}); leave it empty to turn metrics off"
+        return f"is not HOST:PORT ({exc}); leave it empty to turn it off"
     return None
 
 
@@ -170,6 +171,17 @@ SETTINGS: tuple[Setting, ...] = (
         10_000,
         "longest a SIGTERM waits for in-flight requests before closing connections",
         _at_least(0),
+    ),
+    # --- [console]: the web console -----------------------------------------
+    Setting(
+        "console",
+        "listen",
+        str,
+        "",
+        "HOST:PORT serving the web console over HTTP (keep it on 127.0.0.1; another "
+        "address needs a listener that authenticates, so the console asks for a login); "
+        "empty: off",
+        _address_or_empty,
     ),
     # --- [topic_defaults]: every topic starts from these ---------------------
     Setting("topic_defaults", "partitions", int, 1, "partitions of a new topic", _at_least(1)),
@@ -397,7 +409,7 @@ SETTINGS: tuple[Setting, ...] = (
 
 _BY_NAME = {s.name: s for s in SETTINGS}
 #: command-line flags not spelled like their setting
-_FLAG_NAMES = {"metrics_listen": "--metrics"}
+_FLAG_NAMES = {"metrics_listen": "--metrics", "console.listen": "--console"}
 _SECTIONS = {s.section for s in SETTINGS if s.section}
 #: topic_defaults keys that are LogConfig fields (all but partitions)
 _LOG_KEYS = set(LogConfig.field_names())
@@ -406,6 +418,8 @@ _LOG_KEYS = set(LogConfig.field_names())
 SECURITY_PROTOCOLS = ("plaintext", "tls")
 AUTHENTICATIONS = ("none", "sasl", "mtls")
 SASL_MECHANISMS = ("SCRAM-SHA-256", "PLAIN")
+#: what a listener speaks: tailrace's own protocol or Kafka's wire protocol
+PROTOCOLS = ("tailrace", "kafka")
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,6 +429,8 @@ class ListenerConfig:
     * ``security``: ``plaintext`` or ``tls`` (``tls_cert_file`` and
       ``tls_key_file`` required; ``tls_client_ca_file`` makes clients present
       a certificate signed by that CA: mutual TLS).
+    * ``protocol``: ``tailrace`` (the native protocol, default) or ``kafka``
+      (Kafka's wire protocol for unmodified Kafka clients; docs/kafka.md).
     * ``authentication``: ``none`` (the principal is User:ANONYMOUS),
       ``sasl`` (SaslHandshake/SaslAuthenticate first, with one of
       ``sasl_mechanisms``; PLAIN only over TLS or on a loopback address) or
@@ -431,6 +447,11 @@ class ListenerConfig:
     tls_key_file: str = ""
     tls_client_ca_file: str = ""
     sasl_mechanisms: tuple[str, ...] = SASL_MECHANISMS
+    protocol: str = "tailrace"
+
+    @property
+    def kafka(self) -> bool:
+        return self.protocol == "kafka"
 
     @property
     def address(self) -> str:
@@ -444,7 +465,11 @@ class ListenerConfig:
     def describe(self) -> str:
         """``name=address`` plus what is not the default (for logs and DescribeConfigs)."""
         text = f"{self.name}={self.address}"
-        extras = [x for x in (self.security, self.authentication) if x not in ("plaintext", "none")]
+        extras = [
+            x
+            for x in (self.protocol, self.security, self.authentication)
+            if x not in ("tailrace", "plaintext", "none")
+        ]
         return text + (f" ({', '.join(extras)})" if extras else "")
 
 
@@ -603,6 +628,7 @@ _LISTENER_KEYS = {
     "tls_key_file",
     "tls_client_ca_file",
     "sasl_mechanisms",
+    "protocol",
 }
 
 
@@ -630,6 +656,10 @@ def _listener_security(lc: ListenerConfig, item: dict, where: str) -> ListenerCo
             f"{where}.sasl_mechanisms must be a non-empty list of {', '.join(SASL_MECHANISMS)}"
         )
     fields["sasl_mechanisms"] = tuple(mechanisms)
+    protocol = item.get("protocol", "tailrace")
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"{where}.protocol = {protocol!r} must be one of {', '.join(PROTOCOLS)}")
+    fields["protocol"] = protocol
     tls = fields["security"] == "tls"
     tls_files = [k for k in ("tls_cert_file", "tls_key_file", "tls_client_ca_file") if fields[k]]
     if not tls and tls_files:
@@ -646,14 +676,18 @@ def _listener_security(lc: ListenerConfig, item: dict, where: str) -> ListenerCo
     return ListenerConfig(lc.name, lc.host, lc.port, **fields)
 
 
-def _listeners_from_text(text: str, origin: str) -> tuple[ListenerConfig, ...]:
+def _listeners_from_text(
+    text: str, origin: str, protocol: str = "tailrace"
+) -> tuple[ListenerConfig, ...]:
     out = []
+    first, rest = ("default", "listener") if protocol == "tailrace" else (protocol, protocol)
     for i, part in enumerate(p for p in text.split(",") if p.strip()):
         try:
             host, port = parse_address(part)
         except ValueError as exc:
             raise ConfigError(f"{origin}: {exc}") from None
-        out.append(ListenerConfig("default" if i == 0 else f"listener{i}", host, port))
+        name = first if i == 0 else f"{rest}{i}"
+        out.append(ListenerConfig(name, host, port, protocol=protocol))
     if not out:
         raise ConfigError(f"{origin}: no address given")
     return tuple(out)
@@ -676,6 +710,8 @@ def load_config(
     values: dict[str, Any] = {s.name: s.default for s in SETTINGS}
     sources: dict[str, str] = {s.name: "default" for s in SETTINGS}
     listeners = DEFAULT_LISTENERS
+    #: --kafka-listen / TAILRACE_KAFKA_LISTEN: added to the other listeners
+    kafka_listeners: tuple[ListenerConfig, ...] = ()
 
     if path is not None:
         try:
@@ -711,6 +747,9 @@ def load_config(
         if name == "TAILRACE_LISTEN":
             listeners = _listeners_from_text(raw, name)
             continue
+        if name == "TAILRACE_KAFKA_LISTEN":
+            kafka_listeners = _listeners_from_text(raw, name, "kafka")
+            continue
         setting = env_names.get(name)
         if setting is None:
             raise ConfigError(f"environment: unknown variable {name}")
@@ -727,6 +766,9 @@ def load_config(
         if name == "listen":
             listeners = _listeners_from_text(raw, "--listen")
             continue
+        if name == "kafka_listen":
+            kafka_listeners = _listeners_from_text(raw, "--kafka-listen", "kafka")
+            continue
         setting = _BY_NAME[name]
         value = (
             _parse_text(setting, raw) if isinstance(raw, str) and setting.kind is not str else raw
@@ -735,6 +777,14 @@ def load_config(
         values[setting.name] = _check(setting, value, flag)
         sources[setting.name] = "flag"
 
+    if kafka_listeners:
+        taken = {lc.name for lc in listeners}
+        clash = [lc.name for lc in kafka_listeners if lc.name in taken]
+        if clash:
+            raise ConfigError(f"--kafka-listen: a listener is already named {clash[0]!r}")
+        listeners = (*listeners, *kafka_listeners)
+    # the native listeners first: the first "listening" line names a native one
+    listeners = tuple(sorted(listeners, key=lambda lc: lc.kafka))
     config = BrokerConfig(listeners=listeners, values=values, sources=sources)
     if values["metrics_listen"]:
         host, port = parse_address(values["metrics_listen"])
@@ -744,6 +794,7 @@ def load_config(
                     f"metrics_listen {values['metrics_listen']} is the address of listener "
                     f"{lc.name!r} too"
                 )
+    _check_console(config)
     for lc in listeners:
         if lc.tls:
             try:
@@ -764,6 +815,38 @@ def load_config(
     except InvalidConfigError as exc:
         raise ConfigError(f"topic_defaults: {exc}") from None
     return config
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_console(config: BrokerConfig) -> None:
+    """The console changes topics and offsets: off loopback it must ask for
+    a login, and it must not share an address with a listener or /metrics."""
+    text = config.values["console.listen"]
+    if not text:
+        return
+    host, port = parse_address(text)
+    taken = [(lc.host, lc.port, f"listener {lc.name!r}") for lc in config.listeners]
+    if config.values["metrics_listen"]:
+        taken.append((*parse_address(config.values["metrics_listen"]), "metrics_listen"))
+    for other_host, other_port, what in taken:
+        if port and (other_host, other_port) == (host, port):
+            raise ConfigError(f"console.listen {text} is the address of {what} too")
+    if not _is_loopback(host) and not (
+        config.authenticates and config.values["security.users_file"]
+    ):
+        raise ConfigError(
+            f"console.listen {text} is not a loopback address and no listener authenticates: "
+            "anyone who reaches it could change topics and offsets; bind it to 127.0.0.1 or "
+            "turn on SASL authentication (the console then asks for a login)"
+        )
 
 
 def describe(config: BrokerConfig) -> list[tuple[str, Any, str, str]]:

@@ -27,6 +27,7 @@ from .protocol import (
     ConfigResource,
     CreatableTopic,
     CreateAclsRequest,
+    CreatePartitionsRequest,
     CreateTopicsRequest,
     DeleteAclsRequest,
     DeleteGroupsRequest,
@@ -43,6 +44,7 @@ from .protocol import (
     OffsetCommitRequest,
     OffsetCommitTopic,
     OffsetFetchRequest,
+    PartitionsTopic,
     TopicPartitions,
 )
 from .security import SecurityConfig
@@ -259,6 +261,19 @@ class AsyncAdmin:
         (result,) = response.topics
         _check(result.error_code, result.error_message)
         return result.partitions
+
+    async def create_partitions(
+        self, name: str, count: int, *, validate_only: bool = False
+    ) -> None:
+        """Grow a topic to ``count`` partitions (above its current count;
+        records keep their partitions, keys may map to new ones)."""
+        response = await self._request(
+            CreatePartitionsRequest(
+                topics=[PartitionsTopic(name=name, count=count)], validate_only=validate_only
+            )
+        )
+        (result,) = response.topics
+        _check(result.error_code, result.error_message)
 
     async def delete_topic(self, name: str) -> None:
         response = await self._request(DeleteTopicsRequest(topics=[name]))
@@ -634,6 +649,11 @@ class Admin:
     ) -> int:
         return self._loop.run(
             lambda: self._admin.create_topic(name, partitions, config, validate_only=validate_only)
+        )
+
+    def create_partitions(self, name: str, count: int, *, validate_only: bool = False) -> None:
+        self._loop.run(
+            lambda: self._admin.create_partitions(name, count, validate_only=validate_only)
         )
 
     def delete_topic(self, name: str) -> None:

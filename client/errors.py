@@ -39,6 +39,7 @@ __all__ = [
     "CorruptRecordError",
     "DuplicateSequenceError",
     "ErrorCode",
+    "FencedInstanceIdError",
     "FencedMemberEpochError",
     "GroupAuthorizationError",
     "GroupIdNotFoundError",
@@ -46,21 +47,26 @@ __all__ = [
     "GroupNotEmptyError",
     "IllegalGenerationError",
     "IllegalSaslStateError",
+    "InconsistentGroupProtocolError",
     "InvalidConfigError",
     "InvalidGroupIdError",
     "InvalidPartitionsError",
     "InvalidProducerEpochError",
     "InvalidRecordError",
+    "InvalidReplicationFactorError",
     "InvalidRequestError",
     "InvalidSessionTimeoutError",
     "InvalidTimestampError",
     "InvalidTopicError",
     "LocalProtocolError",
+    "MemberIdRequiredError",
     "NotAssignedError",
+    "OffsetMetadataTooLargeError",
     "OffsetOutOfRangeError",
     "OutOfOrderSequenceError",
     "PolicyViolationError",
     "ProtocolError",
+    "RebalanceInProgressError",
     "RecordTooLargeError",
     "RequestTimedOutError",
     "SaslAuthenticationError",
@@ -71,11 +77,13 @@ __all__ = [
     "TlsHandshakeError",
     "TopicAlreadyExistsError",
     "TopicAuthorizationError",
+    "TransactionalIdAuthorizationError",
     "UnknownMemberIdError",
     "UnknownProducerIdError",
     "UnknownServerError",
     "UnknownTopicOrPartitionError",
     "UnreleasedInstanceIdError",
+    "UnsupportedForMessageFormatError",
     "UnsupportedSaslMechanismError",
     "UnsupportedVersionError",
     "error_for_code",
@@ -93,13 +101,16 @@ class ErrorCode(IntEnum):
     UNKNOWN_TOPIC_OR_PARTITION = 3
     REQUEST_TIMED_OUT = 7
     MESSAGE_TOO_LARGE = 10
+    OFFSET_METADATA_TOO_LARGE = 12
     COORDINATOR_LOAD_IN_PROGRESS = 14
     COORDINATOR_NOT_AVAILABLE = 15
     INVALID_TOPIC = 17
     ILLEGAL_GENERATION = 22
+    INCONSISTENT_GROUP_PROTOCOL = 23
     INVALID_GROUP_ID = 24
     UNKNOWN_MEMBER_ID = 25
     INVALID_SESSION_TIMEOUT = 26
+    REBALANCE_IN_PROGRESS = 27
     TOPIC_AUTHORIZATION_FAILED = 29
     GROUP_AUTHORIZATION_FAILED = 30
     CLUSTER_AUTHORIZATION_FAILED = 31
@@ -109,19 +120,24 @@ class ErrorCode(IntEnum):
     UNSUPPORTED_VERSION = 35
     TOPIC_ALREADY_EXISTS = 36
     INVALID_PARTITIONS = 37
+    INVALID_REPLICATION_FACTOR = 38
     INVALID_CONFIG = 40
     INVALID_REQUEST = 42
+    UNSUPPORTED_FOR_MESSAGE_FORMAT = 43
     POLICY_VIOLATION = 44
     OUT_OF_ORDER_SEQUENCE_NUMBER = 45
     DUPLICATE_SEQUENCE_NUMBER = 46
     INVALID_PRODUCER_EPOCH = 47
     CONCURRENT_TRANSACTIONS = 51
+    TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 53
     STORAGE_ERROR = 56
     SASL_AUTHENTICATION_FAILED = 58
     UNKNOWN_PRODUCER_ID = 59
     NON_EMPTY_GROUP = 68
     GROUP_ID_NOT_FOUND = 69
+    MEMBER_ID_REQUIRED = 79
     GROUP_MAX_SIZE_REACHED = 81
+    FENCED_INSTANCE_ID = 82
     INVALID_RECORD = 87
     FENCED_MEMBER_EPOCH = 110
     UNRELEASED_INSTANCE_ID = 111
@@ -243,6 +259,12 @@ class CoordinatorNotAvailableError(BrokerError):
     retriable = True
 
 
+class OffsetMetadataTooLargeError(BrokerError):
+    """The metadata committed with an offset is longer than the broker keeps."""
+
+    code = ErrorCode.OFFSET_METADATA_TOO_LARGE
+
+
 class InvalidTopicError(BrokerError):
     """The topic name is not valid."""
 
@@ -253,6 +275,13 @@ class IllegalGenerationError(BrokerError):
     """The member's generation is stale: it was fenced by a rebalance."""
 
     code = ErrorCode.ILLEGAL_GENERATION
+
+
+class InconsistentGroupProtocolError(BrokerError):
+    """The member's protocol type or protocols do not match the group's, or
+    the group is managed by the other group protocol (classic vs native)."""
+
+    code = ErrorCode.INCONSISTENT_GROUP_PROTOCOL
 
 
 class InvalidGroupIdError(BrokerError):
@@ -271,6 +300,12 @@ class InvalidSessionTimeoutError(BrokerError):
     """The session timeout is outside the broker's allowed range."""
 
     code = ErrorCode.INVALID_SESSION_TIMEOUT
+
+
+class RebalanceInProgressError(BrokerError):
+    """The classic group is rebalancing: the member must rejoin (JoinGroup)."""
+
+    code = ErrorCode.REBALANCE_IN_PROGRESS
 
 
 class AuthorizationError(BrokerError):
@@ -339,6 +374,18 @@ class InvalidPartitionsError(BrokerError):
     """The partition count is not valid."""
 
     code = ErrorCode.INVALID_PARTITIONS
+
+
+class InvalidReplicationFactorError(BrokerError):
+    """A replication factor other than 1 (or -1, the default) on this single node."""
+
+    code = ErrorCode.INVALID_REPLICATION_FACTOR
+
+
+class TransactionalIdAuthorizationError(AuthorizationError):
+    """A transactional request: transactions are not supported (docs/kafka.md)."""
+
+    code = ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
 
 
 class InvalidConfigError(BrokerError):
@@ -417,10 +464,29 @@ class GroupMaxSizeReachedError(BrokerError):
     code = ErrorCode.GROUP_MAX_SIZE_REACHED
 
 
+class MemberIdRequiredError(BrokerError):
+    """A new classic member must rejoin with the member id this response
+    carries (JoinGroup v4 and later)."""
+
+    code = ErrorCode.MEMBER_ID_REQUIRED
+
+
+class FencedInstanceIdError(BrokerError):
+    """Another member with the same group instance id replaced this one."""
+
+    code = ErrorCode.FENCED_INSTANCE_ID
+
+
 class InvalidRecordError(BrokerError):
     """A batch is structurally invalid (bad magic, length or record count)."""
 
     code = ErrorCode.INVALID_RECORD
+
+
+class UnsupportedForMessageFormatError(BrokerError):
+    """The batch uses a feature the log cannot store (transactional batches)."""
+
+    code = ErrorCode.UNSUPPORTED_FOR_MESSAGE_FORMAT
 
 
 class UnreleasedInstanceIdError(BrokerError):

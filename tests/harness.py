@@ -54,9 +54,11 @@ class RunningBroker:
 class ThreadedBroker:
     """A broker on its own thread and trio loop, for tests of blocking clients."""
 
-    def __init__(self, data_dir: Path, **flags: Any) -> None:
+    def __init__(self, data_dir: Path, *, config: Any = None, **flags: Any) -> None:
+        """``config``: a whole BrokerConfig (listeners of a file, say)
+        instead of 127.0.0.1:0 with ``flags``."""
         self.data_dir = data_dir
-        self.broker = Broker(broker_config(data_dir, **flags))
+        self.broker = Broker(config if config is not None else broker_config(data_dir, **flags))
         self.address = ""
         self._token: trio.lowlevel.TrioToken | None = None
         self._ready = threading.Event()
@@ -94,6 +96,9 @@ class ThreadedBroker:
 
 
 _LISTENING = re.compile(r"listening .*address=(\S+)")
+#: the Kafka listener's line (``--kafka-listen``, or a listener with
+#: protocol = "kafka"); the native listener's line comes first
+_LISTENING_KAFKA = re.compile(r"listening .*\bprotocol=kafka\b.*?\baddress=(\S+)")
 
 
 class BrokerProcess:
@@ -115,6 +120,9 @@ class BrokerProcess:
         self.env = env
         self.proc: subprocess.Popen[str] | None = None
         self.address = ""
+        #: the Kafka listener's address, once its line was read (kafka_address())
+        self.kafka = ""
+        self._kafka_found = threading.Event()
         self.log_lines: list[str] = []
 
     def command(self) -> list[str]:
@@ -155,6 +163,8 @@ class BrokerProcess:
             cwd=self.cwd,
         )
         self.address = ""
+        self.kafka = ""
+        self._kafka_found.clear()
         found = threading.Event()
 
         def pump() -> None:
@@ -162,11 +172,16 @@ class BrokerProcess:
             assert self.proc.stderr is not None
             for line in self.proc.stderr:
                 self.log_lines.append(line.rstrip("\n"))
+                kafka = _LISTENING_KAFKA.search(line)
+                if kafka and not self.kafka:
+                    self.kafka = kafka.group(1)
+                    self._kafka_found.set()
                 address = self.on_line(line)
                 if address and not self.address:
                     self.address = address
                     found.set()
             found.set()
+            self._kafka_found.set()
 
         self._pump = threading.Thread(target=pump, daemon=True)
         self._pump.start()
@@ -175,6 +190,16 @@ class BrokerProcess:
             self.kill()
             raise RuntimeError("broker did not start:\n" + "\n".join(self.log_lines))
         return self
+
+    def kafka_address(self, timeout: float = 30.0) -> str:
+        """The Kafka listener's HOST:PORT (its log line follows the native one)."""
+        self._kafka_found.wait(timeout)
+        if not self.kafka:
+            raise RuntimeError(
+                "the broker logged no Kafka listener (listening ... protocol=kafka "
+                "address=...):\n" + "\n".join(self.log_lines)
+            )
+        return self.kafka
 
     @property
     def port(self) -> int:

@@ -45,9 +45,9 @@ from pathlib import Path
 
 import trio
 
-from tailrace.broker.testing.oracle import History, check, read_topic_dir
-from tailrace.broker.testing.process import BrokerChild, proc_status
-from tailrace.broker.testing.workload import ProducerStats, read_topic, run_producer
+from tailrace.broker.faultkit.oracle import History, check, read_topic_dir
+from tailrace.broker.faultkit.process import BrokerChild, proc_status
+from tailrace.broker.faultkit.workload import ProducerStats, read_topic, run_producer
 from tailrace.client import AsyncAdmin
 from tailrace.client.errors import ErrorCode
 from tailrace.client.protocol import ProducePartition, ProduceRequest, ProduceTopic

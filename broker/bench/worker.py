@@ -67,6 +67,7 @@ class ProduceSpec:
     acks: int = 1
     linger_ms: float = 5
     batch_bytes: int | None = None
+    record_format: str = "native"
     stamp: bool = False  # write the scheduled/send time into the value (e2e)
     #: record the produce-ack latency of every Nth record (0: none): a
     #: done-callback per record costs the client more than the send itself
@@ -79,6 +80,8 @@ class ProduceSpec:
         config: dict[str, Any] = {"acks": self.acks, "linger_ms": self.linger_ms}
         if self.batch_bytes is not None:
             config["batch_bytes"] = self.batch_bytes
+        if self.record_format != "native":
+            config["record_format"] = self.record_format
         if self.security is not None:
             from tailrace.client.security import SecurityConfig  # workers import lazily
 

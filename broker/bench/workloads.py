@@ -85,6 +85,8 @@ class BenchConfig:
     flush: str | None = None  # topic flush mode when the bench creates the topic
     linger_ms: float = 5
     batch_bytes: int | None = None
+    #: the producers' record format: "native" (magic 1) or "kafka" (magic 2)
+    record_format: str = "native"
     rate: float | None = None
     api: str = "sync"
     #: produce-ack latency of every Nth record; None: every 64th at full
@@ -358,6 +360,7 @@ def _specs(
                 acks=cfg.acks,
                 linger_ms=cfg.linger_ms,
                 batch_bytes=cfg.batch_bytes,
+                record_format=cfg.record_format,
                 stamp=stamp,
                 latency_every=latency_every,
                 api=cfg.api,

@@ -83,6 +83,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--linger-ms", type=float, default=5.0, metavar="MS")
     p.add_argument("--batch-bytes", type=_positive_int, metavar="BYTES")
     p.add_argument(
+        "--record-format",
+        choices=("native", "kafka"),
+        default="native",
+        help="the producers' record format: native (magic 1, msgpack) or kafka "
+        "(magic 2, Kafka's RecordBatch v2); consume reads what the fill wrote",
+    )
+    p.add_argument(
         "--rate",
         type=_positive_float,
         metavar="R",
@@ -163,6 +170,7 @@ def run_command(args: argparse.Namespace) -> int:
             flush=args.flush,
             linger_ms=args.linger_ms,
             batch_bytes=args.batch_bytes,
+            record_format=args.record_format,
             rate=args.rate,
             api=args.api,
             latency_every=args.latency_every,
@@ -242,6 +250,7 @@ def human_report(result: BenchResult, config: BenchConfig, target: Target) -> st
         f"flush={config.flush or 'broker default'}, linger_ms={config.linger_ms:g}"
         + (f", rate={config.rate:,.0f}/s" if config.rate else "")
         + f", api={config.api}"
+        + (f", record_format={config.record_format}" if config.record_format != "native" else "")
     ]
     if config.mode == "idle":
         x = result.extra

@@ -1,5 +1,6 @@
 """``tailrace broker [--config FILE] [--data-dir DIR] [--listen HOST:PORT]
-[--metrics HOST:PORT] [--log-level L] [--log-format kv|json] [--check-config]``.
+[--kafka-listen HOST:PORT] [--metrics HOST:PORT] [--console HOST:PORT] [--log-level L]
+[--log-format kv|json] [--check-config]``.
 
 Exit codes: 0 after a stop by signal (or a good ``--check-config``), 1 when
 the broker cannot start (the data directory is locked by another broker, an
@@ -46,10 +47,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="listen here instead of the configured listeners (default 127.0.0.1:7420)",
     )
     p.add_argument(
+        "--kafka-listen",
+        metavar="HOST:PORT",
+        help="also serve Kafka's wire protocol here, for unmodified Kafka clients "
+        "(TAILRACE_KAFKA_LISTEN; default off; docs/kafka.md)",
+    )
+    p.add_argument(
         "--metrics",
         metavar="HOST:PORT",
         help="serve /metrics (Prometheus) and /health/live, /health/ready over HTTP here "
         "(metrics_listen; default off)",
+    )
+    p.add_argument(
+        "--console",
+        metavar="HOST:PORT",
+        help="serve the web console over HTTP here, e.g. 127.0.0.1:7480 "
+        "(console.listen; default off)",
     )
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument("--log-format", choices=["kv", "json"])
@@ -67,7 +80,9 @@ def run(args: argparse.Namespace) -> int:
     flags = {
         "data_dir": args.data_dir,
         "listen": args.listen,
+        "kafka_listen": args.kafka_listen,
         "metrics_listen": args.metrics,
+        "console.listen": args.console,
         "log_level": args.log_level,
         "log_format": args.log_format,
     }

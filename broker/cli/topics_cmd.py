@@ -71,10 +71,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="change topic settings",
         description=(
             "Set topic configuration keys (--config KEY=VALUE) or revert them to the "
-            "broker default (--delete-config KEY). Takes effect without a restart."
+            "broker default (--delete-config KEY), or grow the topic to more partitions "
+            "(--partitions N; records stay where they are). Takes effect without a restart."
         ),
     )
     a.add_argument("name")
+    a.add_argument(
+        "--partitions",
+        type=int,
+        metavar="N",
+        help="the new partition count, above the current one",
+    )
     a.add_argument(
         "--config",
         type=parse_key_value,
@@ -206,12 +213,18 @@ def run_alter(args: argparse.Namespace) -> int:
         if key in changes:
             raise UsageError(f"{key} is both set (--config) and reverted (--delete-config)")
         changes[key] = None
-    if not changes:
-        raise UsageError("nothing to change: give --config KEY=VALUE or --delete-config KEY")
+    if not changes and args.partitions is None:
+        raise UsageError(
+            "nothing to change: give --config KEY=VALUE, --delete-config KEY or --partitions N"
+        )
+    done = [f"{k}={v}" if v is not None else f"{k} (default)" for k, v in changes.items()]
     with open_admin(resolve_bootstrap(args), resolve_security(args)) as admin:
-        admin.alter_configs(args.name, changes)
-    done = ", ".join(f"{k}={v}" if v is not None else f"{k} (default)" for k, v in changes.items())
-    sys.stdout.write(f"altered topic {args.name}: {done}\n")
+        if changes:
+            admin.alter_configs(args.name, changes)
+        if args.partitions is not None:
+            admin.create_partitions(args.name, args.partitions)
+            done.append(f"partitions={args.partitions}")
+    sys.stdout.write(f"altered topic {args.name}: {', '.join(done)}\n")
     return 0
 
 

@@ -17,16 +17,31 @@ that have been empty for ``offsets_retention_ms`` (measured from the later of
 the commit and the moment the group became empty) are deleted with
 tombstones; the offsets topic's retention is kept safe for the snapshots
 (store.py). When the broker drains, held heartbeats are answered at once.
+
+Two membership protocols share the one set of groups and the one offsets
+store: the native one (ConsumerGroupHeartbeat, group.py: broker-side
+assignment) and Kafka's classic one (JoinGroup/SyncGroup/Heartbeat/
+LeaveGroup, classic.py: client-side assignment). A group has members of
+one protocol at a time; a join through the other protocol is refused with
+INCONSISTENT_GROUP_PROTOCOL until the group is empty again. A third loop
+applies the classic groups' deadlines (rebalance, sync and session
+timeouts), sleeping until the earliest one.
+
+The methods added for the classic protocol and the Kafka front-end take
+plain values and return ``BrokerError | None`` per item (group-level
+errors are raised); the older native ones still take and return native
+messages.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import trio
@@ -39,10 +54,13 @@ from tailrace.client.errors import (
     GroupIdNotFoundError,
     GroupMaxSizeReachedError,
     GroupNotEmptyError,
+    IllegalGenerationError,
+    InconsistentGroupProtocolError,
     InvalidGroupIdError,
     InvalidRequestError,
     InvalidSessionTimeoutError,
     NotAssignedError,
+    OffsetMetadataTooLargeError,
     OffsetOutOfRangeError,
     UnknownMemberIdError,
     UnreleasedInstanceIdError,
@@ -67,11 +85,19 @@ from tailrace.client.protocol import (
 
 from ..log.manager import LogManager
 from ..log.partition import AppendResult
+from .classic import ClassicGroup, JoinParams, Waiter
 from .group import Group, Member
 from .records import OffsetEntry
 from .store import OFFSETS_TOPIC, OffsetStore, StoreSettings
 
-__all__ = ["GroupCoordinator", "GroupSettings", "HeartbeatResult"]
+__all__ = [
+    "CommitItem",
+    "GroupCoordinator",
+    "GroupSettings",
+    "GroupView",
+    "HeartbeatResult",
+    "MemberView",
+]
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +118,58 @@ class GroupSettings:
     offsets_retention_ms: int = 7 * 24 * 3600 * 1000
     offsets_retention_check_interval_ms: int = 600_000
     max_group_size: int = 1_000
+    #: longest offset metadata string kept (Kafka's offset.metadata.max.bytes)
+    max_offset_metadata: int = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class CommitItem:
+    """One offset to commit."""
+
+    topic: str
+    partition: int
+    offset: int
+    metadata: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MemberView:
+    """A member as DescribeGroups shows it (either protocol)."""
+
+    member_id: str
+    instance_id: str | None
+    client_id: str
+    client_host: str
+    #: native: the member epoch; classic: the group's generation
+    epoch: int
+    session_timeout_ms: int
+    rebalance_timeout_ms: int
+    #: native only
+    subscribed: tuple[str, ...] = ()
+    assigned: frozenset[TP] = frozenset()
+    revoking: frozenset[TP] = frozenset()
+    target: frozenset[TP] = frozenset()
+    #: classic only: the chosen protocol's metadata and the assignment, opaque
+    metadata: bytes = b""
+    assignment: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class GroupView:
+    """A group as ListGroups and DescribeGroups show it (either protocol)."""
+
+    group_id: str
+    #: "classic", "consumer" (native) or "" (no members: offsets only)
+    kind: str
+    state: str
+    #: "consumer" for native groups; the classic group's protocol type
+    protocol_type: str
+    #: the classic group's chosen protocol ("" otherwise)
+    protocol: str
+    #: native: the group epoch; classic: the generation
+    epoch: int
+    assignment_epoch: int
+    members: tuple[MemberView, ...] = field(default=())
 
 
 @dataclass(slots=True)
@@ -164,6 +242,9 @@ class GroupCoordinator:
         self.status = LOADING
         self.draining = False
         self._failure = ""
+        #: set to wake the classic deadline loop when an earlier deadline appears
+        self._classic_wake = trio.Event()
+        self._classic_next = math.inf
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -188,12 +269,17 @@ class GroupCoordinator:
                 nursery.start_soon(self._watch_draining, draining)
             nursery.start_soon(self._session_loop)
             nursery.start_soon(self._retention_loop)
+            nursery.start_soon(self._classic_loop)
 
     async def _watch_draining(self, draining: trio.Event) -> None:
         await draining.wait()
         self.draining = True
         for group in self.groups.values():
             group.wake_all()
+            if group.classic is not None:
+                group.classic.shutdown(
+                    CoordinatorNotAvailableError("the broker is shutting down; retry elsewhere")
+                )
 
     def _check_ready(self) -> None:
         if self.status == LOADING:
@@ -235,6 +321,11 @@ class GroupCoordinator:
         changed = False
 
         if epoch == 0:
+            if group is not None and group.classic_active:
+                raise InconsistentGroupProtocolError(
+                    f"group {body.group_id!r} has members using Kafka's classic protocol "
+                    "(JoinGroup); a native member can join once it is empty"
+                )
             member, changed = self._join(group, body, counts)
             group = self.groups[body.group_id]
             owned = set()
@@ -353,6 +444,7 @@ class GroupCoordinator:
             )
         if group is None:
             group = self.groups[body.group_id] = Group(body.group_id, self.clock_ms())
+        group.classic = None  # an empty classic group becomes a native one
         member = Member(
             str(uuid.uuid4()),
             instance_id=body.instance_id,
@@ -422,6 +514,151 @@ class GroupCoordinator:
             assignment=_as_topic_partitions(m.assigned),
         )
 
+    # --- membership: the classic protocol (JoinGroup, SyncGroup, ...) ------------
+
+    def _check_session_timeout(self, session_timeout_ms: int) -> None:
+        s = self.settings
+        if not s.session_timeout_min_ms <= session_timeout_ms <= s.session_timeout_max_ms:
+            raise InvalidSessionTimeoutError(
+                f"session timeout {session_timeout_ms} ms is outside "
+                f"[{s.session_timeout_min_ms}, {s.session_timeout_max_ms}] "
+                "(groups.session_timeout_min_ms / max_ms)"
+            )
+
+    def _classic_group(self, group_id: str) -> Group:
+        """The group for a classic request that needs an existing group."""
+        self._check_ready()
+        self._check_group_id(group_id)
+        group = self.groups.get(group_id)
+        if group is None or group.classic is None:
+            if group is not None and group.members:
+                raise InconsistentGroupProtocolError(
+                    f"group {group_id!r} is a native group (ConsumerGroupHeartbeat)"
+                )
+            raise UnknownMemberIdError(f"group {group_id!r} has no classic members; join first")
+        return group
+
+    def join_group(self, group_id: str, params: JoinParams) -> Waiter:
+        """JoinGroup. Raises the request's error; otherwise the waiter gives
+        the answer now or once the rebalance completes."""
+        self._check_ready()
+        self._check_group_id(group_id)
+        self._check_session_timeout(params.session_timeout_ms)
+        if params.rebalance_timeout_ms <= 0:
+            raise InvalidRequestError("the rebalance timeout must be positive")
+        group = self.groups.get(group_id)
+        if group is not None and group.members:
+            raise InconsistentGroupProtocolError(
+                f"group {group_id!r} has native members (ConsumerGroupHeartbeat); "
+                "a classic member can join once it is empty"
+            )
+        if group is None or group.classic is None:
+            if params.member_id and params.instance_id is None:
+                raise UnknownMemberIdError(
+                    f"group {group_id!r} has no member {params.member_id!r}; "
+                    "rejoin with an empty member id"
+                )
+            if group is None:
+                group = self.groups[group_id] = Group(group_id, self.clock_ms())
+            group.classic = ClassicGroup(group_id, max_size=self.settings.max_group_size)
+        try:
+            with self._classic_step(group):
+                waiter = group.classic.join(params, trio.current_time())
+        finally:
+            self._maybe_drop(group)
+        return waiter
+
+    def sync_group(
+        self,
+        group_id: str,
+        member_id: str,
+        instance_id: str | None,
+        generation: int,
+        assignments: Mapping[str, bytes],
+    ) -> Waiter:
+        """SyncGroup; ``assignments`` (member id -> opaque bytes) counts
+        only from the leader. Raises the request's error."""
+        group = self._classic_group(group_id)
+        assert group.classic is not None
+        with self._classic_step(group):
+            return group.classic.sync(
+                member_id, instance_id, generation, assignments, trio.current_time()
+            )
+
+    def classic_heartbeat(
+        self, group_id: str, member_id: str, instance_id: str | None, generation: int
+    ) -> None:
+        """Heartbeat; raises its error (REBALANCE_IN_PROGRESS: rejoin)."""
+        group = self._classic_group(group_id)
+        assert group.classic is not None
+        with self._classic_step(group):
+            group.classic.heartbeat(member_id, instance_id, generation, trio.current_time())
+
+    def leave_group(
+        self, group_id: str, members: Sequence[tuple[str, str | None]]
+    ) -> list[BrokerError | None]:
+        """LeaveGroup of (member id, instance id) pairs; one outcome each."""
+        self._check_ready()
+        self._check_group_id(group_id)
+        group = self.groups.get(group_id)
+        if group is None or group.classic is None:
+            return [
+                UnknownMemberIdError(f"group {group_id!r} has no classic member {m or i!r}")
+                for m, i in members
+            ]
+        try:
+            with self._classic_step(group):
+                return group.classic.leave(members, trio.current_time())
+        finally:
+            self._maybe_drop(group)
+
+    @contextlib.contextmanager
+    def _classic_step(self, group: Group) -> Iterator[None]:
+        """Around a change of a classic group: note when it became empty
+        (offset retention counts from then) and reschedule the deadline loop."""
+        was_active = group.classic_active
+        try:
+            yield
+        finally:
+            if was_active and not group.has_members:
+                group.empty_since_ms = self.clock_ms()
+            if group.classic is not None:
+                self._schedule_classic(group.classic.next_deadline())
+
+    def _schedule_classic(self, deadline: float) -> None:
+        if deadline < self._classic_next:
+            self._classic_next = deadline
+            self._classic_wake.set()
+
+    async def _classic_loop(self) -> None:
+        """Apply the classic groups' deadlines, sleeping until the earliest
+        (rescheduled by :meth:`_schedule_classic` when an earlier one appears)."""
+        while True:
+            self._classic_wake = trio.Event()
+            self._classic_next = self.tick_classic(trio.current_time())
+            with trio.move_on_at(self._classic_next):
+                await self._classic_wake.wait()
+
+    def tick_classic(self, now: float) -> float:
+        """Expire what is due in every classic group; returns the next deadline."""
+        nearest = math.inf
+        for group in list(self.groups.values()):
+            classic = group.classic
+            if classic is None:
+                continue
+            with self._classic_step(group):
+                if classic.tick(now):
+                    log.info(
+                        "group %s: %s, generation %d, %d member(s)",
+                        group.group_id,
+                        classic.state,
+                        classic.generation,
+                        len(classic.members),
+                    )
+            self._maybe_drop(group)
+            nearest = min(nearest, classic.next_deadline())
+        return nearest
+
     # --- committed offsets ------------------------------------------------------
 
     def needs_log(self) -> bool:
@@ -432,8 +669,8 @@ class GroupCoordinator:
         await self.store.ensure_log()
 
     def commit(self, body: OffsetCommitRequest) -> tuple[OffsetCommitResponse, AppendResult | None]:
-        """Validate and append a commit (synchronously). The caller awaits
-        :meth:`wait_durable` on the returned append before answering."""
+        """Validate and append a native commit (synchronously). The caller
+        awaits :meth:`wait_durable` on the returned append before answering."""
         self._check_ready()
         self._check_group_id(body.group_id)
         group = self.groups.get(body.group_id)
@@ -446,41 +683,98 @@ class GroupCoordinator:
                     "the member was fenced by a rebalance and must rejoin"
                 )
             owned = member.owned
-        elif group is not None and group.members:
+        elif group is not None and group.has_members:
             raise GroupNotEmptyError(
-                f"group {body.group_id!r} has {len(group.members)} active member(s): only "
+                f"group {body.group_id!r} has active member(s): only "
                 "they may commit (stop them first)"
             )
-        now = self.clock_ms()
-        changes: list[tuple[str, TP, OffsetEntry | None]] = []
+        items = [
+            CommitItem(t.name, p.partition, p.offset, p.metadata)
+            for t in body.topics
+            for p in t.partitions
+        ]
+        errors, appended = self._append_offsets(body.group_id, items, owned, body.member_id)
+        outcomes = iter(errors)
         topics = []
         for t in body.topics:
             results = []
-            topics.append(OffsetCommitTopicResult(name=t.name, partitions=results))
             for p in t.partitions:
                 result = OffsetCommitPartitionResult(partition=p.partition)
+                error = next(outcomes)
+                if error is not None:
+                    result.error_code = int(error.code)
+                    result.error_message = error.message
                 results.append(result)
-                tp = (t.name, p.partition)
-                try:
-                    if owned is not None and tp not in owned:
-                        raise NotAssignedError(
-                            f"{t.name}/{p.partition} is not assigned to member {body.member_id}"
-                        )
-                    plog = self.manager.get(t.name, p.partition)
-                    if p.offset < 0 or p.offset > plog.log_end_offset:
-                        raise OffsetOutOfRangeError(
-                            f"offset {p.offset} of {t.name}/{p.partition} is outside "
-                            f"[0, {plog.log_end_offset}] (the log end)"
-                        )
-                except BrokerError as exc:
-                    result.error_code = int(exc.code)
-                    result.error_message = exc.message
-                    continue
-                changes.append((body.group_id, tp, OffsetEntry(p.offset, p.metadata, now)))
-        response = OffsetCommitResponse(topics=topics)
+            topics.append(OffsetCommitTopicResult(name=t.name, partitions=results))
+        return OffsetCommitResponse(topics=topics), appended
+
+    def commit_offsets(
+        self,
+        group_id: str,
+        items: Sequence[CommitItem],
+        *,
+        generation: int = -1,
+        member_id: str = "",
+        instance_id: str | None = None,
+    ) -> tuple[list[BrokerError | None], AppendResult | None]:
+        """A classic (Kafka) commit: validated against the classic
+        generation and member, or, with generation < 0, accepted only while
+        the group has no members (assign() consumers, admin tools). Raises
+        the group-level error; otherwise returns one outcome per item and
+        the append to await (:meth:`wait_durable`) before answering."""
+        self._check_ready()
+        self._check_group_id(group_id)
+        group = self.groups.get(group_id)
+        if group is not None and group.members:
+            raise UnknownMemberIdError(
+                f"group {group_id!r} has native members (ConsumerGroupHeartbeat): "
+                "only they may commit"
+            )
+        classic = group.classic if group is not None else None
+        if classic is not None:
+            classic.check_commit(generation, member_id, instance_id, trio.current_time())
+        elif generation >= 0:
+            if group is None:
+                raise IllegalGenerationError(
+                    f"group {group_id!r} does not exist: no generation {generation}"
+                )
+            raise UnknownMemberIdError(f"group {group_id!r} has no member {member_id!r}")
+        return self._append_offsets(group_id, items, None, member_id)
+
+    def _append_offsets(
+        self, group_id: str, items: Sequence[CommitItem], owned: set[TP] | None, member_id: str
+    ) -> tuple[list[BrokerError | None], AppendResult | None]:
+        """Check each item and append the good ones as one batch."""
+        now = self.clock_ms()
+        changes: list[tuple[str, TP, OffsetEntry | None]] = []
+        errors: list[BrokerError | None] = []
+        limit = self.settings.max_offset_metadata
+        for item in items:
+            tp = (item.topic, item.partition)
+            try:
+                if owned is not None and tp not in owned:
+                    raise NotAssignedError(
+                        f"{item.topic}/{item.partition} is not assigned to member {member_id}"
+                    )
+                if item.metadata is not None and len(item.metadata) > limit:
+                    raise OffsetMetadataTooLargeError(
+                        f"offset metadata of {item.topic}/{item.partition} is "
+                        f"{len(item.metadata)} characters; at most {limit} are kept"
+                    )
+                plog = self.manager.get(item.topic, item.partition)
+                if item.offset < 0 or item.offset > plog.log_end_offset:
+                    raise OffsetOutOfRangeError(
+                        f"offset {item.offset} of {item.topic}/{item.partition} is outside "
+                        f"[0, {plog.log_end_offset}] (the log end)"
+                    )
+            except BrokerError as exc:
+                errors.append(exc)
+                continue
+            errors.append(None)
+            changes.append((group_id, tp, OffsetEntry(item.offset, item.metadata, now)))
         if not changes:
-            return response, None
-        return response, self.store.append(changes)
+            return errors, None
+        return errors, self.store.append(changes)
 
     async def wait_durable(self, appended: AppendResult) -> None:
         await self.store.wait_durable(appended)
@@ -499,8 +793,21 @@ class GroupCoordinator:
 
     def _maybe_drop(self, group: Group) -> None:
         """A group with neither members nor offsets no longer exists."""
-        if not group.members and not group.offsets and group.group_id not in self.store.view:
+        if not group.has_members and not group.offsets and group.group_id not in self.store.view:
             self.groups.pop(group.group_id, None)
+
+    def committed(
+        self, group_id: str, partitions: Sequence[TP] | None
+    ) -> list[tuple[TP, OffsetEntry | None]]:
+        """Committed offsets of ``partitions`` (None: every committed one),
+        for either protocol; None where nothing is committed."""
+        self._check_ready()
+        self._check_group_id(group_id)
+        group = self.groups.get(group_id)
+        offsets = group.offsets if group is not None else {}
+        if partitions is None:
+            return [(tp, offsets[tp]) for tp in sorted(offsets)]
+        return [(tp, offsets.get(tp)) for tp in partitions]
 
     def fetch_offsets(self, body: OffsetFetchRequest) -> OffsetFetchResponse:
         self._check_ready()
@@ -530,29 +837,100 @@ class GroupCoordinator:
 
     # --- administration ---------------------------------------------------------
 
-    def list_groups(self, states: list[str] | None) -> list[ListedGroup]:
+    def group_views(self) -> list[GroupView]:
+        """Every group (either protocol), without members, by id."""
         self._check_ready()
-        wanted = None if states is None else {s.lower() for s in states}
-        out = []
-        for gid in sorted(self.groups):
-            group = self.groups[gid]
-            state = group.state
-            if wanted is not None and state.lower() not in wanted:
-                continue
-            out.append(
-                ListedGroup(
-                    group_id=gid,
-                    state=state,
-                    member_count=len(group.members),
-                    group_epoch=group.epoch,
-                )
-            )
-        return out
+        return [self._view(self.groups[gid], members=False) for gid in sorted(self.groups)]
 
-    def describe_group(self, group_id: str) -> DescribedGroup:
+    def group_view(self, group_id: str) -> GroupView | None:
+        """One group with its members, or None when it does not exist."""
         self._check_ready()
         group = self.groups.get(group_id)
-        if group is None:
+        return None if group is None else self._view(group, members=True)
+
+    @staticmethod
+    def _view(group: Group, *, members: bool) -> GroupView:
+        classic = group.classic
+        if classic is not None and group.classic_active:
+            views = ()
+            if members:
+                protocol = classic.protocol
+                views = tuple(
+                    MemberView(
+                        member_id=m.member_id,
+                        instance_id=m.instance_id,
+                        client_id=m.client_id,
+                        client_host=m.client_host,
+                        epoch=classic.generation,
+                        session_timeout_ms=m.session_timeout_ms,
+                        rebalance_timeout_ms=m.rebalance_timeout_ms,
+                        metadata=m.metadata(protocol) if protocol in m.protocol_names() else b"",
+                        assignment=m.assignment,
+                    )
+                    for m in sorted(classic.members.values(), key=lambda m: m.member_id)
+                )
+            return GroupView(
+                group_id=group.group_id,
+                kind="classic",
+                state=classic.state,
+                protocol_type=classic.protocol_type or "",
+                protocol=classic.protocol or "",
+                epoch=classic.generation,
+                assignment_epoch=classic.generation,
+                members=views,
+            )
+        views = ()
+        if members:
+            views = tuple(
+                MemberView(
+                    member_id=m.member_id,
+                    instance_id=m.instance_id,
+                    client_id=m.client_id,
+                    client_host=m.client_host,
+                    epoch=m.epoch,
+                    session_timeout_ms=m.session_timeout_ms,
+                    rebalance_timeout_ms=m.rebalance_timeout_ms,
+                    subscribed=m.subscribed,
+                    assigned=frozenset(m.assigned),
+                    revoking=frozenset(m.revoking),
+                    target=frozenset(group.target.get(m.member_id, ())),
+                )
+                for m in sorted(group.members.values(), key=lambda m: m.member_id)
+            )
+        return GroupView(
+            group_id=group.group_id,
+            kind="consumer" if group.members else "",
+            state=group.state,
+            protocol_type=group.protocol_type,
+            protocol="",
+            epoch=group.epoch if group.members or classic is None else classic.generation,
+            assignment_epoch=group.assignment_epoch,
+            members=views,
+        )
+
+    def list_groups(self, states: list[str] | None) -> list[ListedGroup]:
+        wanted = None if states is None else {s.lower() for s in states}
+        return [
+            ListedGroup(
+                group_id=v.group_id,
+                state=v.state,
+                member_count=self._member_count(v.group_id),
+                group_epoch=v.epoch,
+            )
+            for v in self.group_views()
+            if wanted is None or v.state.lower() in wanted
+        ]
+
+    def _member_count(self, group_id: str) -> int:
+        group = self.groups[group_id]
+        if group.classic_active:
+            assert group.classic is not None
+            return len(group.classic.members)
+        return len(group.members)
+
+    def describe_group(self, group_id: str) -> DescribedGroup:
+        view = self.group_view(group_id)
+        if view is None:
             error = GroupIdNotFoundError(f"no group {group_id!r}")
             return DescribedGroup(
                 group_id=group_id, error_code=int(error.code), error_message=error.message
@@ -567,58 +945,68 @@ class GroupCoordinator:
                 subscribed_topics=list(m.subscribed),
                 assignment=_as_topic_partitions(m.assigned),
                 pending_revocation=_as_topic_partitions(m.revoking),
-                target_assignment=_as_topic_partitions(group.target.get(m.member_id, ())),
+                target_assignment=_as_topic_partitions(m.target),
                 session_timeout_ms=m.session_timeout_ms,
                 rebalance_timeout_ms=m.rebalance_timeout_ms,
             )
-            for m in sorted(group.members.values(), key=lambda m: m.member_id)
+            for m in view.members
         ]
         return DescribedGroup(
             group_id=group_id,
-            state=group.state,
-            group_epoch=group.epoch,
-            assignment_epoch=group.assignment_epoch,
+            state=view.state,
+            group_epoch=view.epoch,
+            assignment_epoch=view.assignment_epoch,
             members=members,
         )
 
     def delete_groups(self, group_ids: list[str]) -> tuple[list[DeletedGroup], AppendResult | None]:
-        """Check and append the tombstones of every deletable group; the
+        """Native adapter of :meth:`delete`."""
+        errors, appended = self.delete(group_ids)
+        results = []
+        for gid, error in zip(group_ids, errors, strict=True):
+            result = DeletedGroup(group_id=gid)
+            if error is not None:
+                result.error_code = int(error.code)
+                result.error_message = error.message
+            results.append(result)
+        return results, appended
+
+    def delete(
+        self, group_ids: Sequence[str]
+    ) -> tuple[list[BrokerError | None], AppendResult | None]:
+        """Check and append the tombstones of every deletable group (either
+        protocol; not while it has members); one outcome per group. The
         caller waits for durability before answering."""
         self._check_ready()
-        results = []
+        errors: list[BrokerError | None] = []
         changes: list[tuple[str, TP, OffsetEntry | None]] = []
         for gid in group_ids:
-            result = DeletedGroup(group_id=gid)
-            results.append(result)
             group = self.groups.get(gid)
             entries = self.store.view.get(gid, {})
             try:
                 self._check_group_id(gid)
                 if group is None and not entries:
                     raise GroupIdNotFoundError(f"no group {gid!r}")
-                if group is not None and group.members:
-                    raise GroupNotEmptyError(
-                        f"group {gid!r} has {len(group.members)} active member(s)"
-                    )
+                if group is not None and group.has_members:
+                    raise GroupNotEmptyError(f"group {gid!r} has active member(s)")
             except BrokerError as exc:
-                result.error_code = int(exc.code)
-                result.error_message = exc.message
+                errors.append(exc)
                 continue
+            errors.append(None)
             changes.extend((gid, tp, None) for tp in sorted(entries))
+            if group is not None and group.classic is not None:
+                group.classic.kill()
+                group.classic = None
             if group is not None and not entries:
                 self._maybe_drop(group)
         if not changes:
-            return results, None
+            return errors, None
         try:
             appended = self.store.append(changes)
         except BrokerError as exc:
-            for result in results:
-                if result.error_code == 0:
-                    result.error_code = int(exc.code)
-                    result.error_message = exc.message
-            return results, None
+            return [exc if e is None else e for e in errors], None
         log.info("deleted group(s) %s", ", ".join(sorted({c[0] for c in changes})))
-        return results, appended
+        return errors, appended
 
     # --- background loops ---------------------------------------------------------
 
@@ -675,7 +1063,7 @@ class GroupCoordinator:
         changes: list[tuple[str, TP, OffsetEntry | None]] = []
         for gid, entries in self.store.view.items():
             group = self.groups.get(gid)
-            if group is not None and group.members:
+            if group is not None and group.has_members:
                 continue
             since = group.empty_since_ms if group is not None else -math.inf
             for tp, entry in sorted(entries.items()):

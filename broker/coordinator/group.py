@@ -44,6 +44,7 @@ from collections.abc import Mapping
 import trio
 
 from .assignor import assign
+from .classic import ClassicGroup
 from .records import OffsetEntry
 
 __all__ = [
@@ -145,11 +146,36 @@ class Group:
         self.offsets: dict[TP, OffsetEntry] = {}
         #: wall-clock ms since which the group has had no members
         self.empty_since_ms = now_ms
+        #: the classic (JoinGroup/SyncGroup) membership, when the group last
+        #: used that protocol; a group has members of one protocol at a time
+        self.classic: ClassicGroup | None = None
+
+    @property
+    def classic_active(self) -> bool:
+        return self.classic is not None and self.classic.active
+
+    @property
+    def has_members(self) -> bool:
+        """Members of either protocol (or classic members being admitted)."""
+        return bool(self.members) or self.classic_active
+
+    @property
+    def protocol_type(self) -> str:
+        """``"consumer"`` for native members, the classic protocol type for
+        classic ones, ``""`` for a group that only holds offsets."""
+        if self.members:
+            return "consumer"
+        if self.classic is not None and self.classic.protocol_type is not None:
+            return self.classic.protocol_type
+        return ""
 
     # --- views -------------------------------------------------------------
 
     @property
     def state(self) -> str:
+        if self.classic_active:
+            assert self.classic is not None
+            return self.classic.state
         if not self.members:
             return STATE_EMPTY
         for m in self.members.values():

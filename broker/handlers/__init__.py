@@ -16,6 +16,7 @@ from tailrace.client.protocol import ApiKey
 from .acls import handle_create_acls, handle_delete_acls, handle_describe_acls
 from .admin import (
     handle_alter_configs,
+    handle_create_partitions,
     handle_create_topics,
     handle_delete_topics,
     handle_describe_configs,
@@ -45,6 +46,7 @@ HANDLERS: dict[int, Callable] = {
     ApiKey.API_VERSIONS: handle_api_versions,
     ApiKey.CREATE_TOPICS: handle_create_topics,
     ApiKey.DELETE_TOPICS: handle_delete_topics,
+    ApiKey.CREATE_PARTITIONS: handle_create_partitions,
     ApiKey.INIT_PRODUCER_ID: handle_init_producer_id,
     ApiKey.DESCRIBE_CONFIGS: handle_describe_configs,
     ApiKey.ALTER_CONFIGS: handle_alter_configs,

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tailrace.client.errors import (
     BrokerError,
-    ClusterAuthorizationError,
-    InvalidConfigError,
-    InvalidPartitionsError,
     InvalidRequestError,
-    InvalidTopicError,
-    TopicAlreadyExistsError,
-    TopicAuthorizationError,
 )
 from tailrace.client.protocol import (
     AlterConfigResult,
@@ -21,6 +15,8 @@ from tailrace.client.protocol import (
     ConfigEntry,
     ConfigResourceResult,
     CreatedTopic,
+    CreatePartitionsRequest,
+    CreatePartitionsResponse,
     CreateTopicsRequest,
     CreateTopicsResponse,
     DeleteTopicsRequest,
@@ -31,46 +27,20 @@ from tailrace.client.protocol import (
     TopicResult,
 )
 
-from ..config import SETTINGS
-from ..log.config import LogConfig
-from ..log.manager import validate_topic_name
-from ..security.authz import ALTER, CLUSTER, CLUSTER_NAME, DELETE, DESCRIBE, TOPIC
 from ..server.connection import ConnectionInfo, Later
-from .context import INTERNAL_PREFIX, is_internal
+from ..services import configs, topics
+from .errors import fill
 
 if TYPE_CHECKING:
     from .context import BrokerContext
 
 __all__ = [
     "handle_alter_configs",
+    "handle_create_partitions",
     "handle_create_topics",
     "handle_delete_topics",
     "handle_describe_configs",
 ]
-
-_TOPIC_DOCS = {s.key: s.doc for s in SETTINGS if s.section == "topic_defaults"}
-_TOPIC_DOCS["max_batch_bytes"] = next(s.doc for s in SETTINGS if s.name == "limits.max_batch_bytes")
-
-
-def _refuse_internal(name: str, what: str) -> None:
-    if is_internal(name):
-        raise InvalidTopicError(
-            f"{name!r} is the broker's own topic (names starting with {INTERNAL_PREFIX!r} are "
-            f"reserved): clients cannot {what} it"
-        )
-
-
-def _check(ctx: BrokerContext, info: ConnectionInfo, operation: str, kind: str, name: str) -> None:
-    """Raise the authorization error unless the principal may (no authorizer: may)."""
-    if ctx.authz is not None and not ctx.authz.allowed(info, operation, kind, name):
-        if kind == CLUSTER:
-            raise ClusterAuthorizationError(f"{info.principal} may not {operation} the cluster")
-        raise TopicAuthorizationError(f"{info.principal} may not {operation} {name!r}")
-
-
-def _fail(result: Any, exc: BrokerError) -> None:
-    result.error_code = int(exc.code)
-    result.error_message = exc.message
 
 
 def handle_create_topics(ctx: BrokerContext, info: ConnectionInfo, request: Request) -> Later:
@@ -79,33 +49,17 @@ def handle_create_topics(ctx: BrokerContext, info: ConnectionInfo, request: Requ
 
 async def _create_topics(ctx: BrokerContext, info: ConnectionInfo, request: Request) -> bytes:
     body: CreateTopicsRequest = request.body
-    limit = ctx.config.get("limits", "max_partitions_per_topic")
+    done = await topics.create_topics(
+        ctx,
+        info,
+        [topics.NewTopic(t.name, t.partitions, t.configs) for t in body.topics],
+        validate_only=body.validate_only,
+    )
     results = []
-    for t in body.topics:
-        partitions = ctx.config.default_partitions if t.partitions == -1 else t.partitions
-        result = CreatedTopic(name=t.name, partitions=partitions)
+    for t in done:
+        result = CreatedTopic(name=t.name, partitions=t.partitions)
+        fill(result, t.error)
         results.append(result)
-        try:
-            if ctx.authz is not None and not ctx.authz.may_create_topic(info, t.name):
-                raise TopicAuthorizationError(
-                    f"{info.principal} may not create {t.name!r} (needs create on the cluster "
-                    "or on the topic)"
-                )
-            validate_topic_name(t.name)
-            _refuse_internal(t.name, "create")
-            if not 1 <= partitions <= limit:
-                raise InvalidPartitionsError(
-                    f"partition count {partitions} is outside [1, {limit}] "
-                    "(max_partitions_per_topic)"
-                )
-            if body.validate_only:
-                ctx.manager.defaults.with_overrides(t.configs)
-                if t.name in ctx.manager.topics():
-                    raise TopicAlreadyExistsError(f"topic {t.name!r} already exists")
-                continue
-            await ctx.manager.create_topic(t.name, partitions, t.configs)
-        except BrokerError as exc:
-            _fail(result, exc)
     return ctx.encode(request, CreateTopicsResponse(topics=results))
 
 
@@ -116,16 +70,28 @@ def handle_delete_topics(ctx: BrokerContext, info: ConnectionInfo, request: Requ
 async def _delete_topics(ctx: BrokerContext, info: ConnectionInfo, request: Request) -> bytes:
     body: DeleteTopicsRequest = request.body
     results = []
-    for name in body.topics:
+    for name, error in await topics.delete_topics(ctx, info, body.topics):
         result = TopicResult(name=name)
+        fill(result, error)
         results.append(result)
-        try:
-            _check(ctx, info, DELETE, TOPIC, name)
-            _refuse_internal(name, "delete")
-            await ctx.manager.delete_topic(name)
-        except BrokerError as exc:
-            _fail(result, exc)
     return ctx.encode(request, DeleteTopicsResponse(topics=results))
+
+
+def handle_create_partitions(ctx: BrokerContext, info: ConnectionInfo, request: Request) -> Later:
+    return Later(_create_partitions, ctx, info, request)
+
+
+async def _create_partitions(ctx: BrokerContext, info: ConnectionInfo, request: Request) -> bytes:
+    body: CreatePartitionsRequest = request.body
+    results = []
+    done = await topics.create_partitions(
+        ctx, info, [(t.name, t.count) for t in body.topics], validate_only=body.validate_only
+    )
+    for name, error in done:
+        result = TopicResult(name=name)
+        fill(result, error)
+        results.append(result)
+    return ctx.encode(request, CreatePartitionsResponse(topics=results))
 
 
 def handle_describe_configs(ctx: BrokerContext, info: ConnectionInfo, request: Request) -> bytes:
@@ -136,73 +102,26 @@ def handle_describe_configs(ctx: BrokerContext, info: ConnectionInfo, request: R
         out.append(result)
         try:
             if res.resource_type == "topic":
-                _check(ctx, info, DESCRIBE, TOPIC, res.name)
-                entries = _topic_entries(ctx, res.name)
+                values = configs.topic_configs(ctx, info, res.name)
             elif res.resource_type == "broker":
-                _check(ctx, info, DESCRIBE, CLUSTER, CLUSTER_NAME)
-                entries = _broker_entries(ctx)
+                values = configs.broker_configs(ctx, info)
             else:
                 raise InvalidRequestError(
                     f"resource_type {res.resource_type!r} is not 'topic' or 'broker'"
                 )
         except BrokerError as exc:
-            _fail(result, exc)
+            fill(result, exc)
             continue
         if res.keys is not None:
             wanted = set(res.keys)
-            entries = [e for e in entries if e.name in wanted]
-        result.configs = entries
+            values = [v for v in values if v.name in wanted]
+        result.configs = [
+            ConfigEntry(
+                name=v.name, value=v.value, source=v.source, read_only=v.read_only, doc=v.doc
+            )
+            for v in values
+        ]
     return ctx.encode(request, DescribeConfigsResponse(resources=out))
-
-
-def _topic_entries(ctx: BrokerContext, name: str) -> list[ConfigEntry]:
-    topic = ctx.manager.topic(name)
-    sources = ctx.config.sources
-    entries = []
-    for key in LogConfig.field_names():
-        if key in topic.overrides:
-            source = "topic"
-        else:
-            setting = (
-                "limits.max_batch_bytes" if key == "max_batch_bytes" else f"topic_defaults.{key}"
-            )
-            source = "broker" if sources.get(setting, "default") != "default" else "default"
-        entries.append(
-            ConfigEntry(
-                name=key,
-                value=str(getattr(topic.config, key)),
-                source=source,
-                doc=_TOPIC_DOCS.get(key, ""),
-            )
-        )
-    return entries
-
-
-def _broker_entries(ctx: BrokerContext) -> list[ConfigEntry]:
-    entries = []
-    for setting in SETTINGS:
-        value = ctx.config.values[setting.name]
-        text = str(value).lower() if isinstance(value, bool) else str(value)
-        source = ctx.config.sources.get(setting.name, "default")
-        entries.append(
-            ConfigEntry(
-                name=setting.name,
-                value=text,
-                source="default" if source == "default" else "broker",
-                read_only=True,
-                doc=setting.doc,
-            )
-        )
-    entries.append(
-        ConfigEntry(
-            name="listeners",
-            value=",".join(lc.describe() for lc in ctx.config.listeners),
-            source="broker",
-            read_only=True,
-            doc="where the broker listens",
-        )
-    )
-    return entries
 
 
 def handle_alter_configs(ctx: BrokerContext, info: ConnectionInfo, request: Request) -> Later:
@@ -217,25 +136,15 @@ async def _alter_configs(ctx: BrokerContext, info: ConnectionInfo, request: Requ
         out.append(result)
         try:
             if res.resource_type != "topic":
-                _check(ctx, info, ALTER, CLUSTER, CLUSTER_NAME)
-                raise InvalidRequestError(
-                    "only topic configuration can be altered; broker settings come from "
-                    "its configuration file, environment and flags"
-                )
-            _check(ctx, info, ALTER, TOPIC, res.name)
-            _refuse_internal(res.name, "alter")
-            topic = ctx.manager.topic(res.name)
-            set_keys = {k: v for k, v in res.configs.items() if v is not None}
-            delete_keys = [k for k, v in res.configs.items() if v is None]
-            if body.validate_only:
-                over = {k: v for k, v in topic.overrides.items() if k not in delete_keys}
-                over.update(set_keys)
-                ctx.manager.defaults.with_overrides(over)
-                unknown = [k for k in delete_keys if k not in LogConfig.field_names()]
-                if unknown:
-                    raise InvalidConfigError(f"{unknown[0]}: unknown log config key")
-                continue
-            await ctx.manager.alter_topic_config(res.name, set_keys, delete_keys)
+                configs.refuse_broker_alter(ctx, info)
+            await configs.alter_topic(
+                ctx,
+                info,
+                res.name,
+                {k: v for k, v in res.configs.items() if v is not None},
+                [k for k, v in res.configs.items() if v is None],
+                validate_only=body.validate_only,
+            )
         except BrokerError as exc:
-            _fail(result, exc)
+            fill(result, exc)
     return ctx.encode(request, AlterConfigsResponse(resources=out))

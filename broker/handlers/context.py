@@ -1,20 +1,18 @@
-"""What every request handler reaches through: the broker's shared state."""
+"""What every request handler (both front-ends) and the services reach
+through: the broker's shared state. The native encoding helpers at the end
+are the native front-end's."""
 
 from __future__ import annotations
 
-import contextlib
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from tailrace.client.errors import InvalidTopicError, TopicAlreadyExistsError
 from tailrace.client.protocol import Request, encode_response
 
 from ..config import BrokerConfig
 from ..log.manager import LogManager
-from ..log.partition import PartitionLog
 from ..producer_ids import ProducerIdAllocator
-from ..server.connection import ConnectionInfo
 from ..server.listeners import BoundListener
 
 if TYPE_CHECKING:
@@ -22,15 +20,7 @@ if TYPE_CHECKING:
     from ..security.acl import AclStore
     from ..security.authz import Authorization
 
-__all__ = ["INTERNAL_PREFIX", "BrokerContext", "is_internal"]
-
-#: Topic names with this prefix belong to the broker (``__consumer_offsets``):
-#: clients may read them but not create, write, alter or delete them.
-INTERNAL_PREFIX = "__"
-
-
-def is_internal(topic: str) -> bool:
-    return topic.startswith(INTERNAL_PREFIX)
+__all__ = ["BrokerContext"]
 
 
 class BrokerContext:
@@ -60,31 +50,15 @@ class BrokerContext:
         #: handler checks ``ctx.authz is not None`` and does nothing more then
         self.authz: Authorization | None = None
 
-    # --- lookups -------------------------------------------------------------
+    # --- addresses -------------------------------------------------------------
 
-    def partition_for_produce(
-        self, info: ConnectionInfo, topic: str, partition: int
-    ) -> PartitionLog:
-        if is_internal(topic):
-            raise InvalidTopicError(f"{topic!r} is the broker's own topic: clients cannot write it")
-        return self.manager.get(topic, partition)
-
-    def partition_for_fetch(self, info: ConnectionInfo, topic: str, partition: int) -> PartitionLog:
-        return self.manager.get(topic, partition)
-
-    def missing_topics(self, names: list[str]) -> list[str]:
-        """Topics among ``names`` that do not exist (for auto-creation)."""
-        existing = self.manager.topics()
-        return [n for n in dict.fromkeys(names) if n not in existing]
-
-    async def auto_create(self, names: list[str]) -> None:
-        """Create ``names`` with the broker defaults, when auto_create_topics
-        is on; a topic created meanwhile by someone else is fine."""
-        for name in names:
-            if name in self.manager.topics():
-                continue
-            with contextlib.suppress(TopicAlreadyExistsError):  # a racing create won
-                await self.manager.create_topic(name, self.config.default_partitions)
+    def advertised_kafka_address(self, info: Any) -> tuple[int, str, int]:
+        """(node_id, host, port) Kafka clients should use: the Kafka listener
+        the connection came in on (Metadata, FindCoordinator)."""
+        listener = next((b for b in self.listeners if b.name == info.listener), None)
+        if listener is None:
+            listener = self.listeners[0]
+        return self.node_id, listener.host, listener.port
 
     # --- encoding --------------------------------------------------------------
 

@@ -1,27 +1,16 @@
-"""Fetch: file slices out, long poll when there is not enough to send.
+"""Fetch (native front-end): an adapter over :mod:`..services.fetch`.
 
-Reading makes :class:`FileSlice` references (fd, position, length) and
-nothing else: the bytes go from the page cache to the socket with sendfile in
-the connection's writer, which releases the slices once written.
-
-Budgets: each partition reads at most its ``max_bytes`` and the whole
-response at most ``max_bytes``, except that the first batch of the first
-partition with data always comes whole, so a consumer can always make
-progress past a batch larger than its limits.
-
-Long poll: when fewer than ``min_bytes`` are readable, the request waits (in
-its own task, so later requests on other connections are unaffected) for any
-of its partitions' high-watermark events, the broker draining, or
-``max_wait_ms``, whichever is first; there is no polling loop.
+The service plans the reads (authorization, range check), waits when fewer
+than ``min_bytes`` are readable (in the request's own task, so other
+requests are unaffected), and reads file slices under the budgets; the
+slices go from the page cache to the socket with sendfile in the
+connection's writer, which releases them once written.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import trio
-
-from tailrace.client.errors import BrokerError, TopicAuthorizationError
 from tailrace.client.protocol import (
     FetchPartitionResult,
     FetchRequest,
@@ -31,133 +20,59 @@ from tailrace.client.protocol import (
     SendfileSlice,
 )
 
-from ..metrics import definitions as metrics
-from ..security.authz import READ, TOPIC
 from ..server.connection import ConnectionInfo, Later, Streamed
+from ..services import fetch as service
+from .errors import fill
 
 if TYPE_CHECKING:
-    from ..log.partition import PartitionLog
     from .context import BrokerContext
 
 __all__ = ["handle_fetch"]
 
-_Plan = list[tuple[FetchPartitionResult, "PartitionLog | None", int, int]]
-
 
 def handle_fetch(ctx: BrokerContext, info: ConnectionInfo, request: Request) -> object:
     body: FetchRequest = request.body
-    topics: list[FetchTopicResult] = []
-    plan: _Plan = []
-    errors = False
-    authz = ctx.authz
-    for t in body.topics:
-        results = []
-        topics.append(FetchTopicResult(name=t.name, partitions=results))
-        denied = authz is not None and not authz.allowed(info, READ, TOPIC, t.name)
-        for p in t.partitions:
-            result = FetchPartitionResult(partition=p.partition)
-            results.append(result)
-            try:
-                if denied:
-                    raise TopicAuthorizationError(f"{info.principal} may not read {t.name!r}")
-                plog = ctx.partition_for_fetch(info, t.name, p.partition)
-                result.high_watermark = plog.high_watermark
-                result.log_start_offset = plog.log_start_offset
-                plog.position_of(p.fetch_offset)  # range check now, not after a wait
-            except BrokerError as exc:
-                result.error_code = int(exc.code)
-                result.error_message = exc.message
-                metrics.count_partition_error("fetch", result.error_code)
-                errors = True
-                plan.append((result, None, 0, 0))
-                continue
-            plan.append((result, plog, p.fetch_offset, p.max_bytes))
-    response = FetchResponse(topics=topics)
-    if errors or body.max_wait_ms <= 0 or _available(plan) >= max(body.min_bytes, 1):
-        return _respond(ctx, request, response, plan, body.max_bytes)
-    metrics.FETCH_LONG_POLLS.inc()
-    return Later(_long_poll, ctx, request, response, plan, body)
-
-
-def _available(plan: _Plan) -> int:
-    total = 0
-    for _result, plog, offset, max_bytes in plan:
-        if plog is None:
-            continue
-        try:
-            total += min(plog.available_bytes(plog.position_of(offset)), max(max_bytes, 1))
-        except BrokerError:
-            return 1 << 62  # an error is worth answering at once
-    return total
+    reads = [
+        service.Read(t.name, p.partition, p.fetch_offset, p.max_bytes)
+        for t in body.topics
+        for p in t.partitions
+    ]
+    outcomes = service.plan(ctx, info, reads)
+    if not service.must_wait(outcomes, body.min_bytes, body.max_wait_ms):
+        return _respond(ctx, request, outcomes)
+    return Later(_long_poll, ctx, request, outcomes)
 
 
 async def _long_poll(
-    ctx: BrokerContext, request: Request, response: FetchResponse, plan: _Plan, body: FetchRequest
+    ctx: BrokerContext, request: Request, outcomes: list[service.ReadOutcome]
 ) -> Streamed:
-    deadline = trio.current_time() + body.max_wait_ms / 1000
-    logs = [plog for _, plog, _, _ in plan if plog is not None]
-    wanted = max(body.min_bytes, 1)
-    # This task starts some time after handle_fetch looked: check again
-    # before waiting, and take the events in the same step (no checkpoint in
-    # between), or an append in that gap would go unseen until the deadline.
-    while (
-        _available(plan) < wanted and trio.current_time() < deadline and not ctx.draining.is_set()
-    ):
-        events = [plog.hw_event for plog in logs]
-        await _wait_any([*events, ctx.draining], deadline)
-    return _respond(ctx, request, response, plan, body.max_bytes)
+    body: FetchRequest = request.body
+    await service.wait(ctx, outcomes, body.min_bytes, body.max_wait_ms)
+    return _respond(ctx, request, outcomes)
 
 
-async def _wait_any(events: list[trio.Event], deadline: float) -> None:
-    """Return when any event is set or the deadline passes."""
-    if any(e.is_set() for e in events):
-        await trio.lowlevel.checkpoint()
-        return
-    with trio.move_on_at(deadline):
-        async with trio.open_nursery() as nursery:
-
-            async def waiter(event: trio.Event) -> None:
-                await event.wait()
-                nursery.cancel_scope.cancel()
-
-            for event in events:
-                nursery.start_soon(waiter, event)
-
-
-def _respond(
-    ctx: BrokerContext, request: Request, response: FetchResponse, plan: _Plan, max_bytes: int
-) -> Streamed:
-    slices = []
-    remaining = max(max_bytes, 0)
-    first = True
+def _respond(ctx: BrokerContext, request: Request, outcomes: list[service.ReadOutcome]) -> Streamed:
+    body: FetchRequest = request.body
+    service.read(outcomes, body.max_bytes)
     try:
-        for result, plog, offset, part_max in plan:
-            if plog is None:
-                continue
-            try:
-                result.high_watermark = plog.high_watermark
-                result.log_start_offset = plog.log_start_offset
-                if not first and remaining <= 0:
-                    continue
-                limit = max(min(part_max, remaining), 0)
-                fslice = plog.read(offset, limit)
-            except BrokerError as exc:
-                result.error_code = int(exc.code)
-                result.error_message = exc.message
-                metrics.count_partition_error("fetch", result.error_code)
-                continue
-            if fslice is None:
-                continue
-            if not first and fslice.length > remaining:
-                fslice.release()  # only the response's first batch may overshoot
-                continue
-            slices.append(fslice)
-            result.records = SendfileSlice(fslice.length, fslice)
-            remaining -= fslice.length
-            first = False
-        prefix, parts = ctx.encode_parts(request, response)
+        it = iter(outcomes)
+        topics = []
+        for t in body.topics:
+            results = []
+            for _ in t.partitions:
+                o = next(it)
+                result = FetchPartitionResult(
+                    partition=o.partition,
+                    high_watermark=o.high_watermark,
+                    log_start_offset=o.log_start_offset,
+                )
+                fill(result, o.error)
+                if o.slice is not None:
+                    result.records = SendfileSlice(o.slice.length, o.slice)
+                results.append(result)
+            topics.append(FetchTopicResult(name=t.name, partitions=results))
+        prefix, parts = ctx.encode_parts(request, FetchResponse(topics=topics))
     except BaseException:
-        for s in slices:
-            s.release()
+        service.release(outcomes)
         raise
     return Streamed(prefix, parts)

@@ -4,12 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tailrace.client.errors import (
-    BrokerError,
-    InvalidTopicError,
-    TopicAuthorizationError,
-    UnknownTopicOrPartitionError,
-)
 from tailrace.client.protocol import (
     APIS,
     ApiVersionRange,
@@ -22,9 +16,9 @@ from tailrace.client.protocol import (
     TopicMetadata,
 )
 
-from ..log.manager import validate_topic_name
-from ..security.authz import DESCRIBE, TOPIC
 from ..server.connection import ConnectionInfo, Later
+from ..services import topics
+from .errors import fill
 
 if TYPE_CHECKING:
     from .context import BrokerContext
@@ -46,10 +40,8 @@ def handle_api_versions(ctx: BrokerContext, info: ConnectionInfo, request: Reque
 
 def handle_metadata(ctx: BrokerContext, info: ConnectionInfo, request: Request) -> object:
     body: MetadataRequest = request.body
-    if body.allow_auto_topic_creation and body.topics and ctx.config.auto_create_topics:
-        missing = [n for n in ctx.missing_topics(body.topics) if _valid(n)]
-        if missing and ctx.authz is not None:
-            missing = [n for n in missing if ctx.authz.may_create_topic(info, n)]
+    if body.allow_auto_topic_creation and body.topics:
+        missing = topics.topics_to_auto_create(ctx, info, body.topics)
         if missing:
             return Later(_create_then_describe, ctx, info, request, missing)
     return ctx.encode(request, describe(ctx, body.topics, info))
@@ -58,80 +50,33 @@ def handle_metadata(ctx: BrokerContext, info: ConnectionInfo, request: Request) 
 async def _create_then_describe(
     ctx: BrokerContext, info: ConnectionInfo, request: Request, missing: list[str]
 ) -> bytes:
-    await ctx.auto_create(missing)
+    await topics.auto_create(ctx, missing)
     return ctx.encode(request, describe(ctx, request.body.topics, info))
-
-
-def _valid(name: str) -> bool:
-    try:
-        validate_topic_name(name)
-    except InvalidTopicError:
-        return False
-    return True
 
 
 def describe(
     ctx: BrokerContext, names: list[str] | None, info: ConnectionInfo | None = None
 ) -> MetadataResponse:
-    """Metadata of ``names`` (every topic when None). With an authorizer,
-    every topic is listed only to a principal that may describe it; a topic
-    asked for by name that it may not describe is answered with
-    TOPIC_AUTHORIZATION_FAILED whether it exists or not (no existence leak)."""
-    manager = ctx.manager
-    topics = manager.topics()
-    authz = ctx.authz if info is not None else None
-    if names is None:
-        wanted = sorted(topics)
-        if authz is not None:
-            wanted = [
-                n for n in wanted if authz.allowed(info, DESCRIBE, TOPIC, n, log_denial=False)
-            ]
-    else:
-        wanted = list(dict.fromkeys(names))
+    """Metadata of ``names`` (every topic when None); see
+    :func:`..services.topics.describe_topics` for what an authorizer hides."""
     out = []
-    for name in wanted:
-        if (
-            names is not None
-            and authz is not None
-            and not authz.allowed(info, DESCRIBE, TOPIC, name)
-        ):
-            denied = TopicAuthorizationError(f"{info.principal} may not describe {name!r}")
-            out.append(
-                TopicMetadata(name=name, error_code=int(denied.code), error_message=denied.message)
-            )
-            continue
-        topic = topics.get(name)
-        if topic is None:
-            error: BrokerError
-            try:
-                validate_topic_name(name)
-                error = UnknownTopicOrPartitionError(f"unknown topic {name!r}")
-            except InvalidTopicError as exc:
-                error = exc
-            out.append(
-                TopicMetadata(name=name, error_code=int(error.code), error_message=error.message)
-            )
-            continue
-        partitions = []
-        for p in range(topic.partitions):
-            meta = PartitionMetadata(partition=p, leader_id=ctx.node_id)
-            try:
-                plog = manager.get(name, p)
-            except BrokerError as exc:
-                meta.error_code = int(exc.code)
-                meta.error_message = exc.message
-                partitions.append(meta)
-                continue
-            meta.log_start_offset = plog.log_start_offset
-            meta.high_watermark = plog.high_watermark
-            meta.log_end_offset = plog.log_end_offset
-            meta.size_bytes = plog.size_bytes
-            meta.segment_count = len(plog.segments)
-            if plog.offline:
-                meta.error_code = 56
-                meta.error_message = "partition offline after a storage failure"
-            partitions.append(meta)
-        out.append(TopicMetadata(name=name, internal=name.startswith("__"), partitions=partitions))
+    for state in topics.describe_topics(ctx, names, info):
+        meta = TopicMetadata(name=state.name, internal=state.internal)
+        fill(meta, state.error)
+        if state.partitions is not None:
+            for p in state.partitions:
+                pm = PartitionMetadata(
+                    partition=p.partition,
+                    leader_id=ctx.node_id,
+                    log_start_offset=p.log_start_offset,
+                    high_watermark=p.high_watermark,
+                    log_end_offset=p.log_end_offset,
+                    size_bytes=p.size_bytes,
+                    segment_count=p.segment_count,
+                )
+                fill(pm, p.error)
+                meta.partitions.append(pm)
+        out.append(meta)
     brokers = [BrokerInfo(node_id=ctx.node_id, host=b.host, port=b.port) for b in ctx.listeners[:1]]
     return MetadataResponse(
         cluster_id=ctx.cluster_id, controller_id=ctx.node_id, brokers=brokers, topics=out

@@ -32,8 +32,8 @@ from tailrace.client.records import (
     CRC_START,
     HEADER_SIZE,
     BatchHeader,
+    iter_records,
     read_header,
-    unpack_records,
     validate_batch,
 )
 
@@ -50,7 +50,7 @@ from .recovery import zero_tail
 
 __all__ = ["dump_log", "main"]
 
-_COMPRESSION = {0: "none", 1: "gzip"}
+_COMPRESSION = {0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}
 _BAD_BATCH = (InvalidRecordError, CorruptRecordError, RecordTooLargeError)
 
 
@@ -99,6 +99,7 @@ def _batch_fields(pos: int, h: BatchHeader, crc_ok: bool) -> dict[str, Any]:
         "max_timestamp": h.max_timestamp,
         "crc": f"{h.crc:08x}",
         "crc_ok": crc_ok,
+        "magic": h.magic,
         "compression": _COMPRESSION.get(h.compression, str(h.compression)),
         "leader_epoch": h.leader_epoch,
         "producer_id": h.producer_id,
@@ -109,8 +110,8 @@ def _batch_fields(pos: int, h: BatchHeader, crc_ok: bool) -> dict[str, Any]:
 
 def _records(buf: mmap.mmap, pos: int, h: BatchHeader) -> list[dict[str, Any]]:
     out = []
-    for i, (delta, key, value, headers) in enumerate(unpack_records(buf, h, pos)):
-        rec: dict[str, Any] = {"offset": h.base_offset + i, "timestamp": h.base_timestamp + delta}
+    for offset, timestamp, key, value, headers in iter_records(buf, h, pos):
+        rec: dict[str, Any] = {"offset": offset, "timestamp": timestamp}
         rec.update(_show_bytes(key, "key"))
         rec.update(_show_bytes(value, "value"))
         rec["headers"] = [{"key": hk, **_show_bytes(hv, "value")} for hk, hv in (headers or [])]

@@ -357,6 +357,63 @@ class LogManager:
             raise
         io.fsync_dir(self.data_dir)
 
+    async def grow_topic(self, name: str, partitions: int) -> TopicInfo:
+        """Raise a topic's partition count to ``partitions`` (never lower:
+        records keep their partitions). Crash-safe in this order: the new
+        partition directories are made and synced, then topic.json names the
+        new count (the commit point), then the new logs open. A crash before
+        the commit leaves directories no topic.json names: the next grow
+        replaces them. InvalidPartitionsError for a count not above the
+        current one or above the maximum; nothing changes then."""
+        validate_topic_name(name)
+        self._check_open()
+        info = self.topic(name)
+        if type(partitions) is not int or not info.partitions < partitions <= MAX_PARTITIONS:
+            raise InvalidPartitionsError(
+                f"topic {name!r} has {info.partitions} partition(s); a new count must be "
+                f"above that and at most {MAX_PARTITIONS} (not {partitions!r})"
+            )
+        async with self._meta_lock:
+            info = self.topic(name)  # the lock may have waited on another change
+            if partitions <= info.partitions:
+                raise InvalidPartitionsError(
+                    f"topic {name!r} already has {info.partitions} partition(s)"
+                )
+            try:
+                await trio.to_thread.run_sync(
+                    self._grow_topic_dirs, name, info.partitions, partitions, info.overrides
+                )
+            except OSError as exc:
+                raise _storage_error(f"cannot add partitions to {name}", exc) from exc
+            path = os.path.join(self.data_dir, name)
+            for p in range(info.partitions, partitions):
+                self._logs[(name, p)] = PartitionLog.open(
+                    os.path.join(path, str(p)),
+                    info.config,
+                    recovery_point=0,
+                    clean=True,
+                    io=self._io,
+                    clock_ms=self._clock_ms,
+                )
+            info = TopicInfo(name, partitions, dict(info.overrides), info.config)
+            self._topics[name] = info
+        logger.info("grew topic %s to %d partition(s)", name, partitions)
+        return info
+
+    def _grow_topic_dirs(self, name: str, old: int, new: int, overrides: Mapping[str, Any]) -> None:
+        io = self._io
+        topic_dir = os.path.join(self.data_dir, name)
+        for p in range(old, new):
+            part = os.path.join(topic_dir, str(p))
+            if os.path.lexists(part):  # left by a grow that crashed before its commit
+                io.rmtree(part)
+            init_partition_dir(part, io)
+        io.fsync_dir(topic_dir)
+        io.crash_point("topic.grow.dirs")
+        atomic_write(
+            io, os.path.join(topic_dir, TOPIC_CONFIG_FILE), _topic_doc(name, new, dict(overrides))
+        )
+
     async def delete_topic(self, name: str) -> None:
         """Delete a topic: unregister it, close its logs (readers keep their
         slices until released), rename its directory away, remove it."""

@@ -78,7 +78,7 @@ from tailrace.client.errors import (
     OffsetOutOfRangeError,
     StorageError,
 )
-from tailrace.client.records import BatchHeader, unpack_records, validate_batch
+from tailrace.client.records import BatchHeader, iter_records, validate_batch
 
 from ..logs import log_event
 from ..metrics import definitions as metrics
@@ -182,6 +182,12 @@ class FileSlice:
         return LogPosition(
             self.last_offset + 1, self._segment.base_offset, self.position + self.length
         )
+
+    def magics(self) -> set[int]:
+        """The magic bytes of the slice's batches (a walk of their headers):
+        a Kafka reader is served with sendfile only when every one is 2."""
+        assert self._segment is not None, "released"
+        return {h.magic for _p, h in self._segment.walk(self.position, self.position + self.length)}
 
     def read_bytes(self) -> bytes:
         """The slice's bytes via os.pread (the non-zero-copy path)."""
@@ -1073,10 +1079,10 @@ class PartitionLog:
                 if h.max_timestamp < timestamp:
                     continue
                 raw = seg.pread(p, h.batch_length + 12)
-                for i, rec in enumerate(unpack_records(raw, h)):
-                    ts = h.base_timestamp + rec[0]
+                # any magic; offsets from the format (magic 2: offset deltas)
+                for offset, ts, _key, _value, _headers in iter_records(raw, h):
                     if ts >= timestamp:
-                        return TimestampOffset(h.base_offset + i, ts)
+                        return TimestampOffset(offset, ts)
         return None
 
     # -------------------------------------------------------------- retention

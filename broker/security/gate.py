@@ -36,7 +36,7 @@ from __future__ import annotations
 import ipaddress
 import math
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
@@ -57,7 +57,7 @@ from tailrace.client.protocol import (
 from tailrace.client.security.plain import authenticate_plain
 from tailrace.client.security.scram import ScramError, ScramServer
 
-from ..server.connection import ConnectionHandler, ConnectionInfo, Later
+from ..server.connection import CloseConnection, ConnectionHandler, ConnectionInfo, Later
 from . import audit
 from .principal import sasl_principal
 
@@ -65,7 +65,14 @@ if TYPE_CHECKING:
     from ..config import ListenerConfig
     from .live_users import LiveUsers
 
-__all__ = ["ConnectionGate", "GateSettings", "limits_before_auth", "plain_allowed"]
+__all__ = [
+    "ConnectionGate",
+    "GateSettings",
+    "NativeSaslAnswers",
+    "SaslAnswers",
+    "limits_before_auth",
+    "plain_allowed",
+]
 
 SCRAM = "SCRAM-SHA-256"
 PLAIN = "PLAIN"
@@ -126,6 +133,50 @@ class GateSettings:
         self.plain_refused = PLAIN in listener.sasl_mechanisms and not plain_ok
 
 
+class SaslAnswers(Protocol):
+    """How a front-end answers the gate's requests on its wire protocol."""
+
+    def handshake(self, request: Any, mechanisms: list[str], error: BrokerError | None) -> bytes:
+        """The SaslHandshake response: the offered mechanisms, or an error."""
+        ...
+
+    def authenticate(self, request: Any, auth_bytes: bytes, error: BrokerError | None) -> bytes:
+        """The SaslAuthenticate response: the mechanism's next message, or an error."""
+        ...
+
+    def refusal(self, request: Any, error: BrokerError) -> bytes | None:
+        """Any other request's error response; None: close without one."""
+        ...
+
+
+class NativeSaslAnswers:
+    """The native protocol's answers (tailrace's own message classes)."""
+
+    def __init__(self, handler: ConnectionHandler) -> None:
+        self.conn = handler.conn
+
+    def handshake(
+        self, request: Request, mechanisms: list[str], error: BrokerError | None
+    ) -> bytes:
+        response = SaslHandshakeResponse(mechanisms=list(mechanisms))
+        _fill(response, error)
+        return self.conn.send_response(request, response)
+
+    def authenticate(self, request: Request, auth_bytes: bytes, error: BrokerError | None) -> bytes:
+        response = SaslAuthenticateResponse(auth_bytes=auth_bytes)
+        _fill(response, error)
+        return self.conn.send_response(request, response)
+
+    def refusal(self, request: Request, error: BrokerError) -> bytes | None:
+        return self.conn.error_response(request, error)
+
+
+def _fill(response: Any, error: BrokerError | None) -> None:
+    if error is not None:
+        response.error_code = int(error.code)
+        response.error_message = error.message
+
+
 class ConnectionGate:
     """The authentication state of one connection (see the module doc).
 
@@ -139,9 +190,12 @@ class ConnectionGate:
         handler: ConnectionHandler,
         next_dispatch: Callable[[ConnectionInfo, Any], Any],
         deadline: trio.CancelScope,
+        answers: SaslAnswers | None = None,
     ) -> None:
         self.settings = settings
         self.handler = handler
+        #: the front-end's way of answering (native unless given)
+        self.answers: SaslAnswers = answers if answers is not None else NativeSaslAnswers(handler)
         self.next_dispatch = next_dispatch
         self.deadline = deadline
         self.state = "start"
@@ -192,17 +246,16 @@ class ConnectionGate:
                     f"mechanism {mechanism!r} is not offered on listener "
                     f"{settings.listener.name!r}; offered: {', '.join(settings.mechanisms)}"
                 )
-            response = SaslHandshakeResponse(mechanisms=list(settings.mechanisms))
+            offered = list(settings.mechanisms)
             return self._fail(
                 info,
                 request,
                 UnsupportedSaslMechanismError(message),
                 reason="mechanism not offered",
-                response=response,
+                answer=lambda error: self.answers.handshake(request, offered, error),
             )
         self.state = "handshaken"
-        response = SaslHandshakeResponse(mechanisms=list(settings.mechanisms))
-        return self.handler.conn.send_response(request, response)
+        return self.answers.handshake(request, list(settings.mechanisms), None)
 
     def _authenticate(self, info: ConnectionInfo, request: Request) -> Any:
         data: bytes = request.body.auth_bytes
@@ -259,15 +312,13 @@ class ConnectionGate:
             SaslAuthenticationError(message),
             reason=reason,
             username=server.attempted_username if server else None,
-            response=SaslAuthenticateResponse(auth_bytes=final),
+            answer=lambda error: self.answers.authenticate(request, final, error),
         )
 
     # --- outcomes ----------------------------------------------------------
 
     def _answer(self, request: Request, auth_bytes: bytes) -> bytes:
-        return self.handler.conn.send_response(
-            request, SaslAuthenticateResponse(auth_bytes=auth_bytes)
-        )
+        return self.answers.authenticate(request, auth_bytes, None)
 
     def _succeed(self, info: ConnectionInfo, username: str) -> None:
         self.state = "done"
@@ -286,32 +337,38 @@ class ConnectionGate:
         *,
         reason: str,
         username: str | None = None,
-        response: Any = None,
+        answer: Callable[[BrokerError], bytes] | None = None,
     ) -> Later:
         """Audit, then answer after the failure delay and close."""
         self.state = "failed"
         self._scram = None
         audit.auth_failure(self.settings.listener.name, info.peer, self.mechanism, username, reason)
-        return self._refuse(request, error, self.settings.failure_delay, response)
+        return self._refuse(request, error, self.settings.failure_delay, answer)
 
     def _refuse(
-        self, request: Request, error: BrokerError, delay: float, response: Any = None
+        self,
+        request: Request,
+        error: BrokerError,
+        delay: float,
+        answer: Callable[[BrokerError], bytes] | None = None,
     ) -> Later:
-        return Later(self._delayed_refusal, request, error, delay, response)
+        return Later(self._delayed_refusal, request, error, delay, answer)
 
     async def _delayed_refusal(
-        self, request: Request, error: BrokerError, delay: float, response: Any
-    ) -> bytes:
+        self,
+        request: Request,
+        error: BrokerError,
+        delay: float,
+        answer: Callable[[BrokerError], bytes] | None,
+    ) -> bytes | CloseConnection:
         await trio.sleep(delay)
         # Stop reading: the writer sends this answer (and any before it), then
         # the connection closes.
         self.handler.stop_reading()
-        conn = self.handler.conn
-        if response is None:
-            return conn.error_response(request, error)
-        response.error_code = int(error.code)
-        response.error_message = error.message
-        return conn.send_response(request, response)
+        reply = answer(error) if answer is not None else self.answers.refusal(request, error)
+        if reply is None:  # the protocol has no answer for it: close
+            return CloseConnection(f"authentication failed: {error.message}")
+        return reply
 
 
 def _plain_user(data: bytes) -> str | None:

@@ -129,15 +129,17 @@ class BrokerSecurity:
         listener: BoundListener,
         dispatch: Any,
         deadline: trio.CancelScope,
+        answers: Any = None,
     ) -> ConnectionGate | None:
         """Put a SASL listener's connection behind its gate (small limits,
-        handshake APIs only); otherwise lift the deadline."""
+        handshake APIs only; ``answers``: the front-end's SaslAnswers, the
+        native ones when None); otherwise lift the deadline."""
         settings = self.gates.get(listener.name)
         if settings is None:
             deadline.deadline = math.inf
             return None
         handler.conn.set_limits(settings.limits_before)
-        gate = ConnectionGate(settings, handler, dispatch, deadline)
+        gate = ConnectionGate(settings, handler, dispatch, deadline, answers)
         handler.dispatch = gate.dispatch
         return gate
 

@@ -165,11 +165,16 @@ class ConnectionHandler:
         max_in_flight: int,
         idle_timeout: float,
         error_response: Callable[[Request | BadRequest, BrokerError], bytes] | None = None,
+        codec: Any = None,
     ) -> None:
         self.stream = stream
         self.info = info
         self.dispatch = dispatch
-        self.conn = ServerConnection(limits)
+        #: the protocol's sans-I/O codec: the native ServerConnection unless
+        #: another is given (the Kafka front-end's KafkaServerConnection has
+        #: the same surface; its error_response may answer None: close)
+        self.conn = codec if codec is not None else ServerConnection(limits)
+        self._bad_request = getattr(self.conn, "BAD_REQUEST", BadRequest)
         self.max_in_flight = max_in_flight
         self.idle_timeout = idle_timeout if idle_timeout > 0 else math.inf
         self.in_flight = 0
@@ -247,17 +252,20 @@ class ConnectionHandler:
                 return
             slot = _Slot()
             try:
-                if type(event) is BadRequest:
+                if type(event) is self._bad_request:
                     raise event.error
                 reply = self.dispatch(self.info, event)
             except CloseConnection as exc:
                 self._closing_reason = exc.reason
                 return
             except BrokerError as exc:
-                reply = conn.error_response(event, exc)
+                reply = self._error_reply(event, exc)
             except Exception as exc:
                 log.exception("request handler failed (api_key %s)", event.api_key)
-                reply = conn.error_response(event, UnknownServerError(f"{type(exc).__name__}"))
+                reply = self._error_reply(event, UnknownServerError(f"{type(exc).__name__}"))
+            if type(reply) is CloseConnection:
+                self._closing_reason = reply.reason
+                return
             if type(reply) is Later and reply.barrier:
                 slot.done = trio.Event()
                 self.in_flight += 1
@@ -281,6 +289,16 @@ class ConnectionHandler:
                 send.send_nowait(slot)
             except trio.WouldBlock:
                 await send.send(slot)  # max_in_flight reached: wait for the writer
+
+    def _error_reply(self, event: Any, exc: BrokerError) -> bytes | CloseConnection:
+        """The codec's answer to a failed request, or CloseConnection when the
+        protocol has no answer for it (Kafka closes instead)."""
+        reply = self.conn.error_response(event, exc)
+        if reply is None:
+            return CloseConnection(
+                f"api_key {event.api_key} v{event.api_version} failed: {exc.message}"
+            )
+        return reply
 
     def _next_event(self) -> Any:
         try:
@@ -313,13 +331,15 @@ class ConnectionHandler:
             self._closing_reason = exc.reason
             slot.reply = exc
         except BrokerError as exc:
-            slot.reply = self.conn.error_response(event, exc)
+            slot.reply = self._error_reply(event, exc)
         except trio.Cancelled:
             raise
         except Exception as exc:
             log.exception("request handler failed (api_key %s)", event.api_key)
-            slot.reply = self.conn.error_response(event, UnknownServerError(type(exc).__name__))
+            slot.reply = self._error_reply(event, UnknownServerError(type(exc).__name__))
         finally:
+            if type(slot.reply) is CloseConnection:
+                self._closing_reason = slot.reply.reason
             self.in_flight -= 1
             assert slot.done is not None
             slot.done.set()

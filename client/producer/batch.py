@@ -17,7 +17,8 @@ import msgpack
 import trio
 
 from ..errors import TimeoutError
-from ..records import COMPRESSION_GZIP, compress_gzip, encode_batch
+from ..records import COMPRESSION_GZIP, MAGIC_KAFKA, compress_gzip, encode_batch
+from ..records.kafka import build_deltas
 
 __all__ = ["ProducerBatch", "RecordFuture", "RecordMetadata"]
 
@@ -88,11 +89,25 @@ class ProducerBatch:
         self._trio_event: Any = None
         self._callbacks: list[Callable[[], None]] | None = None
 
-    def encode(self, compression: int, compression_level: int) -> bytes:
-        """The batch's bytes (built once; retries resend the same bytes).
+    def encode(self, compression: int, compression_level: int, magic: int = 1) -> bytes:
+        """The batch's bytes (built once; retries resend the same bytes), in
+        the native format (magic 1) or Kafka's (magic 2, ``compression`` any
+        Kafka codec id).
 
         The records are kept until the batch completes: a producer-epoch bump
         renumbers unsent batches and must encode them again."""
+        if self.encoded is None and magic == MAGIC_KAFKA:
+            self.encoded = bytes(
+                build_deltas(
+                    self.base_timestamp,
+                    self.records,
+                    compression=compression,
+                    producer_id=self.producer_id,
+                    producer_epoch=self.producer_epoch,
+                    base_sequence=self.sequence,
+                )
+            )
+            self.count = len(self.records)
         if self.encoded is None:
             records = self.records
             body = _packb(records)

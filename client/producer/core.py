@@ -22,7 +22,16 @@ from ..errors import (
     UnknownTopicOrPartitionError,
 )
 from ..protocol import Limits
-from ..records import COMPRESSION_GZIP, COMPRESSION_NONE, HEADER_SIZE
+from ..records import (
+    CODEC_GZIP,
+    CODEC_LZ4,
+    CODEC_NONE,
+    CODEC_SNAPPY,
+    CODEC_ZSTD,
+    HEADER_SIZE,
+    MAGIC_KAFKA,
+    MAGIC_NATIVE,
+)
 from ..security import SecurityConfig
 from ..transport.auth import connection_options
 from ..transport.pool import BrokerClient
@@ -47,7 +56,12 @@ class ProducerConfig:
     * ``max_block_ms``: how long ``send`` waits for buffer space (and for a
       topic's metadata) before raising.
     * ``max_in_flight``: Produce requests outstanding on the connection.
-    * ``compression``: None or "gzip" (per batch).
+    * ``compression``: None or "gzip" (per batch); with ``record_format``
+      "kafka" also "snappy", "lz4" or "zstd".
+    * ``record_format``: "native" (magic 1, msgpack records: the default) or
+      "kafka" (magic 2, Kafka's RecordBatch v2: what Kafka clients write, so
+      Kafka consumers of the topic are served the stored bytes without
+      down-conversion). docs/format.md says why native is the default.
     * ``enable_idempotence``: number batches so retries never duplicate.
     * ``delivery_timeout_ms``: a record not acknowledged by then fails.
     * ``security``: TLS and SASL settings (:class:`SecurityConfig`); None
@@ -63,6 +77,7 @@ class ProducerConfig:
     max_request_bytes: int = 16 * 1024 * 1024 - 64 * 1024
     compression: str | None = None
     compression_level: int = 6
+    record_format: str = "native"
     enable_idempotence: bool = True
     retry_backoff_ms: int = 100
     delivery_timeout_ms: int = 120_000
@@ -75,13 +90,34 @@ class ProducerConfig:
             raise TypeError("security must be a tailrace.client.security.SecurityConfig")
         if self.acks not in (0, 1):
             raise ValueError("acks must be 0 or 1")
-        if self.compression not in (None, "gzip", "none"):
-            raise ValueError("compression must be None or 'gzip'")
+        if self.record_format not in _MAGICS:
+            raise ValueError("record_format must be 'native' or 'kafka'")
+        allowed = _CODECS if self.record_format == "kafka" else _NATIVE_CODECS
+        if self.compression not in allowed:
+            names = ", ".join(repr(c) for c in allowed if c is not None)
+            raise ValueError(
+                f"compression must be None or one of {names} with record_format "
+                f"{self.record_format!r}"
+            )
         for name in ("batch_bytes", "buffer_bytes", "max_in_flight", "max_request_bytes"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
         if self.linger_ms < 0 or self.max_block_ms < 0:
             raise ValueError("linger_ms and max_block_ms must not be negative")
+
+
+#: record_format -> magic byte
+_MAGICS = {"native": MAGIC_NATIVE, "kafka": MAGIC_KAFKA}
+#: compression name -> codec id (Kafka's numbering, which native shares)
+_CODECS: dict[str | None, int] = {
+    None: CODEC_NONE,
+    "none": CODEC_NONE,
+    "gzip": CODEC_GZIP,
+    "snappy": CODEC_SNAPPY,
+    "lz4": CODEC_LZ4,
+    "zstd": CODEC_ZSTD,
+}
+_NATIVE_CODECS = (None, "none", "gzip")
 
 
 def _to_bytes(value: Any, what: str) -> bytes:
@@ -164,8 +200,9 @@ class ProducerCore:
                 idempotent=config.enable_idempotence,
                 max_in_flight=config.max_in_flight,
                 max_request_bytes=config.max_request_bytes,
-                compression=COMPRESSION_GZIP if config.compression == "gzip" else COMPRESSION_NONE,
+                compression=_CODECS[config.compression],
                 compression_level=config.compression_level,
+                magic=_MAGICS[config.record_format],
                 retry_backoff=config.retry_backoff_ms / 1000,
                 delivery_timeout=config.delivery_timeout_ms / 1000,
                 request_timeout=config.request_timeout_ms / 1000,

@@ -80,8 +80,11 @@ class Sender:
         retry_backoff: float,
         delivery_timeout: float,
         request_timeout: float,
+        magic: int = 1,
     ) -> None:
         self.client = client
+        #: the record format batches are built in (1 native, 2 Kafka)
+        self.magic = magic
         self.acc = accumulator
         self.acks = acks
         self.idempotent = idempotent and acks != 0
@@ -237,7 +240,7 @@ class Sender:
             batch = queue[0]
             if self.idempotent and batch.sequence < 0:
                 self._assign_sequence(tp, batch)
-            data = batch.encode(self.compression, self.compression_level)
+            data = batch.encode(self.compression, self.compression_level, self.magic)
             if taken and total + len(data) > self.max_request_bytes:
                 break
             queue.popleft()

@@ -129,6 +129,20 @@ def test_alter_sets_and_reverts_keys(addr):
     assert configs["retention_ms"]["source"] == "default"
 
 
+def test_alter_grows_the_partition_count_and_never_shrinks_it(addr):
+    assert cli(addr, "topics", "create", "grown", "--partitions", "2").code == 0
+    r = cli(addr, "topics", "alter", "grown", "--partitions", "5")
+    assert r.code == 0, r.err
+    assert "partitions=5" in r.text
+    listed = json.loads(cli(addr, "topics", "list", "--json").out)
+    assert next(t for t in listed["topics"] if t["name"] == "grown")["partitions"] == 5
+    r = cli(addr, "topics", "alter", "grown", "--partitions", "3")
+    assert r.code == 1
+    assert "5 partition(s)" in r.err
+    listed = json.loads(cli(addr, "topics", "list", "--json").out)
+    assert next(t for t in listed["topics"] if t["name"] == "grown")["partitions"] == 5
+
+
 def test_delete_removes_the_topic(addr):
     assert cli(addr, "topics", "create", "doomed").code == 0
     r = cli(addr, "topics", "delete", "doomed")

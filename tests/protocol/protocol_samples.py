@@ -25,6 +25,8 @@ from tailrace.client.protocol import (
     CreateAclsRequest,
     CreateAclsResponse,
     CreatedTopic,
+    CreatePartitionsRequest,
+    CreatePartitionsResponse,
     CreateTopicsRequest,
     CreateTopicsResponse,
     DeleteAclsFilterResult,
@@ -74,6 +76,7 @@ from tailrace.client.protocol import (
     OffsetFetchTopic,
     OffsetFetchTopicResult,
     PartitionMetadata,
+    PartitionsTopic,
     ProducePartition,
     ProducePartitionResult,
     ProduceRequest,
@@ -190,6 +193,10 @@ SAMPLES: dict[ApiKey, tuple[object, object]] = {
     ApiKey.DELETE_TOPICS: (
         DeleteTopicsRequest(topics=["t"]),
         DeleteTopicsResponse(topics=[TopicResult(name="t", error_code=3, error_message="no")]),
+    ),
+    ApiKey.CREATE_PARTITIONS: (
+        CreatePartitionsRequest(topics=[PartitionsTopic(name="t", count=6)]),
+        CreatePartitionsResponse(topics=[TopicResult(name="t", error_code=37, error_message="no")]),
     ),
     ApiKey.INIT_PRODUCER_ID: (
         InitProducerIdRequest(),

@@ -120,6 +120,17 @@ GOLDEN: dict[ApiKey, tuple[bytes, bytes]] = {
             "6765a26e6f"
         ),
     ),
+    ApiKey.CREATE_PARTITIONS: (
+        bytes.fromhex(
+            "0000003d002500000000000783a6746f706963739182a46e616d65a174a5636f756e7406aa74696d"
+            "656f75745f6d73cd7530ad76616c69646174655f6f6e6c79c2"
+        ),
+        bytes.fromhex(
+            "00000051002500000000000783aa6572726f725f636f646500ad6572726f725f6d657373616765c0"
+            "a6746f706963739183a46e616d65a174aa6572726f725f636f646525ad6572726f725f6d65737361"
+            "6765a26e6f"
+        ),
+    ),
     ApiKey.INIT_PRODUCER_ID: (
         bytes.fromhex(
             "00000026001600000000000782ab70726f64756365725f6964ffae70726f64756365725f65706f6368ff"

@@ -118,9 +118,19 @@ def test_flipped_crc_field_is_caught():
 
 
 def test_bad_magic():
+    for magic in (0, 3, 0x7F, 0xFF):
+        buf = bytearray(GOLDEN)
+        buf[16] = magic
+        with pytest.raises(InvalidRecordError, match="magic"):
+            validate_batch(buf, max_batch_bytes=MAX)
+
+
+def test_native_batch_relabelled_magic_2_is_refused():
+    # the magic byte is outside the CRC: msgpack records read as varint
+    # records must fail the magic-2 record checks
     buf = bytearray(GOLDEN)
     buf[16] = 2
-    with pytest.raises(InvalidRecordError, match="magic"):
+    with pytest.raises(InvalidRecordError):
         validate_batch(buf, max_batch_bytes=MAX)
 
 

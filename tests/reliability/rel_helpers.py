@@ -14,9 +14,9 @@ import trio
 from harness import BrokerProcess, RunningBroker, broker_config
 
 from tailrace.broker.app import Broker
+from tailrace.broker.faultkit.oracle import ACKED, History, encode_value
+from tailrace.broker.faultkit.workload import run_producer
 from tailrace.broker.log.storage_io import StorageIO
-from tailrace.broker.testing.oracle import ACKED, History, encode_value
-from tailrace.broker.testing.workload import run_producer
 from tailrace.client import AsyncAdmin, AsyncConsumer
 from tailrace.client.errors import TailraceError
 from tailrace.client.records import build_batch
@@ -153,7 +153,7 @@ class Clock:
 
 
 class FaultyBrokerProcess(BrokerProcess):
-    """``python -m tailrace.broker.testing.faulty_broker``: the broker that
+    """``python -m tailrace.broker.faultkit.faulty_broker``: the broker that
     exits at the ``after``-th hit of crash point ``point`` (see there)."""
 
     def __init__(
@@ -172,7 +172,7 @@ class FaultyBrokerProcess(BrokerProcess):
         return [
             sys.executable,
             "-m",
-            "tailrace.broker.testing.faulty_broker",
+            "tailrace.broker.faultkit.faulty_broker",
             "--crash-point",
             self.point,
             "--crash-after",

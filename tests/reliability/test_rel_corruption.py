@@ -30,12 +30,12 @@ import pytest
 from rel_helpers import create_topic, live_broker, producing
 from rel_profile import record_result, seeds
 
-from tailrace.broker.testing.oracle import (
+from tailrace.broker.faultkit.oracle import (
     History,
     check,
     read_partition_dir,
 )
-from tailrace.broker.testing.workload import read_topic
+from tailrace.broker.faultkit.workload import read_topic
 from tailrace.client import AsyncAdmin
 from tailrace.client.protocol import FetchPartition, FetchRequest, FetchTopic
 from tailrace.client.records import iter_headers, validate_batch

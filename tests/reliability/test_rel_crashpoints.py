@@ -48,17 +48,17 @@ from rel_profile import record_result, size
 
 from tailrace.broker.coordinator.records import OffsetEntry
 from tailrace.broker.coordinator.store import OffsetStore, StoreSettings
-from tailrace.broker.log import CRASH_POINTS, LogConfig, LogManager
-from tailrace.broker.testing.faults import CRASH_EXIT_CODE
-from tailrace.broker.testing.oracle import (
+from tailrace.broker.faultkit.faults import CRASH_EXIT_CODE
+from tailrace.broker.faultkit.oracle import (
     Attempt,
     History,
     audit_data_dir,
     check,
     read_topic_dir,
 )
-from tailrace.broker.testing.powercut import PowerCutIO
-from tailrace.broker.testing.workload import read_topic
+from tailrace.broker.faultkit.powercut import PowerCutIO
+from tailrace.broker.faultkit.workload import read_topic
+from tailrace.broker.log import CRASH_POINTS, LogConfig, LogManager
 from tailrace.client import AsyncAdmin
 from tailrace.client.errors import BrokerError, TailraceError
 from tailrace.client.records import build_batch

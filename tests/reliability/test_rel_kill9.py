@@ -27,8 +27,8 @@ from harness import BrokerProcess
 from rel_helpers import committed_offset, create_topic, producing, run_committer
 from rel_profile import record_result, seeds, size
 
-from tailrace.broker.testing.oracle import History, check, read_topic_dir
-from tailrace.broker.testing.workload import read_topic
+from tailrace.broker.faultkit.oracle import History, check, read_topic_dir
+from tailrace.broker.faultkit.workload import read_topic
 
 PARTITIONS = 3
 

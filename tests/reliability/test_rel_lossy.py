@@ -20,8 +20,8 @@ from harness import LossyProxy
 from rel_helpers import create_topic, live_broker, producing
 from rel_profile import record_result, size
 
-from tailrace.broker.testing.oracle import UNKNOWN, History, check
-from tailrace.broker.testing.workload import read_topic
+from tailrace.broker.faultkit.oracle import UNKNOWN, History, check
+from tailrace.broker.faultkit.workload import read_topic
 from tailrace.client.protocol import ApiKey
 
 PARTITIONS = 3

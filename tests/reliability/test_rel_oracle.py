@@ -9,8 +9,7 @@ import struct
 
 import pytest
 
-from tailrace.broker.log import LogConfig, PartitionLog
-from tailrace.broker.testing.oracle import (
+from tailrace.broker.faultkit.oracle import (
     History,
     PartitionRead,
     audit_data_dir,
@@ -19,6 +18,7 @@ from tailrace.broker.testing.oracle import (
     encode_value,
     read_partition_dir,
 )
+from tailrace.broker.log import LogConfig, PartitionLog
 from tailrace.client.records import build_batch
 
 

@@ -38,10 +38,10 @@ import trio.lowlevel
 from rel_helpers import Clock, Writer, create_topic, live_broker, producing
 from rel_profile import record_result, seeds, size
 
+from tailrace.broker.faultkit.oracle import Attempt, History, check, read_topic_dir
+from tailrace.broker.faultkit.powercut import PowerCut, PowerCutIO
+from tailrace.broker.faultkit.workload import read_topic
 from tailrace.broker.log import LogConfig, LogManager
-from tailrace.broker.testing.oracle import Attempt, History, check, read_topic_dir
-from tailrace.broker.testing.powercut import PowerCut, PowerCutIO
-from tailrace.broker.testing.workload import read_topic
 from tailrace.client import AsyncConsumer
 from tailrace.client.errors import BrokerError, StorageError, TailraceError
 from tailrace.client.records import iter_headers, validate_batch

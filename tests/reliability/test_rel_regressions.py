@@ -13,9 +13,9 @@ import trio
 from harness import LossyProxy
 from rel_helpers import create_topic, live_broker
 
+from tailrace.broker.faultkit.oracle import read_partition_dir
+from tailrace.broker.faultkit.powercut import PowerCutIO
 from tailrace.broker.log import CorruptLogError, LogConfig, LogManager, PartitionLog
-from tailrace.broker.testing.oracle import read_partition_dir
-from tailrace.broker.testing.powercut import PowerCutIO
 from tailrace.client import AsyncConsumer, AsyncProducer
 from tailrace.client.errors import (
     BrokerError,

@@ -26,9 +26,9 @@ import trio
 from rel_helpers import create_topic, live_broker, producing
 from rel_profile import record_result, size
 
-from tailrace.broker.testing.faults import FaultyIO
-from tailrace.broker.testing.oracle import ACKED, History, check, encode_value
-from tailrace.broker.testing.workload import read_topic
+from tailrace.broker.faultkit.faults import FaultyIO
+from tailrace.broker.faultkit.oracle import ACKED, History, check, encode_value
+from tailrace.broker.faultkit.workload import read_topic
 from tailrace.client.errors import ErrorCode
 from tailrace.client.protocol import (
     FetchPartition,

@@ -22,12 +22,15 @@ from .admin import (
     ConfigResourceResult,
     CreatableTopic,
     CreatedTopic,
+    CreatePartitionsRequest,
+    CreatePartitionsResponse,
     CreateTopicsRequest,
     CreateTopicsResponse,
     DeleteTopicsRequest,
     DeleteTopicsResponse,
     DescribeConfigsRequest,
     DescribeConfigsResponse,
+    PartitionsTopic,
     TopicResult,
 )
 from .core import (
@@ -130,6 +133,7 @@ class ApiKey(IntEnum):
     DESCRIBE_CONFIGS = 32
     ALTER_CONFIGS = 33
     SASL_AUTHENTICATE = 36
+    CREATE_PARTITIONS = 37
     DELETE_GROUPS = 42
     CONSUMER_GROUP_HEARTBEAT = 68
 
@@ -154,6 +158,7 @@ APIS: dict[int, ApiSpec] = {
         ApiSpec(ApiKey.API_VERSIONS, ApiVersionsRequest, ApiVersionsResponse),
         ApiSpec(ApiKey.CREATE_TOPICS, CreateTopicsRequest, CreateTopicsResponse),
         ApiSpec(ApiKey.DELETE_TOPICS, DeleteTopicsRequest, DeleteTopicsResponse),
+        ApiSpec(ApiKey.CREATE_PARTITIONS, CreatePartitionsRequest, CreatePartitionsResponse),
         ApiSpec(ApiKey.INIT_PRODUCER_ID, InitProducerIdRequest, InitProducerIdResponse),
         ApiSpec(ApiKey.DESCRIBE_CONFIGS, DescribeConfigsRequest, DescribeConfigsResponse),
         ApiSpec(ApiKey.ALTER_CONFIGS, AlterConfigsRequest, AlterConfigsResponse),
@@ -204,6 +209,8 @@ __all__ = [
     "CreatableTopic",
     "CreateAclsRequest",
     "CreateAclsResponse",
+    "CreatePartitionsRequest",
+    "CreatePartitionsResponse",
     "CreateTopicsRequest",
     "CreateTopicsResponse",
     "CreatedTopic",
@@ -254,6 +261,7 @@ __all__ = [
     "OffsetFetchTopic",
     "OffsetFetchTopicResult",
     "PartitionMetadata",
+    "PartitionsTopic",
     "ProducePartition",
     "ProducePartitionResult",
     "ProduceRequest",

@@ -1,4 +1,4 @@
-"""Topic administration: create, delete, describe and alter configuration.
+"""Topic administration: create, delete, grow, describe and alter configuration.
 
 Configuration values travel as strings, as typed at a command line
 (``retention_ms=3600000``); the broker parses and checks them and answers
@@ -64,6 +64,30 @@ class DeleteTopicsResponse:
     error_code: I16 = f("request-level error, 0 for none", 0)
     error_message: Str | None = f("explanation of error_code", None)
     topics: list[TopicResult] = f("one result per requested topic", factory=list)
+
+
+@dataclass(slots=True, kw_only=True)
+class PartitionsTopic:
+    name: Name = f("topic name")
+    count: I32 = f("the new partition count: above the current one")
+
+
+@dataclass(slots=True, kw_only=True)
+class CreatePartitionsRequest:
+    topics: list[PartitionsTopic] = f("topics to grow")
+    timeout_ms: I32 = f("how long the client waits", 30_000)
+    validate_only: bool = f("check the request without changing anything", False)
+
+
+@dataclass(slots=True, kw_only=True)
+class CreatePartitionsResponse:
+    error_code: I16 = f("request-level error, 0 for none", 0)
+    error_message: Str | None = f("explanation of error_code", None)
+    topics: list[TopicResult] = f(
+        "one result per requested topic (INVALID_PARTITIONS when the count is not above the "
+        "current one)",
+        factory=list,
+    )
 
 
 @dataclass(slots=True, kw_only=True)

@@ -60,7 +60,7 @@ from tailrace.client.errors import (
     InvalidRecordError,
     RecordTooLargeError,
 )
-from tailrace.client.records import unpack_records, validate_batch
+from tailrace.client.records import iter_records, validate_batch
 
 __all__ = [
     "ACKED",
@@ -354,13 +354,15 @@ def _read_segment(path: str, base: int, out: PartitionRead) -> int:
                 )
             starts[pos] = h.base_offset
             try:
-                records = unpack_records(mm, h, pos)
+                records = list(iter_records(mm, h, pos))
             except _BAD_BATCH as exc:
                 out.problems.append(f"records of batch at {log_path}:{pos} do not decode: {exc}")
-                records = [[0, None, None, None]] * h.record_count
-            for i, rec in enumerate(records):
-                out.records.append((h.base_offset + i, rec[2]))
-                ts = h.base_timestamp + rec[0]
+                records = [
+                    (h.base_offset + i, h.base_timestamp, None, None, None)
+                    for i in range(h.record_count)
+                ]
+            for offset, ts, _key, value, _headers in records:
+                out.records.append((offset, value))
                 running = max(running, ts)
             max_ts_after.append((h.last_offset, running))
             out.batches += 1

@@ -1,5 +1,8 @@
 """Fault-injection and checking tools for reliability tests and tools/.
 
+Not to be confused with :mod:`tailrace.testing`, the pytest plugin that gives
+users' own test suites a broker: this kit breaks a broker on purpose.
+
 Nothing here runs in a production broker: the broker only exposes the seam
 (:class:`~tailrace.broker.log.storage_io.StorageIO`) that these plug into.
 It lives in the package, not in tests/, because tools/reliability.py runs
@@ -16,5 +19,5 @@ the same scenarios with longer profiles and needs the same pieces:
 * :mod:`.powercut`: a StorageIO that models what a power cut leaves on disk.
 * :mod:`.faults`: StorageIO subclasses that fail syscalls (EIO, ENOSPC) or
   stop at a named crash point (an exception in-process, ``os._exit`` in a
-  subprocess broker: ``python -m tailrace.broker.testing.faulty_broker``).
+  subprocess broker: ``python -m tailrace.broker.faultkit.faulty_broker``).
 """

@@ -1,6 +1,6 @@
 """A broker process that dies at a crash point: the BROKER_FAULT of the tests.
 
-    python -m tailrace.broker.testing.faulty_broker --crash-point segment.roll \\
+    python -m tailrace.broker.faultkit.faulty_broker --crash-point segment.roll \\
         --crash-after 30 --data-dir DIR --listen 127.0.0.1:0
 
 runs the ordinary broker (settings from TAILRACE_* variables and the flags,
