@@ -9,7 +9,9 @@ Rules:
 
 1. Each (topic, partition) has at most one open batch. A batch is sealed
    when it reaches ``batch_bytes``, when it has been open for ``linger``
-   seconds, or when the producer flushes; sealed batches queue in order.
+   seconds (unless the sender still holds batches of its partition that
+   have not gone out: then it keeps filling), or when the producer flushes;
+   sealed batches queue in order.
 2. Every record's bytes are reserved against ``buffer_bytes`` until its batch
    completes: a batch reserves in chunks (RESERVE_CHUNK), gives back what it
    did not use when sealed, and the rest when it completes. ``try_append``
@@ -26,7 +28,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Container
 
 from ..errors import ClientClosedError
 from .batch import ProducerBatch, RecordFuture
@@ -161,29 +163,42 @@ class Accumulator:
 
     # --- the sender side --------------------------------------------------
 
-    def drain(self) -> list[ProducerBatch]:
+    def drain(self, hold: Container[tuple[str, int]] = ()) -> list[ProducerBatch]:
         """Take every sealed batch, sealing open ones whose linger expired
-        (all of them while a flush is pending or after close)."""
+        (all of them while a flush is pending or after close).
+
+        ``hold``: (topic, partition)s whose earlier batches the sender still
+        has waiting to go out (a retry's back-off, a broken connection, one
+        batch per partition per request). Their open batch is not sealed for
+        its linger: it could not go out before those anyway, and it keeps
+        filling up to ``batch_bytes``, so a partition that fell behind catches
+        up in full batches rather than one linger's worth of records each."""
         now = time.monotonic()
         with self._lock:
             if self._open_count:
                 everything = self._flush_requests > 0 or self.closed
                 linger = self.linger
                 for batch in self._open_batches():
-                    if everything or now - batch.created >= linger:
+                    if everything or (
+                        now - batch.created >= linger and (batch.topic, batch.partition) not in hold
+                    ):
                         self._seal(batch)
             out = list(self._ready)
             self._ready.clear()
         return out
 
-    def next_deadline(self) -> float | None:
-        """time.monotonic() at which the oldest open batch's linger expires."""
+    def next_deadline(self, hold: Container[tuple[str, int]] = ()) -> float | None:
+        """time.monotonic() at which the oldest open batch's linger expires
+        (batches ``hold`` keeps open, see drain, are not waited for)."""
         with self._lock:
             if self._ready or ((self._flush_requests or self.closed) and self._open_count):
                 return 0.0
-            if not self._open_count:
+            created = [
+                b.created for b in self._open_batches() if (b.topic, b.partition) not in hold
+            ]
+            if not created:
                 return None
-            return min(b.created for b in self._open_batches()) + self.linger
+            return min(created) + self.linger
 
     def release(self, size: int) -> None:
         """Give back the bytes of a completed batch."""

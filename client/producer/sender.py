@@ -19,7 +19,11 @@ Rules:
    it is sent again, byte for byte, after ``retry_backoff``; later batches of
    that partition that the broker refuses for the gap are retried with it.
    A batch still failing ``delivery_timeout`` after it was created fails for
-   good with the last error.
+   good with the last error. While a partition has batches queued here, its
+   open batch in the accumulator is not sealed for its linger but fills up
+   to ``batch_bytes``: a partition that fell behind (a retry, a reconnect, a
+   busy machine) catches up in full batches, not in one linger's worth of
+   records per request.
 4. A gap the broker cannot explain (OUT_OF_ORDER_SEQUENCE_NUMBER with no
    earlier batch being retried, or UNKNOWN_PRODUCER_ID) bumps the producer
    epoch once every in-flight request has been answered; unsent batches are
@@ -127,7 +131,7 @@ class Sender:
                     # accumulator does the same), so a producer with no
                     # linger sends fewer, bigger batches instead of queueing
                     # a one-record batch per send behind the slots.
-                    for batch in self.acc.drain():
+                    for batch in self.acc.drain(self._backlogged()):
                         queue = self._queues.setdefault((batch.topic, batch.partition), deque())
                         queue.append(batch)
                 self._expire_queued()
@@ -187,9 +191,14 @@ class Sender:
     def _has_queued(self) -> bool:
         return any(self._queues.values())
 
+    def _backlogged(self) -> set[tuple[str, int]]:
+        """Partitions with batches queued here: their open batch in the
+        accumulator keeps filling past its linger (see Accumulator.drain)."""
+        return {tp for tp, queue in self._queues.items() if queue}
+
     async def _sleep_until_needed(self) -> None:
         deadlines = []
-        linger = self.acc.next_deadline()
+        linger = self.acc.next_deadline(self._backlogged())
         if linger is not None:
             deadlines.append(trio.current_time() + max(0.0, linger - time.monotonic()))
         if self._has_queued():

@@ -13,6 +13,7 @@ import trio
 from harness import LossyProxy
 from rel_helpers import create_topic, live_broker
 
+from tailrace.broker.faultkit.oracle import read_partition_dir
 from tailrace.broker.faultkit.powercut import PowerCutIO
 from tailrace.broker.log import CorruptLogError, LogConfig, LogManager, PartitionLog
 from tailrace.client import AsyncConsumer, AsyncProducer
@@ -385,6 +386,54 @@ async def test_lost_responses_no_batch_goes_out_on_a_new_connection_behind_one_i
     assert list(sender._queues[tp]) == [queued]
     sender._in_flight[tp] = 0  # its failure was processed (retries queued in order)
     assert sender._take_request(fresh) == [queued]
+
+
+async def test_lost_responses_a_partition_behind_catches_up_in_full_batches(
+    tmp_path, nursery, mock_clock
+):
+    """Found by the lost-responses scenario's long profile on a busy machine
+    (34,740 values unknown): while a partition could not send (a retry's
+    back-off after a cut connection, a reconnect), the sender kept sealing
+    its open batch at every linger and queued the tiny batches behind the
+    retry; they then went out one per request, so a producer that fell
+    behind stayed behind (the scenario's producers had ~22,000 three-record
+    batches each at the stop and the close ran out of time). A partition
+    with batches queued now keeps filling its open batch up to batch_bytes.
+
+    The trio clock is frozen (MockClock), so the back-off lasts until the
+    test ends it; each record is sent after the sender has looked at the
+    one before (with linger 0 it would seal each on its own)."""
+    async with live_broker(tmp_path / "data") as b:
+        await create_topic(b.address, "t", 1)
+        cut = trio.Event()
+
+        def drop_the_first_answer(api_key: int) -> bool:
+            if api_key != ApiKey.PRODUCE or cut.is_set():
+                return False
+            cut.set()
+            return True
+
+        proxy = LossyProxy(b.address, drop_the_first_answer)
+        address = await nursery.start(proxy.serve)
+        config = {"linger_ms": 0, "batch_bytes": 2048, "retry_backoff_ms": 1000}
+        async with AsyncProducer(address, **config) as producer:
+            first = await producer.send("t", b"first", partition=0)
+            await cut.wait()
+            await trio.testing.wait_all_tasks_blocked()
+            assert not first.done()  # stored, its answer lost: retried after the back-off
+            values = [b"%05d" % i + b"." * 30 for i in range(300)]
+            handles = []
+            for value in values:
+                handles.append(await producer.send("t", value, partition=0))
+                await trio.testing.wait_all_tasks_blocked()
+            mock_clock.jump(1.0)  # the back-off ends
+            offsets = [(await h).offset for h in [first, *handles]]
+    assert offsets == list(range(len(values) + 1))  # the retry was not stored twice
+    read = read_partition_dir(str(tmp_path / "data" / "t" / "0"), "t", 0)
+    assert [v for _, v in read.records] == [b"first", *values]
+    # 51 bytes a record (16 + the value) in batches of at most 2048 bytes
+    full_batches = -(-len(values) // (2048 // 51))
+    assert read.batches == 1 + full_batches, read.batches
 
 
 def _rss_kib() -> int:
