@@ -114,8 +114,8 @@ def broker_role(out: str, argv: list[str]) -> int:
         lambda a: {0: "b.produce_dispatched", 1: "b.fetch_dispatched"}.get(a[2].api_key),
     )
     _after(partition.PartitionLog, "append", "b.appended")
-    _after_async(fetch, "_wait_any", "b.fetch_task_resumed")
     _after(fetch, "_respond", "b.fetch_planned")
+    _before(fetch, "_respond", "b.fetch_task_resumed")
     _after_async(
         connection.ConnectionHandler,
         "_write",

@@ -11,8 +11,10 @@ progress past a batch larger than its limits.
 
 Long poll: when fewer than ``min_bytes`` are readable, the request waits (in
 its own task, so later requests on other connections are unaffected) for any
-of its partitions' high-watermark events, the broker draining, or
-``max_wait_ms``, whichever is first; there is no polling loop.
+of its partitions' high watermarks to move (``PartitionLog.watch_hw``: the
+append wakes the waiting task itself), the broker draining (which wakes every
+partition's watchers), or ``max_wait_ms``, whichever is first; there is no
+polling loop.
 """
 
 from __future__ import annotations
@@ -98,30 +100,32 @@ async def _long_poll(
     logs = [plog for _, plog, _, _ in plan if plog is not None]
     wanted = max(body.min_bytes, 1)
     # This task starts some time after handle_fetch looked: check again
-    # before waiting, and take the events in the same step (no checkpoint in
-    # between), or an append in that gap would go unseen until the deadline.
-    while (
-        _available(plan) < wanted and trio.current_time() < deadline and not ctx.draining.is_set()
-    ):
-        events = [plog.hw_event for plog in logs]
-        await _wait_any([*events, ctx.draining], deadline)
+    # before waiting. The wake-up is registered with every partition before
+    # the check and stays registered across the loop (no checkpoint between
+    # a check and a registration), so an append is never missed. An append
+    # wakes this task directly, in the append's own step: no waiter tasks.
+    woken = trio.Event()
+    wake = woken.set
+    for plog in logs:
+        plog.watch_hw(wake)
+    try:
+        while (
+            _available(plan) < wanted
+            and trio.current_time() < deadline
+            and not ctx.draining.is_set()
+        ):
+            with trio.move_on_at(deadline):
+                await woken.wait()
+            woken = trio.Event()
+            for plog in logs:
+                plog.unwatch_hw(wake)
+            wake = woken.set
+            for plog in logs:
+                plog.watch_hw(wake)
+    finally:
+        for plog in logs:
+            plog.unwatch_hw(wake)
     return _respond(ctx, request, response, plan, body.max_bytes)
-
-
-async def _wait_any(events: list[trio.Event], deadline: float) -> None:
-    """Return when any event is set or the deadline passes."""
-    if any(e.is_set() for e in events):
-        await trio.lowlevel.checkpoint()
-        return
-    with trio.move_on_at(deadline):
-        async with trio.open_nursery() as nursery:
-
-            async def waiter(event: trio.Event) -> None:
-                await event.wait()
-                nursery.cancel_scope.cancel()
-
-            for event in events:
-                nursery.start_soon(waiter, event)
 
 
 def _respond(
