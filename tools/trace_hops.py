@@ -11,6 +11,11 @@ added to the library's code) so each call appends ``(hop, perf_counter_ns)``
 to a list; ``perf_counter_ns`` is ``CLOCK_MONOTONIC`` on Linux, one clock for
 every process of the machine. A wrapper costs well under a microsecond.
 
+Beside the hops, each process's cost per record over the timed part, from
+/proc (less load-dependent than the microseconds on a busy machine): CPU
+time and context switches of all its threads (each voluntary one is a wait
+for something: a socket, a lock, a wake-up, a sleep).
+
 Records are sent on a schedule far slower than one record's trip (200/s:
 5 ms apart), so everything that happens between one record's send and the
 next belongs to that record: for each record and hop the first event of
@@ -94,9 +99,36 @@ def _after_async(owner: Any, attr: str, name: Any) -> None:
     setattr(owner, attr, wrapper)
 
 
-def _dump(path: str) -> None:
+def _dump(path: str, costs: dict | None = None) -> None:
     with open(path, "w") as f:
-        json.dump(EVENTS, f)
+        json.dump({"events": EVENTS, "costs": costs}, f)
+
+
+def costs(pid: int | str = "self") -> dict[str, float]:
+    """CPU seconds and context switches (voluntary, involuntary; summed over
+    the process's threads) of a process so far."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    out = {
+        "cpu_s": (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"),
+        "voluntary_switches": 0,
+        "involuntary_switches": 0,
+    }
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            text = (task / "status").read_text()
+        except OSError:  # the thread ended meanwhile
+            continue
+        for line in text.splitlines():
+            if line.startswith("voluntary_ctxt_switches:"):
+                out["voluntary_switches"] += int(line.split()[1])
+            elif line.startswith("nonvoluntary_ctxt_switches:"):
+                out["involuntary_switches"] += int(line.split()[1])
+    return out
+
+
+def delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    return {k: after[k] - before[k] for k in after}
 
 
 # --- the broker --------------------------------------------------------------------
@@ -149,6 +181,7 @@ def producer_role(out: str, bootstrap: str, topic: str, records: int, rate: floa
         producer.send(topic, b"warm-up").result(30)
         producer.flush()
         EVENTS.clear()
+        before = costs()
         gap = 1e9 / rate
         start = time.monotonic_ns() + 50_000_000
         payload = bytes(100)
@@ -162,7 +195,8 @@ def producer_role(out: str, bootstrap: str, topic: str, records: int, rate: floa
             producer.send(topic, t.to_bytes(8, "big") + payload[8:])
             EVENTS.append(("p.send_returned", _now()))
         producer.flush()
-    _dump(out)
+        spent = delta(costs(), before)
+    _dump(out, spent)
 
 
 # --- the consumer and the orchestration -------------------------------------------
@@ -305,6 +339,7 @@ def orchestrate(args: argparse.Namespace) -> int:
             cmd += [bootstrap, topic, str(args.records + 1), str(args.rate), config]
             proc = subprocess.Popen(cmd)
             got = 0
+            counted: dict[str, dict[str, float]] = {}
             stop = threading.Event()
             deadline = time.monotonic() + args.records / args.rate + 60
             while got < args.records + 2 and time.monotonic() < deadline and not stop.is_set():
@@ -312,14 +347,23 @@ def orchestrate(args: argparse.Namespace) -> int:
                 if records:
                     EVENTS.append(("c.poll_returned", _now()))
                     got += len(records)
+                    if not counted:  # the warm-up record: the timed part starts
+                        counted = {"broker": costs(broker.pid), "consumer": costs()}
+            spent = {
+                "broker": delta(costs(broker.pid), counted["broker"]),
+                "consumer": delta(costs(), counted["consumer"]),
+            }
             proc.wait(60)
             consumer.close()
         finally:
             broker.stop()
         events = list(EVENTS)
-        for path in outs.values():
+        for role, path in outs.items():
             with open(path) as f:
-                events += [tuple(e) for e in json.load(f)]
+                kept = json.load(f)
+            events += [tuple(e) for e in kept["events"]]
+            if kept["costs"]:
+                spent[role] = kept["costs"]
     sends = sorted(t for name, t in events if name == "p.send_called")
     if args.json_out:
         with open(args.json_out, "w") as f:
@@ -331,6 +375,18 @@ def orchestrate(args: argparse.Namespace) -> int:
         f"{args.linger_ms:g}, flush={args.flush}; load average after {' '.join(load)}"
     )
     print(analyse(events, sends))
+    n = max(1, len(sends))
+    print(
+        "\n| process, per record | CPU µs | context switches (voluntary + involuntary) |"
+        "\n|---|---|---|"
+    )
+    for role in ("producer", "broker", "consumer"):
+        c = spent.get(role)
+        if c:
+            print(
+                f"| {role} | {c['cpu_s'] * 1e6 / n:,.0f} | "
+                f"{c['voluntary_switches'] / n:.1f} + {c['involuntary_switches'] / n:.1f} |"
+            )
     return 0
 
 
