@@ -926,13 +926,11 @@ class PartitionLog:
             # Let every task that is runnable now (typically the writers the
             # previous sync just acked) append first, so that they join this
             # sync rather than wait for the next one. Twice: trio may run this
-            # task before them within one scheduling batch. Not when no other
-            # task is runnable (a lone write at a low rate): nobody could
-            # join, and each turn of the loop is latency.
-            for _ in range(2):
-                if not trio.lowlevel.current_statistics().tasks_runnable:
-                    break
-                await trio.lowlevel.cancel_shielded_checkpoint()
+            # task before them within one scheduling batch. (Each turn also
+            # polls the sockets, so requests that just arrived join too: that
+            # is why these turns stay even when no task is runnable.)
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            await trio.lowlevel.cancel_shielded_checkpoint()
             sealed = list(self._unsynced)
             active = self._active
             target = self._leo
