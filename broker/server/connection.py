@@ -30,7 +30,6 @@ Rules:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -51,7 +50,7 @@ from tailrace.client.protocol import (
 
 from ..metrics import definitions as metrics
 from .ratelimit import RateLimitedLogger
-from .sendfile import cork, pread_all, sendfile_all, write_all
+from .sendfile import pread_all, sendfile_all, write_all
 
 __all__ = [
     "NO_REPLY",
@@ -392,11 +391,8 @@ class ConnectionHandler:
             sock = self._sock if self.info.zero_copy else None
             if sock is not None:
                 # header, slices and bytes written back to back, no schedule
-                # point between them, corked into as few segments as possible
-                corked = False
+                # point between them (stream.send_all yields after each send)
                 try:
-                    cork(sock, True)
-                    corked = True
                     await write_all(sock, reply.prefix)
                     sent = len(reply.prefix)
                     for part in reply.parts:
@@ -409,9 +405,6 @@ class ConnectionHandler:
                             await write_all(sock, part)
                             sent += len(part)
                 finally:
-                    if corked:
-                        with contextlib.suppress(trio.BrokenResourceError):
-                            cork(sock, False)  # the peer is gone: nothing to push
                     _SENT.inc(sent)
                     reply.release()
                 return True

@@ -13,13 +13,10 @@ that was just written (the common, caught-up consumer) is always cached.
 from __future__ import annotations
 
 import os
-import socket
 
 import trio
 
-__all__ = ["cork", "pread_all", "sendfile_all", "write_all"]
-
-_TCP_CORK = getattr(socket, "TCP_CORK", None)
+__all__ = ["pread_all", "sendfile_all", "write_all"]
 
 # Give other tasks a turn after this many bytes even if the socket keeps
 # accepting (loopback buffers can be large).
@@ -57,19 +54,6 @@ async def sendfile_all(sock: trio.socket.SocketType, fd: int, offset: int, count
             await trio.lowlevel.checkpoint()
             since_yield = 0
     return sent_total
-
-
-def cork(sock: trio.socket.SocketType, on: bool) -> None:
-    """TCP_CORK on or off (Linux; a no-op elsewhere): while on, the kernel
-    holds partial segments, so a response header written before a sendfile
-    goes out in the same segment as the data instead of alone (with
-    TCP_NODELAY, trio's default) waking the reader for a few bytes. Turning
-    it off sends what is held."""
-    if _TCP_CORK is not None:
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 1 if on else 0)
-        except OSError as exc:  # the socket is closed or broken
-            raise trio.BrokenResourceError(f"socket unusable: {exc}") from exc
 
 
 async def write_all(sock: trio.socket.SocketType, data: bytes) -> None:
