@@ -69,8 +69,8 @@ async def write_all(sock: trio.socket.SocketType, data: bytes) -> None:
         except BlockingIOError:
             await trio.lowlevel.wait_writable(sock)
             continue
-        except (BrokenPipeError, ConnectionResetError) as exc:
-            raise trio.BrokenResourceError(f"peer closed: {exc}") from exc
+        except OSError as exc:  # what trio's send_all reports for a broken socket
+            raise trio.BrokenResourceError(f"socket unusable: {exc}") from exc
         view = view[sent:]
 
 
