@@ -235,6 +235,8 @@ class Broker:
             log_event(log, logging.INFO, "shutting down", connections=len(self._connections))
             assert self.context is not None
             self.context.draining.set()
+            for _key, plog in self.context.manager.logs():
+                plog.wake_hw_watchers()  # long polls answer now, not at max_wait
             for handler in list(self._connections):
                 handler.stop_reading()
             connections.cancel_scope.deadline = (

@@ -9,10 +9,11 @@ Workloads, for records of 100 B and 1 KiB:
 * produce: N records as fast as the client's best documented batching allows,
   timed until the system holds them all;
 * consume: read those N records back from the start;
-* e2e: records sent at a fixed rate for a few seconds, each value starting
-  with its scheduled send time (8 bytes, CLOCK_MONOTONIC ns); a consumer in
-  another process records now - scheduled time (latency from the schedule,
-  so a stall is not hidden). p50 and p99 are reported.
+* e2e: records sent at a fixed rate for a few seconds (2,000 and 20,000
+  records/s by default, ``--rates``), each value starting with its scheduled
+  send time (8 bytes, CLOCK_MONOTONIC ns); a consumer in another process
+  records now - scheduled time (latency from the schedule, so a stall is not
+  hidden: no coordinated omission). p50 and p99 are reported.
 
 How each system is driven (the fastest documented way its Python client has):
 
@@ -20,7 +21,9 @@ How each system is driven (the fastest documented way its Python client has):
   subprocesses (a fresh broker per run), topic flush ``interval`` (fsync
   every second, like Redis's ``appendfsync everysec``) and ``sync`` (fsync
   before every acknowledgement); the blocking Producer with its defaults
-  (linger 5 ms) for throughput, ``--linger-ms 1`` for e2e (``--e2e-linger-ms``).
+  (linger 5 ms) for throughput; for e2e one row per producer linger in
+  ``--e2e-linger-ms`` (default 0 and 1 ms: 0 sends a record at once when
+  nothing is in flight, as the peers' clients do).
 * Redis Streams: Debian's redis-server with ``appendonly yes`` and
   ``appendfsync everysec`` in a temporary directory; redis-py, XADD pipelined
   1000 per round trip, XREAD COUNT 5000; e2e: one XADD per record, XREAD
@@ -192,31 +195,58 @@ def tailrace_bench(mode: str, flush: str, *args: str) -> dict[str, Any]:
 
 
 def run_tailrace(
-    flush: str, size: int, records: int, rate: float, seconds: float, linger_ms: float
+    flush: str,
+    size: int,
+    records: int,
+    rates: list[float],
+    seconds: float,
+    lingers: list[float],
 ) -> dict:
     common = ["--record-size", str(size)]
     p = tailrace_bench("produce", flush, "--records", str(records), *common)
     c = tailrace_bench("consume", flush, "--records", str(records), *common)
-    e = tailrace_bench(
-        "e2e", flush, "--rate", str(rate), "--duration", str(seconds),
-        "--linger-ms", str(linger_ms), *common,
-    )  # fmt: skip
-    return {
+    out = {
         "produce_rps": p["records_per_sec"],
         "produce_server_cpu_s": p.get("broker_cpu_s"),
         "consume_rps": c["records_per_sec"],
         "consume_server_cpu_s": c.get("broker_cpu_s"),
-        "e2e_p50_ms": e["latency_ms"]["p50"],
-        "e2e_p99_ms": e["latency_ms"]["p99"],
-        "e2e_records": e["records"],
-        "server_rss_mib": max(x.get("broker_rss_mib") or 0 for x in (p, c, e)),
+    }
+    rss = [x.get("broker_rss_mib") or 0 for x in (p, c)]
+    for rate in rates:
+        for linger in lingers:
+            e = tailrace_bench(
+                "e2e", flush, "--rate", str(rate), "--duration", str(seconds),
+                "--linger-ms", f"{linger:g}", *common,
+            )  # fmt: skip
+            key = e2e_key(rate, linger)
+            out[f"e2e_p50_ms{key}"] = e["latency_ms"]["p50"]
+            out[f"e2e_p99_ms{key}"] = e["latency_ms"]["p99"]
+            out[f"e2e_records{key}"] = e["records"]
+            rss.append(e.get("broker_rss_mib") or 0)
+    out["server_rss_mib"] = max(rss)
+    return out
+
+
+def e2e_key(rate: float, linger: float | None = None) -> str:
+    """The suffix of a run's e2e figures: ``@2000`` (peers), ``@2000@l0``
+    (tailrace with linger 0 ms)."""
+    return f"@{rate:g}" if linger is None else f"@{rate:g}@l{linger:g}"
+
+
+def e2e_figures(hist: Histogram, rate: float) -> dict:
+    key = e2e_key(rate)
+    summary = hist.summary_ms()
+    return {
+        f"e2e_p50_ms{key}": summary["p50"],
+        f"e2e_p99_ms{key}": summary["p99"],
+        f"e2e_records{key}": hist.count,
     }
 
 
 # --- Redis Streams -----------------------------------------------------------------
 
 
-def run_redis(size: int, records: int, rate: float, seconds: float) -> dict:
+def run_redis(size: int, records: int, rates: list[float], seconds: float) -> dict:
     import redis
 
     server = redis_server()
@@ -244,21 +274,21 @@ def run_redis(size: int, records: int, rate: float, seconds: float) -> dict:
             last = entries[-1][0]
         consume_s = time.perf_counter() - t0
         cpu2, _ = server.cost()
-        hist = e2e(_redis_producer, _redis_consumer, server.port, size, rate, seconds)
+        out = {
+            "produce_rps": records / produce_s,
+            "produce_server_cpu_s": produce_cpu,
+            "consume_rps": records / consume_s,
+            "consume_server_cpu_s": cpu2 - cpu1,
+        }
+        for rate in rates:
+            hist = e2e(_redis_producer, _redis_consumer, server.port, size, rate, seconds)
+            out.update(e2e_figures(hist, rate))
         _, rss = server.cost()
+        out["server_rss_mib"] = rss
         r.close()
     finally:
         server.stop()
-    return {
-        "produce_rps": records / produce_s,
-        "produce_server_cpu_s": produce_cpu,
-        "consume_rps": records / consume_s,
-        "consume_server_cpu_s": cpu2 - cpu1,
-        "e2e_p50_ms": hist.summary_ms()["p50"],
-        "e2e_p99_ms": hist.summary_ms()["p99"],
-        "e2e_records": hist.count,
-        "server_rss_mib": rss,
-    }
+    return out
 
 
 def _redis_producer(port: int, size: int, schedule: list[int]) -> int:
@@ -296,20 +326,18 @@ def _redis_consumer(port: int, expected: int, ready: Callable[[], None]) -> Hist
 # --- NATS JetStream ----------------------------------------------------------------
 
 
-def run_nats(size: int, records: int, rate: float, seconds: float) -> dict:
+def run_nats(size: int, records: int, rates: list[float], seconds: float) -> dict:
     server = nats_server()
     try:
         out = asyncio.run(_nats_throughput(server, size, records))
-        hist = e2e(_nats_producer, _nats_consumer, server.port, size, rate, seconds)
+        for rate in rates:
+            # the durable consumer continues after the records of the last rate
+            hist = e2e(_nats_producer, _nats_consumer, server.port, size, rate, seconds)
+            out.update(e2e_figures(hist, rate))
         _, rss = server.cost()
     finally:
         server.stop()
-    out.update(
-        e2e_p50_ms=hist.summary_ms()["p50"],
-        e2e_p99_ms=hist.summary_ms()["p99"],
-        e2e_records=hist.count,
-        server_rss_mib=rss,
-    )
+    out["server_rss_mib"] = rss
     return out
 
 
@@ -483,16 +511,12 @@ def _importable(module: str) -> bool:
 
 def run_one(system: str, size: int, args: argparse.Namespace) -> dict:
     records = args.records if size <= 100 else args.records_1k
-    if system == "tailrace":
-        return run_tailrace("interval", size, records, args.rate, args.seconds, args.e2e_linger_ms)
-    if system == "tailrace-sync":
-        return run_tailrace("sync", size, records, args.rate, args.seconds, args.e2e_linger_ms)
+    if system in ("tailrace", "tailrace-sync"):
+        flush = "interval" if system == "tailrace" else "sync"
+        return run_tailrace(flush, size, records, args.rates, args.seconds, args.lingers)
     if system == "redis":
-        return run_redis(size, records, args.rate, args.seconds)
-    return run_nats(size, records, args.rate, args.seconds)
-
-
-METRICS = ("produce_rps", "consume_rps", "e2e_p50_ms", "e2e_p99_ms")
+        return run_redis(size, records, args.rates, args.seconds)
+    return run_nats(size, records, args.rates, args.seconds)
 
 
 def medians(runs: list[dict]) -> dict[str, float]:
@@ -504,12 +528,12 @@ def medians(runs: list[dict]) -> dict[str, float]:
     return out
 
 
-def table(results: dict, sizes: list[int], rate: float) -> str:
+def table(results: dict, sizes: list[int]) -> str:
+    """Throughput: one row per system, medians."""
     head = ["system"]
     for size in sizes:
         unit = "rec/s" if size <= 100 else "MiB/s"
         head += [f"produce {size} B {unit}", f"consume {size} B {unit}"]
-    head += [f"e2e {size} B p50 / p99 ms @ {rate:,.0f}/s" for size in sizes]
     rows = []
     for system, by_size in results.items():
         row = [LABELS[system]]
@@ -523,16 +547,46 @@ def table(results: dict, sizes: list[int], rate: float) -> str:
                     row.append(f"{v:,.0f}")
                 else:
                     row.append(f"{v * size / MIB:,.1f}")
-        for size in sizes:
-            m = medians(by_size[size])
-            row.append(f"{m.get('e2e_p50_ms', 0):.2f} / {m.get('e2e_p99_ms', 0):.2f}")
         rows.append(row)
+    return _markdown(head, rows)
+
+
+def e2e_rows(system: str, lingers: list[float]) -> list[tuple[str, float | None]]:
+    """(label, linger) of the e2e rows of ``system``: one per linger for
+    tailrace, one for a peer."""
+    if system.startswith("tailrace"):
+        return [(f"{LABELS[system]}, linger {linger:g} ms", linger) for linger in lingers]
+    return [(LABELS[system], None)]
+
+
+def e2e_table(results: dict, sizes: list[int], rates: list[float], lingers: list[float]) -> str:
+    """End to end: p50 / p99 ms per size and rate, medians."""
+    head = ["system"] + [
+        f"e2e {size} B p50 / p99 ms @ {rate:,.0f}/s" for size in sizes for rate in rates
+    ]
+    rows = []
+    for system, by_size in results.items():
+        for label, linger in e2e_rows(system, lingers):
+            row = [label]
+            for size in sizes:
+                m = medians(by_size[size])
+                for rate in rates:
+                    key = e2e_key(rate, linger)
+                    p50, p99 = m.get(f"e2e_p50_ms{key}"), m.get(f"e2e_p99_ms{key}")
+                    row.append("-" if p50 is None or p99 is None else f"{p50:.2f} / {p99:.2f}")
+            rows.append(row)
+    return _markdown(head, rows)
+
+
+def _markdown(head: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
 
 
-def chart(results: dict, sizes: list[int], rate: float, path: Path, caption: str) -> None:
+def chart(
+    results: dict, sizes: list[int], rate: float, linger: float, path: Path, caption: str
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -544,11 +598,18 @@ def chart(results: dict, sizes: list[int], rate: float, path: Path, caption: str
     panels = [
         ("produce_rps", "produce (records/s, log)", True),
         ("consume_rps", "consume (records/s, log)", True),
-        ("e2e_p99_ms", f"end-to-end p99 at {rate:,.0f} records/s (ms, log)", True),
+        (
+            "e2e_p99_ms",
+            f"end-to-end p99 at {rate:,.0f} records/s (ms, log; tailrace linger {linger:g} ms)",
+            True,
+        ),
     ]
     for ax, (key, title, log) in zip(axes, panels, strict=True):
         for i, system in enumerate(systems):
-            values = [medians(results[system][s]).get(key, 0) for s in sizes]
+            name = key
+            if key == "e2e_p99_ms":
+                name += e2e_key(rate, linger if system.startswith("tailrace") else None)
+            values = [medians(results[system][s]).get(name, 0) for s in sizes]
             xs = [x + i * width for x in range(len(sizes))]
             bars = ax.bar(xs, values, width, label=LABELS[system])
             for bar, v in zip(bars, values, strict=True):
@@ -592,14 +653,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--records", type=int, default=200_000, help="records per 100 B run")
     p.add_argument("--records-1k", type=int, default=100_000, help="records per 1 KiB run")
     p.add_argument("--sizes", default="100,1024", help="record sizes in bytes")
-    p.add_argument("--rate", type=float, default=2000, help="e2e records/s")
+    p.add_argument(
+        "--rates", default="2000,20000", help="e2e records/s, comma-separated (one run each)"
+    )
     p.add_argument("--seconds", type=float, default=5, help="e2e duration")
     p.add_argument(
         "--e2e-linger-ms",
-        type=float,
-        default=1,
-        help="tailrace producer linger for e2e (the peers send each record at once; "
-        "linger 0 with flush sync fsyncs every record's batch)",
+        default="0,1",
+        help="tailrace producer lingers for e2e, comma-separated, one row each (the peers "
+        "send each record at once; linger 0 sends at once when nothing is in flight)",
     )
     p.add_argument("--systems", default=",".join(SYSTEMS), help="subset of " + ",".join(SYSTEMS))
     p.add_argument("--chart", default=str(ROOT / "docs" / "peers.png"), help="PNG path")
@@ -618,6 +680,8 @@ def main(argv: list[str] | None = None) -> int:
     global WAIT_IDLE
     WAIT_IDLE = args.wait_idle or None
     sizes = [int(s) for s in args.sizes.split(",")]
+    args.rates = [float(r) for r in args.rates.split(",")]
+    args.lingers = [float(x) for x in args.e2e_linger_ms.split(",")]
     wanted = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = set(wanted) - set(SYSTEMS)
     if unknown:
@@ -636,10 +700,14 @@ def main(argv: list[str] | None = None) -> int:
                 t = time.monotonic()
                 figures = run_one(system, size, args)
                 results[system][size].append(figures)
+                p99s = ", ".join(
+                    f"{k.removeprefix('e2e_p99_ms@')} {v:.2f}"
+                    for k, v in figures.items()
+                    if k.startswith("e2e_p99_ms")
+                )
                 sys.stderr.write(
                     f"{time.monotonic() - t:.0f} s: produce {figures['produce_rps']:,.0f}/s, "
-                    f"consume {figures['consume_rps']:,.0f}/s, "
-                    f"e2e p99 {figures['e2e_p99_ms']:.2f} ms\n"
+                    f"consume {figures['consume_rps']:,.0f}/s, e2e p99 ms (rate@linger) {p99s}\n"
                 )
     load_after = os.getloadavg()
     command = "python tools/compare_peers.py " + " ".join(
@@ -661,11 +729,12 @@ def main(argv: list[str] | None = None) -> int:
             else "timed parts started at once\n\n"
         )
     )
-    out.write(table(results, sizes, args.rate) + "\n")
+    out.write(table(results, sizes) + "\n\n")
+    out.write(e2e_table(results, sizes, args.rates, args.lingers) + "\n")
     for note in notes:
         out.write(f"\nnote: {note}")
     if systems:
-        chart(results, sizes, args.rate, Path(args.chart), caption)
+        chart(results, sizes, args.rates[0], args.lingers[0], Path(args.chart), caption)
         out.write(f"\nchart: {args.chart}\n")
     if args.json_out:
         Path(args.json_out).write_text(

@@ -27,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from .procstats import ProcSample, sample
@@ -48,13 +49,22 @@ class SpawnedBroker:
     same data (the bench measures start-up time that way).
     """
 
-    def __init__(self, data_dir: Path | None = None, *, log_level: str = "INFO") -> None:
+    def __init__(
+        self,
+        data_dir: Path | None = None,
+        *,
+        log_level: str = "INFO",
+        launcher: Sequence[str] = ("-m", "tailrace.broker.cli"),
+    ) -> None:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if data_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="tailrace-bench-")
             data_dir = Path(self._tmp.name) / "data"
         self.data_dir = data_dir
         self.log_level = log_level
+        #: what follows the interpreter on the command line, before "broker"
+        #: (tools/trace_hops.py starts the broker through a wrapper)
+        self.launcher = list(launcher)
         self.proc: subprocess.Popen[str] | None = None
         self.address = ""
         #: seconds from Popen to the "listening" log line, for the last start
@@ -70,8 +80,7 @@ class SpawnedBroker:
     def start(self, timeout: float = 60.0) -> SpawnedBroker:
         cmd = [
             sys.executable,
-            "-m",
-            "tailrace.broker.cli",
+            *self.launcher,
             "broker",
             "--data-dir",
             str(self.data_dir),

@@ -72,7 +72,9 @@ class ProduceSpec:
     #: record the produce-ack latency of every Nth record (0: none): a
     #: done-callback per record costs the client more than the send itself
     latency_every: int = 1
-    api: str = "sync"  # "sync": Producer, "async": AsyncProducer in trio
+    #: "sync": Producer.send, "async": AsyncProducer in trio, "many":
+    #: Producer.send_many (see _send_many_loop)
+    api: str = "sync"
     #: SecurityConfig fields (file names, never a password), for TLS/SASL brokers
     security: dict[str, Any] | None = None
 
@@ -155,7 +157,9 @@ def _run_sync(spec: ProduceSpec, ready: Any, wait_start: Any) -> dict[str, Any]:
         every = spec.latency_every
         done = run.done
         i = 0
-        if spec.rate is None:
+        if spec.api == "many":
+            t0, i = _send_many_loop(producer, run, start_ns, limit, deadline)
+        elif spec.rate is None:
             t0 = now()
             stamp = spec.stamp
             value = run.payload
@@ -269,6 +273,50 @@ def _run_async(spec: ProduceSpec, ready: Any, wait_start: Any) -> dict[str, Any]
         return _result(run, t0, t1, cpu1 - cpu0)
 
     return trio.run(main)
+
+
+def _send_many_loop(
+    producer: Any, run: _Run, start_ns: int, limit: int, deadline: int
+) -> tuple[int, int]:
+    """``--api many``: Producer.send_many with up to MANY_CHUNK values a
+    call (at full speed) or every record that is due (with a rate). The
+    produce-ack latency of each call's last record is sampled (every call's
+    at a rate, every 64th call's at full speed). Returns (t0, records sent)."""
+    spec = run.spec
+    now = time.monotonic_ns
+    send_many = producer.send_many
+    topic = spec.topic
+    done = run.done
+    i = calls = 0
+    if spec.rate is None:
+        t0 = now()
+        chunk = [run.payload] * MANY_CHUNK
+        while i < limit and now() < deadline:
+            n = min(MANY_CHUNK, limit - i)
+            t = now()
+            values = [run.value(t) for _ in range(n)] if spec.stamp else chunk[:n]
+            handles = send_many(topic, values)
+            if calls % 64 == 0:
+                handles[-1].add_done_callback(partial(done, t))
+            calls += 1
+            i += n
+        return t0, i
+    first, gap = run.schedule(start_ns)
+    while i < limit:
+        due = min(limit, int((now() - first) // gap) + 1)
+        if due > i:
+            scheduled = [first + int(k * gap) for k in range(i, due)]
+            values = [run.value(t) for t in scheduled]
+            handles = send_many(topic, values)
+            handles[-1].add_done_callback(partial(done, scheduled[-1]))
+            i = due
+        if i < limit:
+            sleep_until(first + int(i * gap))
+    return first, i
+
+
+#: values per Producer.send_many call at full speed (``--api many``)
+MANY_CHUNK = 1000
 
 
 def sleep_until(t_ns: int) -> None:

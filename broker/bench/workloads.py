@@ -561,9 +561,14 @@ def run_consume(cfg: BenchConfig, target: Target, status: Status) -> BenchResult
                     hist.record(t_end - t)
                     # touch every record, as any real consumer does (poll may
                     # hand out records lazily: counting alone would skip that)
-                    for r in records:
-                        value_bytes += len(r.value)
-                        got += 1
+                    if cfg.api == "many":
+                        values = records.values()
+                        value_bytes += sum(map(len, values))
+                        got += len(values)
+                    else:
+                        for r in records:
+                            value_bytes += len(r.value)
+                            got += 1
                     last_progress = t_end
                 elif t_end - last_progress > STALL_TIMEOUT_S * 1e9:
                     raise BenchError(
@@ -621,8 +626,12 @@ def run_e2e(cfg: BenchConfig, target: Target, status: Status) -> BenchResult:
                     records = consumer.poll(timeout_ms=100)
                     t = now()
                     if records:
-                        for r in records:
-                            hist.record(t - unpack(r.value)[0])
+                        if cfg.api == "many":
+                            for v in records.values():
+                                hist.record(t - unpack(v)[0])
+                        else:
+                            for r in records:
+                                hist.record(t - unpack(r.value)[0])
                         got += len(records)
                         last_progress = t_last = t
                         continue

@@ -97,9 +97,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--api",
-        choices=["sync", "async"],
+        choices=["sync", "async", "many"],
         default="sync",
-        help="blocking Producer (default) or trio AsyncProducer in the producer processes",
+        help="blocking Producer.send per record (default), trio AsyncProducer, or the "
+        "batch-level calls: Producer.send_many (1000 values a call) and the consumer's "
+        "RecordList.values() (no Record object per record)",
     )
     p.add_argument(
         "--latency-every",

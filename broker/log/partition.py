@@ -22,7 +22,9 @@ Fetch (zero-copy: the slice pins its segment until released)::
         with slice_:
             os.sendfile(sock, slice_.fd, slice_.position, slice_.length)  # loop
     # long poll: await log.wait_for_high_watermark(offset), or wait on
-    # log.hw_event; log.available_bytes(slice_.next_position) is cheap.
+    # log.hw_event, or log.watch_hw(callable) / unwatch_hw (any of many
+    # partitions, no task per partition); log.available_bytes(
+    # slice_.next_position) is cheap.
 
 Housekeeping (the broker owns the loops; LogManager has one that calls these):
 ``await log.maybe_flush(now_ms)``, ``await log.enforce_retention(now_ms)``,
@@ -269,6 +271,8 @@ class PartitionLog:
         self._sync_done: trio.Event | None = None
         self._retention_running = False
         self._hw_event: trio.Event | None = None
+        #: callables run at every high-watermark advance (see watch_hw)
+        self._hw_watchers: set[Callable[[], object]] = set()
         self._offline: str | None = None
         self._closed = False
         self._last_flush_ms = clock_ms()
@@ -714,10 +718,7 @@ class PartitionLog:
         if self._offline is None:
             self._offline = reason
             logger.error("partition %s is OFFLINE until restart: %s", self._name, reason)
-        ev = self._hw_event
-        if ev is not None:
-            self._hw_event = None
-            ev.set()
+        self.wake_hw_watchers()
 
     # ---------------------------------------------------------------- append
 
@@ -815,10 +816,28 @@ class PartitionLog:
         self._hw = offset
         self._hw_seg = seg
         self._hw_pos = pos
+        self.wake_hw_watchers()
+
+    def wake_hw_watchers(self) -> None:
+        """Wake everything waiting for the next high-watermark advance (called
+        at each advance, when going offline or closing, and by the broker
+        when it drains, so long polls answer at once)."""
         ev = self._hw_event
         if ev is not None:
             self._hw_event = None
             ev.set()
+        for wake in tuple(self._hw_watchers):
+            wake()
+
+    def watch_hw(self, wake: Callable[[], object]) -> None:
+        """Call ``wake()`` (on the trio thread, synchronously) at every
+        high-watermark advance until :meth:`unwatch_hw`. A long poll over
+        many partitions registers one callable with each and is woken
+        directly, without a waiter task per partition."""
+        self._hw_watchers.add(wake)
+
+    def unwatch_hw(self, wake: Callable[[], object]) -> None:
+        self._hw_watchers.discard(wake)
 
     @property
     def hw_event(self) -> trio.Event:
@@ -916,7 +935,9 @@ class PartitionLog:
             # Let every task that is runnable now (typically the writers the
             # previous sync just acked) append first, so that they join this
             # sync rather than wait for the next one. Twice: trio may run this
-            # task before them within one scheduling batch.
+            # task before them within one scheduling batch. (Each turn also
+            # polls the sockets, so requests that just arrived join too: that
+            # is why these turns stay even when no task is runnable.)
             await trio.lowlevel.cancel_shielded_checkpoint()
             await trio.lowlevel.cancel_shielded_checkpoint()
             sealed = list(self._unsynced)
@@ -1341,10 +1362,7 @@ class PartitionLog:
         for seg in self._segments:
             seg.close()
         self._lru.clear()
-        ev = self._hw_event
-        if ev is not None:
-            self._hw_event = None
-            ev.set()
+        self.wake_hw_watchers()
 
 
 #: Seconds between two "recovery progress" lines of one partition.

@@ -50,7 +50,7 @@ from tailrace.client.protocol import (
 
 from ..metrics import definitions as metrics
 from .ratelimit import RateLimitedLogger
-from .sendfile import pread_all, sendfile_all
+from .sendfile import pread_all, sendfile_all, write_all
 
 __all__ = [
     "NO_REPLY",
@@ -408,18 +408,34 @@ class ConnectionHandler:
                 _SENT.inc(len(reply))
                 return True
             sent = 0
+            sock = self._sock if self.info.zero_copy else None
+            if sock is not None:
+                # header, slices and bytes written back to back, no schedule
+                # point between them (stream.send_all yields after each send)
+                try:
+                    await write_all(sock, reply.prefix)
+                    sent = len(reply.prefix)
+                    for part in reply.parts:
+                        if type(part) is SendfileSlice:
+                            src = part.source
+                            await sendfile_all(sock, src.fd, src.position, src.length)
+                            _SENDFILE_BYTES.inc(src.length)
+                            sent += src.length
+                        else:
+                            await write_all(sock, part)
+                            sent += len(part)
+                finally:
+                    _SENT.inc(sent)
+                    reply.release()
+                return True
             try:
                 await self.stream.send_all(reply.prefix)
                 sent = len(reply.prefix)
                 for part in reply.parts:
                     if type(part) is SendfileSlice:
                         src = part.source
-                        if self.info.zero_copy and self._sock is not None:
-                            await sendfile_all(self._sock, src.fd, src.position, src.length)
-                            _SENDFILE_BYTES.inc(src.length)
-                        else:
-                            await pread_all(self.stream, src.fd, src.position, src.length)
-                            _COPIED_BYTES.inc(src.length)
+                        await pread_all(self.stream, src.fd, src.position, src.length)
+                        _COPIED_BYTES.inc(src.length)
                         sent += src.length
                     else:
                         await self.stream.send_all(part)

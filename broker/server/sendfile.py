@@ -16,7 +16,7 @@ import os
 
 import trio
 
-__all__ = ["pread_all", "sendfile_all"]
+__all__ = ["pread_all", "sendfile_all", "write_all"]
 
 # Give other tasks a turn after this many bytes even if the socket keeps
 # accepting (loopback buffers can be large).
@@ -54,6 +54,24 @@ async def sendfile_all(sock: trio.socket.SocketType, fd: int, offset: int, count
             await trio.lowlevel.checkpoint()
             since_yield = 0
     return sent_total
+
+
+async def write_all(sock: trio.socket.SocketType, data: bytes) -> None:
+    """Write ``data`` to the non-blocking socket without a schedule point
+    while the socket buffer takes it (``stream.send_all`` yields after every
+    send: between a response's header and its sendfile that lets every other
+    ready task run first). Waits for writability only when it is full."""
+    out = sock.fileno()
+    view = memoryview(data)
+    while view:
+        try:
+            sent = os.write(out, view)
+        except BlockingIOError:
+            await trio.lowlevel.wait_writable(sock)
+            continue
+        except OSError as exc:  # what trio's send_all reports for a broken socket
+            raise trio.BrokenResourceError(f"socket unusable: {exc}") from exc
+        view = view[sent:]
 
 
 async def pread_all(stream: trio.abc.SendStream, fd: int, offset: int, count: int) -> int:

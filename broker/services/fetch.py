@@ -127,31 +127,33 @@ async def wait(
     logs = [o.plog for o in outcomes if o.plog is not None]
     wanted = max(min_bytes, 1)
     # This task starts some time after plan() looked: check again before
-    # waiting, and take the events in the same step (no checkpoint in
-    # between), or an append in that gap would go unseen until the deadline.
-    while (
-        available(outcomes) < wanted
-        and trio.current_time() < deadline
-        and not ctx.draining.is_set()
-    ):
-        events = [plog.hw_event for plog in logs]
-        await _wait_any([*events, ctx.draining], deadline)
-
-
-async def _wait_any(events: list[trio.Event], deadline: float) -> None:
-    """Return when any event is set or the deadline passes."""
-    if any(e.is_set() for e in events):
-        await trio.lowlevel.checkpoint()
-        return
-    with trio.move_on_at(deadline):
-        async with trio.open_nursery() as nursery:
-
-            async def waiter(event: trio.Event) -> None:
-                await event.wait()
-                nursery.cancel_scope.cancel()
-
-            for event in events:
-                nursery.start_soon(waiter, event)
+    # waiting. The wake-up is registered with every partition before the
+    # check and stays registered across the loop (no checkpoint between a
+    # check and a registration), so an append is never missed. An append
+    # wakes this task directly, in the append's own step (PartitionLog.
+    # watch_hw): no waiter tasks. A draining broker wakes every partition's
+    # watchers.
+    woken = trio.Event()
+    wake = woken.set
+    for plog in logs:
+        plog.watch_hw(wake)
+    try:
+        while (
+            available(outcomes) < wanted
+            and trio.current_time() < deadline
+            and not ctx.draining.is_set()
+        ):
+            with trio.move_on_at(deadline):
+                await woken.wait()
+            woken = trio.Event()
+            for plog in logs:
+                plog.unwatch_hw(wake)
+            wake = woken.set
+            for plog in logs:
+                plog.watch_hw(wake)
+    finally:
+        for plog in logs:
+            plog.unwatch_hw(wake)
 
 
 def read(outcomes: list[ReadOutcome], max_bytes: int, convert: Convert | None = None) -> None:

@@ -246,7 +246,11 @@ class Fetcher:
             if response is None:  # cancelled by a seek or assignment change
                 self._wake = trio.Event()
                 continue
-            self._absorb(response, epochs)
+            if self._absorb(response, epochs):
+                # Let a poll waiting for these records take them before the
+                # next fetch is built and written (a record's latency is
+                # until poll returns it; the next fetch is a step later).
+                await trio.lowlevel.checkpoint()
 
     def _build_request(self) -> tuple[FetchRequest | None, dict[TopicPartition, int]]:
         if self._buffered >= self.max_buffer_bytes:
@@ -274,7 +278,8 @@ class Fetcher:
         )
         return request, epochs
 
-    def _absorb(self, response, epochs: dict[TopicPartition, int]) -> None:
+    def _absorb(self, response, epochs: dict[TopicPartition, int]) -> bool:
+        """Buffer a fetch response's records; True when poll has news."""
         if response.error_code:
             error = error_for_code(response.error_code, response.error_message or "")
             for tp in epochs:
@@ -282,7 +287,7 @@ class Fetcher:
                 if state is not None and not error.retriable:
                     state.error = error
             self._data_arrived.set()
-            return
+            return True
         arrived = False
         for t in response.topics:
             for p in t.partitions:
@@ -309,6 +314,7 @@ class Fetcher:
                 arrived = True
         if arrived:
             self._data_arrived.set()
+        return arrived
 
     def _partition_error(
         self, tp: TopicPartition, state: PartitionState, code: int, message: str | None

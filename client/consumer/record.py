@@ -92,6 +92,13 @@ class RecordList(Sequence[Record]):
             Record, (topic, partition, first + j, ts0 + deltas[j], keys[j], values[j], headers[j])
         )
 
+    def values(self) -> list[bytes | None]:
+        """Every record's value, in order, without building a Record per
+        record (the batches' value columns joined in C): for a consumer that
+        needs only the values, several times cheaper per record than
+        iterating."""
+        return list(chain.from_iterable([part[6] for part in self._parts]))
+
     def __eq__(self, other: object) -> bool:
         if isinstance(other, (RecordList, list, tuple)):
             return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from itertools import repeat
 from time import time_ns as _time_ns
 from typing import Any
 
@@ -302,6 +303,91 @@ class ProducerCore:
             return new_future(RecordFuture, (batch, index, timestamp))
 
         return try_send
+
+    def make_try_send_many(self) -> Any:
+        """Build the batch-level fast path: ``try_send_many(topic, values,
+        start, key, partition)`` appends ``values[start:]`` (bytes, no
+        headers, one key or None, one timestamp) to the partition's open
+        batch, as many as its buffer reservation holds, in one C-level
+        ``list.extend`` under the accumulator's lock: no Python code runs per
+        record. Returns ``(count, handle of the last one appended)``, or
+        ``(0, None)`` when it cannot take any (no open batch, a full
+        reservation, anything unusual); the caller sends one record the
+        general way then (which opens, seals and reserves) and tries again.
+        ``values`` must be a list or tuple whose items are all ``bytes``
+        (checked by the caller)."""
+        counts = self.partition_counts
+        sticky = self._sticky_current
+        acc = self.acc
+        lock = acc._lock
+        open_batches = acc._open
+        max_bytes = self.max_record_bytes
+        time_ns = _time_ns
+        for_key = partition_for_key
+        new_future = tuple.__new__
+
+        def try_send_many(
+            topic: str,
+            values: list[bytes] | tuple[bytes, ...],
+            start: int,
+            key: bytes | None,
+            partition: int | None,
+        ) -> tuple[int, RecordFuture | None]:
+            overhead = _RECORD_OVERHEAD + (0 if key is None else len(key))
+            if key is None and partition is None:
+                partition = sticky.get(topic)
+                if partition is None:
+                    return 0, None
+            else:
+                count = counts.get(topic)
+                if count is None:
+                    return 0, None
+                if partition is None:
+                    partition = for_key(key, count)
+                elif partition < 0 or partition >= count:
+                    return 0, None
+            timestamp = time_ns() // 1_000_000
+            lock.acquire()
+            try:
+                by_partition = open_batches.get(topic)
+                if by_partition is None:
+                    return 0, None
+                batch = by_partition.get(partition)
+                if batch is None:
+                    return 0, None
+                room = batch.reserved - batch.size
+                # at most this many can fit (each costs at least the overhead):
+                # the work below is bounded by the reservation, not len(values)
+                rest = values[start : start + room // overhead + 1]
+                if not rest:
+                    return 0, None
+                # as many as fit even if all were the longest one: exact for
+                # equal sizes, a little short otherwise (the rest comes next)
+                longest = max(map(len, rest)) + overhead
+                if longest > max_bytes:
+                    return 0, None  # the general path raises RecordTooLargeError
+                take = min(len(rest), room // longest)
+                if take <= 0:
+                    return 0, None
+                chunk = rest[:take] if take < len(rest) else rest
+                records = batch.records
+                first = len(records)
+                records.extend(
+                    zip(
+                        repeat(timestamp - batch.base_timestamp, take),
+                        repeat(key),
+                        chunk,
+                        repeat(None),
+                    )
+                )
+                batch.size += sum(map(len, chunk)) + take * overhead
+                if timestamp > batch.max_timestamp:
+                    batch.max_timestamp = timestamp
+            finally:
+                lock.release()
+            return take, new_future(RecordFuture, (batch, first + take - 1, timestamp))
+
+        return try_send_many
 
     def prepare(
         self,

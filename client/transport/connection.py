@@ -159,7 +159,16 @@ class BrokerConnection:
         which gets no response)."""
         if self._broken is not None:
             raise self._broken
-        async with self._send_lock:
+        # The lock is almost always free: take it without a schedule point,
+        # so the request is written in the caller's step (a schedule point
+        # here lets every other ready task run, and the event loop poll,
+        # before the bytes leave). Cancellation is still honoured first.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            self._send_lock.acquire_nowait()
+        except trio.WouldBlock:
+            await self._send_lock.acquire()
+        try:
             if self._broken is not None:
                 raise self._broken
             correlation_id, prefix, buffers = self.codec.send_request(body, api_version)
@@ -184,6 +193,8 @@ class BrokerConnection:
                 # A half-written frame desynchronises the stream for good.
                 self._break("a request was cancelled while being written")
                 raise
+        finally:
+            self._send_lock.release()
         return pending
 
     async def request(self, body: Any, api_version: int = 0, timeout: float | None = None) -> Any:

@@ -181,6 +181,56 @@ async def test_long_poll_returns_early_on_append(broker, nursery):
     assert result["elapsed"] < 10  # long before max_wait_ms
 
 
+async def test_long_poll_over_several_partitions_wakes_on_any(broker, nursery):
+    reader = await connect(nursery, broker.address)
+    writer = await connect(nursery, broker.address)
+    await create(writer, "lpm", partitions=3, flush="none")
+    request = FetchRequest(
+        max_wait_ms=60_000,
+        min_bytes=1,
+        max_bytes=1 << 20,
+        topics=[
+            FetchTopic(
+                name="lpm",
+                partitions=[
+                    FetchPartition(partition=p, fetch_offset=0, max_bytes=1 << 20) for p in range(3)
+                ],
+            )
+        ],
+    )
+    got = {}
+
+    async def poll():
+        response = await reader.request(request, timeout=120)
+        got["parts"] = {p.partition: offsets_in(p.records) for p in response.topics[0].partitions}
+
+    async with trio.open_nursery() as n:
+        n.start_soon(poll)
+        await trio.testing.wait_all_tasks_blocked()
+        await produce(writer, "lpm", batch(0), partition=2)  # only the last one
+    assert got["parts"] == {0: [], 1: [], 2: [0]}
+
+
+async def test_draining_broker_answers_long_polls_at_once(tmp_path, nursery):
+    b = Broker(broker_config(tmp_path / "d"))
+    listeners = await nursery.start(b.serve)
+    conn = await connect(nursery, listeners[0].address)
+    await create(conn, "lpd", flush="none")
+    got = {}
+
+    async def poll():
+        # answered by the drain, long before max_wait_ms (10 minutes)
+        response = await conn.request(fetch_request("lpd", 0, max_wait_ms=600_000), timeout=900)
+        got["records"] = response.topics[0].partitions[0].records
+
+    async with trio.open_nursery() as n:
+        n.start_soon(poll)
+        await trio.testing.wait_all_tasks_blocked()
+        assert got == {}  # parked in the long poll
+        b.shutdown()
+    assert len(got["records"]) == 0
+
+
 async def test_long_poll_returns_empty_at_max_wait(broker, nursery):
     conn = await connect(nursery, broker.address)
     await create(conn, "lpt")

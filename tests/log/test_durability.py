@@ -221,6 +221,25 @@ async def test_long_poll_waits_for_the_high_watermark(tmp_path):
     await log.aclose()
 
 
+async def test_hw_watchers_are_called_at_each_advance_until_unwatched(tmp_path):
+    log = open_log(tmp_path / "p", config(flush="none"))
+    calls: list[int] = []
+
+    def wake() -> None:
+        calls.append(log.high_watermark)
+
+    log.watch_hw(wake)
+    log.append(batch(1))
+    log.append(batch(2))
+    assert calls == [1, 3]  # synchronously, in the append, with the new HW
+    log.wake_hw_watchers()  # what a draining broker does
+    assert calls == [1, 3, 3]
+    log.unwatch_hw(wake)
+    log.append(batch(1))
+    assert calls == [1, 3, 3]
+    await log.aclose()
+
+
 async def test_available_bytes_follows_the_high_watermark(tmp_path):
     log = open_log(tmp_path / "p", config(flush="sync", segment_bytes=500))
     sizes = []
