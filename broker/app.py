@@ -22,7 +22,7 @@ import logging
 import os
 import resource
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -30,8 +30,6 @@ from tailrace.client.errors import BrokerError
 from tailrace.client.protocol import Limits
 
 from .config import BrokerConfig, parse_address
-from .console.server import serve_console
-from .console.web import Console
 from .coordinator import GroupCoordinator, GroupSettings
 from .handlers import HANDLERS, BrokerContext
 from .kafka.codec import KafkaServerConnection
@@ -49,6 +47,9 @@ from .producer_ids import ProducerIdAllocator
 from .security.runtime import BrokerSecurity
 from .server.connection import ConnectionHandler, ConnectionInfo
 from .server.listeners import BoundListener, ConnectionCounter, open_listener, serve_listeners
+
+if TYPE_CHECKING:
+    from .console.web import Console
 
 __all__ = ["Broker"]
 
@@ -143,6 +144,12 @@ class Broker:
     async def _start_console(self, nursery: trio.Nursery) -> None:
         """In the nursery that ends before the logs close: no page is ever
         served from a closed log."""
+        # imported only when the console is on: its web stack (Starlette,
+        # hypercorn) brings asyncio and ~50 ms of imports a broker without a
+        # console (or a test fixture) should not pay
+        from .console.server import serve_console
+        from .console.web import Console
+
         host, port = parse_address(self.config.get("console", "listen"))
         self.console = Console(self)
         address = await nursery.start(serve_console, self.console, host, port)
