@@ -27,14 +27,23 @@ Scenarios:
 * ``thread-warm``: a second broker in the same process (every import done);
 * ``process``: the fresh broker, a ``tailrace broker`` child process.
 
+Every scenario runs with ``pytest`` imported first, as in a pytest session
+(trio's import pulls part of pytest in when it is importable, so leaving it
+out would charge the broker for pytest's import). Before the runs the tool
+compiles tailrace's modules to bytecode, as ``pip install`` does for an
+installed distribution: an editable checkout under
+``PYTHONDONTWRITEBYTECODE=1`` otherwise compiles every module from source at
+each start (about 60 ms more here); ``--no-compile`` measures that case.
+
 Usage::
 
-    python tools/bench_testing.py [--runs 15] [--client native|kafka]
+    python tools/bench_testing.py [--runs 15] [--client native|kafka] [--no-compile]
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import importlib
 import json
 import resource
@@ -61,6 +70,8 @@ def first_request(bootstrap_native: str, bootstrap_kafka: str, client: str) -> N
 
 def child(scenario: str, client: str) -> dict[str, float]:
     """One measurement, in this (fresh) interpreter."""
+    import pytest  # noqa: F401  (the session has pytest imported)
+
     import tailrace.testing  # pytest imported the plugin before any test
 
     # what a test module imported at collection, before the fixture's request
@@ -106,11 +117,24 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--client", choices=["native", "kafka"], default="native")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument(
+        "--no-compile",
+        action="store_true",
+        help="do not compile tailrace's modules to bytecode first",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(args.child, args.client)))
         return 0
+    if not args.no_compile:
+        import tailrace.broker
+        import tailrace.client
+        import tailrace.testing
+
+        for package in (tailrace.broker, tailrace.client, tailrace.testing):
+            for path in package.__path__:
+                compileall.compile_dir(path, quiet=1)
     scenarios = args.scenarios.split(",")
     results: dict[str, list[dict[str, float]]] = {s: [] for s in scenarios}
     for _ in range(args.runs):

@@ -103,26 +103,41 @@ class KafkaBadRequest:
     size: int = 0
 
 
-def _schemas() -> dict[tuple[int, int], tuple[type, Callable, type, bool]]:
-    out = {}
-    for key, (lo, hi) in ADVERTISED.items():
-        for version in range(lo, hi + 1):
-            req = load_request_schema(key, version)
-            resp = load_response_schema(key, version)
-            out[(key, version)] = (req, entity_reader(req), resp, bool(req.__flexible__))
-    return out
+#: (api_key, api_version) -> (request class, its reader, response class,
+#: flexible), filled on first use: kio's schema modules take 2-3 ms each to
+#: import, and loading all of the advertised pairs at import time cost the
+#: broker's start-up about 0.2 s (docs/testing.md). A client uses a handful.
+_SCHEMAS: dict[tuple[int, int], tuple[type, Callable, type, bool]] = {}
 
 
-#: (api_key, api_version) -> (request class, its reader, response class, flexible)
-_SCHEMAS = _schemas()
+def _schema(api_key: int, api_version: int) -> tuple[type, Callable, type, bool] | None:
+    """The schema entry of an advertised (API, version), or None if it is not one."""
+    entry = _SCHEMAS.get((api_key, api_version))
+    if entry is None:
+        span = ADVERTISED.get(api_key)
+        if span is None or not span[0] <= api_version <= span[1]:
+            return None
+        req = load_request_schema(api_key, api_version)
+        resp = load_response_schema(api_key, api_version)
+        entry = (req, entity_reader(req), resp, bool(req.__flexible__))
+        # Brokers in several threads of one process may both load a pair:
+        # the entries are equal, and a dict store is atomic.
+        _SCHEMAS[(api_key, api_version)] = entry
+    return entry
 
 
 def request_class(api_key: int, api_version: int) -> type:
-    return _SCHEMAS[(api_key, api_version)][0]
+    entry = _schema(api_key, api_version)
+    if entry is None:
+        raise KeyError((api_key, api_version))
+    return entry[0]
 
 
 def response_class(api_key: int, api_version: int) -> type:
-    return _SCHEMAS[(api_key, api_version)][2]
+    entry = _schema(api_key, api_version)
+    if entry is None:
+        raise KeyError((api_key, api_version))
+    return entry[2]
 
 
 def _read_uvarint(buf: memoryview, pos: int) -> tuple[int, int]:
@@ -234,7 +249,7 @@ class KafkaServerConnection:
         if correlation_id >= 1 << 31:
             correlation_id -= 1 << 32  # an i32 on the wire
         size = len(payload) + 12
-        entry = _SCHEMAS.get((api_key, api_version))
+        entry = _schema(api_key, api_version)
         if entry is None:
             span = ADVERTISED.get(api_key)
             what = (
