@@ -17,6 +17,9 @@ the same scenarios with longer profiles and needs the same pieces:
 * :mod:`.workload`: idempotent producer tasks that feed a History, and a
   consumer that reads a topic back.
 * :mod:`.powercut`: a StorageIO that models what a power cut leaves on disk.
+* :mod:`.netns`: network partitions between loopback addresses (nftables
+  drop rules inside a private ``unshare -rn`` namespace) and SIGSTOP pauses,
+  for cluster scenarios.
 * :mod:`.faults`: StorageIO subclasses that fail syscalls (EIO, ENOSPC) or
   stop at a named crash point (an exception in-process, ``os._exit`` in a
   subprocess broker: ``python -m tailrace.broker.faultkit.faulty_broker``).
