@@ -17,6 +17,10 @@ the same scenarios with longer profiles and needs the same pieces:
 * :mod:`.workload`: idempotent producer tasks that feed a History, and a
   consumer that reads a topic back.
 * :mod:`.powercut`: a StorageIO that models what a power cut leaves on disk.
+* :mod:`.replicas`: the replicas of a partition agree, batch for batch and
+  byte for byte (below the high watermark, or whole after healing), leader
+  epochs never decrease along a log, observed high watermarks and epochs
+  never go back.
 * :mod:`.netns`: network partitions between loopback addresses (nftables
   drop rules inside a private ``unshare -rn`` namespace) and SIGSTOP pauses,
   for cluster scenarios.
