@@ -5,7 +5,9 @@ measures everything, including what the broker cost: the child's PID is
 known, so its CPU seconds and peak RSS are read from /proc, not guessed.
 
 The broker listens on 127.0.0.1 port 0; its port is read from the
-``listening ... address=HOST:PORT`` log line on stderr. A thread keeps
+``listening ... address=HOST:PORT`` log line on stderr. With ``kafka=True``
+it also serves a Kafka listener on another port 0, read from the
+``listening protocol=kafka ... address=HOST:PORT`` line (``kafka_address``). A thread keeps
 draining stderr for the whole run (a full pipe would stall the broker) and
 keeps the last lines for the error message if it dies. It is stopped
 through its own Popen handle: SIGTERM, wait, SIGKILL only if it hangs.
@@ -35,6 +37,7 @@ from .procstats import ProcSample, sample
 __all__ = ["BrokerStartError", "SpawnedBroker"]
 
 _LISTENING = re.compile(r"listening .*address=(\S+)")
+_KAFKA = re.compile(r"\bprotocol=kafka\b")
 _OWN_SETTINGS = ("TAILRACE_BOOTSTRAP", "TAILRACE_LISTEN", "TAILRACE_DATA_DIR")
 
 
@@ -55,6 +58,7 @@ class SpawnedBroker:
         *,
         log_level: str = "INFO",
         launcher: Sequence[str] = ("-m", "tailrace.broker.cli"),
+        kafka: bool = False,
     ) -> None:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if data_dir is None:
@@ -65,8 +69,12 @@ class SpawnedBroker:
         #: what follows the interpreter on the command line, before "broker"
         #: (tools/trace_hops.py starts the broker through a wrapper)
         self.launcher = list(launcher)
+        #: also serve a Kafka listener (``--kafka-listen 127.0.0.1:0``)
+        self.kafka = kafka
         self.proc: subprocess.Popen[str] | None = None
         self.address = ""
+        #: the Kafka listener's HOST:PORT when ``kafka`` (else "")
+        self.kafka_address = ""
         #: seconds from Popen to the "listening" log line, for the last start
         self.startup_s: float | None = None
         self.log_tail: collections.deque[str] = collections.deque(maxlen=50)
@@ -91,8 +99,11 @@ class SpawnedBroker:
             "--log-format",  # the address is read from a key=value line
             "kv",
         ]
+        if self.kafka:
+            cmd += ["--kafka-listen", "127.0.0.1:0"]
         env = {k: v for k, v in os.environ.items() if k not in _OWN_SETTINGS}
         self.address = ""
+        self.kafka_address = ""
         found = threading.Event()
         t0 = time.monotonic()
         self.proc = subprocess.Popen(
@@ -104,18 +115,24 @@ class SpawnedBroker:
             assert proc.stderr is not None
             for line in proc.stderr:
                 self.log_tail.append(line.rstrip("\n"))
-                if not self.address:
-                    m = _LISTENING.search(line)
-                    if m:
-                        self.startup_s = time.monotonic() - t0
-                        self.address = m.group(1)
-                        found.set()
+                if self.address and (self.kafka_address or not self.kafka):
+                    continue
+                m = _LISTENING.search(line)
+                if m is None:
+                    continue
+                if _KAFKA.search(line):
+                    self.kafka_address = m.group(1)
+                else:
+                    self.address = m.group(1)
+                if self.address and (self.kafka_address or not self.kafka):
+                    self.startup_s = time.monotonic() - t0
+                    found.set()
             found.set()
 
         self._pump = threading.Thread(target=pump, args=(self.proc,), daemon=True)
         self._pump.start()
         found.wait(timeout)
-        if not self.address:
+        if not self.address or (self.kafka and not self.kafka_address):
             self.stop()
             raise BrokerStartError(
                 "the broker did not start listening:\n" + "\n".join(self.log_tail)

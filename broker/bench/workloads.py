@@ -222,9 +222,13 @@ class ProducerPool:
     """K worker processes (worker.py), started, released together, collected.
 
     Each worker's stderr goes to a temporary file, shown if it fails.
+    ``command`` replaces the worker's command line (default: this package's
+    worker.py) with another program that speaks the same JSON-lines
+    protocol over its stdin/stdout (tools/bench_kafka_clients.py runs the
+    Kafka clients that way).
     """
 
-    def __init__(self, specs: list[ProduceSpec]) -> None:
+    def __init__(self, specs: list[Any], command: list[str] | None = None) -> None:
         self.procs: list[subprocess.Popen[str]] = []
         self.logs: list[Any] = []
         self.results: list[dict[str, Any] | None] = [None] * len(specs)
@@ -235,7 +239,7 @@ class ProducerPool:
                 log = tempfile.TemporaryFile(mode="w+", prefix="tailrace-bench-worker-")  # noqa: SIM115
                 self.logs.append(log)
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "tailrace.broker.bench.worker"],
+                    command or [sys.executable, "-m", "tailrace.broker.bench.worker"],
                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
                 )  # fmt: skip
                 self.procs.append(proc)

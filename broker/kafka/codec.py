@@ -262,6 +262,13 @@ class KafkaServerConnection:
                 api_key, api_version, correlation_id, UnsupportedVersionError(what), size
             )
         _req, reader, _resp, flexible = entry
+        if not payload.readonly:
+            # a large frame (FrameReader.LARGE_FRAME, 256 KiB: librdkafka's
+            # produce requests of default 1 MB batches) arrives in a writable
+            # buffer of its own; kio's Rust readers take read-only buffers
+            # only (a writable one: ValueError). A read-only view, no copy:
+            # the decoded body holds bytes copies, not views of the buffer.
+            payload = payload.toreadonly()
         try:
             client_id, pos = _read_header_rest(payload, flexible)
             body, _used = reader(payload, pos)  # trailing bytes are ignored
