@@ -39,9 +39,10 @@ clients: $(CLIENT_STAMPS)
 
 # Debian packages the tests drive: kcat (1.7.1, librdkafka 2.0.2) for the
 # kcat tests; chromium and chromium-driver for the console's browser tests
-# (selenium, in the test extra). Installed with apt-get where missing, one
-# `apt-get update` first (CI runs as root; elsewhere through sudo).
-DEBIAN_TOOLS := kcat:kcat chromium:chromium chromedriver:chromium-driver
+# (selenium, in the test extra); etcd-server (3.4, the `etcd` binary) for the
+# cluster tests and `make run-cluster`. Installed with apt-get where missing,
+# one `apt-get update` first (CI runs as root; elsewhere through sudo).
+DEBIAN_TOOLS := kcat:kcat chromium:chromium chromedriver:chromium-driver etcd:etcd-server
 
 debian-tools:
 	@missing=""; for pair in $(DEBIAN_TOOLS); do \
