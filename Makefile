@@ -39,10 +39,12 @@ clients: $(CLIENT_STAMPS)
 
 # Debian packages the tests drive: kcat (1.7.1, librdkafka 2.0.2) for the
 # kcat tests; chromium and chromium-driver for the console's browser tests
-# (selenium, in the test extra); nftables and iproute2 for the network
-# faults of the cluster scenarios (broker/faultkit/netns.py). Installed with apt-get where missing, one
-# `apt-get update` first (CI runs as root; elsewhere through sudo).
-DEBIAN_TOOLS := kcat:kcat chromium:chromium chromedriver:chromium-driver nft:nftables ip:iproute2
+# (selenium, in the test extra); etcd-server (3.4, the `etcd` binary) for the
+# cluster tests and `make run-cluster`; nftables and iproute2 for the network
+# faults of the cluster scenarios (broker/faultkit/netns.py). Installed with
+# apt-get where missing, one `apt-get update` first (CI runs as root;
+# elsewhere through sudo).
+DEBIAN_TOOLS := kcat:kcat chromium:chromium chromedriver:chromium-driver etcd:etcd-server nft:nftables ip:iproute2
 
 debian-tools:
 	@missing=""; for pair in $(DEBIAN_TOOLS); do \

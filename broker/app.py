@@ -49,6 +49,7 @@ from .server.connection import ConnectionHandler, ConnectionInfo
 from .server.listeners import BoundListener, ConnectionCounter, open_listener, serve_listeners
 
 if TYPE_CHECKING:
+    from .cluster.member import ClusterMember
     from .console.web import Console
 
 __all__ = ["Broker"]
@@ -104,6 +105,8 @@ class Broker:
         self._dispatcher = metered(self._dispatch) if shown else self._dispatch
         #: the Kafka front-end's dispatcher (made once the context exists)
         self._kafka_dispatcher: Any = None
+        #: this broker's membership of a cluster (cluster mode only)
+        self.cluster: ClusterMember | None = None
 
     @property
     def stopping(self) -> bool:
@@ -161,6 +164,35 @@ class Broker:
             login=self.console.login_required,
         )
 
+    async def _start_cluster(self, nursery: trio.Nursery) -> None:
+        """Join the cluster (etcd) in the background nursery: registration
+        and the controller campaign go on there; the lease is revoked when
+        the nursery ends, before the logs close."""
+        # imported only in cluster mode: a single node never loads httpx
+        from .cluster.member import ClusterMember, ClusterSettings
+
+        assert self.context is not None
+        settings = ClusterSettings.from_config(self.config)
+        native = [b for b in self.listeners if not _is_kafka(b)]
+        kafka = [b for b in self.listeners if _is_kafka(b)]
+        address = self.config.get("cluster", "advertised_address") or (
+            native[0].address if native else ""
+        )
+        self.cluster = ClusterMember(
+            settings, address=address, kafka_address=kafka[0].address if kafka else ""
+        )
+        self.context.node_id = settings.node_id
+        self.context.cluster = self.cluster
+        await nursery.start(self.cluster.run)
+        log_event(
+            log,
+            logging.INFO,
+            "cluster mode",
+            node_id=settings.node_id,
+            etcd=",".join(settings.etcd_endpoints),
+            advertised=address,
+        )
+
     async def _serve_logs(self, task_status: trio.TaskStatus[list[BoundListener]]) -> None:
         config = self.config
         data_dir = self.data_dir
@@ -195,6 +227,8 @@ class Broker:
                 )
                 if config.get("console", "listen"):
                     await self._start_console(background)
+                if config.clustered:
+                    await self._start_cluster(background)
                 await self._serve_connections(task_status)
                 background.cancel_scope.cancel()
         finally:

@@ -50,6 +50,7 @@ CLIENT_ENV = frozenset(
         "TAILRACE_SASL_MECHANISM",
         "TAILRACE_USERNAME",
         "TAILRACE_PASSWORD_FILE",
+        "TAILRACE_ETCD",
     }
 )
 
@@ -92,6 +93,25 @@ def _address_or_empty(value: str) -> str | None:
         parse_address(value)
     except ValueError as exc:
         return f"is not HOST:PORT ({exc}); leave it empty to turn it off"
+    return None
+
+
+def split_urls(text: str) -> list[str]:
+    """``cluster.etcd_endpoints``: URLs separated by commas."""
+    return [u.strip() for u in text.split(",") if u.strip()]
+
+
+def _urls_or_empty(value: str) -> str | None:
+    for url in split_urls(value):
+        scheme, sep, rest = url.partition("://")
+        if not sep or scheme not in ("http", "https") or not rest:
+            return f"has {url!r}, which is not an http:// URL"
+    return None
+
+
+def _key_prefix(value: str) -> str | None:
+    if not value.startswith("/") or value.endswith("/"):
+        return "must start with '/' and not end with one (like /tailrace)"
     return None
 
 
@@ -405,11 +425,83 @@ SETTINGS: tuple[Setting, ...] = (
         "largest request frame before authentication; a larger length prefix closes the connection",
         _at_least(4096),
     ),
+    # --- [cluster]: cluster mode (etcd); off unless node_id and etcd_endpoints --
+    Setting(
+        "cluster",
+        "node_id",
+        int,
+        -1,
+        "this broker's id in a cluster (0 or more, unique); -1: single node (the default)",
+        _at_least(-1),
+    ),
+    Setting(
+        "cluster",
+        "etcd_endpoints",
+        str,
+        "",
+        "etcd client URLs, comma-separated (http://127.0.0.1:2379,...); empty: single node",
+        _urls_or_empty,
+    ),
+    Setting(
+        "cluster",
+        "advertised_address",
+        str,
+        "",
+        "HOST:PORT other brokers and clients reach this broker's native listener at; "
+        "empty: the first native listener's bound address",
+        _address_or_empty,
+    ),
+    Setting(
+        "cluster",
+        "bind_host",
+        str,
+        "",
+        "source address of this broker's outgoing connections (etcd, other brokers), "
+        "e.g. 127.0.0.2; empty: chosen by the OS",
+    ),
+    Setting(
+        "cluster",
+        "etcd_prefix",
+        str,
+        "/tailrace",
+        "every key of this cluster lives under this etcd prefix",
+        _key_prefix,
+    ),
+    Setting(
+        "cluster",
+        "session_timeout_ms",
+        int,
+        6_000,
+        "TTL of the broker's etcd lease: a broker that cannot renew it this long is "
+        "presumed dead (its registration, and the controller role, go); whole seconds",
+        _at_least(1_000),
+    ),
+    Setting(
+        "cluster",
+        "etcd_timeout_ms",
+        int,
+        2_000,
+        "deadline of one etcd request before the next endpoint is tried",
+        _at_least(1),
+    ),
+    Setting(
+        "cluster",
+        "default_replication_factor",
+        int,
+        3,
+        "replicas of a topic created without one (capped at the live brokers)",
+        _at_least(1),
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
 #: command-line flags not spelled like their setting
-_FLAG_NAMES = {"metrics_listen": "--metrics", "console.listen": "--console"}
+_FLAG_NAMES = {
+    "metrics_listen": "--metrics",
+    "console.listen": "--console",
+    "cluster.node_id": "--node-id",
+    "cluster.etcd_endpoints": "--cluster-etcd",
+}
 _SECTIONS = {s.section for s in SETTINGS if s.section}
 #: topic_defaults keys that are LogConfig fields (all but partitions)
 _LOG_KEYS = set(LogConfig.field_names())
@@ -537,6 +629,11 @@ class BrokerConfig:
     @property
     def super_users(self) -> list[str]:
         return split_principals(self.values["security.super_users"])
+
+    @property
+    def clustered(self) -> bool:
+        """Whether this broker runs in cluster mode ([cluster] node_id and etcd)."""
+        return self.values["cluster.node_id"] >= 0
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -795,6 +892,7 @@ def load_config(
                     f"{lc.name!r} too"
                 )
     _check_console(config)
+    _check_cluster(config)
     for lc in listeners:
         if lc.tls:
             try:
@@ -846,6 +944,17 @@ def _check_console(config: BrokerConfig) -> None:
             f"console.listen {text} is not a loopback address and no listener authenticates: "
             "anyone who reaches it could change topics and offsets; bind it to 127.0.0.1 or "
             "turn on SASL authentication (the console then asks for a login)"
+        )
+
+
+def _check_cluster(config: BrokerConfig) -> None:
+    """Cluster mode needs both a node id and etcd; single node neither."""
+    node_id = config.values["cluster.node_id"]
+    endpoints = config.values["cluster.etcd_endpoints"]
+    if (node_id >= 0) != bool(split_urls(endpoints)):
+        raise ConfigError(
+            "cluster mode needs both cluster.node_id (--node-id) and cluster.etcd_endpoints "
+            "(--cluster-etcd); set neither for a single node"
         )
 
 

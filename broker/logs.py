@@ -74,3 +74,6 @@ def configure_logging(level: str = "INFO", fmt: str = "kv", stream: Any = None) 
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # httpx (the etcd adapter's transport, cluster mode) logs every request at
+    # INFO: a line per lease keepalive. The adapter logs what matters itself.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -37,3 +39,31 @@ def broker_process(tmp_path: Path) -> Iterator[BrokerProcess]:
         yield proc
     finally:
         proc.kill()
+
+
+def _etcd(tmp_path: Path, members: int) -> Iterator[Any]:
+    # imported here: only the cluster tests start etcd
+    from tailrace.broker.faultkit.etcd_cluster import EtcdCluster
+
+    # 50/500 ms: quick elections and a 1 s minimum lease TTL (defaults 100/1000)
+    cluster = EtcdCluster(tmp_path / "etcd", members=members, heartbeat_ms=50, election_ms=500)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        # each member preallocates ~123 MB of WAL: do not keep it in pytest's tmp dirs
+        shutil.rmtree(tmp_path / "etcd", ignore_errors=True)
+
+
+@pytest.fixture
+def etcd(tmp_path: Path) -> Iterator[Any]:
+    """One etcd member on a free loopback port (an EtcdCluster); fails when
+    the etcd binary is missing (`make debian-tools`)."""
+    yield from _etcd(tmp_path, 1)
+
+
+@pytest.fixture
+def etcd3(tmp_path: Path) -> Iterator[Any]:
+    """Three etcd members on free loopback ports (an EtcdCluster)."""
+    yield from _etcd(tmp_path, 3)

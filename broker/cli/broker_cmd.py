@@ -1,6 +1,6 @@
 """``tailrace broker [--config FILE] [--data-dir DIR] [--listen HOST:PORT]
 [--kafka-listen HOST:PORT] [--metrics HOST:PORT] [--console HOST:PORT] [--log-level L]
-[--log-format kv|json] [--check-config]``.
+[--log-format kv|json] [--node-id N --cluster-etcd URL[,URL...]] [--check-config]``.
 
 Exit codes: 0 after a stop by signal (or a good ``--check-config``), 1 when
 the broker cannot start (the data directory is locked by another broker, an
@@ -64,6 +64,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="serve the web console over HTTP here, e.g. 127.0.0.1:7480 "
         "(console.listen; default off)",
     )
+    p.add_argument(
+        "--node-id",
+        metavar="N",
+        type=int,
+        help="run in cluster mode as broker N (cluster.node_id; needs --cluster-etcd)",
+    )
+    p.add_argument(
+        "--cluster-etcd",
+        metavar="URL[,URL...]",
+        help="etcd client URLs of the cluster, e.g. http://127.0.0.1:2379 "
+        "(cluster.etcd_endpoints; needs --node-id; docs/operations.md, Running a cluster)",
+    )
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument("--log-format", choices=["kv", "json"])
     p.add_argument(
@@ -85,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
         "console.listen": args.console,
         "log_level": args.log_level,
         "log_format": args.log_format,
+        "cluster.node_id": args.node_id,
+        "cluster.etcd_endpoints": args.cluster_etcd,
     }
     try:
         config = load_config(args.config, flags=flags)

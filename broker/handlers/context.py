@@ -16,6 +16,7 @@ from ..producer_ids import ProducerIdAllocator
 from ..server.listeners import BoundListener
 
 if TYPE_CHECKING:
+    from ..cluster.member import ClusterMember
     from ..coordinator import GroupCoordinator
     from ..security.acl import AclStore
     from ..security.authz import Authorization
@@ -49,6 +50,8 @@ class BrokerContext:
         #: ACL enforcement, or None when security.authorizer is off: every
         #: handler checks ``ctx.authz is not None`` and does nothing more then
         self.authz: Authorization | None = None
+        #: this broker's cluster membership, or None on a single node
+        self.cluster: ClusterMember | None = None
 
     # --- addresses -------------------------------------------------------------
 

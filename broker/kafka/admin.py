@@ -146,9 +146,9 @@ async def _create_topics(ctx: BrokerContext, info: ConnectionInfo, request: Kafk
     known = set(LogConfig.field_names())
     for i, t in enumerate(body.topics):
         configs = {_config_key(c.name): c.value for c in t.configs}
-        new = topics_service.NewTopic(t.name, t.num_partitions, configs)
+        new = topics_service.NewTopic(t.name, t.num_partitions, configs, t.replication_factor)
         wanted.append(new)
-        if t.replication_factor not in (-1, 1):
+        if ctx.cluster is None and t.replication_factor not in (-1, 1):
             refused[i] = InvalidReplicationFactorError(
                 f"replication factor {t.replication_factor}: this broker is a single node (1)"
             )

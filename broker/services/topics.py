@@ -131,6 +131,8 @@ class NewTopic:
     name: str
     partitions: int = -1
     configs: Mapping[str, str | None] | None = None
+    #: replicas in cluster mode; -1: cluster.default_replication_factor
+    replication_factor: int = -1
     #: filled by create_topics: the partition count used, and the outcome
     error: BrokerError | None = None
 
@@ -163,6 +165,11 @@ async def create_topics(
                 if t.name in ctx.manager.topics():
                     raise TopicAlreadyExistsError(f"topic {t.name!r} already exists")
                 continue
+            if ctx.cluster is not None:
+                # published for the controller to place; refused when the
+                # cluster has it or too few brokers are alive
+                ctx.manager.defaults.with_overrides(configs)
+                await ctx.cluster.create_topic(t.name, t.partitions, t.replication_factor, configs)
             await ctx.manager.create_topic(t.name, t.partitions, configs)
         except BrokerError as exc:
             t.error = exc

@@ -1,0 +1,112 @@
+"""The controller's decisions, sans I/O: from a :class:`ClusterView` to the
+partition states it should write. Pure functions, so every rule is tested
+without etcd; controller.py writes what they return, each by CAS.
+
+Rules (Kafka's ZooKeeper-era controller, without unclean election):
+
+* A new topic's partitions get ``replication_factor`` distinct live brokers
+  each, spread round-robin over the brokers sorted by id from a start that
+  moves with the partition (rack-unaware). The first replica is the
+  preferred leader; leader epoch 0; the ISR is every replica.
+* A partition whose leader is not alive gets a new leader: the first live
+  replica that is in the ISR, in replica order. Every leader change bumps the
+  leader epoch.
+* A dead broker leaves the ISR (the controller's shrink on broker loss), but
+  the ISR is never emptied: when no in-sync replica is alive, the leader
+  becomes :data:`NO_LEADER` (offline) and the ISR stays as it was, so only
+  one of those replicas (each holds every committed record) may lead again
+  when it comes back.
+* Nothing else: growing the ISR back is the leader's job once a follower has
+  caught up (replication, not built yet).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .state import NO_LEADER, ClusterView, PartitionState, TopicSpec
+
+__all__ = ["Change", "assign_replicas", "plan"]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    topic: str
+    partition: int
+    new: PartitionState
+    #: the mod revision the key must still have (0: must be absent)
+    expected_revision: int
+
+
+class NotEnoughBrokers(Exception):
+    """Fewer live brokers than the replication factor."""
+
+
+def assign_replicas(
+    partitions: int, replication_factor: int, brokers: list[int], start: int = 0
+) -> list[tuple[int, ...]]:
+    """Replica lists for ``partitions`` partitions over ``brokers``."""
+    ordered = sorted(brokers)
+    n = len(ordered)
+    if replication_factor < 1 or replication_factor > n:
+        raise NotEnoughBrokers(
+            f"replication factor {replication_factor} needs that many live brokers; {n} are alive"
+        )
+    return [
+        tuple(ordered[(start + p + j) % n] for j in range(replication_factor))
+        for p in range(partitions)
+    ]
+
+
+def _start(topic: str, n: int) -> int:
+    """A start index that differs between topics but not between runs."""
+    return sum(topic.encode()) % n if n else 0
+
+
+def new_topic_states(spec: TopicSpec, live: list[int], controller_epoch: int) -> list[Change]:
+    assignment = assign_replicas(
+        spec.partitions, spec.replication_factor, live, _start(spec.name, len(live))
+    )
+    return [
+        Change(
+            spec.name, p, PartitionState(replicas, replicas[0], 0, replicas, controller_epoch), 0
+        )
+        for p, replicas in enumerate(assignment)
+    ]
+
+
+def reelect(state: PartitionState, live: frozenset[int], controller_epoch: int) -> PartitionState:
+    """The state after dropping dead brokers from the ISR and electing a
+    leader where the current one is dead (unchanged when nothing applies)."""
+    isr = tuple(r for r in state.isr if r in live) or state.isr
+    leader = state.leader
+    if leader == NO_LEADER or leader not in live:
+        candidates = [r for r in state.replicas if r in isr and r in live]
+        leader = candidates[0] if candidates else NO_LEADER
+    if leader == state.leader and isr == state.isr:
+        return state
+    epoch = state.leader_epoch + (1 if leader != state.leader else 0)
+    return PartitionState(state.replicas, leader, epoch, isr, controller_epoch)
+
+
+def plan(view: ClusterView, controller_epoch: int) -> tuple[list[Change], list[str]]:
+    """The writes that bring ``view`` in line with the rules, and the topics
+    that cannot be placed yet (too few live brokers)."""
+    live = view.live
+    changes: list[Change] = []
+    waiting: list[str] = []
+    for name, spec in sorted(view.topics.items()):
+        missing = [p for p in range(spec.partitions) if (name, p) not in view.partitions]
+        if not missing:
+            continue
+        try:
+            fresh = new_topic_states(spec, sorted(live), controller_epoch)
+        except NotEnoughBrokers:
+            waiting.append(name)
+            continue
+        changes.extend(c for c in fresh if c.partition in missing)
+    for (topic, p), (state, revision) in sorted(view.partitions.items()):
+        new = reelect(state, live, controller_epoch)
+        if new != state:
+            changes.append(Change(topic, p, new, revision))
+    return changes, waiting

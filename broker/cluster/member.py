@@ -1,0 +1,248 @@
+"""A broker's membership in a cluster: its etcd session, its registration,
+its bid for controller, and its copy of the cluster metadata.
+
+:meth:`ClusterMember.run` runs in the broker's nursery for the broker's
+whole life::
+
+    grant a lease (TTL cluster.session_timeout_ms) and keep it alive (a task)
+    read and watch every key under cluster.etcd_prefix (a PrefixView)
+    register <prefix>/brokers/<node_id> under the lease, create-if-absent:
+        its create revision is this broker's epoch; a key still held by an
+        earlier run (its lease not yet expired) is waited out
+    campaign for controller; once elected, run the controller until fenced
+
+When the lease is lost (etcd says it is gone, or it could not be renewed
+for a whole TTL) or the controller is fenced, everything of that session
+stops and a new session starts: a new lease and a new, higher broker epoch
+(as Kafka's broker epoch, KIP-380). On shutdown the lease is revoked, so
+the registration and the controller key go at once instead of after a TTL.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import trio
+
+from tailrace.client.errors import (
+    InvalidReplicationFactorError,
+    RequestTimedOutError,
+    TopicAlreadyExistsError,
+)
+
+from ..config import BrokerConfig, split_urls
+from ..etcd import (
+    EtcdClient,
+    EtcdError,
+    EtcdUnavailableError,
+    Lease,
+    LeaseExpiredError,
+    PrefixView,
+)
+from ..logs import log_event
+from .controller import Controller, ControllerFencedError
+from .state import BrokerInfo, ClusterView, Keys, TopicSpec
+
+__all__ = ["ClusterMember", "ClusterSettings"]
+
+log = logging.getLogger("tailrace.cluster")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSettings:
+    node_id: int
+    etcd_endpoints: tuple[str, ...]
+    etcd_prefix: str = "/tailrace"
+    bind_host: str = ""
+    session_timeout_ms: int = 6_000
+    etcd_timeout_ms: int = 2_000
+    default_replication_factor: int = 3
+
+    @classmethod
+    def from_config(cls, config: BrokerConfig) -> ClusterSettings:
+        get = config.values.__getitem__
+        return cls(
+            node_id=get("cluster.node_id"),
+            etcd_endpoints=tuple(split_urls(get("cluster.etcd_endpoints"))),
+            etcd_prefix=get("cluster.etcd_prefix"),
+            bind_host=get("cluster.bind_host"),
+            session_timeout_ms=get("cluster.session_timeout_ms"),
+            etcd_timeout_ms=get("cluster.etcd_timeout_ms"),
+            default_replication_factor=get("cluster.default_replication_factor"),
+        )
+
+    @property
+    def lease_ttl(self) -> int:
+        return max(1, math.ceil(self.session_timeout_ms / 1000))
+
+
+class ClusterMember:
+    def __init__(
+        self,
+        settings: ClusterSettings,
+        *,
+        address: str,
+        kafka_address: str = "",
+        retry_delay: float = 0.25,
+    ) -> None:
+        self.settings = settings
+        self.keys = Keys(settings.etcd_prefix.encode())
+        self.info = BrokerInfo(settings.node_id, address, kafka_address)
+        self.retry_delay = retry_delay
+        self.client: EtcdClient | None = None
+        self.view: PrefixView | None = None
+        #: this session's broker epoch (the registration's create revision), 0 before
+        self.broker_epoch = 0
+        #: the controller epoch while this broker is controller, else None
+        self.controller_epoch: int | None = None
+        #: the current session's lease (for tests and status)
+        self.lease: Lease | None = None
+        #: set once registered (a new Event per session)
+        self.registered = trio.Event()
+
+    @property
+    def node_id(self) -> int:
+        return self.settings.node_id
+
+    def snapshot(self) -> ClusterView | None:
+        """The cluster metadata as this broker last saw it."""
+        if self.view is None or not self.view.revision:
+            return None
+        return ClusterView.from_items(self.keys, self.view.items, self.view.revision)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Be a member until cancelled; started at once (registration follows)."""
+        s = self.settings
+        async with EtcdClient(
+            s.etcd_endpoints,
+            timeout=s.etcd_timeout_ms / 1000,
+            local_address=s.bind_host or None,
+        ) as client:
+            self.client = client
+            task_status.started()
+            while True:
+                lost = await self._session(client)
+                log_event(log, logging.WARNING, "cluster session ended, starting anew", reason=lost)
+                self.broker_epoch = 0
+                self.controller_epoch = None
+                self.registered = trio.Event()
+                await trio.sleep(self.retry_delay)
+
+    async def _retrying(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        while True:
+            try:
+                return await call()
+            except EtcdUnavailableError as exc:
+                log_event(log, logging.WARNING, f"{what}: etcd unavailable", error=str(exc))
+                await trio.sleep(self.retry_delay)
+
+    async def _session(self, client: EtcdClient) -> str:
+        """One lease's life; returns why it ended (lease lost, fenced)."""
+        lease = await self._retrying("lease grant", lambda: client.grant(self.settings.lease_ttl))
+        self.lease = lease
+        reason = ""
+        try:
+            try:
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(client.keep_alive, lease)
+                    self.view = view = PrefixView(client, self.keys.root)
+                    await nursery.start(view.run)
+                    await self._register(client, lease, view)
+                    controller = Controller(
+                        client,
+                        self.keys,
+                        view,
+                        node_id=self.node_id,
+                        broker_epoch=self.broker_epoch,
+                        lease_id=lease.id,
+                    )
+                    epoch = await controller.campaign()
+                    self.controller_epoch = epoch
+                    log_event(
+                        log,
+                        logging.INFO,
+                        "elected controller",
+                        node_id=self.node_id,
+                        controller_epoch=epoch,
+                        broker_epoch=self.broker_epoch,
+                    )
+                    await controller.run()
+            except* (LeaseExpiredError, ControllerFencedError) as group:
+                reason = "; ".join(str(e) for e in group.exceptions)
+        finally:
+            self.controller_epoch = None
+            with trio.CancelScope(shield=True), trio.move_on_after(self.settings.lease_ttl):
+                try:
+                    await client.revoke(lease.id)
+                except EtcdError as exc:
+                    log_event(log, logging.WARNING, "cannot revoke the lease", error=str(exc))
+        return reason
+
+    async def _register(self, client: EtcdClient, lease: Lease, view: PrefixView) -> None:
+        key = self.keys.broker(self.node_id)
+        while True:
+            result = await self._retrying(
+                "registration", lambda: client.create(key, self.info.value(), lease=lease.id)
+            )
+            if result.succeeded:
+                self.broker_epoch = result.revision
+                break
+            held = result.ranges[0] if result.ranges else None
+            holder = held.kvs[0] if held is not None and held.kvs else None
+            if holder is None:
+                continue
+            if holder.lease == lease.id:  # our own create, whose answer was lost
+                self.broker_epoch = holder.create_revision
+                break
+            log_event(
+                log,
+                logging.WARNING,
+                "node id is registered by another session: waiting for it to expire",
+                node_id=self.node_id,
+                held_since_revision=holder.create_revision,
+            )
+            while True:
+                current = view.items.get(key)
+                if current is None or current.create_revision != holder.create_revision:
+                    break
+                await view.wait_beyond(view.revision)
+        self.registered.set()
+        log_event(
+            log,
+            logging.INFO,
+            "registered in the cluster",
+            node_id=self.node_id,
+            broker_epoch=self.broker_epoch,
+            address=self.info.address,
+        )
+
+    async def create_topic(
+        self, name: str, partitions: int, replication_factor: int, configs: dict[str, str]
+    ) -> None:
+        """Publish a new topic for the controller to place. Raises
+        TopicAlreadyExistsError when the cluster has it, and
+        InvalidReplicationFactorError when fewer brokers are alive than asked
+        (``replication_factor`` -1: the default, capped at the live brokers)."""
+        client, view = self.client, self.view
+        if client is None or view is None or not self.registered.is_set():
+            raise RequestTimedOutError("this broker has not joined the cluster yet: try again")
+        live = len(ClusterView.from_items(self.keys, view.items, view.revision).brokers)
+        if replication_factor == -1:
+            replication_factor = min(self.settings.default_replication_factor, max(live, 1))
+        if not 1 <= replication_factor <= live:
+            raise InvalidReplicationFactorError(
+                f"replication factor {replication_factor}: {live} broker(s) are alive"
+            )
+        spec = TopicSpec(name, partitions, replication_factor, configs)
+        try:
+            result = await client.create(self.keys.topic(name), spec.value())
+        except EtcdUnavailableError as exc:
+            raise RequestTimedOutError(f"cannot reach etcd: {exc}") from None
+        if not result.succeeded:
+            raise TopicAlreadyExistsError(f"topic {name!r} already exists in the cluster")
