@@ -134,11 +134,23 @@ async def _long_poll(
     return _fetch_response(request, outcomes)
 
 
+#: the most native bytes one partition of a fetch response converts (at
+#: least one whole batch). Converted bytes sit in memory until the client
+#: has read them, so a client that asks for 50 MiB and never reads would
+#: otherwise pin 50 MiB (twice, while converting) per connection; the
+#: hostile-clients scenario on the Kafka listener showed 190 MiB held by
+#: ten such connections. Kafka caps it the same way (KIP-283 converts
+#: lazily); a reader gets the rest in its next fetch. Records stored in
+#: Kafka's format are sent from the file and are not capped.
+DOWN_CONVERSION_MAX_BYTES = 1 << 20
+
+
 def _convert(fslice: FileSlice) -> bytes | None:
-    """None when every batch is Kafka's (sendfile); else Kafka v2 bytes."""
+    """None when every batch is Kafka's (sendfile); else Kafka v2 bytes of
+    at most :data:`DOWN_CONVERSION_MAX_BYTES` of the slice's native bytes."""
     if fslice.magics() == {_KAFKA_MAGIC}:
         return None
-    return down_convert(fslice.read_bytes())
+    return down_convert(fslice.read_bytes(DOWN_CONVERSION_MAX_BYTES))
 
 
 def _fetch_response(request: KafkaRequest, outcomes: list[fetch_service.ReadOutcome]) -> Streamed:

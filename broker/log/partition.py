@@ -194,11 +194,15 @@ class FileSlice:
         walk = self._segment.walk(self.position, self.position + self.length)
         return {h.magic for _pos, h in walk}
 
-    def read_bytes(self) -> bytes:
-        """The slice's bytes via os.pread (the non-zero-copy path)."""
+    def read_bytes(self, limit: int | None = None) -> bytes:
+        """The slice's bytes via os.pread (the non-zero-copy path). With
+        ``limit``: only the whole batches at its start that fit in ``limit``
+        bytes, and always the first one (so a reader still progresses)."""
         assert self._segment is not None, "released"
         parts = []
         pos, left = self.position, self.length
+        if limit is not None and limit < left:
+            left = self._whole_batches(limit)
         while left:
             chunk = os.pread(self.fd, left, pos)
             if not chunk:
@@ -209,6 +213,18 @@ class FileSlice:
             pos += len(chunk)
             left -= len(chunk)
         return b"".join(parts)
+
+    def _whole_batches(self, limit: int) -> int:
+        """Bytes of the slice's leading whole batches within ``limit`` (at
+        least the first batch), from the batch headers."""
+        assert self._segment is not None, "released"
+        start = end = self.position
+        for pos, h in self._segment.walk(start, start + self.length):
+            batch_end = pos + h.batch_length + 12
+            if end > start and batch_end - start > limit:
+                break
+            end = batch_end
+        return end - start
 
     def release(self) -> None:
         """Drop the segment reference (idempotent)."""
