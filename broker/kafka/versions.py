@@ -65,7 +65,7 @@ ADVERTISED: dict[int, tuple[int, int]] = {
     KafkaApi.SYNC_GROUP: (0, 3),
     KafkaApi.DESCRIBE_GROUPS: (0, 4),
     KafkaApi.LIST_GROUPS: (0, 2),
-    KafkaApi.SASL_HANDSHAKE: (1, 1),
+    KafkaApi.SASL_HANDSHAKE: (0, 1),
     KafkaApi.API_VERSIONS: (0, 4),
     KafkaApi.CREATE_TOPICS: (2, 4),
     KafkaApi.DELETE_TOPICS: (1, 3),
