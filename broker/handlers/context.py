@@ -11,6 +11,7 @@ import trio
 from tailrace.client.protocol import Request, encode_response
 
 from ..config import BrokerConfig
+from ..kafka.copy_budget import CopyBudget
 from ..log.manager import LogManager
 from ..producer_ids import ProducerIdAllocator
 from ..server.listeners import BoundListener
@@ -49,6 +50,8 @@ class BrokerContext:
         #: ACL enforcement, or None when security.authorizer is off: every
         #: handler checks ``ctx.authz is not None`` and does nothing more then
         self.authz: Authorization | None = None
+        #: Kafka fetches: down-converted bytes not yet written (kafka/copy_budget.py)
+        self.kafka_copy_budget = CopyBudget()
 
     # --- addresses -------------------------------------------------------------
 

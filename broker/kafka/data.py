@@ -122,7 +122,7 @@ def handle_fetch(ctx: BrokerContext, info: ConnectionInfo, request: KafkaRequest
     ]
     outcomes = fetch_service.plan(ctx, info, reads)
     if not fetch_service.must_wait(outcomes, body.min_bytes, _ms(body.max_wait)):
-        return _fetch_response(request, outcomes)
+        return _fetch_response(ctx, request, outcomes)
     return Later(_long_poll, ctx, request, outcomes)
 
 
@@ -131,19 +131,34 @@ async def _long_poll(
 ) -> object:
     body = request.body
     await fetch_service.wait(ctx, outcomes, body.min_bytes, _ms(body.max_wait))
-    return _fetch_response(request, outcomes)
+    return _fetch_response(ctx, request, outcomes)
 
 
-def _convert(fslice: FileSlice) -> bytes | None:
-    """None when every batch is Kafka's (sendfile); else Kafka v2 bytes."""
-    if fslice.magics() == {_KAFKA_MAGIC}:
-        return None
-    return down_convert(fslice.read_bytes())
-
-
-def _fetch_response(request: KafkaRequest, outcomes: list[fetch_service.ReadOutcome]) -> Streamed:
+def _fetch_response(
+    ctx: BrokerContext, request: KafkaRequest, outcomes: list[fetch_service.ReadOutcome]
+) -> Streamed:
     body = request.body
-    fetch_service.read(outcomes, body.max_bytes, convert=_convert)
+    budget = ctx.kafka_copy_budget
+    converted = 0
+
+    def convert(fslice: FileSlice) -> bytes | None:
+        # under the down-conversion budget (copy_budget.py): nothing is
+        # converted once it is spent (the partition answers no records)
+        nonlocal converted
+        if fslice.magics() == {_KAFKA_MAGIC}:
+            return None
+        if budget.available <= 0:
+            return b""
+        data = down_convert(fslice.read_bytes())
+        budget.take(len(data))
+        converted += len(data)
+        return data
+
+    try:
+        fetch_service.read(outcomes, min(body.max_bytes, max(budget.available, 1)), convert)
+    except BaseException:
+        budget.give(converted)
+        raise
     token = os.urandom(12)
     slices: list[FileSlice] = []
     try:
@@ -182,10 +197,13 @@ def _fetch_response(request: KafkaRequest, outcomes: list[fetch_service.ReadOutc
             },
         )
         frame = encode_response(request, entity)
-        return _splice(frame, token, slices)
+        reply = _splice(frame, token, slices)
     except BaseException:
+        budget.give(converted)
         fetch_service.release(outcomes)
         raise
+    reply.on_release = lambda: budget.give(converted)
+    return reply
 
 
 def _splice(frame: bytes, token: bytes, slices: list[FileSlice]) -> Streamed:

@@ -14,13 +14,16 @@ a Kafka listener on port 0) takes, all at once:
   the v0 layout, anything else closed), random garbage;
 * slow-loris clients trickling a Metadata request a byte at a time, idle
   connections, a connection flood past max_connections, and Fetch requests
-  for megabytes whose responses are never read.
+  for 64 MiB of an 8 MiB topic whose responses are never read.
 
 Meanwhile a kafka-python producer (acks=all) on the Kafka port sends
 records before and during the attack; every one is acknowledged and a
 consumer reads them all back, in order. The broker must survive and
-answer; its RSS may grow by less than 20 MiB over the attack, and its open
-descriptors return to the baseline once the attackers are gone.
+answer; its RSS may grow by less than 20 MiB plus the down-conversion
+budget over the attack (the never-read fetches of native batches hold
+converted bytes; broker/kafka/copy_budget.py bounds them: 240 MiB of growth
+before it), and its open descriptors return to the baseline once the
+attackers are gone.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from harness import BrokerProcess
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kio.index import load_request_schema
 from kio.serial import entity_writer
+from rel_helpers import create_topic
 from rel_profile import record_result, size
 from test_rel_hostile import (
     ENV,
@@ -52,11 +56,14 @@ from test_rel_hostile import (
     _wait_for_fds,
 )
 
+from tailrace.broker.kafka.copy_budget import DOWN_CONVERSION_BUDGET
 from tailrace.broker.kafka.entities import empty_body, make
 from tailrace.broker.kafka.versions import ADVERTISED, KafkaApi
-from tailrace.client import Admin
+from tailrace.client import Admin, AsyncProducer
 
 TOPIC = "hostile"
+#: 8 MiB for the fetches that are never read
+FILLER = "filler"
 
 
 def kafka_frame(api_key: int, version: int, entity: object, correlation_id: int = 1) -> bytes:
@@ -100,7 +107,7 @@ def fetch_frame(max_bytes: int) -> bytes:
             "isolation_level": 0,
             "session_id": 0,
             "session_epoch": -1,
-            "topics": [{"topic": TOPIC, "partitions": [part]}],
+            "topics": [{"topic": FILLER, "partitions": [part]}],
             "forgotten_topics_data": [],
             "rack_id": "",
         },
@@ -218,6 +225,11 @@ async def test_hostile_clients_on_the_kafka_port(tmp_path):
     try:
         with Admin(proc.address) as admin:
             await trio.to_thread.run_sync(lambda: admin.create_topic(TOPIC, partitions=1))
+        await create_topic(proc.address, FILLER, 1, flush="none")
+        async with AsyncProducer(proc.address, linger_ms=5) as producer:
+            for i in range(2000):
+                handle = await producer.send(FILLER, b"%06d" % i + b"x" * 4096)
+            await handle
         before = await trio.to_thread.run_sync(_produce, kafka, 0, per_phase)
         assert before == list(range(per_phase))
         base = _status(pid)
@@ -261,7 +273,11 @@ async def test_hostile_clients_on_the_kafka_port(tmp_path):
     finally:
         proc.kill()
     growth_mib = (after["VmRSS"] - base["VmRSS"]) / 1024
-    assert growth_mib < 20, f"RSS grew by {growth_mib:.1f} MiB ({base} -> {after})"
+    # the native scenario's 20 MiB, plus the down-conversion budget that the
+    # never-read fetches may hold at the peak (glibc keeps such blocks after
+    # they are freed); without that budget this was 240 MiB
+    bound = 20 + DOWN_CONVERSION_BUDGET / MiB
+    assert growth_mib < bound, f"RSS grew by {growth_mib:.1f} MiB ({base} -> {after})"
     assert fds <= base["fds"], f"descriptors {base['fds']} before, {fds} after"
     assert closed_loris, "no slow-loris connection was closed by the broker"
     record_result(
