@@ -297,6 +297,7 @@ class Broker:
                 return
             kafka = _is_kafka(listener)
             dispatcher = self._kafka_dispatcher if kafka else self._dispatcher
+            codec = KafkaServerConnection(self._limits, error_response_body) if kafka else None
             handler = ConnectionHandler(
                 stream,
                 info,
@@ -304,10 +305,10 @@ class Broker:
                 limits=self._limits,
                 max_in_flight=self._max_in_flight,
                 idle_timeout=self._idle,
-                codec=KafkaServerConnection(self._limits, error_response_body) if kafka else None,
+                codec=codec,
             )
             gate = security.attach(
-                handler, listener, dispatcher, deadline, KafkaSaslAnswers() if kafka else None
+                handler, listener, dispatcher, deadline, KafkaSaslAnswers(codec) if kafka else None
             )
             self._connections.add(handler)
             try:

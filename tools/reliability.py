@@ -63,6 +63,7 @@ SCENARIOS = {
     "corruption": "test_rel_corruption.py",
     "lossy": "test_rel_lossy.py",
     "hostile": "test_rel_hostile.py",
+    "hostile-kafka": "test_rel_hostile_kafka.py",
     "cluster": "test_rel_cluster.py",
 }
 

@@ -11,6 +11,7 @@ import trio
 from tailrace.client.protocol import Request, encode_response
 
 from ..config import BrokerConfig
+from ..kafka.copy_budget import CopyBudget
 from ..log.manager import LogManager
 from ..producer_ids import ProducerIdAllocator
 from ..server.listeners import BoundListener
@@ -52,6 +53,8 @@ class BrokerContext:
         self.authz: Authorization | None = None
         #: this broker's cluster membership, or None on a single node
         self.cluster: ClusterMember | None = None
+        #: Kafka fetches: down-converted bytes not yet written (kafka/copy_budget.py)
+        self.kafka_copy_budget = CopyBudget()
 
     # --- addresses -------------------------------------------------------------
 

@@ -39,6 +39,12 @@ Rules:
    connection, and so does the broker (logged).
 3. A body that does not decode is a :class:`KafkaBadRequest` too (closed).
 4. Only :class:`KafkaRemoteProtocolError` escapes ``next_event``.
+5. After a SaslHandshake v0 the mechanism's tokens travel as bare frames
+   (i32 size, then the token: no header) until the exchange ends. The SASL
+   gate turns that on and off (:attr:`KafkaServerConnection.raw_tokens`);
+   meanwhile each frame is a :class:`KafkaSaslToken`, bounded by the same
+   (pre-authentication) frame limit, and the answer is framed the same way
+   (:func:`encode_token`).
 """
 
 from __future__ import annotations
@@ -69,8 +75,10 @@ __all__ = [
     "NEED_DATA",
     "KafkaBadRequest",
     "KafkaRequest",
+    "KafkaSaslToken",
     "KafkaServerConnection",
     "encode_response",
+    "encode_token",
     "request_class",
     "response_class",
 ]
@@ -101,6 +109,25 @@ class KafkaBadRequest:
     correlation_id: int
     error: BrokerError
     size: int = 0
+
+
+@dataclass(slots=True)
+class KafkaSaslTokenBody:
+    auth_bytes: bytes
+
+
+@dataclass(slots=True)
+class KafkaSaslToken:
+    """A bare SASL token after a SaslHandshake v0 (rule 5). It stands in
+    for a SaslAuthenticate: ``body.auth_bytes`` is the token; the answer is
+    a bare token too, and on failure the connection closes (Kafka has no
+    error frame for this framing)."""
+
+    body: KafkaSaslTokenBody
+    size: int = 0
+    api_key: int = KafkaApi.SASL_AUTHENTICATE
+    api_version: int = 0
+    correlation_id: int = 0
 
 
 #: (api_key, api_version) -> (request class, its reader, response class,
@@ -192,7 +219,7 @@ def _read_header_rest(payload: memoryview, flexible: bool) -> tuple[str | None, 
 class KafkaServerConnection:
     """The broker's end of one Kafka connection (bytes in, requests out)."""
 
-    __slots__ = ("_error", "_error_body", "_reader", "limits")
+    __slots__ = ("_error", "_error_body", "_reader", "limits", "raw_tokens")
 
     #: the connection machinery answers these through error_response
     BAD_REQUEST = KafkaBadRequest
@@ -208,6 +235,8 @@ class KafkaServerConnection:
         self._error_body = error_body
         self._reader = FrameReader(self.limits)
         self._error: KafkaRemoteProtocolError | None = None
+        #: frames are bare SASL tokens (rule 5), set by the SASL gate
+        self.raw_tokens = False
 
     # --- bytes in (the same surface as the native ServerConnection) -------
 
@@ -233,9 +262,11 @@ class KafkaServerConnection:
 
     # --- events -------------------------------------------------------------
 
-    def next_event(self) -> KafkaRequest | KafkaBadRequest | object:
+    def next_event(self) -> KafkaRequest | KafkaBadRequest | KafkaSaslToken | object:
         if self._error is not None:
             raise self._error
+        if self.raw_tokens:
+            return self._next_token()
         try:
             frame = self._reader.next_frame()
         except KafkaRemoteProtocolError:
@@ -294,6 +325,16 @@ class KafkaServerConnection:
             )
         return KafkaRequest(api_key, api_version, correlation_id, client_id, body, size)
 
+    def _next_token(self) -> KafkaSaslToken | object:
+        try:
+            token = self._reader.next_raw()
+        except Exception as exc:  # the frame reader's RemoteProtocolError
+            self._error = KafkaRemoteProtocolError(str(exc))
+            raise self._error from exc
+        if token is None:
+            return CLOSED if self._reader.eof else NEED_DATA
+        return KafkaSaslToken(KafkaSaslTokenBody(token), len(token) + 4)
+
     # --- bytes out ------------------------------------------------------------
 
     def error_response(
@@ -332,6 +373,11 @@ def encode_response(request: KafkaRequest, entity: Any) -> bytes:
         )
     flexible_header = bool(cls.__flexible__) and request.api_key != KafkaApi.API_VERSIONS
     return _frame(request.correlation_id, flexible_header, entity)
+
+
+def encode_token(token: bytes) -> bytes:
+    """A bare SASL token frame (rule 5)."""
+    return _I32.pack(len(token)) + token
 
 
 def _frame(correlation_id: int, flexible_header: bool, entity: Any) -> bytes:

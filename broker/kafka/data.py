@@ -122,7 +122,7 @@ def handle_fetch(ctx: BrokerContext, info: ConnectionInfo, request: KafkaRequest
     ]
     outcomes = fetch_service.plan(ctx, info, reads)
     if not fetch_service.must_wait(outcomes, body.min_bytes, _ms(body.max_wait)):
-        return _fetch_response(request, outcomes)
+        return _fetch_response(ctx, request, outcomes)
     return Later(_long_poll, ctx, request, outcomes)
 
 
@@ -131,31 +131,45 @@ async def _long_poll(
 ) -> object:
     body = request.body
     await fetch_service.wait(ctx, outcomes, body.min_bytes, _ms(body.max_wait))
-    return _fetch_response(request, outcomes)
+    return _fetch_response(ctx, request, outcomes)
 
 
 #: the most native bytes one partition of a fetch response converts (at
 #: least one whole batch). Converted bytes sit in memory until the client
-#: has read them, so a client that asks for 50 MiB and never reads would
-#: otherwise pin 50 MiB (twice, while converting) per connection; the
-#: hostile-clients scenario on the Kafka listener showed 190 MiB held by
-#: ten such connections. Kafka caps it the same way (KIP-283 converts
-#: lazily); a reader gets the rest in its next fetch. Records stored in
-#: Kafka's format are sent from the file and are not capped.
+#: has read them: this bounds one partition's share, and the broker-wide
+#: budget (copy_budget.py) the sum over every response not yet written. A
+#: reader gets the rest in its next fetch. Records stored in Kafka's
+#: format are sent from the file and are not capped.
 DOWN_CONVERSION_MAX_BYTES = 1 << 20
 
 
-def _convert(fslice: FileSlice) -> bytes | None:
-    """None when every batch is Kafka's (sendfile); else Kafka v2 bytes of
-    at most :data:`DOWN_CONVERSION_MAX_BYTES` of the slice's native bytes."""
-    if fslice.magics() == {_KAFKA_MAGIC}:
-        return None
-    return down_convert(fslice.read_bytes(DOWN_CONVERSION_MAX_BYTES))
-
-
-def _fetch_response(request: KafkaRequest, outcomes: list[fetch_service.ReadOutcome]) -> Streamed:
+def _fetch_response(
+    ctx: BrokerContext, request: KafkaRequest, outcomes: list[fetch_service.ReadOutcome]
+) -> Streamed:
     body = request.body
-    fetch_service.read(outcomes, body.max_bytes, convert=_convert)
+    budget = ctx.kafka_copy_budget
+    converted = 0
+
+    def convert(fslice: FileSlice) -> bytes | None:
+        # under the down-conversion budget (copy_budget.py): nothing is
+        # converted once it is spent (the partition answers no records)
+        nonlocal converted
+        if fslice.magics() == {_KAFKA_MAGIC}:
+            return None
+        if budget.available <= 0:
+            return b""
+        data = down_convert(fslice.read_bytes(DOWN_CONVERSION_MAX_BYTES))
+        budget.take(len(data))
+        converted += len(data)
+        return data
+
+    try:
+        # the budget is checked per partition in convert(); Kafka-format
+        # batches (sendfile, nothing held) keep the fetch's whole max_bytes
+        fetch_service.read(outcomes, body.max_bytes, convert)
+    except BaseException:
+        budget.give(converted)
+        raise
     token = os.urandom(12)
     slices: list[FileSlice] = []
     try:
@@ -194,10 +208,13 @@ def _fetch_response(request: KafkaRequest, outcomes: list[fetch_service.ReadOutc
             },
         )
         frame = encode_response(request, entity)
-        return _splice(frame, token, slices)
+        reply = _splice(frame, token, slices)
     except BaseException:
+        budget.give(converted)
         fetch_service.release(outcomes)
         raise
+    reply.on_release = lambda: budget.give(converted)
+    return reply
 
 
 def _splice(frame: bytes, token: bytes, slices: list[FileSlice]) -> Streamed:

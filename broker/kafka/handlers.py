@@ -36,6 +36,7 @@ from .data import handle_fetch, handle_init_producer_id, handle_list_offsets, ha
 from .entities import error_body
 from .errors import kafka_code
 from .groups import GROUP_HANDLERS
+from .log_bounds import handle_delete_records, handle_offset_for_leader_epoch
 from .sasl import handle_sasl_authenticate, handle_sasl_handshake
 from .versions import ADVERTISED, KafkaApi
 
@@ -53,6 +54,8 @@ HANDLERS: dict[int, Callable[..., Any]] = {
     KafkaApi.CREATE_TOPICS: handle_create_topics,
     KafkaApi.DELETE_TOPICS: handle_delete_topics,
     KafkaApi.INIT_PRODUCER_ID: handle_init_producer_id,
+    KafkaApi.DELETE_RECORDS: handle_delete_records,
+    KafkaApi.OFFSET_FOR_LEADER_EPOCH: handle_offset_for_leader_epoch,
     KafkaApi.CREATE_PARTITIONS: handle_create_partitions,
     KafkaApi.DESCRIBE_CONFIGS: handle_describe_configs,
     KafkaApi.DESCRIBE_ACLS: handle_describe_acls,

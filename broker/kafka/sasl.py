@@ -9,9 +9,15 @@ SaslHandshake / SaslAuthenticate responses, and for any other request
 before authentication the API's own error response (ILLEGAL_SASL_STATE),
 or a plain close where the API has no top-level error code.
 
-SaslHandshake is served at v1 only: v0 means the mechanism's tokens follow
-as raw size-prefixed bytes outside Kafka's request framing, which this
-listener does not parse (every client measured here uses v1).
+SaslHandshake is served at v0 and v1. After a v1 handshake the tokens come
+in SaslAuthenticate requests. After a v0 handshake (librdkafka before 2.x's
+SaslAuthenticate support is negotiated: 2.0.2, so Debian's kcat, turns SASL
+on only when v0 is advertised) they come as bare size-prefixed frames, with
+no request header, and are answered the same way (codec rule 5): the codec
+reads bare frames from the successful v0 handshake until the exchange ends,
+under the same pre-authentication frame limit and deadline. A failure in
+that framing has no error frame: the connection closes after the failure
+delay, as Kafka closes it.
 
 On a listener without SASL both APIs are answered as Kafka does there:
 SaslHandshake with UNSUPPORTED_SASL_MECHANISM and no mechanisms,
@@ -31,7 +37,13 @@ from tailrace.client.errors import (
 )
 
 from ..server.connection import ConnectionInfo
-from .codec import KafkaRequest, encode_response
+from .codec import (
+    KafkaRequest,
+    KafkaSaslToken,
+    KafkaServerConnection,
+    encode_response,
+    encode_token,
+)
 from .entities import ZERO, error_body, make
 from .errors import kafka_code, kafka_error
 
@@ -42,18 +54,27 @@ __all__ = ["KafkaSaslAnswers", "handle_sasl_authenticate", "handle_sasl_handshak
 
 
 class KafkaSaslAnswers:
-    """How the SASL gate answers on a Kafka connection."""
+    """How the SASL gate answers on one Kafka connection (``codec``: that
+    connection's, whose framing a v0 handshake switches to bare tokens)."""
+
+    def __init__(self, codec: KafkaServerConnection | None = None) -> None:
+        self.codec = codec
 
     def handshake(
         self, request: KafkaRequest, mechanisms: list[str], error: BrokerError | None
     ) -> bytes:
         cls = load_response_schema(request.api_key, request.api_version)
         entity = make(cls, {"error_code": kafka_error(error), "mechanisms": list(mechanisms)})
+        if request.api_version == 0 and error is None and self.codec is not None:
+            self.codec.raw_tokens = True  # the tokens follow as bare frames
         return encode_response(request, entity)
 
     def authenticate(
-        self, request: KafkaRequest, auth_bytes: bytes, error: BrokerError | None
-    ) -> bytes:
+        self, request: KafkaRequest | KafkaSaslToken, auth_bytes: bytes, error: BrokerError | None
+    ) -> bytes | None:
+        if type(request) is KafkaSaslToken:
+            # v0 framing: the bare token, or no answer at all (close)
+            return None if error is not None else encode_token(bytes(auth_bytes))
         cls = load_response_schema(request.api_key, request.api_version)
         entity = make(
             cls,
@@ -65,6 +86,11 @@ class KafkaSaslAnswers:
             },
         )
         return encode_response(request, entity)
+
+    def finished(self) -> None:
+        """The exchange succeeded: requests are framed as usual again."""
+        if self.codec is not None:
+            self.codec.raw_tokens = False
 
     def refusal(self, request: Any, error: BrokerError) -> bytes | None:
         """Another API's request before authentication: its own error

@@ -38,7 +38,9 @@ class KafkaApi(IntEnum):
     API_VERSIONS = 18
     CREATE_TOPICS = 19
     DELETE_TOPICS = 20
+    DELETE_RECORDS = 21
     INIT_PRODUCER_ID = 22
+    OFFSET_FOR_LEADER_EPOCH = 23
     DESCRIBE_ACLS = 29
     CREATE_ACLS = 30
     DELETE_ACLS = 31
@@ -65,11 +67,13 @@ ADVERTISED: dict[int, tuple[int, int]] = {
     KafkaApi.SYNC_GROUP: (0, 3),
     KafkaApi.DESCRIBE_GROUPS: (0, 4),
     KafkaApi.LIST_GROUPS: (0, 2),
-    KafkaApi.SASL_HANDSHAKE: (1, 1),
+    KafkaApi.SASL_HANDSHAKE: (0, 1),
     KafkaApi.API_VERSIONS: (0, 4),
     KafkaApi.CREATE_TOPICS: (2, 4),
     KafkaApi.DELETE_TOPICS: (1, 3),
+    KafkaApi.DELETE_RECORDS: (0, 1),
     KafkaApi.INIT_PRODUCER_ID: (0, 4),
+    KafkaApi.OFFSET_FOR_LEADER_EPOCH: (2, 3),
     KafkaApi.DESCRIBE_ACLS: (1, 1),
     KafkaApi.CREATE_ACLS: (1, 1),
     KafkaApi.DELETE_ACLS: (1, 1),

@@ -258,6 +258,12 @@ def init_partition_dir(path: str, io: StorageIO) -> None:
     io.fsync_dir(path)
 
 
+#: the partition file DeleteRecords checkpoints the log start offset in
+LOG_START_FILE = "log-start-offset"
+#: DeleteRecords' offset for "up to the high watermark"
+DELETE_TO_HIGH_WATERMARK = -1
+
+
 class PartitionLog:
     """One partition's segmented log. See the module docstring."""
 
@@ -286,6 +292,8 @@ class PartitionLog:
         self._syncing = False
         self._sync_done: trio.Event | None = None
         self._retention_running = False
+        #: one DeleteRecords at a time (its checkpoint write awaits)
+        self._start_lock = trio.Lock()
         self._hw_event: trio.Event | None = None
         #: callables run at every high-watermark advance (see watch_hw)
         self._hw_watchers: set[Callable[[], object]] = set()
@@ -366,12 +374,27 @@ class PartitionLog:
             self._recover(recovery_point)
         active = self._active
         self._leo = active.next_offset
-        self._log_start = self._segments[0].base_offset
+        self._log_start = min(
+            max(self._segments[0].base_offset, self._stored_log_start()), self._leo
+        )
         self._flushed = self._leo
         self._set_hw(self._leo, active, active.size)
         self._producers.expire(self._clock_ms())
         self._snapshot_version = self._producers.version
         self._prune_snapshots()
+
+    def _stored_log_start(self) -> int:
+        """The log start offset DeleteRecords last moved (0 if never)."""
+        try:
+            with open(os.path.join(self._dir, LOG_START_FILE), "rb") as f:
+                text = f.read(32)
+        except FileNotFoundError:
+            return 0
+        try:
+            return max(int(text.decode("ascii")), 0)
+        except (UnicodeDecodeError, ValueError):
+            logger.warning("%s: ignoring a malformed %s", self._name, LOG_START_FILE)
+            return 0
 
     def _scan_directory(self) -> list[int]:
         """List segment bases; remove .deleted/.tmp leftovers and orphan indexes."""
@@ -384,6 +407,8 @@ class PartitionLog:
                 logger.info("%s: removing leftover %s", self._name, name)
                 self._io.unlink(full)
                 removed = True
+                continue
+            if name == LOG_START_FILE:
                 continue
             parsed = parse_offset_file_name(name)
             if parsed is None:
@@ -1140,7 +1165,8 @@ class PartitionLog:
         if self._offline is not None or self._closed or self._retention_running:
             return 0
         cfg = self._ctx.config
-        if cfg.retention_ms < 0 and cfg.retention_bytes < 0:
+        deleted_records = len(self._segments) > 1 and self._bases[1] <= self._log_start
+        if cfg.retention_ms < 0 and cfg.retention_bytes < 0 and not deleted_records:
             return 0
         now = self._clock_ms() if now_ms is None else now_ms
         excess = self.size_bytes - cfg.retention_bytes if cfg.retention_bytes >= 0 else 0
@@ -1154,7 +1180,9 @@ class PartitionLog:
                 self._touch(seg)
             by_time = cfg.retention_ms >= 0 and now - seg.max_timestamp > cfg.retention_ms
             by_size = cfg.retention_bytes >= 0 and excess >= seg.size
-            if not (by_time or by_size):
+            # below the start DeleteRecords set (left by it while a sync ran)
+            by_start = seg.next_offset <= self._log_start and seg is not self._active
+            if not (by_time or by_size or by_start):
                 break
             victims.append(seg)
             excess -= seg.size
@@ -1170,38 +1198,92 @@ class PartitionLog:
                 except OSError as exc:
                     self._go_offline(f"roll for retention failed: {_describe(exc)}")
                     raise StorageError(f"partition {self._name} is offline: {exc}") from exc
-            self._unsynced = [s for s in self._unsynced if s not in victims]
-            del self._segments[: len(victims)]
-            del self._bases[: len(victims)]
-            self._log_start = self._segments[0].base_offset
-            if self._flushed < self._log_start:
-                self._flushed = self._log_start
-            if self._hw_seg in victims:
-                first = self._segments[0]
-                self._hw_seg, self._hw_pos = first, 0
-            for seg in victims:
-                self._lru.pop(seg.base_offset, None)
-            deleted_bytes = sum(s.size for s in victims)
-            metrics.RETENTION_DELETED_SEGMENTS.inc(len(victims))
-            metrics.RETENTION_DELETED_BYTES.inc(deleted_bytes)
-            logger.info(
-                "%s: retention deleted %d segment(s) (%d bytes); log start offset now %d",
-                self._name,
-                len(victims),
-                deleted_bytes,
-                self._log_start,
-            )
-            try:
-                await trio.to_thread.run_sync(self._delete_segment_files, victims)
-            except OSError as exc:
-                self._go_offline(f"deleting segments failed: {_describe(exc)}")
-                raise StorageError(f"partition {self._name} is offline: {exc}") from exc
-            finally:
-                for seg in victims:
-                    seg.close()
+            self._log_start = max(self._log_start, self._segments[len(victims)].base_offset)
+            await self._drop_segments(victims, "retention")
         finally:
             self._retention_running = False
         return len(victims)
+
+    async def _drop_segments(self, victims: list[Segment], why: str) -> None:
+        """Remove ``victims`` (the oldest segments, wholly below the log
+        start offset, the active one not among them) from the log, then
+        delete their files in a worker thread."""
+        self._unsynced = [s for s in self._unsynced if s not in victims]
+        del self._segments[: len(victims)]
+        del self._bases[: len(victims)]
+        if self._flushed < self._log_start:
+            self._flushed = self._log_start
+        if self._hw_seg in victims:
+            first = self._segments[0]
+            self._hw_seg, self._hw_pos = first, 0
+        for seg in victims:
+            self._lru.pop(seg.base_offset, None)
+        deleted_bytes = sum(s.size for s in victims)
+        metrics.RETENTION_DELETED_SEGMENTS.inc(len(victims))
+        metrics.RETENTION_DELETED_BYTES.inc(deleted_bytes)
+        logger.info(
+            "%s: %s deleted %d segment(s) (%d bytes); log start offset now %d",
+            self._name,
+            why,
+            len(victims),
+            deleted_bytes,
+            self._log_start,
+        )
+        try:
+            await trio.to_thread.run_sync(self._delete_segment_files, victims)
+        except OSError as exc:
+            self._go_offline(f"deleting segments failed: {_describe(exc)}")
+            raise StorageError(f"partition {self._name} is offline: {exc}") from exc
+        finally:
+            for seg in victims:
+                seg.close()
+
+    # ------------------------------------------------------- delete records
+
+    async def delete_records(self, offset: int) -> int:
+        """Kafka's DeleteRecords: move the log start offset up to ``offset``
+        (-1: the high watermark); returns the new log start (the low
+        watermark). Offsets below it are gone for readers at once (reads
+        there raise OffsetOutOfRangeError; a read from it returns the whole
+        batch that holds it, as Kafka does), the new start is checkpointed
+        in the partition's ``log-start-offset`` file before it applies (so a
+        restart keeps it), and segments wholly below it are deleted as
+        retention deletes them. Never moves the start down; an offset above
+        the high watermark raises OffsetOutOfRangeError."""
+        async with self._start_lock:
+            self._raise_if_unusable()
+            target = self._hw if offset == DELETE_TO_HIGH_WATERMARK else offset
+            if target < 0 or target > self._hw:
+                raise OffsetOutOfRangeError(
+                    f"offset {offset} is outside [0, {self._hw}] (the high watermark) of "
+                    f"{self._name}"
+                )
+            if target <= self._log_start:
+                return self._log_start
+            path = os.path.join(self._dir, LOG_START_FILE)
+            try:
+                await trio.to_thread.run_sync(atomic_write, self._io, path, b"%d" % target)
+            except OSError as exc:
+                raise StorageError(
+                    f"{self._name}: writing the log start offset failed: {_describe(exc)}"
+                ) from exc
+            self._log_start = max(self._log_start, target)
+            if self._retention_running:
+                return self._log_start  # its segments go with the next retention pass
+            victims: list[Segment] = []
+            for i, seg in enumerate(self._segments[:-1]):  # never the active one
+                if self._segments[i + 1].base_offset > self._log_start:
+                    break
+                if self._syncing and seg in self._unsynced:
+                    break  # a sync is using it: the next retention pass takes it
+                victims.append(seg)
+            if victims:
+                self._retention_running = True
+                try:
+                    await self._drop_segments(victims, "DeleteRecords")
+                finally:
+                    self._retention_running = False
+            return self._log_start
 
     def _delete_segment_files(self, victims: list[Segment]) -> None:
         # Worker thread. The directory is synced first so that a segment

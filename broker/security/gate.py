@@ -140,8 +140,16 @@ class SaslAnswers(Protocol):
         """The SaslHandshake response: the offered mechanisms, or an error."""
         ...
 
-    def authenticate(self, request: Any, auth_bytes: bytes, error: BrokerError | None) -> bytes:
-        """The SaslAuthenticate response: the mechanism's next message, or an error."""
+    def authenticate(
+        self, request: Any, auth_bytes: bytes, error: BrokerError | None
+    ) -> bytes | None:
+        """The SaslAuthenticate response: the mechanism's next message, or an
+        error (None: the framing has no error answer; close)."""
+        ...
+
+    def finished(self) -> None:
+        """The exchange succeeded (called before the last answer is made):
+        the front-end's normal framing from the next request on."""
         ...
 
     def refusal(self, request: Any, error: BrokerError) -> bytes | None:
@@ -166,6 +174,9 @@ class NativeSaslAnswers:
         response = SaslAuthenticateResponse(auth_bytes=auth_bytes)
         _fill(response, error)
         return self.conn.send_response(request, response)
+
+    def finished(self) -> None:
+        """Nothing changes in the native framing."""
 
     def refusal(self, request: Request, error: BrokerError) -> bytes | None:
         return self.conn.error_response(request, error)
@@ -318,7 +329,9 @@ class ConnectionGate:
     # --- outcomes ----------------------------------------------------------
 
     def _answer(self, request: Request, auth_bytes: bytes) -> bytes:
-        return self.answers.authenticate(request, auth_bytes, None)
+        reply = self.answers.authenticate(request, auth_bytes, None)
+        assert reply is not None  # only a failure goes unanswered
+        return reply
 
     def _succeed(self, info: ConnectionInfo, username: str) -> None:
         self.state = "done"
@@ -327,6 +340,7 @@ class ConnectionGate:
         handler = self.handler
         handler.conn.set_limits(self.settings.limits_after)
         handler.dispatch = self.next_dispatch
+        self.answers.finished()
         self.deadline.deadline = math.inf
 
     def _fail(

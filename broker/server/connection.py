@@ -89,17 +89,25 @@ class Streamed:
     ``source`` has ``fd``, ``position``, ``length`` and ``release()``.
     """
 
-    __slots__ = ("parts", "prefix")
+    __slots__ = ("on_release", "parts", "prefix")
 
-    def __init__(self, prefix: bytes, parts: list) -> None:
+    def __init__(
+        self, prefix: bytes, parts: list, on_release: Callable[[], None] | None = None
+    ) -> None:
         self.prefix = prefix
         self.parts = parts
+        #: called once when the response is written or dropped (the Kafka
+        #: front-end returns its down-conversion budget here)
+        self.on_release = on_release
 
     def release(self) -> None:
         for part in self.parts:
             if type(part) is SendfileSlice and part.source is not None:
                 part.source.release()
                 part.source = None
+        done, self.on_release = self.on_release, None
+        if done is not None:
+            done()
 
 
 class _NoReply:

@@ -206,6 +206,52 @@ class FrameReader:
         (length,) = _LENGTH.unpack_from(self._buf, self._start)
         return max(0, 4 + length - avail)
 
+    def next_raw(self) -> bytes | None:
+        """The next frame as its bare payload: a 4-byte length and that many
+        bytes, with no header (Kafka's SASL tokens after a SaslHandshake v0).
+        The same bounds as :meth:`next_frame` (the length is checked against
+        the limit before anything is buffered for it), except that a payload
+        may be empty. None when more bytes are needed."""
+        large = self._large
+        if large is not None:
+            end = self._large_len
+            if self._filled < end:
+                if self._eof:
+                    raise RemoteProtocolError(
+                        f"stream ended inside a frame: {self._filled} of {end} bytes"
+                    )
+                return None
+            self._large = None
+            self._filled = 0
+            return bytes(memoryview(large)[4:end])
+        buf = self._buf
+        start = self._start
+        avail = len(buf) - start
+        if avail < 4:
+            if self._eof and avail:
+                raise RemoteProtocolError(f"stream ended inside a frame's length ({avail} bytes)")
+            return None
+        (length,) = _LENGTH.unpack_from(buf, start)
+        if length > self.limits.max_frame_bytes:
+            raise RemoteProtocolError(
+                f"frame length {length} exceeds the limit of {self.limits.max_frame_bytes} bytes"
+            )
+        end = start + 4 + length
+        if len(buf) < end:
+            if self._eof:
+                raise RemoteProtocolError(
+                    f"stream ended inside a frame: {avail} of {4 + length} bytes"
+                )
+            return None
+        with memoryview(buf) as view:
+            payload = bytes(view[start + 4 : end])
+        if end == len(buf):
+            buf.clear()
+            self._start = 0
+        else:
+            self._start = end
+        return payload
+
     def next_frame(self) -> tuple[int, int, int, memoryview] | None:
         large = self._large
         if large is not None:

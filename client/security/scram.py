@@ -26,9 +26,12 @@ Rules both sides enforce:
 2. Nonces: the client's is :data:`NONCE_BYTES` random bytes in base64. The
    server appends a random suffix of its own. The client refuses a server
    nonce that does not *start with* its nonce and add something; the server
-   refuses a client-final whose nonce is not exactly the combined nonce (Kafka
-   CVE-2024-56128 was a server that skipped this check). A proof captured from
-   one exchange is therefore useless in another: the server nonce differs.
+   refuses a client-final whose nonce does not *end with* the combined nonce
+   (Kafka CVE-2024-56128 was a server that skipped this check; Kafka's fix
+   checks the same suffix, because librdkafka 2.0.2 sends its own nonce
+   again before the combined one, and the proof signs whatever was sent).
+   A proof captured from one exchange is therefore useless in another: the
+   server nonce differs.
 3. Channel binding is not supported. The gs2 header must be ``n,,`` or
    ``y,,`` ("client could bind, thinks the server cannot" — true, so RFC 5802
    section 6 lets it pass); ``p=...`` is refused with
@@ -584,7 +587,8 @@ class ScramServer:
             raise _fail(f"malformed {what}: the proof must come last")
         if _expect(pairs, 0, "c", what) != self._channel_binding:
             raise _fail("channel-bindings-dont-match", "channel-bindings-dont-match")
-        if not hmac.compare_digest(_expect(pairs, 1, "r", what).encode(), self._nonce.encode()):
+        sent = _expect(pairs, 1, "r", what).encode()
+        if not hmac.compare_digest(sent[-len(self._nonce) :], self._nonce.encode()):
             raise _fail("the nonce is not the one this exchange agreed", "other-error")
         proof = _unb64(pairs[-1][1], "the proof")
         if len(proof) != _KEY_BYTES:

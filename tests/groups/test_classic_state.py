@@ -188,6 +188,45 @@ def test_session_timeout_removes_a_silent_member_and_rebalances():
     assert [m for m, _, _ in ra.members] == [a]
 
 
+def test_a_leader_silent_after_its_sync_is_dropped_and_the_rest_take_everything():
+    """The kafka-python 3 matrix flake, as the broker saw it (its log): the
+    leader's SyncGroup was answered, then its client stopped (its I/O thread
+    never heartbeated again: a client-side stall, see docs/kafka.md). The
+    group must not wait for it beyond its session: the others are told to
+    rejoin, the next joiner leads a generation without it, and the silent
+    member, should it wake, is told it is unknown (so it rejoins)."""
+    g = group()
+    a = joined(g.join(params(session_timeout_ms=6_000), 0.0)).member_id
+    g.sync(a, None, 1, {a: b"all"}, 0.1)
+    wb = g.join(params(session_timeout_ms=6_000), 1.0)
+    wc = g.join(params(session_timeout_ms=6_000), 1.0)
+    ra = joined(g.join(params(a, session_timeout_ms=6_000), 1.1))
+    b, c = joined(wb).member_id, joined(wc).member_id
+    assert ra.generation == 2
+    assert len(ra.members) == 3
+    sb, sc = g.sync(b, None, 2, {}, 1.2), g.sync(c, None, 2, {}, 1.2)
+    g.sync(a, None, 2, {a: b"0", b: b"1", c: b"2"}, 1.2)  # ... then a falls silent
+    assert (synced(sb).assignment, synced(sc).assignment) == (b"1", b"2")
+    for t in (3.0, 5.0, 7.0):  # b and c heartbeat; a does not
+        g.heartbeat(b, None, 2, t)
+        g.heartbeat(c, None, 2, t)
+        g.tick(t)
+    assert a in g.members
+    g.tick(7.25)  # a's session (from its SyncGroup at 1.2) ended at 7.2
+    assert a not in g.members
+    assert g.state == PREPARING
+    with pytest.raises(RebalanceInProgressError):
+        g.heartbeat(b, None, 2, 7.3)
+    wb = g.join(params(b, session_timeout_ms=6_000), 7.4)
+    rc = joined(g.join(params(c, session_timeout_ms=6_000), 7.4))
+    rb = joined(wb)
+    assert rb.generation == rc.generation == 3
+    assert rb.leader_id == b  # the earliest joiner still present
+    assert [m for m, _, _ in rb.members] == [b, c]
+    with pytest.raises(UnknownMemberIdError):
+        g.heartbeat(a, None, 2, 8.0)
+
+
 def test_leader_leaving_hands_leadership_to_the_next_joiner():
     g, a, b = stable_group_of_two()
     assert g.leave([(a, None)], 3.0) == [None]

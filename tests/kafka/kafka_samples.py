@@ -37,6 +37,8 @@ from kafka.protocol.admin.topics import (
     CreatePartitionsResponse,
     CreateTopicsRequest,
     CreateTopicsResponse,
+    DeleteRecordsRequest,
+    DeleteRecordsResponse,
     DeleteTopicsRequest,
     DeleteTopicsResponse,
 )
@@ -59,6 +61,10 @@ from kafka.protocol.consumer.group import (
     OffsetFetchResponse,
     SyncGroupRequest,
     SyncGroupResponse,
+)
+from kafka.protocol.consumer.offsets import (
+    OffsetForLeaderEpochRequest,
+    OffsetForLeaderEpochResponse,
 )
 from kafka.protocol.metadata import (
     ApiVersionsRequest,
@@ -100,7 +106,9 @@ CLASSES: dict[int, tuple[Any, Any]] = {
     19: (CreateTopicsRequest, CreateTopicsResponse),
     20: (DeleteTopicsRequest, DeleteTopicsResponse),
     17: (SaslHandshakeRequest, SaslHandshakeResponse),
+    21: (DeleteRecordsRequest, DeleteRecordsResponse),
     22: (InitProducerIdRequest, InitProducerIdResponse),
+    23: (OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse),
     36: (SaslAuthenticateRequest, SaslAuthenticateResponse),
     29: (DescribeAclsRequest, DescribeAclsResponse),
     30: (CreateAclsRequest, CreateAclsResponse),
@@ -251,4 +259,12 @@ def sample(api_key: int, version: int):
         return request(37, version, topics=[grow], timeout_ms=1000)
     if api_key == 20:
         return request(20, version, topic_names=["a", "b"])
+    if api_key == 21:
+        cut = DeleteRecordsRequest.DeleteRecordsTopic
+        part = cut.DeleteRecordsPartition(partition_index=0, offset=-1)
+        return request(21, version, topics=[cut(name="t", partitions=[part])], timeout_ms=1000)
+    if api_key == 23:
+        ask = OffsetForLeaderEpochRequest.OffsetForLeaderTopic
+        part = ask.OffsetForLeaderPartition(partition=0, current_leader_epoch=-1, leader_epoch=0)
+        return request(23, version, topics=[ask(topic="t", partitions=[part])])
     return request(api_key, version)

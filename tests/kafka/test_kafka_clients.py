@@ -16,6 +16,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from tailrace.broker.metrics import definitions as metrics
+from tailrace.client import Admin
 from tailrace.client import Consumer as NativeConsumer
 from tailrace.client import Producer as NativeProducer
 
@@ -192,3 +193,34 @@ def test_kafka_python_produce_and_the_native_consumer_reads_it_and_the_reverse(k
     assert [(r.offset, r.key, r.value, r.timestamp) for r in got_kafka] == expected
     # (this slice mixes both formats: converted on the copy path, whole)
     assert [dict(r.headers)["from"] for r in got_kafka] == [b"kafka"] * 5 + [b"native"] * 5
+
+
+def test_down_converted_fetches_stay_under_the_budget_and_give_it_back(kafka_broker):
+    """Native batches are down-converted in memory for Kafka consumers; the
+    bytes not yet written count against a per-broker budget
+    (broker/kafka/copy_budget.py). With a budget far below the topic, a
+    consumer still reads every record (each fetch gets what is left), and
+    once the responses are written the budget is whole again."""
+    budget = kafka_broker.broker.context.kafka_copy_budget
+    budget.limit = 64 * 1024
+    with Admin(kafka_broker.address) as admin:
+        admin.create_topic("converted", partitions=1)
+    with NativeProducer(kafka_broker.address, linger_ms=5) as native:
+        for i in range(300):
+            native.send("converted", b"%05d" % i + b"x" * 2000, partition=0)
+        native.flush(30)
+    consumer = KafkaConsumer(
+        bootstrap_servers=kafka_broker.kafka_address, auto_offset_reset="earliest"
+    )
+    try:
+        tp = TopicPartition("converted", 0)
+        consumer.assign([tp])
+        values: list[bytes] = []
+        deadline = time.monotonic() + 60
+        while len(values) < 300 and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=200).values():
+                values.extend(r.value[:5] for r in records)
+    finally:
+        consumer.close()
+    assert values == [b"%05d" % i for i in range(300)]
+    assert budget.held == 0

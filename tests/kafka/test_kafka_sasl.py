@@ -6,6 +6,7 @@ a raw exchange for the refusals."""
 from __future__ import annotations
 
 import asyncio
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -146,3 +147,58 @@ def test_a_listener_without_sasl_says_so(sasl_broker):
         assert (hs.error_code, list(hs.mechanisms)) == (33, [])
         auth = c.call(request(36, 1, auth_bytes=b"x"), 1)
         assert auth.error_code == 34
+
+
+# --- SaslHandshake v0: the tokens as bare size-prefixed frames ----------------------
+
+
+def _token(c: RawKafkaClient, data: bytes) -> bytes:
+    c.sock.sendall(struct.pack(">i", len(data)) + data)
+    return c.receive_frame()
+
+
+def test_handshake_v0_then_bare_scram_tokens_then_requests_work(sasl_broker):
+    with RawKafkaClient(sasl_broker.sasl_address) as c:
+        hs = c.call(request(17, 0, mechanism="SCRAM-SHA-256"), 0)
+        assert hs.error_code == 0
+        scram = ScramClient(*ADMIN)
+        server_first = _token(c, scram.client_first())
+        server_final = _token(c, scram.receive_server_first(server_first))
+        scram.receive_server_final(server_final)  # the broker knows the credential
+        meta = c.call(request(3, 8, topics=None), 8)  # framed requests again
+        assert meta.brokers[0].port == int(sasl_broker.sasl_address.rsplit(":", 1)[1])
+
+
+def test_handshake_v0_then_a_bare_plain_token_is_answered_empty(sasl_broker):
+    with RawKafkaClient(sasl_broker.sasl_address) as c:
+        assert c.call(request(17, 0, mechanism="PLAIN"), 0).error_code == 0
+        token = b"\0" + ADMIN[0].encode() + b"\0" + ADMIN[1].encode()
+        assert _token(c, token) == b""  # Kafka's answer to PLAIN: an empty token
+        assert c.call(request(18, 3), 3).error_code == 0
+
+
+def test_handshake_v0_a_wrong_password_closes_without_an_answer(sasl_broker):
+    with RawKafkaClient(sasl_broker.sasl_address) as c:
+        assert c.call(request(17, 0, mechanism="SCRAM-SHA-256"), 0).error_code == 0
+        scram = ScramClient(ADMIN[0], "not-the-password")
+        final = scram.receive_server_first(_token(c, scram.client_first()))
+        c.sock.sendall(struct.pack(">i", len(final)) + final)
+        assert c.closed_by_peer()  # this framing has no error frame
+    with RawKafkaClient(sasl_broker.sasl_address) as c:
+        assert c.call(request(17, 0, mechanism="PLAIN"), 0).error_code == 0
+        c.sock.sendall(struct.pack(">i", 3) + b"\0x\0")
+        assert c.closed_by_peer()
+
+
+def test_handshake_v0_tokens_keep_the_pre_authentication_frame_limit(sasl_broker):
+    with RawKafkaClient(sasl_broker.sasl_address) as c:
+        assert c.call(request(17, 0, mechanism="SCRAM-SHA-256"), 0).error_code == 0
+        # a length above security.max_frame_bytes_before_auth (64 KiB): closed
+        # on the length alone, nothing more is sent
+        c.sock.sendall(struct.pack(">i", 64 * 1024 + 1))
+        assert c.closed_by_peer()
+    with RawKafkaClient(sasl_broker.sasl_address) as c:
+        # a mechanism not offered: answered in v0, no bare framing, closed
+        hs = c.call(request(17, 0, mechanism="GSSAPI"), 0)
+        assert hs.error_code == 33
+        assert c.closed_by_peer()

@@ -142,3 +142,36 @@ async def test_offset_for_timestamp(tmp_path):
     log = open_log(tmp_path / "p", clean=True)  # through lazily loaded indexes
     assert log.offset_for_timestamp(1_151) == (46, 1_151)
     log.close()
+
+
+async def test_delete_records_moves_the_start_deletes_whole_segments_and_is_durable(tmp_path):
+    log = open_log(tmp_path / "p", config(segment_bytes=400))
+    for k in range(12):
+        log.append(batch(1, ts=1_000 + k, size=120))
+    bases = [s.base_offset for s in log.segments]
+    middle = bases[2] + 1  # inside the third segment
+    assert await log.delete_records(middle) == middle
+    assert log.log_start_offset == middle
+    # the segments wholly below it are gone; the one holding it stays
+    assert [s.base_offset for s in log.segments] == bases[2:]
+    assert _log_files(tmp_path / "p") == [f"{b:020d}.log" for b in bases[2:]]
+    with pytest.raises(OffsetOutOfRangeError):
+        log.read(middle - 1, 100)
+    assert [o for o, _v in read_records(log)][-1] == 11
+    # never down; -1 is the high watermark; beyond it is out of range
+    assert await log.delete_records(1) == middle
+    with pytest.raises(OffsetOutOfRangeError):
+        await log.delete_records(13)
+    assert log.log_start_offset == middle
+    # a reopen keeps it (it was checkpointed before it applied)
+    log.close()
+    log = open_log(tmp_path / "p", config(segment_bytes=400))
+    assert log.log_start_offset == middle
+    assert await log.delete_records(-1) == 12
+    assert log.log_end_offset == 12
+    log.append(batch(1, ts=2_000))
+    assert [o for o, _v in read_records(log)] == [12]
+    await log.aclose()
+    log = open_log(tmp_path / "p", clean=True)
+    assert (log.log_start_offset, log.log_end_offset) == (12, 13)
+    log.close()

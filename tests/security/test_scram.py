@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
+import hmac
 
 import pytest
 from hypothesis import given, settings
@@ -140,6 +142,40 @@ def test_altered_nonce_in_client_final_is_refused():
     client_final = client.receive_server_first(altered)
     with pytest.raises(SaslAuthenticationError, match="nonce"):
         server.receive_client_final(client_final)
+
+
+def _final(client_first: bytes, server_first: bytes, nonce: str, password: str) -> bytes:
+    """A client-final over ``nonce``, computed here as RFC 5802 says."""
+    attrs = dict(a.split("=", 1) for a in server_first.decode().split(","))
+    salted = hashlib.pbkdf2_hmac(
+        "sha256", password.encode(), base64.b64decode(attrs["s"]), int(attrs["i"])
+    )
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    without_proof = f"c=biws,r={nonce}"
+    auth = f"{client_first.decode()[3:]},{server_first.decode()},{without_proof}".encode()
+    signature = hmac.new(hashlib.sha256(client_key).digest(), auth, "sha256").digest()
+    proof = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
+    return f"{without_proof},p={base64.b64encode(proof).decode()}".encode()
+
+
+def test_client_final_nonce_ending_with_the_combined_nonce_is_accepted():
+    # librdkafka 2.0.2 sends r=<client nonce><combined nonce>; Kafka accepts
+    # any nonce that ends with the combined one, and so does tailrace
+    client = ScramClient("alice", "pw", nonce="cnonce")
+    server = ScramServer(lookup_for(alice="pw"))
+    client_first = client.client_first()
+    server_first = server.receive_client_first(client_first)
+    combined = server_first.split(b",")[0][2:].decode()
+    answer = server.receive_client_final(
+        _final(client_first, server_first, "cnonce" + combined, "pw")
+    )
+    assert answer.startswith(b"v=")
+    other = ScramServer(lookup_for(alice="pw"))
+    client_first = ScramClient("alice", "pw", nonce="cnonce").client_first()
+    server_first = other.receive_client_first(client_first)
+    combined = server_first.split(b",")[0][2:].decode()
+    with pytest.raises(SaslAuthenticationError, match="nonce"):  # the suffix must be it
+        other.receive_client_final(_final(client_first, server_first, combined + "x", "pw"))
 
 
 def test_proof_replayed_in_a_new_session_is_refused():

@@ -1,0 +1,103 @@
+"""DeleteRecords and OffsetForLeaderEpoch for Kafka clients: adapters over
+:mod:`..services.log_bounds` (the rules are there).
+
+OffsetForLeaderEpoch also checks the request's ``current_leader_epoch``
+(v2+) as a Kafka leader does: -1 skips the check, 0 (this broker's only
+epoch) passes, a larger one is UNKNOWN_LEADER_EPOCH (the client knows an
+epoch this broker never had) and a smaller one FENCED_LEADER_EPOCH. Those
+two codes exist only on the Kafka side (the native protocol has no leader
+epochs yet), so they are written as Kafka's codes here. ``replica_id`` is
+accepted and ignored: no follower fetches from this broker.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from kio.index import load_response_schema
+from kio.schema.errors import ErrorCode as KafkaErrorCode
+
+from ..server.connection import ConnectionInfo, Later
+from ..services import log_bounds as service
+from .codec import KafkaRequest
+from .entities import ZERO, make
+from .errors import kafka_error
+
+if TYPE_CHECKING:
+    from ..handlers.context import BrokerContext
+
+__all__ = ["handle_delete_records", "handle_offset_for_leader_epoch"]
+
+
+def handle_delete_records(ctx: BrokerContext, info: ConnectionInfo, request: KafkaRequest) -> Later:
+    return Later(_delete_records, ctx, info, request)
+
+
+async def _delete_records(ctx: BrokerContext, info: ConnectionInfo, request: KafkaRequest) -> Any:
+    body = request.body
+    done = iter(
+        await service.delete_records(
+            ctx,
+            info,
+            [
+                service.DeleteRecords(t.name, p.partition_index, p.offset)
+                for t in body.topics
+                for p in t.partitions
+            ],
+        )
+    )
+    topics = []
+    for t in body.topics:
+        parts = []
+        for _ in t.partitions:
+            r = next(done)
+            parts.append(
+                {
+                    "partition_index": r.partition,
+                    "low_watermark": r.low_watermark,
+                    "error_code": kafka_error(r.error),
+                }
+            )
+        topics.append({"name": t.name, "partitions": parts})
+    cls = load_response_schema(request.api_key, request.api_version)
+    return make(cls, {"throttle_time": ZERO, "topics": topics})
+
+
+def _epoch_check(current: int) -> KafkaErrorCode | None:
+    if current < 0 or current == service.LEADER_EPOCH:
+        return None
+    if current > service.LEADER_EPOCH:
+        return KafkaErrorCode.unknown_leader_epoch
+    return KafkaErrorCode.fenced_leader_epoch  # pragma: no cover - epochs start at 0
+
+
+def handle_offset_for_leader_epoch(
+    ctx: BrokerContext, info: ConnectionInfo, request: KafkaRequest
+) -> Any:
+    asked = [
+        service.EpochEnd(t.topic, p.partition, p.leader_epoch)
+        for t in request.body.topics
+        for p in t.partitions
+    ]
+    service.end_offset_for_epoch(ctx, info, asked)
+    it = iter(asked)
+    topics = []
+    for t in request.body.topics:
+        parts = []
+        for p in t.partitions:
+            a = next(it)
+            error = kafka_error(a.error)
+            if a.error is None:
+                error = _epoch_check(p.current_leader_epoch) or error
+            ok = error == KafkaErrorCode.none
+            parts.append(
+                {
+                    "error_code": error,
+                    "partition": a.partition,
+                    "leader_epoch": a.end_epoch if ok else service.UNDEFINED_EPOCH,
+                    "end_offset": a.end_offset if ok else service.UNDEFINED_OFFSET,
+                }
+            )
+        topics.append({"topic": t.topic, "partitions": parts})
+    cls = load_response_schema(request.api_key, request.api_version)
+    return make(cls, {"throttle_time": ZERO, "topics": topics})
