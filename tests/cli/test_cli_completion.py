@@ -48,7 +48,7 @@ def complete(script, cwd, *words: str) -> list[str]:
     ("words", "expected"),
     [
         (["to"], ["topics"]),
-        (["--debug", "c"], ["consume", "completion"]),
+        (["--debug", "c"], ["consume", "cluster", "completion"]),
         (["topics", ""], ["create", "list", "describe", "alter", "delete"]),
         (
             ["topics", "describe", "t", "--"],
