@@ -139,6 +139,12 @@ class EtcdClient:
         if self._current == failed:
             self._current = (failed + 1) % len(self.endpoints)
 
+    def skip_endpoint(self, endpoint: str) -> None:
+        """Start the next requests (and watches) past ``endpoint``, which is
+        misbehaving in a way no request failed on (a stalled watch)."""
+        if endpoint in self.endpoints:
+            self._rotate(self.endpoints.index(endpoint))
+
     # --- one request ---------------------------------------------------------
 
     async def call(self, path: str, body: dict[str, Any], *, idempotent: bool) -> dict[str, Any]:
@@ -218,9 +224,13 @@ class EtcdClient:
         end: bytes | None = None,
         revision: int = 0,
         limit: int = 0,
+        keys_only: bool = False,
     ) -> RangeResult:
-        """Keys ``key`` (or every key under the prefix ``key``), linearizable."""
-        body = range_body(key, prefix=prefix, end=end, revision=revision, limit=limit)
+        """Keys ``key`` (or every key under the prefix ``key``), linearizable;
+        ``keys_only`` leaves the values out."""
+        body = range_body(
+            key, prefix=prefix, end=end, revision=revision, limit=limit, keys_only=keys_only
+        )
         return parse_range(await self.call("kv/range", body, idempotent=True))
 
     async def get(self, key: bytes) -> KeyValue | None:
