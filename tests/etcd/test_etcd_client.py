@@ -302,3 +302,14 @@ async def test_requests_and_watches_leave_from_the_bound_address() -> None:
         nursery.cancel_scope.cancel()
     assert len(peers) >= 2
     assert set(peers) == {"127.0.0.2"}
+
+
+async def test_writing_under_a_gone_lease_is_lease_expired(etcd: Any) -> None:
+    async with EtcdClient(etcd.endpoints) as client:
+        lease = await client.grant(5)
+        await client.revoke(lease.id)
+        with pytest.raises(LeaseExpiredError) as info:
+            await client.put(b"/k", b"v", lease=lease.id)
+        assert info.value.lease_id == lease.id
+        with pytest.raises(LeaseExpiredError):
+            await client.create(b"/k", b"v", lease=lease.id)
