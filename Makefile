@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint format clean clients debian-tools
+.PHONY: run run-cluster stop-cluster test lint format clean clients debian-tools
 
 # The Kafka client matrix (tests/kafka_clients/) runs every client in a
 # virtualenv of its own: confluent-kafka 2.16 and 2.0, kafka-python 2.3 and 3
@@ -28,6 +28,17 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 run: $(STAMP)
 	$(BIN)/tailrace broker --listen 127.0.0.1:7420 --kafka-listen 127.0.0.1:9092 --data-dir ./data
+
+# Cluster mode on loopback: one etcd (127.0.0.1:2379) and brokers 1-3
+# (127.0.0.1:7421-7423, Kafka 9093-9095), data, logs and PIDs under
+# ./data/cluster; stop-cluster stops them by the recorded PIDs.
+# docs/operations.md, "Running a cluster".
+run-cluster: $(STAMP)
+	@$(MAKE) --no-print-directory debian-tools DEBIAN_TOOLS=etcd:etcd-server
+	$(BIN)/python tools/run_cluster.py start --dir ./data/cluster
+
+stop-cluster: $(STAMP)
+	$(BIN)/python tools/run_cluster.py stop --dir ./data/cluster
 
 $(CLIENTS_DIR)/%/.installed: tests/kafka_clients/requirements/%.txt
 	rm -rf $(CLIENTS_DIR)/$*

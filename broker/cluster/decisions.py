@@ -10,7 +10,11 @@ Rules (Kafka's ZooKeeper-era controller, without unclean election):
   preferred leader; leader epoch 0; the ISR is every replica.
 * A partition whose leader is not alive gets a new leader: the first live
   replica that is in the ISR, in replica order. Every leader change bumps the
-  leader epoch.
+  leader epoch. A leader that restarted counts as a leader that died: the
+  state records the leader's broker epoch, and a registration with another
+  epoch means the process that led is gone (it may have lost its memory and
+  its unsynced tail) even if the controller never saw the node id missing;
+  it may be elected again, in a new leader epoch.
 * A dead broker leaves the ISR (the controller's shrink on broker loss), but
   the ISR is never emptied: when no in-sync replica is alive, the leader
   becomes :data:`NO_LEADER` (offline) and the ISR stays as it was, so only
@@ -22,6 +26,7 @@ Rules (Kafka's ZooKeeper-era controller, without unclean election):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .state import NO_LEADER, ClusterView, PartitionState, TopicSpec
@@ -63,36 +68,53 @@ def _start(topic: str, n: int) -> int:
     return sum(topic.encode()) % n if n else 0
 
 
-def new_topic_states(spec: TopicSpec, live: list[int], controller_epoch: int) -> list[Change]:
+def new_topic_states(
+    spec: TopicSpec, live: Mapping[int, int], controller_epoch: int
+) -> list[Change]:
+    """``live``: node id -> broker epoch of every registered broker."""
     assignment = assign_replicas(
-        spec.partitions, spec.replication_factor, live, _start(spec.name, len(live))
+        spec.partitions, spec.replication_factor, list(live), _start(spec.name, len(live))
     )
     return [
         Change(
-            spec.name, p, PartitionState(replicas, replicas[0], 0, replicas, controller_epoch), 0
+            spec.name,
+            p,
+            PartitionState(replicas, replicas[0], 0, replicas, controller_epoch, live[replicas[0]]),
+            0,
         )
         for p, replicas in enumerate(assignment)
     ]
 
 
-def reelect(state: PartitionState, live: frozenset[int], controller_epoch: int) -> PartitionState:
+def reelect(
+    state: PartitionState, live: Mapping[int, int], controller_epoch: int
+) -> PartitionState:
     """The state after dropping dead brokers from the ISR and electing a
-    leader where the current one is dead (unchanged when nothing applies)."""
+    leader where the current one is dead or restarted (``live``: node id ->
+    broker epoch); ``state`` itself when nothing applies."""
     isr = tuple(r for r in state.isr if r in live) or state.isr
     leader = state.leader
-    if leader == NO_LEADER or leader not in live:
+    gone = (
+        leader == NO_LEADER
+        or leader not in live
+        or bool(state.leader_broker_epoch and live[leader] != state.leader_broker_epoch)
+    )
+    if gone:
         candidates = [r for r in state.replicas if r in isr and r in live]
         leader = candidates[0] if candidates else NO_LEADER
-    if leader == state.leader and isr == state.isr:
+        if leader == NO_LEADER and state.leader == NO_LEADER:
+            return state  # offline, and still no in-sync replica is back
+    elif isr == state.isr:
         return state
-    epoch = state.leader_epoch + (1 if leader != state.leader else 0)
-    return PartitionState(state.replicas, leader, epoch, isr, controller_epoch)
+    epoch = state.leader_epoch + (1 if gone else 0)
+    broker_epoch = live[leader] if leader != NO_LEADER else 0
+    return PartitionState(state.replicas, leader, epoch, isr, controller_epoch, broker_epoch)
 
 
 def plan(view: ClusterView, controller_epoch: int) -> tuple[list[Change], list[str]]:
     """The writes that bring ``view`` in line with the rules, and the topics
     that cannot be placed yet (too few live brokers)."""
-    live = view.live
+    live = {n: b.epoch for n, b in view.brokers.items()}
     changes: list[Change] = []
     waiting: list[str] = []
     for name, spec in sorted(view.topics.items()):
@@ -100,7 +122,7 @@ def plan(view: ClusterView, controller_epoch: int) -> tuple[list[Change], list[s
         if not missing:
             continue
         try:
-            fresh = new_topic_states(spec, sorted(live), controller_epoch)
+            fresh = new_topic_states(spec, live, controller_epoch)
         except NotEnoughBrokers:
             waiting.append(name)
             continue

@@ -38,6 +38,7 @@ from ..config import BrokerConfig, split_urls
 from ..etcd import (
     EtcdClient,
     EtcdError,
+    EtcdRequestError,
     EtcdUnavailableError,
     Lease,
     LeaseExpiredError,
@@ -175,6 +176,11 @@ class ClusterMember:
                     await controller.run()
             except* (LeaseExpiredError, ControllerFencedError) as group:
                 reason = "; ".join(str(e) for e in group.exceptions)
+            except* EtcdRequestError as group:
+                # etcd refused something it should not have: say so loudly,
+                # then start over rather than take the broker down
+                reason = "; ".join(str(e) for e in group.exceptions)
+                log_event(log, logging.ERROR, "etcd refused a request", error=reason)
         finally:
             self.controller_epoch = None
             with trio.CancelScope(shield=True), trio.move_on_after(self.settings.lease_ttl):

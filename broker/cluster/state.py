@@ -11,7 +11,8 @@ default), values are JSON (readable with ``etcdctl get --prefix``)::
                                            revision is the controller epoch
     <prefix>/topics/<name>                 {"partitions", "replication_factor", "configs"}
     <prefix>/partitions/<topic>/<p>        {"replicas", "leader", "leader_epoch",
-                                            "isr", "controller_epoch"}
+                                            "isr", "controller_epoch",
+                                            "leader_broker_epoch"}
 
 A partition's state changes only by compare-and-swap on its mod revision,
 in a txn that also checks the controller key's create revision (the writer
@@ -157,6 +158,9 @@ class PartitionState:
     isr: tuple[int, ...]
     #: the epoch of the controller that wrote this state
     controller_epoch: int = 0
+    #: the leader's broker epoch when it was elected (0: no leader); a
+    #: registration with another epoch means the leader restarted
+    leader_broker_epoch: int = 0
 
     def value(self) -> bytes:
         d = asdict(self)
@@ -173,6 +177,7 @@ class PartitionState:
             int(v["leader_epoch"]),
             tuple(int(r) for r in v["isr"]),
             int(v.get("controller_epoch", 0)),
+            int(v.get("leader_broker_epoch", 0)),
         )
 
 

@@ -139,6 +139,12 @@ class EtcdClient:
         if self._current == failed:
             self._current = (failed + 1) % len(self.endpoints)
 
+    def skip_endpoint(self, endpoint: str) -> None:
+        """Start the next requests (and watches) past ``endpoint``, which is
+        misbehaving in a way no request failed on (a stalled watch)."""
+        if endpoint in self.endpoints:
+            self._rotate(self.endpoints.index(endpoint))
+
     # --- one request ---------------------------------------------------------
 
     async def call(self, path: str, body: dict[str, Any], *, idempotent: bool) -> dict[str, Any]:
@@ -185,6 +191,9 @@ class EtcdClient:
         if status >= 500:
             raise _Retry(f"HTTP {status}: {message}", sent=True)
         grpc_code = int(reply.get("code", -1))
+        if grpc_code == _GRPC_NOT_FOUND and "lease not found" in message and path != "lease/revoke":
+            # a put or txn attaching a key to a lease that expired meanwhile
+            raise LeaseExpiredError(_lease_in(body))
         raise EtcdRequestError(
             f"etcd {path}: HTTP {status}: {message}", grpc_code=grpc_code, status=status
         )
@@ -218,9 +227,13 @@ class EtcdClient:
         end: bytes | None = None,
         revision: int = 0,
         limit: int = 0,
+        keys_only: bool = False,
     ) -> RangeResult:
-        """Keys ``key`` (or every key under the prefix ``key``), linearizable."""
-        body = range_body(key, prefix=prefix, end=end, revision=revision, limit=limit)
+        """Keys ``key`` (or every key under the prefix ``key``), linearizable;
+        ``keys_only`` leaves the values out."""
+        body = range_body(
+            key, prefix=prefix, end=end, revision=revision, limit=limit, keys_only=keys_only
+        )
         return parse_range(await self.call("kv/range", body, idempotent=True))
 
     async def get(self, key: bytes) -> KeyValue | None:
@@ -426,6 +439,24 @@ async def _next_event(conn: h11.Connection, stream: trio.SocketStream) -> Any:
         if event is not h11.NEED_DATA:
             return event
         conn.receive_data(await stream.receive_some(65536))
+
+
+def _lease_in(body: Any) -> int:
+    """The lease a request attaches keys to (0 if none is found)."""
+    if isinstance(body, dict):
+        for key in ("lease", "ID"):
+            if key in body:
+                return int(body[key])
+        values: Any = body.values()
+    elif isinstance(body, list):
+        values = body
+    else:
+        return 0
+    for value in values:
+        found = _lease_in(value)
+        if found:
+            return found
+    return 0
 
 
 def _decode(raw: bytes, url: str) -> dict[str, Any]:

@@ -10,7 +10,8 @@ would answer with if one ever reached a response.
   write was sent and its outcome is unknown (it may have been applied): the
   caller re-reads before deciding again, never assumes either way.
 * :class:`LeaseExpiredError` (not retriable for that lease): etcd no longer
-  knows the lease; everything attached to it is gone. Grant a new one.
+  knows the lease; everything attached to it is gone. Grant a new one. A
+  put or txn that attaches a key to such a lease raises it too.
 * :class:`WatchCompactedError` (retriable after a re-read): the revision a
   watch asked to start from was compacted away; read the current state and
   watch again from its revision.

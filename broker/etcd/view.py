@@ -5,9 +5,17 @@ the revision it is current at), then applies the watch from the next
 revision. A watch whose start revision was compacted away re-reads the
 prefix and watches again; an unreachable etcd is retried with a back-off.
 Readers look at :attr:`items` (key -> KeyValue) and :attr:`revision`, and
-wait for news with :meth:`wait_beyond`. Decisions read the view, then write
-with compare-and-swap on the revisions they read: a stale view makes a write
-fail, never succeed wrongly.
+wait for news with :meth:`wait_beyond`.
+
+A watch on a member that stopped (SIGSTOP, a hung process) stays open and
+silent: no error arrives to resume from. So every ``check_interval`` the
+view reads the prefix's keys (a linearizable range) and compares their mod
+revisions with its own; when they differ at two checks in a row and the
+view has not moved past the first of them, the watch is stalled: the view
+reads the prefix again and watches from there on the next endpoint.
+
+Decisions read the view, then write with compare-and-swap on the revisions
+they read: a stale view makes a write fail, never succeed wrongly.
 """
 
 from __future__ import annotations
@@ -28,10 +36,20 @@ log = logging.getLogger("tailrace.etcd")
 
 
 class PrefixView:
-    def __init__(self, client: EtcdClient, prefix: bytes, *, retry_delay: float = 0.25) -> None:
+    def __init__(
+        self,
+        client: EtcdClient,
+        prefix: bytes,
+        *,
+        retry_delay: float = 0.25,
+        check_interval: float = 5.0,
+    ) -> None:
         self.client = client
         self.prefix = prefix
         self.retry_delay = retry_delay
+        self.check_interval = check_interval
+        #: how many times a stalled watch was opened again elsewhere
+        self.stalls = 0
         #: every key under the prefix, as of :attr:`revision`
         self.items: dict[bytes, KeyValue] = {}
         #: the etcd revision the copy is current at (0: not loaded yet)
@@ -69,8 +87,12 @@ class PrefixView:
                 task_status.started()
                 started = True
             try:
-                await self._follow()
-            except WatchCompactedError as exc:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._check_stalls, nursery.cancel_scope)
+                    await self._follow()
+            except* WatchCompactedError as group:
+                exc = group.exceptions[0]
+                assert isinstance(exc, WatchCompactedError)
                 log_event(
                     log,
                     logging.INFO,
@@ -78,6 +100,36 @@ class PrefixView:
                     prefix=self.prefix.decode(errors="replace"),
                     compact_revision=exc.compact_revision,
                 )
+
+    async def _check_stalls(self, follow: trio.CancelScope) -> None:
+        """Cancel ``follow`` (the watch; run() opens it again) when it stalls."""
+        suspect = 0  # the revision of a read that differed from the view
+        while True:
+            await trio.sleep(self.check_interval)
+            try:
+                result = await self.client.range(self.prefix, prefix=True, keys_only=True)
+            except EtcdUnavailableError:
+                continue
+            now = {kv.key: kv.mod_revision for kv in result.kvs}
+            mine = {k: kv.mod_revision for k, kv in self.items.items()}
+            if now == mine or self.revision >= result.revision:
+                suspect = 0
+                continue
+            if not suspect or self.revision >= suspect:
+                suspect = result.revision
+                continue
+            self.stalls += 1
+            log_event(
+                log,
+                logging.WARNING,
+                "etcd watch stalled, opening it on the next endpoint",
+                endpoint=self.client.endpoint,
+                view_revision=self.revision,
+                etcd_revision=result.revision,
+            )
+            self.client.skip_endpoint(self.client.endpoint)
+            follow.cancel()
+            return
 
     async def _load(self) -> None:
         result = await self.client.range(self.prefix, prefix=True)

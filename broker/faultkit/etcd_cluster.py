@@ -95,13 +95,18 @@ class EtcdMember:
             "--log-level", "warn",
         ]  # fmt: skip
 
-    def start(self) -> None:
+    def start(self, *, new_session: bool = False) -> None:
         """Start (or restart: the data directory's state wins over the
-        initial-cluster flags)."""
+        initial-cluster flags). ``new_session``: detached from this
+        process's terminal and signals (``make run-cluster``)."""
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=log
+                self.command(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=new_session,
             )
 
     @property
@@ -158,6 +163,7 @@ class EtcdCluster:
         heartbeat_ms: int = 100,
         election_ms: int = 1000,
         client_ports: list[int] | None = None,
+        peer_ports: list[int] | None = None,
     ) -> None:
         self.base_dir = Path(base_dir)
         token = f"tailrace-{uuid.uuid4().hex[:12]}"
@@ -169,7 +175,7 @@ class EtcdCluster:
                     f"m{i}",
                     host,
                     client_port,
-                    free_port(host),
+                    peer_ports[i] if peer_ports else free_port(host),
                     self.base_dir / f"m{i}" / "data",
                     token=token,
                     heartbeat_ms=heartbeat_ms,
@@ -184,10 +190,10 @@ class EtcdCluster:
     def endpoints(self) -> list[str]:
         return [m.client_url for m in self.members]
 
-    def start(self, timeout: float = 30.0) -> EtcdCluster:
+    def start(self, timeout: float = 30.0, *, new_session: bool = False) -> EtcdCluster:
         """Start every member; return once each says it is healthy."""
         for m in self.members:
-            m.start()
+            m.start(new_session=new_session)
         try:
             self.wait_healthy(timeout)
         except BaseException:

@@ -68,6 +68,7 @@ def test_a_new_topic_is_placed_with_epoch_zero_and_a_full_isr() -> None:
         assert c.new.isr == c.new.replicas
         assert c.new.leader_epoch == 0
         assert c.new.controller_epoch == 7
+        assert c.new.leader_broker_epoch == c.new.leader  # view(): epoch == node id
 
 
 def test_a_topic_waits_while_too_few_brokers_are_alive() -> None:
@@ -77,30 +78,40 @@ def test_a_topic_waits_while_too_few_brokers_are_alive() -> None:
 
 def test_a_dead_leader_is_replaced_by_the_first_live_isr_replica_with_a_new_epoch() -> None:
     state = PartitionState((1, 2, 3), leader=1, leader_epoch=4, isr=(1, 3))
-    new = reelect(state, frozenset({2, 3}), controller_epoch=9)
+    new = reelect(state, {2: 20, 3: 30}, controller_epoch=9)
     # 2 is a live replica but not in sync: never elected (no unclean election)
     assert (new.leader, new.leader_epoch, new.isr, new.controller_epoch) == (3, 5, (3,), 9)
+    assert new.leader_broker_epoch == 30
+
+
+def test_a_restarted_leader_is_elected_anew_in_a_new_leader_epoch() -> None:
+    # the node id never looked dead to the controller, but its broker epoch
+    # changed: the process that led is gone, and with it what it held in memory
+    state = PartitionState((1, 2), leader=1, leader_epoch=4, isr=(1, 2), leader_broker_epoch=10)
+    assert reelect(state, {1: 10, 2: 20}, controller_epoch=9) == state
+    new = reelect(state, {1: 55, 2: 20}, controller_epoch=9)
+    assert (new.leader, new.leader_epoch, new.leader_broker_epoch) == (1, 5, 55)
 
 
 def test_a_dead_follower_leaves_the_isr_without_an_epoch_change() -> None:
     state = PartitionState((1, 2, 3), leader=1, leader_epoch=4, isr=(1, 2, 3))
-    new = reelect(state, frozenset({1, 3}), controller_epoch=9)
+    new = reelect(state, {1: 10, 3: 30}, controller_epoch=9)
     assert (new.leader, new.leader_epoch, new.isr) == (1, 4, (1, 3))
 
 
 def test_with_no_live_isr_member_the_partition_goes_offline_keeping_its_isr() -> None:
     state = PartitionState((1, 2, 3), leader=1, leader_epoch=4, isr=(1, 2))
-    offline = reelect(state, frozenset({3}), controller_epoch=9)
+    offline = reelect(state, {3: 30}, controller_epoch=9)
     assert (offline.leader, offline.leader_epoch, offline.isr) == (NO_LEADER, 5, (1, 2))
     # nothing changes while none of them is back
-    assert reelect(offline, frozenset({3}), controller_epoch=9) == offline
+    assert reelect(offline, {3: 30}, controller_epoch=9) == offline
     # an in-sync replica that comes back leads again, in a new epoch
-    back = reelect(offline, frozenset({2, 3}), controller_epoch=10)
+    back = reelect(offline, {2: 21, 3: 30}, controller_epoch=10)
     assert (back.leader, back.leader_epoch, back.isr) == (2, 6, (2,))
 
 
 def test_a_healthy_cluster_needs_no_writes() -> None:
-    state = PartitionState((1, 2), leader=1, leader_epoch=0, isr=(1, 2))
+    state = PartitionState((1, 2), leader=1, leader_epoch=0, isr=(1, 2), leader_broker_epoch=1)
     v = view([1, 2], [TopicSpec("t", 1, 2)], {("t", 0): (state, 33)})
     assert plan(v, controller_epoch=1) == ([], [])
     changes, _ = plan(view([2], [TopicSpec("t", 1, 2)], {("t", 0): (state, 33)}), 2)
@@ -119,7 +130,7 @@ def test_reelection_never_empties_the_isr_nor_elects_outside_it(
     isr = tuple(r for r in replicas if data.draw(st.booleans())) or (replicas[0],)
     leader = data.draw(st.sampled_from([*isr, NO_LEADER]))
     state = PartitionState(tuple(replicas), leader, 3, isr)
-    live = frozenset(data.draw(st.sets(st.integers(0, 6))))
+    live = {n: 100 + n for n in data.draw(st.sets(st.integers(0, 6)))}
     new = reelect(state, live, controller_epoch=1)
     assert new.isr
     assert set(new.isr) <= set(state.isr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Any
 
 import pytest
@@ -244,3 +245,71 @@ async def test_a_paused_member_times_out_and_a_write_there_is_ambiguous(etcd3: A
             assert kv.value in (b"0", b"1")
         finally:
             paused.resume()
+
+
+async def test_a_view_watching_a_paused_member_moves_to_another(etcd3: Any) -> None:
+    # a SIGSTOPped member keeps the watch's connection open and silent: only
+    # the view's periodic comparison can tell
+    leader = etcd3.leader()
+    paused = next(m for m in etcd3.members if m is not leader)
+    others = [m.client_url for m in etcd3.members if m is not paused]
+    async with (
+        EtcdClient([paused.client_url, *others], timeout=1.0) as watching,
+        EtcdClient(others) as writer,
+        trio.open_nursery() as nursery,
+    ):
+        view = PrefixView(watching, b"/s/", check_interval=0.3)
+        await nursery.start(view.run)
+        # the watch is up on the first member: a change arrives through it
+        rev = await writer.put(b"/s/k", b"before")
+        await view.wait_beyond(rev - 1)
+        assert watching.endpoint == paused.client_url
+        paused.pause()
+        try:
+            rev = await writer.put(b"/s/k", b"after the pause")
+            with trio.fail_after(60):  # stops a hung test only
+                await view.wait_beyond(rev - 1)
+        finally:
+            paused.resume()
+        assert view.items[b"/s/k"].value == b"after the pause"
+        assert view.stalls >= 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_requests_and_watches_leave_from_the_bound_address() -> None:
+    # a listener that records where connections come from (etcd cannot say)
+    peers: list[str] = []
+
+    async def record(stream: trio.SocketStream) -> None:
+        peers.append(stream.socket.getpeername()[0])
+        await stream.receive_some(65536)  # the request, then no answer
+        await stream.aclose()
+
+    async with trio.open_nursery() as nursery:
+        (listener,) = await nursery.start(
+            functools.partial(trio.serve_tcp, record, 0, host="127.0.0.1")
+        )
+        port = listener.socket.getsockname()[1]
+        url = f"http://127.0.0.1:{port}"
+        async with EtcdClient([url], timeout=1.0, local_address="127.0.0.2") as client:
+            with pytest.raises(EtcdUnavailableError):
+                await client.get(b"/x")
+            replies = client.watch(b"/x", start_revision=1, retry_delay=0.05)
+            async with contextlib.aclosing(replies):
+                with trio.move_on_after(0.5):
+                    async for _reply in replies:
+                        pass
+        nursery.cancel_scope.cancel()
+    assert len(peers) >= 2
+    assert set(peers) == {"127.0.0.2"}
+
+
+async def test_writing_under_a_gone_lease_is_lease_expired(etcd: Any) -> None:
+    async with EtcdClient(etcd.endpoints) as client:
+        lease = await client.grant(5)
+        await client.revoke(lease.id)
+        with pytest.raises(LeaseExpiredError) as info:
+            await client.put(b"/k", b"v", lease=lease.id)
+        assert info.value.lease_id == lease.id
+        with pytest.raises(LeaseExpiredError):
+            await client.create(b"/k", b"v", lease=lease.id)
