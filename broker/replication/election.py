@@ -1,0 +1,114 @@
+"""A partition's replicated state and the controller's decisions on it.
+
+:class:`PartitionState` is what the cluster store (etcd) holds per
+partition: the assigned replicas, the leader, the leader epoch and the
+in-sync replicas (ISR), plus ``version``, the store's revision of that key,
+which every change compares (compare-and-swap). The functions here decide
+the next state; the caller writes it with a CAS on ``version`` and, only if
+the CAS succeeded, acts on it.
+
+Rules (issue 16 rules 2 and 6; Kafka's ZooKeeper-era controller with
+unclean election switched off for good):
+
+* Only a live ISR member becomes leader: the first one in assignment order
+  (the preferred replica first). Never an out-of-sync replica: it may lack
+  committed records.
+* Every leader change bumps the leader epoch, also re-electing the same
+  broker, and so does taking the partition offline (``leader`` NO_LEADER):
+  the old leader, maybe alive behind a partition, is fenced by the epoch.
+* The ISR is never emptied: when its last member dies the partition goes
+  offline keeping that member in the ISR, and comes back only when that
+  member does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass, replace
+
+__all__ = [
+    "NO_LEADER",
+    "PartitionState",
+    "default_min_insync_replicas",
+    "elect_leader",
+    "remove_replica",
+]
+
+#: ``leader`` of a partition that has none (offline).
+NO_LEADER = -1
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionState:
+    """One partition's replication state as the cluster store holds it."""
+
+    #: assigned replica broker ids, preferred leader first
+    replicas: tuple[int, ...]
+    #: broker id of the leader, or NO_LEADER
+    leader: int
+    leader_epoch: int
+    #: in-sync replicas (never empty), leader included when there is one
+    isr: tuple[int, ...]
+    #: the store's revision of this state; opaque here, compared by the CAS
+    version: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.isr:
+            raise ValueError("the ISR is never empty")
+        if not set(self.isr) <= set(self.replicas):
+            raise ValueError(f"ISR {self.isr} is not a subset of replicas {self.replicas}")
+        if self.leader != NO_LEADER and self.leader not in self.isr:
+            raise ValueError(f"leader {self.leader} is not in the ISR {self.isr}")
+
+    @property
+    def online(self) -> bool:
+        return self.leader != NO_LEADER
+
+    @property
+    def under_replicated(self) -> bool:
+        return len(self.isr) < len(self.replicas)
+
+    @classmethod
+    def new(cls, replicas: Collection[int]) -> PartitionState:
+        """A new partition: every replica in sync (all logs are empty), the
+        first one leading in epoch 0."""
+        reps = tuple(replicas)
+        if not reps or len(set(reps)) != len(reps):
+            raise ValueError(f"replicas must be distinct and not empty: {reps}")
+        return cls(reps, reps[0], 0, reps)
+
+
+def default_min_insync_replicas(replication_factor: int) -> int:
+    """The topic default: min(2, replication factor)."""
+    return min(2, replication_factor)
+
+
+def elect_leader(state: PartitionState, live: Collection[int]) -> PartitionState:
+    """The state after (re-)electing a leader among the live ISR members.
+
+    The new leader is the first replica in assignment order that is both in
+    the ISR and in ``live``; the new ISR is the live part of the old one. With
+    no live ISR member the partition goes offline (leader NO_LEADER, ISR kept
+    as it was). Either way the epoch goes up by one, so write the result
+    (CAS on ``state.version``) even when the leader is unchanged.
+    """
+    live_set = set(live)
+    for replica in state.replicas:
+        if replica in state.isr and replica in live_set:
+            isr = tuple(r for r in state.isr if r in live_set)
+            return replace(state, leader=replica, leader_epoch=state.leader_epoch + 1, isr=isr)
+    return replace(state, leader=NO_LEADER, leader_epoch=state.leader_epoch + 1)
+
+
+def remove_replica(state: PartitionState, broker: int, live: Collection[int]) -> PartitionState:
+    """The state after ``broker`` died (its registration lease expired).
+
+    Its leadership moves (see :func:`elect_leader`); a follower leaves the
+    ISR without an epoch change, unless it is the last member (the ISR is
+    never emptied). Returns ``state`` itself when nothing changes.
+    """
+    if broker == state.leader:
+        return elect_leader(state, set(live) - {broker})
+    if broker in state.isr and len(state.isr) > 1:
+        return replace(state, isr=tuple(r for r in state.isr if r != broker))
+    return state
