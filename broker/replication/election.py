@@ -83,17 +83,24 @@ def default_min_insync_replicas(replication_factor: int) -> int:
     return min(2, replication_factor)
 
 
-def elect_leader(state: PartitionState, live: Collection[int]) -> PartitionState:
+def elect_leader(
+    state: PartitionState, live: Collection[int], *, prefer: int | None = None
+) -> PartitionState:
     """The state after (re-)electing a leader among the live ISR members.
 
-    The new leader is the first replica in assignment order that is both in
-    the ISR and in ``live``; the new ISR is the live part of the old one. With
+    The new leader is ``prefer`` when it is a live ISR member (a controlled
+    move: preferred-leader election, a broker shutting down), otherwise the
+    first replica in assignment order that is both in the ISR and in
+    ``live``; the new ISR is the live part of the old one. With
     no live ISR member the partition goes offline (leader NO_LEADER, ISR kept
     as it was). Either way the epoch goes up by one, so write the result
     (CAS on ``state.version``) even when the leader is unchanged.
     """
     live_set = set(live)
-    for replica in state.replicas:
+    order = state.replicas
+    if prefer is not None:
+        order = (prefer, *(r for r in state.replicas if r != prefer))
+    for replica in order:
         if replica in state.isr and replica in live_set:
             isr = tuple(r for r in state.isr if r in live_set)
             return replace(state, leader=replica, leader_epoch=state.leader_epoch + 1, isr=isr)

@@ -249,14 +249,17 @@ class LeaderState:
         current_leader_epoch: int,
         now_ms: int,
         leader_leo: int,
+        leader_counted_offset: int | None = None,
     ) -> bool:
         """Record a follower's fetch at ``fetch_offset`` (its log end, made
-        durable as its topic's flush mode says before it sent it). Raises
-        the fencing errors (nothing recorded), and ValueError for a replica
-        not assigned here or a fetch offset above ``leader_leo`` (the caller
-        answers OFFSET_OUT_OF_RANGE). Check :func:`diverging_epoch` first: a
-        diverged fetch must not be recorded. Returns whether the high
-        watermark advanced."""
+        durable as its topic's flush mode says before it sent it).
+        ``leader_leo`` is the leader's log end; ``leader_counted_offset`` the
+        part of it that counts for the high watermark (flush ``sync``: what
+        is fsynced; default: all of it). Raises the fencing errors (nothing
+        recorded), and ValueError for a replica not assigned here or a fetch
+        offset above ``leader_leo`` (the caller answers OFFSET_OUT_OF_RANGE).
+        Check :func:`diverging_epoch` first: a diverged fetch must not be
+        recorded. Returns whether the high watermark advanced."""
         self.check_epoch(current_leader_epoch)
         f = self.followers.get(replica_id)
         if f is None:
@@ -273,11 +276,15 @@ class LeaderState:
         f.log_end_offset = fetch_offset
         f.last_fetch_ms = now_ms
         f.last_fetch_leader_leo = leader_leo
-        return self.update_high_watermark(leader_leo)
+        return self.update_high_watermark(
+            leader_leo if leader_counted_offset is None else leader_counted_offset
+        )
 
     def update_high_watermark(self, leader_leo: int) -> bool:
         """Advance the watermark to the lowest log end offset over the
-        maximal ISR (leader's ``leader_leo`` included); never lower it.
+        maximal ISR (the leader's counted ``leader_leo`` included); never
+        lower it. Call it after each append (flush ``none``/``interval``) or
+        sync (``sync``) of the leader's log, and after an ISR change.
         Returns whether it advanced."""
         low = leader_leo
         for r in self.maximal_isr:

@@ -371,3 +371,17 @@ def test_follower_hw_is_bounded_by_its_log_and_never_lowered():
     assert f.update_high_watermark(10, 8) == 8
     assert f.update_high_watermark(6, 12) == 8  # a new leader's lagging HW
     assert f.update_high_watermark(12, 12) == 12
+
+
+def test_preferred_leader_when_it_is_a_live_isr_member():
+    s = PartitionState((1, 2, 3), 1, 4, (1, 2, 3))
+    assert elect_leader(s, {1, 2, 3}, prefer=2).leader == 2
+    assert elect_leader(s, {1, 3}, prefer=2).leader == 1
+    out = PartitionState((1, 2, 3), 1, 4, (1, 3))
+    assert elect_leader(out, {1, 2, 3}, prefer=2).leader == 1  # 2 is out of sync
+
+
+def test_hw_counts_only_the_leaders_synced_offset():
+    ls = leader(isr=(1, 2), hw=10, start=10)
+    assert ls.on_follower_fetch(2, 14, 5, 0, 14, leader_counted_offset=12)
+    assert ls.high_watermark == 12
