@@ -9,8 +9,12 @@ this exchange until it is done:
    leader, which answers ``leader_cache.end_offset_for(epoch, leader_leo)``
    (see :func:`~tailrace.broker.replication.leader.LeaderState.offset_for_epoch`).
 3. ``state = truncation_point(cache, log_start, log_end, answer)``; it
-   truncates its log (and its cache, ``cache.truncate_from_end``) to
-   ``state.offset``. When ``state.done`` is False it asks again with
+   truncates its log to ``state.offset`` and its cache with
+   ``cache.truncate_from_end(state.offset)`` -- the cache *also when the log
+   holds nothing past the offset*: a replica that became leader and wrote
+   nothing before losing the leadership holds an entry starting at its log
+   end, and without removing it the next round asks for the same epoch
+   forever (Kafka's UnifiedLog.truncateTo has the same rule and comment). When ``state.done`` is False it asks again with
    ``request_epoch(cache)`` -- the epoch it asks for is now lower -- and
    repeats until the answer names an epoch it holds (KIP-279: after
    several quick leader changes the first answer may name an epoch this

@@ -255,8 +255,8 @@ class Cluster:
 
     def produce(self, rid: int, value: str | None = None) -> str:
         """An acks=all produce sent to ``rid`` (which may only think it leads)."""
-        rep = self.replicas[rid]
-        if not rep.alive or rep.leader is None:
+        rep = self.replicas.get(rid)
+        if rep is None or not rep.alive or rep.leader is None:
             return "not leader"
         try:
             rep.leader.check_append(-1)
@@ -356,6 +356,10 @@ class Cluster:
         return "fetched"
 
     def truncate_log(self, rep: Replica, offset: int) -> None:
+        # the cache is cut even when no record is: a replica that led an epoch
+        # without writing in it holds an entry starting at its log end
+        if rep.cache.truncate_from_end(offset):
+            rep.persist_cache()
         if offset >= rep.leo:
             return
         if offset < rep.hw:
@@ -369,8 +373,6 @@ class Cluster:
         self.trace.append(f"r{rep.id} truncates to {offset}")
         del rep.log[offset:]
         rep.durable = min(rep.durable, offset)
-        if rep.cache.truncate_from_end(offset):
-            rep.persist_cache()
 
     def truncate(self, fid: int) -> str:
         """The follower's truncation after an epoch change (OffsetForLeaderEpoch)."""
@@ -553,3 +555,64 @@ class Cluster:
             for offset, value in self.acked.items():
                 if offset >= len(log) or log[offset].value != value:
                     raise Violation(f"acknowledged {value} at {offset} lost: {self}")
+
+
+def replicate_round(c: Cluster) -> None:
+    """The common path in one step: the leader takes a record, every replica
+    reads the state, truncates if it must, fetches and syncs, and the leader
+    settles its ISR."""
+    ids = tuple(c.replicas)
+    if c.state.online:
+        c.produce(c.state.leader)
+    for r in ids:
+        c.sync(r)
+        c.truncate(r)
+        c.fetch(r)
+        c.flush(r)
+        c.check()
+    for r in ids:
+        c.isr_propose(r)
+        c.isr_commit(r)
+
+
+def random_walk(seed: int, *, steps: int = 60, bugs: Bugs | None = None) -> Cluster:
+    """A seeded random walk over the same steps as the Hypothesis machine
+    (checked after each one), ending with heal and the final check."""
+    import random
+
+    rnd = random.Random(seed)
+    c = Cluster((1, 2, 3), bugs=bugs)
+    for _ in range(steps):
+        r = rnd.choice((1, 2, 3))
+        op = rnd.randrange(11)
+        if op == 0:
+            c.produce(rnd.choice((r, c.state.leader)))
+        elif op == 1:
+            c.flush(r)
+        elif op == 2:
+            c.fetch(r, lose_response=rnd.random() < 0.3)
+        elif op == 3:
+            c.truncate(r)
+        elif op == 4:
+            c.sync(r)
+        elif op == 5:
+            kind = rnd.randrange(5)
+            if kind < 2:
+                c.crash(r, power=kind == 1)
+            elif kind == 2:
+                c.restart(r)
+            elif kind == 3:
+                c.expire(r)
+            else:
+                c.elect(rnd.choice((None, 1, 2, 3)))
+        elif op == 6:
+            c.tick(rnd.choice((10, 60, 150)))
+        elif op == 7:
+            c.isr_propose(r)
+        elif op == 8:
+            c.isr_commit(r)
+        else:
+            replicate_round(c)
+        c.check()
+    c.final_check()
+    return c
