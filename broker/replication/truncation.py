@@ -14,7 +14,8 @@ this exchange until it is done:
    holds nothing past the offset*: a replica that became leader and wrote
    nothing before losing the leadership holds an entry starting at its log
    end, and without removing it the next round asks for the same epoch
-   forever (Kafka's UnifiedLog.truncateTo has the same rule and comment). When ``state.done`` is False it asks again with
+   forever (Kafka's UnifiedLog.truncateTo has the same rule and comment).
+   When ``state.done`` is False it asks again with
    ``request_epoch(cache)`` -- the epoch it asks for is now lower -- and
    repeats until the answer names an epoch it holds (KIP-279: after
    several quick leader changes the first answer may name an epoch this
