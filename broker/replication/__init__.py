@@ -22,6 +22,7 @@ from tailrace.client.errors import (
 from .election import (
     NO_LEADER,
     PartitionState,
+    ReplicaState,
     default_min_insync_replicas,
     elect_leader,
     remove_replica,
@@ -62,6 +63,7 @@ __all__ = [
     "NotLeaderOrFollowerError",
     "OffsetNotAvailableError",
     "PartitionState",
+    "ReplicaState",
     "TruncationState",
     "UnknownLeaderEpochError",
     "check_leader_epoch",

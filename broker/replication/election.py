@@ -1,11 +1,14 @@
 """A partition's replicated state and the controller's decisions on it.
 
-:class:`PartitionState` is what the cluster store (etcd) holds per
-partition: the assigned replicas, the leader, the leader epoch and the
-in-sync replicas (ISR), plus ``version``, the store's revision of that key,
-which every change compares (compare-and-swap). The functions here decide
-the next state; the caller writes it with a CAS on ``version`` and, only if
-the CAS succeeded, acts on it.
+What the cluster store (etcd) holds per partition: the assigned replicas,
+the leader, the leader epoch and the in-sync replicas (ISR); every change
+compares the key's revision (compare-and-swap). The functions here take any
+frozen dataclass with those four fields (:class:`ReplicaState`: the
+cluster's own ``broker.cluster.state.PartitionState``, or
+:class:`PartitionState` here, which adds ``version`` for models and tests),
+return the next state built with :func:`dataclasses.replace` (other fields
+kept), and the caller writes it with a CAS on the revision it read and acts
+on it only if the CAS succeeded.
 
 Rules (issue 16 rules 2 and 6; Kafka's ZooKeeper-era controller with
 unclean election switched off for good):
@@ -25,10 +28,12 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, replace
+from typing import Protocol, TypeVar
 
 __all__ = [
     "NO_LEADER",
     "PartitionState",
+    "ReplicaState",
     "default_min_insync_replicas",
     "elect_leader",
     "remove_replica",
@@ -38,9 +43,27 @@ __all__ = [
 NO_LEADER = -1
 
 
+class ReplicaState(Protocol):
+    """The fields of a partition state these decisions read (a frozen
+    dataclass: the decisions return ``dataclasses.replace`` copies)."""
+
+    @property
+    def replicas(self) -> tuple[int, ...]: ...
+    @property
+    def leader(self) -> int: ...
+    @property
+    def leader_epoch(self) -> int: ...
+    @property
+    def isr(self) -> tuple[int, ...]: ...
+
+
+S = TypeVar("S", bound=ReplicaState)
+
+
 @dataclass(frozen=True, slots=True)
 class PartitionState:
-    """One partition's replication state as the cluster store holds it."""
+    """One partition's replication state, with the store revision it was
+    read at (``version``), checked for the invariants on construction."""
 
     #: assigned replica broker ids, preferred leader first
     replicas: tuple[int, ...]
@@ -83,9 +106,7 @@ def default_min_insync_replicas(replication_factor: int) -> int:
     return min(2, replication_factor)
 
 
-def elect_leader(
-    state: PartitionState, live: Collection[int], *, prefer: int | None = None
-) -> PartitionState:
+def elect_leader(state: S, live: Collection[int], *, prefer: int | None = None) -> S:
     """The state after (re-)electing a leader among the live ISR members.
 
     The new leader is ``prefer`` when it is a live ISR member (a controlled
@@ -94,7 +115,8 @@ def elect_leader(
     ``live``; the new ISR is the live part of the old one. With
     no live ISR member the partition goes offline (leader NO_LEADER, ISR kept
     as it was). Either way the epoch goes up by one, so write the result
-    (CAS on ``state.version``) even when the leader is unchanged.
+    (CAS on the revision ``state`` was read at) even when the leader is
+    unchanged.
     """
     live_set = set(live)
     order = state.replicas
@@ -103,11 +125,13 @@ def elect_leader(
     for replica in order:
         if replica in state.isr and replica in live_set:
             isr = tuple(r for r in state.isr if r in live_set)
-            return replace(state, leader=replica, leader_epoch=state.leader_epoch + 1, isr=isr)
-    return replace(state, leader=NO_LEADER, leader_epoch=state.leader_epoch + 1)
+            return replace(  # type: ignore[type-var]
+                state, leader=replica, leader_epoch=state.leader_epoch + 1, isr=isr
+            )
+    return replace(state, leader=NO_LEADER, leader_epoch=state.leader_epoch + 1)  # type: ignore[type-var]
 
 
-def remove_replica(state: PartitionState, broker: int, live: Collection[int]) -> PartitionState:
+def remove_replica(state: S, broker: int, live: Collection[int]) -> S:
     """The state after ``broker`` died (its registration lease expired).
 
     Its leadership moves (see :func:`elect_leader`); a follower leaves the
@@ -117,5 +141,5 @@ def remove_replica(state: PartitionState, broker: int, live: Collection[int]) ->
     if broker == state.leader:
         return elect_leader(state, set(live) - {broker})
     if broker in state.isr and len(state.isr) > 1:
-        return replace(state, isr=tuple(r for r in state.isr if r != broker))
+        return replace(state, isr=tuple(r for r in state.isr if r != broker))  # type: ignore[type-var]
     return state

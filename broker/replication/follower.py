@@ -10,7 +10,7 @@ the same offsets (a leader that lost its tail and was re-elected).
 
 from __future__ import annotations
 
-from .election import NO_LEADER, PartitionState
+from .election import NO_LEADER, ReplicaState
 from .epochs import UNDEFINED_EPOCH
 
 __all__ = ["FollowerState"]
@@ -30,7 +30,7 @@ class FollowerState:
         #: reads stop below this (never lowered; see update_high_watermark)
         self.high_watermark = high_watermark
 
-    def on_state(self, state: PartitionState) -> bool:
+    def on_state(self, state: ReplicaState) -> bool:
         """A partition state from the cluster store in which this broker is a
         follower. Returns True when the epoch changed: stop fetching and
         truncate (needs_truncation) before the next fetch."""

@@ -50,7 +50,7 @@ acks=all (issue 16 rule 5)
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from tailrace.client.errors import (
@@ -61,7 +61,7 @@ from tailrace.client.errors import (
     UnknownLeaderEpochError,
 )
 
-from .election import PartitionState
+from .election import ReplicaState, S
 from .epochs import UNDEFINED_EPOCH, EpochEndOffset, LeaderEpochCache
 
 __all__ = [
@@ -125,7 +125,8 @@ class FollowerProgress:
 
 @dataclass(frozen=True, slots=True)
 class IsrChange:
-    """A proposed ISR, to write with a CAS on ``base_version``."""
+    """A proposed ISR, to write with a CAS on ``base_version``: the state
+    to write is :meth:`apply` of the state read at that revision."""
 
     kind: Literal["shrink", "expand"]
     new_isr: tuple[int, ...]
@@ -134,12 +135,19 @@ class IsrChange:
     leader_epoch: int
     base_version: int
 
+    def apply(self, state: S) -> S:
+        """``state`` (read at ``base_version``) with the new ISR."""
+        if state.leader_epoch != self.leader_epoch:
+            raise ValueError(f"{state} is not epoch {self.leader_epoch}: the change is stale")
+        return replace(state, isr=self.new_isr)  # type: ignore[type-var]
+
 
 class LeaderState:
     """Decisions of the leader of one partition in one leader epoch.
 
     ``state`` is the partition state the CAS that made this broker leader
-    wrote; ``epoch_start_offset`` the log end offset when it took over (the
+    wrote and ``version`` the store revision it has (the CAS of an ISR change
+    compares it); ``epoch_start_offset`` the log end offset when it took over (the
     caller also assigns ``(state.leader_epoch, epoch_start_offset)`` in the
     log's epoch cache and makes that durable before the first append);
     ``high_watermark`` the watermark the broker had (its checkpoint, or the
@@ -148,8 +156,9 @@ class LeaderState:
 
     def __init__(
         self,
-        state: PartitionState,
+        state: ReplicaState,
         *,
+        version: int,
         replica_id: int,
         epoch_start_offset: int,
         high_watermark: int,
@@ -170,7 +179,7 @@ class LeaderState:
         self.min_insync_replicas = min_insync_replicas
         self._replicas = state.replicas
         self._isr = state.isr
-        self._version = state.version
+        self._version = version
         self._pending: IsrChange | None = None
         self._hw = high_watermark
         self.followers: dict[int, FollowerProgress] = {
@@ -343,13 +352,6 @@ class LeaderState:
         self._pending = change
         return change
 
-    def isr_state(self, change: IsrChange, state: PartitionState) -> PartitionState:
-        """The partition state to CAS for ``change`` over ``state`` (the one
-        read at ``change.base_version``)."""
-        return PartitionState(
-            state.replicas, state.leader, state.leader_epoch, change.new_isr, state.version
-        )
-
     def confirm_isr_change(self, change: IsrChange, new_version: int) -> None:
         """The CAS writing ``change`` succeeded at ``new_version``: the new
         ISR counts. Call :meth:`update_high_watermark` next (a shrink may let
@@ -366,13 +368,14 @@ class LeaderState:
         if change is self._pending:
             self._pending = None
 
-    def apply_state(self, state: PartitionState) -> None:
+    def apply_state(self, state: ReplicaState, version: int) -> None:
         """The cluster store changed this partition's ISR in the same epoch
-        (the controller removed a dead follower). Not for epoch changes."""
+        (the controller removed a dead follower); ``version`` is the new
+        revision. Not for epoch changes."""
         if state.leader_epoch != self.leader_epoch or state.leader != self.replica_id:
             raise ValueError(f"{state} is another epoch: make a new LeaderState")
         self._isr = state.isr
-        self._version = state.version
+        self._version = version
         self._pending = None
 
     # ---------------------------------------------------------------- acks

@@ -231,6 +231,7 @@ class Cluster:
                     rep.persist_cache()
                 rep.leader = LeaderState(
                     st,
+                    version=st.version,
                     replica_id=rid,
                     epoch_start_offset=rep.leo,
                     high_watermark=min(rep.hw, rep.leo),
@@ -240,7 +241,7 @@ class Cluster:
                 )
                 self.trace.append(f"r{rid} leads epoch {st.leader_epoch} from {rep.leo}")
             elif rep.leader.version != st.version:
-                rep.leader.apply_state(st)
+                rep.leader.apply_state(st, st.version)
                 self.pending_isr.pop(rid, None)
             return
         rep.leader = None
@@ -457,7 +458,7 @@ class Cluster:
             return
         st = self.state
         if st.leader == rid and st.leader_epoch == change.leader_epoch:
-            new = rep.leader.isr_state(change, st)
+            new = change.apply(st)
             if self.cas(change.base_version, new):
                 rep.leader.confirm_isr_change(change, self.state.version)
                 self._leader_progress(rep)

@@ -3,6 +3,8 @@ changes, acks=all checks, leader election, the follower's epoch rule."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 
 from tailrace.broker.replication import (
@@ -93,6 +95,7 @@ def leader(isr=(1, 2, 3), *, epoch=5, start=10, hw=8, lag=1000, min_isr=2, now=0
     state = PartitionState((1, 2, 3), 1, epoch, tuple(isr), version=7)
     return LeaderState(
         state,
+        version=state.version,
         replica_id=1,
         epoch_start_offset=start,
         high_watermark=hw,
@@ -259,11 +262,11 @@ def test_confirming_a_change_not_in_flight_is_a_bug():
 
 def test_controller_isr_update_in_the_same_epoch():
     ls = leader(isr=(1, 2, 3))
-    ls.apply_state(PartitionState((1, 2, 3), 1, 5, (1, 2), version=12))
+    ls.apply_state(PartitionState((1, 2, 3), 1, 5, (1, 2)), 12)
     assert ls.isr == (1, 2)
     assert ls.version == 12
     with pytest.raises(ValueError, match="another epoch"):
-        ls.apply_state(PartitionState((1, 2, 3), 1, 6, (1, 2), version=13))
+        ls.apply_state(PartitionState((1, 2, 3), 1, 6, (1, 2)), 13)
 
 
 # --- acks=all -----------------------------------------------------------------------
@@ -385,3 +388,42 @@ def test_hw_counts_only_the_leaders_synced_offset():
     ls = leader(isr=(1, 2), hw=10, start=10)
     assert ls.on_follower_fetch(2, 14, 5, 0, 14, leader_counted_offset=12)
     assert ls.high_watermark == 12
+
+
+@dataclass(frozen=True)
+class StoredState:
+    """Shaped like the cluster's own state (broker/cluster/state.py): the
+    four fields the decisions read, plus fields they must keep."""
+
+    replicas: tuple[int, ...]
+    leader: int
+    leader_epoch: int
+    isr: tuple[int, ...]
+    controller_epoch: int = 0
+    leader_broker_epoch: int = 0
+
+
+def test_decisions_take_any_state_with_the_four_fields():
+    s = StoredState((1, 2, 3), 1, 4, (1, 2, 3), controller_epoch=9, leader_broker_epoch=77)
+    moved = elect_leader(s, {2, 3})
+    assert type(moved) is StoredState
+    assert (moved.leader, moved.leader_epoch, moved.isr) == (2, 5, (2, 3))
+    assert moved.controller_epoch == 9  # other fields kept: the caller updates them
+    assert remove_replica(s, 3, {1, 2}).isr == (1, 2)
+    ls = LeaderState(
+        s,
+        version=31,
+        replica_id=1,
+        epoch_start_offset=0,
+        high_watermark=0,
+        now_ms=0,
+        replica_lag_time_max_ms=10,
+        min_insync_replicas=2,
+    )
+    change = ls.propose_isr_change(100, 5, {1, 2, 3})
+    assert change is not None
+    assert change.base_version == 31
+    assert change.apply(s) == StoredState((1, 2, 3), 1, 4, (1,), 9, 77)
+    with pytest.raises(ValueError, match="stale"):
+        change.apply(moved)
+    FollowerState(3).on_state(s)
