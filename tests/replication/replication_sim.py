@@ -91,6 +91,9 @@ class Bugs:
     single_round_truncation: bool = False
     #: serve a new leader's high watermark before it is established
     serve_unestablished_hw: bool = False
+    #: a restarted broker resumes leading in the epoch it led before (the
+    #: controller does not treat its new registration as a death)
+    resume_epoch_after_restart: bool = False
 
     @property
     def any(self) -> bool:
@@ -421,6 +424,8 @@ class Cluster:
         rep.leader = None
         rep.follower = None
         self.pending_isr.pop(rid, None)
+        # the produce requests waiting on it die with it (not acknowledged)
+        self.pending_acks = [p for p in self.pending_acks if p[0] != rid]
         if power:
             del rep.log[rep.durable :]
             rep.cache = LeaderEpochCache(rep.checkpoint)
@@ -437,7 +442,8 @@ class Cluster:
         since it may have lost records of that epoch its followers hold."""
         rep = self.replicas[rid]
         if not rep.alive:
-            self.expire(rid)
+            if not self.bugs.resume_epoch_after_restart:
+                self.expire(rid)
             rep.alive = True
 
     def tick(self, ms: int) -> None:

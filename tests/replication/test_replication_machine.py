@@ -147,6 +147,9 @@ def test_random_walks_keep_every_rule():
         Bugs(skip_same_leader_truncation=True),
         Bugs(single_round_truncation=True),
         Bugs(serve_unestablished_hw=True),
+        # resume_epoch_after_restart needs a power cut of the leader, its
+        # restart and resync before the controller sees it gone: 3000 walks
+        # did not hit that; test_scenarios.py replays it
     ],
     ids=lambda b: next(k for k, v in vars(b).items() if v),
 )

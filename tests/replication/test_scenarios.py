@@ -278,3 +278,42 @@ def test_unclean_election_is_caught():
     c = Cluster((A, B, C), bugs=Bugs(unclean_election=True))
     with pytest.raises(Violation, match="lost on ISR member r3"):
         unclean(c)
+
+
+# --- a restarted leader does not resume its epoch ---------------------------------------
+
+
+def restart_resume(c: Cluster) -> None:
+    c.produce(A, "a")
+    c.flush(A)
+    c.fetch(B)
+    c.fetch(B)  # a is committed
+    c.produce(A, "x")  # not synced on A
+    c.fetch(B)  # B has x (it reports it with its next fetch)
+    c.crash(A)  # power cut: A loses x
+    c.restart(A)
+    c.sync(A)
+    c.produce(A, "y")  # at x's offset
+    c.flush(A)
+    c.sync(B)
+    c.truncate(B)
+    for _ in range(3):
+        c.fetch(B)
+        c.produce(c.state.leader)
+        c.flush(c.state.leader)
+        c.check()
+
+
+def test_a_restarted_leader_is_re_elected_in_a_new_epoch():
+    c = Cluster((A, B), min_isr=1)
+    restart_resume(c)
+    # A's restart counted as its death: B led epoch 1 keeping x; y went
+    # nowhere (A was a follower then)
+    assert [r.value for r in c.replicas[B].log[:2]] == ["a", "x"]
+    c.final_check()
+
+
+def test_resuming_the_epoch_after_a_restart_is_caught():
+    c = Cluster((A, B), min_isr=1, bugs=Bugs(resume_epoch_after_restart=True))
+    with pytest.raises(Violation, match="disagree"):
+        restart_resume(c)
