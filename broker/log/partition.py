@@ -669,7 +669,9 @@ class PartitionLog:
         (fsync, off the trio thread) *before* any batch carries the epoch;
         then stamp it into every appended batch. Returns the epoch's start
         offset. Append nothing while this runs. An epoch below the cache's
-        latest is refused (ValueError): epochs only increase. A log that
+        latest is refused (ValueError): epochs only increase. A failed write
+        takes the partition offline (StorageError), as a failed fsync of
+        data does. A log that
         has records but no cache yet (it was a single node's) first gets the
         cache of its batch headers (epoch 0 from the log start)."""
         self._raise_if_unusable()
@@ -686,7 +688,12 @@ class PartitionLog:
             cache = self._epochs.copy()
         if cache.assign(leader_epoch, start) or cache != self._epochs:
             entries = cache.entries()
-            await trio.to_thread.run_sync(write_epoch_checkpoint, self._io, self._dir, entries)
+            try:
+                await trio.to_thread.run_sync(write_epoch_checkpoint, self._io, self._dir, entries)
+            except OSError as exc:
+                # a failed fsync is never retried (see the module docstring)
+                self._go_offline(f"writing the leader-epoch checkpoint failed: {_describe(exc)}")
+                raise StorageError(f"partition {self._name} is offline: {exc}") from exc
         if self._leo != start:
             raise RuntimeError(f"{self._name}: appended to while becoming leader")
         self._epochs = cache

@@ -285,3 +285,17 @@ async def test_recovery_after_a_lost_tail_drops_the_lost_epoch(tmp_path):
     assert log.epoch_cache.entries() == [(0, 0)]
     assert read_epoch_checkpoint(str(tmp_path / "p")) == [(0, 0)]
     await log.aclose()
+
+
+async def test_failed_checkpoint_sync_takes_the_partition_offline(tmp_path):
+    io = FaultIO()
+    log = open_log(tmp_path / "p", config(), io=io)
+    log.append(batch(1))
+    io.fail["fsync"] = 5  # EIO
+    with pytest.raises(StorageError, match="offline"):
+        await log.become_leader(1)
+    assert log.offline
+    assert log.leader_epoch == 0  # never stamped
+    with pytest.raises(StorageError):
+        log.append(batch(1))
+    log.abandon()
