@@ -40,6 +40,7 @@ __all__ = [
     "DuplicateSequenceError",
     "ErrorCode",
     "FencedInstanceIdError",
+    "FencedLeaderEpochError",
     "FencedMemberEpochError",
     "GroupAuthorizationError",
     "GroupIdNotFoundError",
@@ -61,7 +62,11 @@ __all__ = [
     "LocalProtocolError",
     "MemberIdRequiredError",
     "NotAssignedError",
+    "NotEnoughReplicasAfterAppendError",
+    "NotEnoughReplicasError",
+    "NotLeaderOrFollowerError",
     "OffsetMetadataTooLargeError",
+    "OffsetNotAvailableError",
     "OffsetOutOfRangeError",
     "OutOfOrderSequenceError",
     "PolicyViolationError",
@@ -78,6 +83,7 @@ __all__ = [
     "TopicAlreadyExistsError",
     "TopicAuthorizationError",
     "TransactionalIdAuthorizationError",
+    "UnknownLeaderEpochError",
     "UnknownMemberIdError",
     "UnknownProducerIdError",
     "UnknownServerError",
@@ -99,12 +105,15 @@ class ErrorCode(IntEnum):
     OFFSET_OUT_OF_RANGE = 1
     CORRUPT_MESSAGE = 2
     UNKNOWN_TOPIC_OR_PARTITION = 3
+    NOT_LEADER_OR_FOLLOWER = 6
     REQUEST_TIMED_OUT = 7
     MESSAGE_TOO_LARGE = 10
     OFFSET_METADATA_TOO_LARGE = 12
     COORDINATOR_LOAD_IN_PROGRESS = 14
     COORDINATOR_NOT_AVAILABLE = 15
     INVALID_TOPIC = 17
+    NOT_ENOUGH_REPLICAS = 19
+    NOT_ENOUGH_REPLICAS_AFTER_APPEND = 20
     ILLEGAL_GENERATION = 22
     INCONSISTENT_GROUP_PROTOCOL = 23
     INVALID_GROUP_ID = 24
@@ -137,6 +146,9 @@ class ErrorCode(IntEnum):
     GROUP_ID_NOT_FOUND = 69
     MEMBER_ID_REQUIRED = 79
     GROUP_MAX_SIZE_REACHED = 81
+    FENCED_LEADER_EPOCH = 74
+    UNKNOWN_LEADER_EPOCH = 75
+    OFFSET_NOT_AVAILABLE = 78
     FENCED_INSTANCE_ID = 82
     INVALID_RECORD = 87
     FENCED_MEMBER_EPOCH = 110
@@ -513,6 +525,63 @@ class NotAssignedError(BrokerError):
     """The partition is not assigned to this group member."""
 
     code = ErrorCode.NOT_ASSIGNED
+
+
+# --- replication (docs/replication.md) ---------------------------------------
+
+
+class NotLeaderOrFollowerError(BrokerError):
+    """This broker does not host the partition as leader (for a produce or a
+    consumer fetch) or as a replica (for a follower's request): refresh
+    metadata and send the request to the partition's leader."""
+
+    code = ErrorCode.NOT_LEADER_OR_FOLLOWER
+    retriable = True
+
+
+class NotEnoughReplicasError(BrokerError):
+    """An acks=all write was refused before it was appended: the partition
+    has fewer in-sync replicas than the topic's min_insync_replicas. Nothing
+    was written; retry after a back-off."""
+
+    code = ErrorCode.NOT_ENOUGH_REPLICAS
+    retriable = True
+
+
+class NotEnoughReplicasAfterAppendError(BrokerError):
+    """An acks=all write was appended and reached the high watermark, but the
+    in-sync replicas fell below min_insync_replicas meanwhile. The outcome is
+    ambiguous for the client (the record is stored); an idempotent producer
+    retries without duplicating it."""
+
+    code = ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND
+    retriable = True
+
+
+class FencedLeaderEpochError(BrokerError):
+    """The request carried a leader epoch older than the partition's current
+    one: the sender's metadata is stale (a zombie leader or follower);
+    refresh metadata and retry."""
+
+    code = ErrorCode.FENCED_LEADER_EPOCH
+    retriable = True
+
+
+class UnknownLeaderEpochError(BrokerError):
+    """The request carried a leader epoch newer than this broker knows: this
+    broker has not yet learned of the leader change; retry after a back-off."""
+
+    code = ErrorCode.UNKNOWN_LEADER_EPOCH
+    retriable = True
+
+
+class OffsetNotAvailableError(BrokerError):
+    """A new leader has not yet established its high watermark (it is below
+    the start offset of the leader's epoch), so the log end it could report
+    might be lower than one already served; retry after a back-off."""
+
+    code = ErrorCode.OFFSET_NOT_AVAILABLE
+    retriable = True
 
 
 # --- errors raised only on the client side --------------------------------

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from tailrace.client.errors import CorruptRecordError, StorageError
 
-__all__ = ["CorruptLogError"]
+__all__ = ["CorruptCheckpointError", "CorruptLogError"]
 
 
 class CorruptLogError(CorruptRecordError, StorageError):
@@ -39,4 +39,16 @@ class CorruptLogError(CorruptRecordError, StorageError):
         self.position = position
         self.first_offset = first_offset
         self.last_offset = last_offset
+        self.reason = reason
+
+
+class CorruptCheckpointError(StorageError):
+    """A partition's small durable file (the leader-epoch checkpoint) failed
+    its checks: ``path`` names it and ``reason`` says what is wrong. The
+    partition log rebuilds the epoch cache from its batch headers when this
+    happens (docs/format.md)."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"corrupt checkpoint {path}: {reason}")
+        self.path = path
         self.reason = reason

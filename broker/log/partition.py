@@ -84,8 +84,14 @@ from tailrace.client.records import BatchHeader, iter_records, validate_batch
 
 from ..logs import log_event
 from ..metrics import definitions as metrics
+from ..replication.epochs import EpochEndOffset, LeaderEpochCache
 from .config import LogConfig
-from .errors import CorruptLogError
+from .epoch_checkpoint import (
+    EPOCH_CHECKPOINT_NAME,
+    read_epoch_checkpoint,
+    write_epoch_checkpoint,
+)
+from .errors import CorruptCheckpointError, CorruptLogError
 from .files import (
     DELETED_SUFFIX,
     INDEX_SUFFIX,
@@ -308,6 +314,10 @@ class PartitionLog:
         self._dir_changed = False
         #: Set when an aclose() that was under way has finished.
         self._close_done: trio.Event | None = None
+        #: The leader-epoch cache (empty on a single node: no checkpoint file)
+        #: and the epoch stamped into appended batches (see become_leader).
+        self._epochs = LeaderEpochCache()
+        self._leader_epoch = 0
 
     @classmethod
     def open(
@@ -382,6 +392,7 @@ class PartitionLog:
         self._producers.expire(self._clock_ms())
         self._snapshot_version = self._producers.version
         self._prune_snapshots()
+        self._load_epochs()
 
     def _stored_log_start(self) -> int:
         """The log start offset DeleteRecords last moved (0 if never)."""
@@ -403,6 +414,8 @@ class PartitionLog:
         removed = False
         for name in os.listdir(self._dir):
             full = os.path.join(self._dir, name)
+            if name == EPOCH_CHECKPOINT_NAME:
+                continue
             if name.endswith((DELETED_SUFFIX, TMP_SUFFIX)):
                 logger.info("%s: removing leftover %s", self._name, name)
                 self._io.unlink(full)
@@ -628,6 +641,106 @@ class PartitionLog:
         if seg.write_index_files():
             self._dir_changed = True
 
+    # --- leader epochs ------------------------------------------------------------
+
+    def _load_epochs(self) -> None:
+        """Load the leader-epoch checkpoint, fitted to the recovered log.
+
+        No file (a single node, or a partition never led in an epoch): the
+        cache stays empty and batches carry epoch 0. A checkpoint is cut to
+        the log's [start, end) (a power cut may have lost records whose epoch
+        was checkpointed, retention may have moved the start without the
+        rewrite landing). A corrupt checkpoint is rebuilt from the epochs in
+        the batch headers -- each batch carries the epoch that wrote it, so
+        the rebuilt cache holds every epoch that has records; only an entry
+        for an epoch led without writing is lost, which no truncation needs.
+        """
+        try:
+            entries = read_epoch_checkpoint(self._dir)
+        except CorruptCheckpointError as exc:
+            logger.warning(
+                "%s: %s; rebuilding the leader-epoch cache from the batch headers",
+                self._name,
+                exc,
+            )
+            cache = self._epochs_from_headers()
+            changed = True
+        else:
+            if entries is None:
+                return
+            cache = LeaderEpochCache(entries)
+            changed = cache.truncate_from_end(self._leo)
+            changed = cache.truncate_from_start(self._log_start) or changed
+        if changed:
+            write_epoch_checkpoint(self._io, self._dir, cache.entries())
+        self._epochs = cache
+        self._leader_epoch = max(0, cache.latest_epoch)
+
+    def _epochs_from_headers(self) -> LeaderEpochCache:
+        """The epoch cache of the batch headers (structural walk, no CRC)."""
+        cache = LeaderEpochCache()
+        for seg in self._segments:
+            for _pos, h in seg.walk(0, seg.size):
+                cache.assign(h.leader_epoch, h.base_offset)
+        return cache
+
+    @property
+    def leader_epoch(self) -> int:
+        """The epoch stamped into the header of every batch appended now."""
+        return self._leader_epoch
+
+    @property
+    def epoch_cache(self) -> LeaderEpochCache:
+        """The leader-epoch cache (read it; change it only through this log)."""
+        return self._epochs
+
+    def end_offset_for_epoch(self, epoch: int) -> EpochEndOffset:
+        """Answer OffsetForLeaderEpoch(``epoch``) from this log (see
+        LeaderEpochCache.end_offset_for). A log without a cache (a single
+        node) holds only epoch 0, from its start: it answers as if its cache
+        were that one entry, as Kafka's single broker does."""
+        cache = self._epochs
+        if not cache and self._leo > self._log_start:
+            cache = LeaderEpochCache([(0, self._log_start)])
+        return cache.end_offset_for(epoch, self._leo)
+
+    async def become_leader(self, leader_epoch: int) -> int:
+        """Lead this partition in ``leader_epoch`` from the log end: record
+        (epoch, log end) in the epoch cache and make the checkpoint durable
+        (fsync, off the trio thread) *before* any batch carries the epoch;
+        then stamp it into every appended batch. Returns the epoch's start
+        offset. Append nothing while this runs. An epoch below the cache's
+        latest is refused (ValueError): epochs only increase. A failed write
+        takes the partition offline (StorageError), as a failed fsync of
+        data does. A log that
+        has records but no cache yet (it was a single node's) first gets the
+        cache of its batch headers (epoch 0 from the log start)."""
+        self._raise_if_unusable()
+        if leader_epoch < self._epochs.latest_epoch:
+            raise ValueError(
+                f"{self._name}: leader epoch {leader_epoch} is below {self._epochs.latest_epoch}"
+            )
+        start = self._leo
+        if not self._epochs and start > self._log_start:
+            # records written before any epoch was given (a single node's,
+            # all epoch 0): the cache starts from their headers
+            cache = self._epochs_from_headers()
+        else:
+            cache = self._epochs.copy()
+        if cache.assign(leader_epoch, start) or cache != self._epochs:
+            entries = cache.entries()
+            try:
+                await trio.to_thread.run_sync(write_epoch_checkpoint, self._io, self._dir, entries)
+            except OSError as exc:
+                # a failed fsync is never retried (see the module docstring)
+                self._go_offline(f"writing the leader-epoch checkpoint failed: {_describe(exc)}")
+                raise StorageError(f"partition {self._name} is offline: {exc}") from exc
+        if self._leo != start:
+            raise RuntimeError(f"{self._name}: appended to while becoming leader")
+        self._epochs = cache
+        self._leader_epoch = leader_epoch
+        return start
+
     # --- producer state loading ---------------------------------------------------
 
     def _snapshot_at_or_below(self, offset: int | None) -> tuple[ProducerStateManager, int] | None:
@@ -816,7 +929,7 @@ class PartitionLog:
             ):
                 seg = self._roll()
             seg.ensure_capacity(seg.size + n)
-            seg.append(data, headers, base)
+            seg.append(data, headers, base, self._leader_epoch)
         except OSError as exc:
             self._go_offline(f"append failed: {_describe(exc)}")
             raise StorageError(f"partition {self._name} is offline: {_describe(exc)}") from exc
@@ -1231,6 +1344,10 @@ class PartitionLog:
         )
         try:
             await trio.to_thread.run_sync(self._delete_segment_files, victims)
+            # the leader-epoch cache starts at the log start too
+            if self._epochs.truncate_from_start(self._log_start):
+                entries = self._epochs.entries()
+                await trio.to_thread.run_sync(write_epoch_checkpoint, self._io, self._dir, entries)
         except OSError as exc:
             self._go_offline(f"deleting segments failed: {_describe(exc)}")
             raise StorageError(f"partition {self._name} is offline: {exc}") from exc

@@ -73,7 +73,8 @@ FIRST_STEP = 1024 * 1024
 #: bytes (see Segment._release_written).
 RELEASE_BYTES = 1024 * 1024
 #: Rewrites the first 16 header bytes: base_offset i64, batch_length i32
-#: (written back unchanged), leader_epoch i32 (0 on a single node).
+#: (written back unchanged), leader_epoch i32 (the log's leader epoch: 0 on
+#: a single node).
 _PATCH = struct.Struct(">qii")
 _BASE_OFFSET = struct.Struct(">q")
 _U32 = 0xFFFFFFFF
@@ -612,10 +613,12 @@ class Segment:
         # the next call with an end at or below this needs nothing
         self._grow_at = new_alloc if new_alloc >= cap else new_alloc - step // 2
 
-    def append(self, data: memoryview, headers: list[BatchHeader], base_offset: int) -> None:
+    def append(
+        self, data: memoryview, headers: list[BatchHeader], base_offset: int, leader_epoch: int = 0
+    ) -> None:
         """Copy ``data`` (whole, validated batches) at ``size`` and patch
-        their offsets. The caller checked capacity (ensure_capacity) and
-        rolled if needed."""
+        their offsets and leader epoch. The caller checked capacity
+        (ensure_capacity) and rolled if needed."""
         start = self.size
         end = start + len(data)
         w_start, w_end, window = self._windows[0]
@@ -634,9 +637,9 @@ class Segment:
         oi = self.offset_index
         for h in headers:
             if window is not None:
-                _PATCH.pack_into(window, pos - w_start, offset, h.batch_length, 0)
+                _PATCH.pack_into(window, pos - w_start, offset, h.batch_length, leader_epoch)
             else:
-                self._write_spanning(pos, _PATCH.pack(offset, h.batch_length, 0))
+                self._write_spanning(pos, _PATCH.pack(offset, h.batch_length, leader_epoch))
             last = offset + h.last_offset_delta
             if h.max_timestamp > max_ts:
                 max_ts = h.max_timestamp
