@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -61,9 +62,19 @@ class ClusterBrokerProcess(BrokerProcess):
                 )
             time.sleep(0.05)
 
-    def broker_epoch(self) -> int:
-        m = self.wait_for_line(r"registered in the cluster .*broker_epoch=(\d+)")
+    def broker_epoch(self, start: int = 0) -> int:
+        """The broker epoch of the first registration logged from line ``start`` on."""
+        m = self.wait_for_line(r"registered in the cluster .*broker_epoch=(\d+)", start=start)
         return int(m.group(1))
+
+    def pause(self) -> None:
+        """SIGSTOP through the handle (a long GC pause, a stuck VM)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
 
 
 class BrokerCluster:
@@ -92,6 +103,8 @@ class BrokerCluster:
 
     def stop(self) -> None:
         for proc in self.brokers.values():
+            if proc.proc is not None and proc.proc.poll() is None:
+                proc.resume()  # a paused broker dies too
             proc.kill()
 
     def status_command(self, *extra: str) -> subprocess.CompletedProcess[str]:

@@ -308,14 +308,19 @@ class EtcdClient:
         task_status.started()
         while True:
             await trio.sleep(interval)
-            try:
-                await self.keepalive_once(lease.id)
-            except EtcdUnavailableError as exc:
-                if trio.current_time() - last_renewed >= lease.ttl:
-                    raise LeaseExpiredError(lease.id) from exc
-                log_event(log, logging.WARNING, "lease keepalive failed", error=str(exc))
-                continue
-            last_renewed = trio.current_time()
+            # one attempt may try every endpoint; it must not outlast the TTL
+            left = lease.ttl - (trio.current_time() - last_renewed)
+            renewed = False
+            with trio.move_on_after(max(left, 0)):
+                try:
+                    await self.keepalive_once(lease.id)
+                    renewed = True
+                except EtcdUnavailableError as exc:
+                    log_event(log, logging.WARNING, "lease keepalive failed", error=str(exc))
+            if renewed:
+                last_renewed = trio.current_time()
+            elif trio.current_time() - last_renewed >= lease.ttl:
+                raise LeaseExpiredError(lease.id)
 
     # --- watch -----------------------------------------------------------------
 

@@ -93,6 +93,36 @@ def test_kill_9_of_the_controller_elects_another_with_a_higher_epoch(
     assert rows[str(old)][1] == "no"
 
 
+def test_a_controller_paused_past_its_lease_is_replaced_and_rejoins_as_a_broker(
+    cluster: BrokerCluster,
+) -> None:
+    for n in (1, 2, 3):
+        cluster.start_broker(n)
+    first = cluster.wait_status(lambda d: d["controller"] is not None, "a controller")
+    old = controller_of(first)
+    assert old is not None
+    paused = cluster.brokers[old]
+    old_broker_epoch = paused.broker_epoch()
+    seen = len(paused.log_lines)
+    paused.pause()
+    try:
+        doc = cluster.wait_status(
+            lambda d: controller_of(d) not in (None, old), "another controller while paused"
+        )
+    finally:
+        paused.resume()
+    assert doc["controller"]["controller_epoch"] > first["controller"]["controller_epoch"]
+    # on waking it finds its lease gone: it ends that session (a write it
+    # made as controller would be fenced: test_membership) and registers
+    # anew with a higher broker epoch
+    paused.wait_for_line(r"cluster session ended", start=seen)
+    assert paused.broker_epoch(start=seen) > old_broker_epoch
+    after = cluster.wait_status(
+        lambda d: any(b["node_id"] == old and b["alive"] for b in d["brokers"]), "rejoined"
+    )
+    assert after["controller"] == doc["controller"]
+
+
 def test_cluster_status_without_etcd_is_one_line_and_exit_1(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -313,3 +313,17 @@ async def test_writing_under_a_gone_lease_is_lease_expired(etcd: Any) -> None:
         assert info.value.lease_id == lease.id
         with pytest.raises(LeaseExpiredError):
             await client.create(b"/k", b"v", lease=lease.id)
+
+
+async def test_keep_alive_gives_up_after_a_ttl_without_renewal(etcd: Any) -> None:
+    # etcd stops answering (a paused member): after one TTL without a renewal
+    # the holder must act as if the lease were gone, whatever etcd decides
+    async with EtcdClient(etcd.endpoints, timeout=0.5) as client:
+        lease = await client.grant(1)
+        try:
+            with pytest.RaisesGroup(LeaseExpiredError):
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(client.keep_alive, lease)
+                    etcd.members[0].pause()
+        finally:
+            etcd.members[0].resume()
