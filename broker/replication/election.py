@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, replace
-from typing import Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 __all__ = [
     "NO_LEADER",
@@ -46,6 +46,8 @@ NO_LEADER = -1
 class ReplicaState(Protocol):
     """The fields of a partition state these decisions read (a frozen
     dataclass: the decisions return ``dataclasses.replace`` copies)."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
 
     @property
     def replicas(self) -> tuple[int, ...]: ...
@@ -125,10 +127,8 @@ def elect_leader(state: S, live: Collection[int], *, prefer: int | None = None) 
     for replica in order:
         if replica in state.isr and replica in live_set:
             isr = tuple(r for r in state.isr if r in live_set)
-            return replace(  # type: ignore[type-var]
-                state, leader=replica, leader_epoch=state.leader_epoch + 1, isr=isr
-            )
-    return replace(state, leader=NO_LEADER, leader_epoch=state.leader_epoch + 1)  # type: ignore[type-var]
+            return replace(state, leader=replica, leader_epoch=state.leader_epoch + 1, isr=isr)
+    return replace(state, leader=NO_LEADER, leader_epoch=state.leader_epoch + 1)
 
 
 def remove_replica(state: S, broker: int, live: Collection[int]) -> S:
@@ -141,5 +141,5 @@ def remove_replica(state: S, broker: int, live: Collection[int]) -> S:
     if broker == state.leader:
         return elect_leader(state, set(live) - {broker})
     if broker in state.isr and len(state.isr) > 1:
-        return replace(state, isr=tuple(r for r in state.isr if r != broker))  # type: ignore[type-var]
+        return replace(state, isr=tuple(r for r in state.isr if r != broker))
     return state

@@ -139,7 +139,7 @@ class IsrChange:
         """``state`` (read at ``base_version``) with the new ISR."""
         if state.leader_epoch != self.leader_epoch:
             raise ValueError(f"{state} is not epoch {self.leader_epoch}: the change is stale")
-        return replace(state, isr=self.new_isr)  # type: ignore[type-var]
+        return replace(state, isr=self.new_isr)
 
 
 class LeaderState:
