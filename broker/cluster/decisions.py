@@ -27,8 +27,9 @@ Rules (Kafka's ZooKeeper-era controller, without unclean election):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from ..replication.election import elect_leader
 from .state import NO_LEADER, ClusterView, PartitionState, TopicSpec
 
 __all__ = ["Change", "assign_replicas", "plan"]
@@ -91,24 +92,32 @@ def reelect(
 ) -> PartitionState:
     """The state after dropping dead brokers from the ISR and electing a
     leader where the current one is dead or restarted (``live``: node id ->
-    broker epoch); ``state`` itself when nothing applies."""
-    isr = tuple(r for r in state.isr if r in live) or state.isr
-    leader = state.leader
-    gone = (
-        leader == NO_LEADER
-        or leader not in live
-        or bool(state.leader_broker_epoch and live[leader] != state.leader_broker_epoch)
+    broker epoch); ``state`` itself when nothing applies.
+
+    The election rule itself (live ISR members only, a new leader epoch,
+    offline with the ISR kept when no member lives) is
+    :func:`tailrace.broker.replication.election.elect_leader`; this adds
+    what only the controller knows: that a leader whose broker epoch
+    changed restarted (and may have lost its unsynced tail), so it must not
+    go on leading in its old epoch."""
+    restarted = bool(
+        state.leader in live
+        and state.leader_broker_epoch
+        and live[state.leader] != state.leader_broker_epoch
     )
-    if gone:
-        candidates = [r for r in state.replicas if r in isr and r in live]
-        leader = candidates[0] if candidates else NO_LEADER
-        if leader == NO_LEADER and state.leader == NO_LEADER:
-            return state  # offline, and still no in-sync replica is back
-    elif isr == state.isr:
-        return state
-    epoch = state.leader_epoch + (1 if gone else 0)
-    broker_epoch = live[leader] if leader != NO_LEADER else 0
-    return PartitionState(state.replicas, leader, epoch, isr, controller_epoch, broker_epoch)
+    if state.leader != NO_LEADER and state.leader in live and not restarted:
+        isr = tuple(r for r in state.isr if r in live) or state.isr
+        if isr == state.isr:
+            return state
+        return replace(
+            state, isr=isr, controller_epoch=controller_epoch,
+            leader_broker_epoch=live[state.leader],
+        )  # fmt: skip
+    if state.leader == NO_LEADER and not set(state.isr) & set(live):
+        return state  # offline, and still no in-sync replica is back
+    new = elect_leader(state, live)
+    broker_epoch = live[new.leader] if new.leader != NO_LEADER else 0
+    return replace(new, controller_epoch=controller_epoch, leader_broker_epoch=broker_epoch)
 
 
 def plan(view: ClusterView, controller_epoch: int) -> tuple[list[Change], list[str]]:
