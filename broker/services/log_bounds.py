@@ -7,12 +7,14 @@
   an offset above it is OFFSET_OUT_OF_RANGE; the answer is the new low
   watermark (:meth:`..log.partition.PartitionLog.delete_records` keeps it
   across restarts).
-* **Leader epochs.** A single broker leads every partition in epoch 0 from
-  its first record on, so a log with records has one epoch entry (0, from
-  the log start); an empty log has none. :func:`end_offset_for_epoch`
-  answers as Kafka's leader-epoch cache does with that one entry: epoch 0
-  ends at the log end offset; an unknown epoch (-1) or one above 0 gives
-  (-1, -1); an epoch below 0's first entry gives (that epoch, the log start).
+* **Leader epochs.** :func:`end_offset_for_epoch` answers from the
+  partition's leader-epoch cache
+  (:meth:`..log.partition.PartitionLog.end_offset_for_epoch`, Kafka's
+  ``endOffsetFor``). A single broker leads every partition in epoch 0 from
+  its first record on, so a log with records answers as a cache holding
+  (0, log start) would: epoch 0 ends at the log end offset; an unknown epoch
+  (-1) or one above 0 gives (-1, -1); an epoch below 0's first entry gives
+  (that epoch, the log start).
 """
 
 from __future__ import annotations
@@ -93,10 +95,5 @@ def end_offset_for_epoch(ctx: BrokerContext, info: ConnectionInfo, asked: list[E
         except BrokerError as exc:
             a.error = exc
             continue
-        leo = plog.log_end_offset
-        if leo == 0 or a.leader_epoch == UNDEFINED_EPOCH or a.leader_epoch > LEADER_EPOCH:
-            continue  # no epoch entry, or an epoch this log never had: (-1, -1)
-        if a.leader_epoch == LEADER_EPOCH:
-            a.end_epoch, a.end_offset = LEADER_EPOCH, leo
-        else:  # older than the first entry: it ends where epoch 0 starts
-            a.end_epoch, a.end_offset = a.leader_epoch, plog.log_start_offset
+        answer = plog.end_offset_for_epoch(a.leader_epoch)
+        a.end_epoch, a.end_offset = answer.epoch, answer.end_offset
