@@ -344,6 +344,7 @@ def _group_settings(config: BrokerConfig) -> GroupSettings:
                 "offsets_retention_ms",
                 "offsets_retention_check_interval_ms",
                 "max_group_size",
+                "initial_rebalance_delay_ms",
             )
         }
     )

@@ -369,6 +369,16 @@ SETTINGS: tuple[Setting, ...] = (
         "members one group may have; more are refused with GROUP_MAX_SIZE_REACHED",
         _at_least(1),
     ),
+    Setting(
+        "groups",
+        "initial_rebalance_delay_ms",
+        int,
+        3_000,
+        "an empty classic (Kafka) group's first rebalance waits this long for more "
+        "members, again while members keep joining (Kafka's "
+        "group.initial.rebalance.delay.ms); 0 completes it as soon as all have joined",
+        _at_least(0),
+    ),
     # --- [security]: authentication and authorization ---------------------
     Setting(
         "security",

@@ -31,6 +31,15 @@ Rules, as Kafka's GroupCoordinator keeps them:
   still present) receives every member's metadata, the others an empty
   list. A member that rejoins a Stable group with unchanged protocols and
   is not the leader gets the current generation back: no rebalance.
+* **Initial delay.** When an empty group starts a rebalance, it first waits
+  ``initial_delay`` (``[groups] initial_rebalance_delay_ms``, Kafka's
+  ``group.initial.rebalance.delay.ms``, 3 s by default) even if everyone
+  known has joined; each time that wait ends with a new member added
+  during it, it waits again, while the rebalance timeout allows. Members
+  of a group starting together then form one generation instead of one
+  per joiner (clients such as kafka-python 3.0.12 mishandle a rebalance
+  that overlaps their own leader-triggered rejoin; Kafka brokers avoid the
+  storm the same way).
 * **Sync.** The leader's SyncGroup carries every member's assignment; the
   others' SyncGroup is held until it arrives (or they are answered
   REBALANCE_IN_PROGRESS when a new rebalance starts first). Members that do
@@ -211,9 +220,18 @@ class ClassicGroup:
         *,
         max_size: int,
         new_member_id: Callable[[str], str] = _default_member_id,
+        initial_delay: float = 0.0,
     ) -> None:
         self.group_id = group_id
         self.max_size = max_size
+        #: seconds an empty group's first rebalance waits for more joiners
+        #: (Kafka's group.initial.rebalance.delay.ms; module docstring)
+        self.initial_delay = initial_delay
+        #: while that wait runs: when it ends, the rebalance time it may
+        #: still take, and whether a member joined during it
+        self.initial_until: float | None = None
+        self._initial_remaining = 0.0
+        self._joined_during_delay = False
         self.new_member_id = new_member_id
         self.state = EMPTY
         self.generation = 0
@@ -240,6 +258,8 @@ class ClassicGroup:
 
     def next_deadline(self) -> float:
         deadline = self.rebalance_deadline if self.rebalance_deadline is not None else math.inf
+        if self.initial_until is not None:
+            deadline = min(deadline, self.initial_until)
         for m in self.members.values():
             if m.join is None and m.sync is None:
                 deadline = min(deadline, m.session_deadline)
@@ -375,6 +395,8 @@ class ClassicGroup:
             self.leader_id = member_id
         waiter = m.join = Waiter()
         if self.state == PREPARING:
+            if self.initial_until is not None:
+                self._joined_during_delay = True
             self._maybe_complete_join(now)
         else:
             self._prepare_rebalance(now)
@@ -437,9 +459,16 @@ class ClassicGroup:
             self._cancel_syncs(RebalanceInProgressError("a new rebalance started"))
         for m in self.members.values():
             m.synced = False
+        timeout = max((m.rebalance_timeout_ms for m in self.members.values()), default=0) / 1000
+        if self.state == EMPTY and self.initial_delay > 0:
+            # Kafka's InitialDelayedJoin: wait for the others of a group
+            # starting up, instead of one generation per joiner
+            delay = min(self.initial_delay, timeout)
+            self.initial_until = now + delay
+            self._initial_remaining = max(timeout - delay, 0.0)
+            self._joined_during_delay = False
         self.state = PREPARING
-        timeout = max((m.rebalance_timeout_ms for m in self.members.values()), default=0)
-        self.rebalance_deadline = now + timeout / 1000
+        self.rebalance_deadline = now + timeout
         self._maybe_complete_join(now)
 
     def _cancel_syncs(self, error: BrokerError) -> None:
@@ -449,7 +478,7 @@ class ClassicGroup:
                 m.sync = None
 
     def _maybe_complete_join(self, now: float) -> None:
-        if self.state != PREPARING:
+        if self.state != PREPARING or self.initial_until is not None:
             return
         waiting = all(m.join is not None for m in self.members.values())
         if waiting and not self.pending:
@@ -458,6 +487,7 @@ class ClassicGroup:
     def _complete_join(self, now: float) -> None:
         """End PreparingRebalance: drop who did not rejoin, start the next
         generation, answer every held join."""
+        self.initial_until = None
         for m in [m for m in self.members.values() if m.join is None]:
             self._remove(m, UnknownMemberIdError("it did not rejoin within the rebalance timeout"))
         self.generation += 1
@@ -634,9 +664,24 @@ class ClassicGroup:
 
     # --- time ---------------------------------------------------------------------
 
+    def _end_initial_delay(self, now: float) -> None:
+        """The initial wait ran out: wait once more if someone joined during
+        it (while rebalance time is left), else complete when all joined."""
+        delay = min(self.initial_delay, self._initial_remaining)
+        if self._joined_during_delay and delay > 0:
+            self.initial_until = now + delay
+            self._initial_remaining -= delay
+            self._joined_during_delay = False
+            return
+        self.initial_until = None
+        self._maybe_complete_join(now)
+
     def tick(self, now: float) -> bool:
         """Apply every deadline that passed; returns whether anything changed."""
         changed = False
+        if self.initial_until is not None and self.initial_until <= now:
+            self._end_initial_delay(now)
+            changed = True
         for member_id, expiry in list(self.pending.items()):
             if expiry <= now:
                 del self.pending[member_id]
@@ -679,3 +724,4 @@ class ClassicGroup:
         self.state = DEAD
         self.pending.clear()
         self.rebalance_deadline = None
+        self.initial_until = None

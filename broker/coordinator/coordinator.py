@@ -118,6 +118,9 @@ class GroupSettings:
     offsets_retention_ms: int = 7 * 24 * 3600 * 1000
     offsets_retention_check_interval_ms: int = 600_000
     max_group_size: int = 1_000
+    #: an empty classic group's first rebalance waits this long for more
+    #: joiners (Kafka's group.initial.rebalance.delay.ms)
+    initial_rebalance_delay_ms: int = 3_000
     #: longest offset metadata string kept (Kafka's offset.metadata.max.bytes)
     max_offset_metadata: int = 4096
 
@@ -567,7 +570,11 @@ class GroupCoordinator:
                 )
             if group is None:
                 group = self.groups[group_id] = Group(group_id, self.clock_ms())
-            group.classic = ClassicGroup(group_id, max_size=self.settings.max_group_size)
+            group.classic = ClassicGroup(
+                group_id,
+                max_size=self.settings.max_group_size,
+                initial_delay=self.settings.initial_rebalance_delay_ms / 1000,
+            )
         try:
             with self._classic_step(group):
                 waiter = group.classic.join(params, trio.current_time())

@@ -439,3 +439,39 @@ def test_invariants_hold_under_random_sequences(sequence):
     for member_id, generation, w in syncs:
         if w.done and w.result.error is None:
             assert w.result.assignment == assigned[generation].get(member_id, b"")
+
+
+def test_an_empty_groups_first_rebalance_waits_the_initial_delay_for_more_joiners():
+    """Kafka's group.initial.rebalance.delay.ms: the first join of an empty
+    group is held for the delay even though everyone known has joined; a
+    member joining during it extends the wait once more (within the
+    rebalance timeout); then one generation holds everyone."""
+    counter = itertools.count(1)
+    g = ClassicGroup(
+        "g", max_size=10, new_member_id=lambda _c: f"m{next(counter)}", initial_delay=3.0
+    )
+    wa = g.join(params(), 0.0)
+    assert not wa.done
+    assert g.next_deadline() == pytest.approx(3.0)
+    wb = g.join(params(), 1.0)  # joins during the delay
+    g.tick(3.0)
+    assert not wa.done  # someone joined: wait another delay
+    assert g.next_deadline() == pytest.approx(6.0)
+    g.tick(6.0)
+    ra, rb = joined(wa), joined(wb)
+    assert ra.generation == rb.generation == 1
+    assert [m for m, _, _ in ra.members] == [ra.member_id, rb.member_id]
+    # later rebalances of the (no longer empty) group do not wait
+    g.sync(ra.member_id, None, 1, {}, 6.1)
+    wc = g.join(params(), 7.0)
+    wa2 = g.join(params(ra.member_id), 7.1)
+    wb2 = g.join(params(rb.member_id), 7.1)
+    assert joined(wc).generation == joined(wa2).generation == joined(wb2).generation == 2
+
+
+def test_the_initial_delay_is_bounded_by_the_rebalance_timeout():
+    g = ClassicGroup("g", max_size=10, initial_delay=3.0)
+    wa = g.join(params(rebalance_timeout_ms=2_000), 0.0)
+    assert g.next_deadline() == pytest.approx(2.0)
+    g.tick(2.0)
+    assert joined(wa).generation == 1

@@ -28,7 +28,13 @@ FIND, JOIN, HEARTBEAT, LEAVE, SYNC, DESCRIBE, LIST, COMMIT, FETCH, DELETE = (
     10, 11, 12, 13, 14, 15, 16, 8, 9, 42,
 )  # fmt: skip
 
-FAST = {"groups__session_timeout_min_ms": 100, "groups__heartbeat_interval_ms": 200}
+#: protocol mechanics, step by step: no initial rebalance delay (its own
+#: tests are in tests/groups/test_classic_state.py)
+FAST = {
+    "groups__session_timeout_min_ms": 100,
+    "groups__heartbeat_interval_ms": 200,
+    "groups__initial_rebalance_delay_ms": 0,
+}
 
 
 async def start(nursery: trio.Nursery, data_dir, **flags) -> Broker:
