@@ -35,8 +35,14 @@ __all__ = ["DEFAULT_SETTINGS", "LocalBroker"]
 #: Settings a test broker starts with unless the caller overrides them.
 #: ``flush = none`` is Kafka's own default (it leaves syncing to the page
 #: cache); a test never loses data to it, because a killed process leaves
-#: its page cache behind: only a machine crash would.
-DEFAULT_SETTINGS: Mapping[str, Any] = {"topic_defaults.flush": "none"}
+#: its page cache behind: only a machine crash would. A Kafka consumer
+#: group's first rebalance does not wait for more members (the broker's
+#: default waits 3 s, as Kafka's ``group.initial.rebalance.delay.ms``; test
+#: setups of Kafka set it to 0 for the same reason).
+DEFAULT_SETTINGS: Mapping[str, Any] = {
+    "topic_defaults.flush": "none",
+    "groups.initial_rebalance_delay_ms": 0,
+}
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
