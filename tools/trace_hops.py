@@ -209,7 +209,7 @@ def consumer_probes() -> None:
 
     _before(connection.PendingResponse, "_set", "c.response_read")
     _before(fetcher.Fetcher, "_absorb", "c.fetcher_resumed")
-    _after(fetcher.Fetcher, "take", "c.decoded", lambda r, _a: len(r) > 0)
+    _after(fetcher.Fetcher, "_take", "c.decoded", lambda r, _a: len(r) > 0)
     _after_async(
         connection.BrokerConnection,
         "send",
@@ -229,7 +229,7 @@ ORDER = [
     ("b.fetch_sent", "broker: fetch response written (sendfile)"),
     ("c.response_read", "consumer: response read by the connection's reader"),
     ("c.fetcher_resumed", "consumer: fetcher task resumed with it"),
-    ("c.decoded", "consumer: records decoded in the poll task (take)"),
+    ("c.decoded", "consumer: records decoded (take, on the poll's thread)"),
     ("c.poll_returned", "consumer: poll() returned in the application thread"),
 ]
 SIDE = [
