@@ -209,7 +209,10 @@ def consumer_probes() -> None:
 
     _before(connection.PendingResponse, "_set", "c.response_read")
     _before(fetcher.Fetcher, "_absorb", "c.fetcher_resumed")
-    _after(fetcher.Fetcher, "_take", "c.decoded", lambda r, _a: len(r) > 0)
+    # the decode both poll paths share (take before the blocking poll took
+    # records on its own thread: the tool also runs against older trees)
+    take = "_take" if hasattr(fetcher.Fetcher, "_take") else "take"
+    _after(fetcher.Fetcher, take, "c.decoded", lambda r, _a: len(r) > 0)
     _after_async(
         connection.BrokerConnection,
         "send",
