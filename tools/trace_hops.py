@@ -14,7 +14,13 @@ every process of the machine. A wrapper costs well under a microsecond.
 Beside the hops, each process's cost per record over the timed part, from
 /proc (less load-dependent than the microseconds on a busy machine): CPU
 time and context switches of all its threads (each voluntary one is a wait
-for something: a socket, a lock, a wake-up, a sleep).
+for something: a socket, a lock, a wake-up, a sleep). And what its trio
+loops did per request, counted by a trio Instrument in every process (the
+same on a busy machine as on a quiet one, as long as each record still gets
+its own requests): task steps, event-loop turns (epoll waits; those with a
+timeout above zero may block) and tasks spawned, per Produce request in the
+producer, per Fetch in the consumer, per request in the broker (its counts
+run from its start, warm-up included).
 
 Records are sent on a schedule far slower than one record's trip (200/s:
 5 ms apart), so everything that happens between one record's send and the
@@ -53,6 +59,35 @@ from typing import Any
 
 EVENTS: list[tuple[str, int]] = []
 _now = time.perf_counter_ns
+#: this process's trio loops (every thread's): task steps, event-loop waits
+#: (those that may block: a timeout above zero) and tasks spawned
+LOOP = {"task_steps": 0, "loop_waits": 0, "blocking_waits": 0, "tasks_spawned": 0}
+
+
+def count_loops() -> None:
+    """Count every trio loop's work in this process from now on (each
+    ``trio.run`` started later gets the instrument)."""
+    import trio
+
+    class Counter(trio.abc.Instrument):
+        def before_task_step(self, task: Any) -> None:
+            LOOP["task_steps"] += 1
+
+        def before_io_wait(self, timeout: float) -> None:
+            LOOP["loop_waits"] += 1
+            if timeout > 0:
+                LOOP["blocking_waits"] += 1
+
+        def task_spawned(self, task: Any) -> None:
+            LOOP["tasks_spawned"] += 1
+
+    real_run = trio.run
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        kwargs["instruments"] = [*kwargs.get("instruments", ()), Counter()]
+        return real_run(*args, **kwargs)
+
+    trio.run = run
 
 
 def _mark(name: str) -> None:
@@ -99,9 +134,9 @@ def _after_async(owner: Any, attr: str, name: Any) -> None:
     setattr(owner, attr, wrapper)
 
 
-def _dump(path: str, costs: dict | None = None) -> None:
+def _dump(path: str, costs: dict | None = None, loop: dict | None = None) -> None:
     with open(path, "w") as f:
-        json.dump({"events": EVENTS, "costs": costs}, f)
+        json.dump({"events": EVENTS, "costs": costs, "loop": loop or dict(LOOP)}, f)
 
 
 def costs(pid: int | str = "self") -> dict[str, float]:
@@ -155,6 +190,7 @@ def broker_role(out: str, argv: list[str]) -> int:
     )
     from tailrace.broker.cli.main import main
 
+    count_loops()
     try:
         return main(argv)
     finally:
@@ -177,11 +213,13 @@ def producer_role(out: str, bootstrap: str, topic: str, records: int, rate: floa
         lambda _r, a: "p.request_written" if type(a[1]) is ProduceRequest else None,
     )
     _before(batch.ProducerBatch, "complete", "p.acknowledged")
+    count_loops()
     with Producer(bootstrap, **json.loads(config)) as producer:
         producer.send(topic, b"warm-up").result(30)
         producer.flush()
         EVENTS.clear()
         before = costs()
+        loop_before = dict(LOOP)
         gap = 1e9 / rate
         start = time.monotonic_ns() + 50_000_000
         payload = bytes(100)
@@ -196,7 +234,8 @@ def producer_role(out: str, bootstrap: str, topic: str, records: int, rate: floa
             EVENTS.append(("p.send_returned", _now()))
         producer.flush()
         spent = delta(costs(), before)
-    _dump(out, spent)
+        loop = delta(dict(LOOP), loop_before)
+    _dump(out, spent, loop)
 
 
 # --- the consumer and the orchestration -------------------------------------------
@@ -320,6 +359,7 @@ def orchestrate(args: argparse.Namespace) -> int:
     from tailrace.client import Admin, Consumer
 
     consumer_probes()
+    count_loops()
     here = os.path.abspath(__file__)
     with tempfile.TemporaryDirectory(prefix="trace-hops-") as tmp:
         outs = {k: str(Path(tmp) / f"{k}.json") for k in ("broker", "producer")}
@@ -352,9 +392,15 @@ def orchestrate(args: argparse.Namespace) -> int:
                     got += len(records)
                     if not counted:  # the warm-up record: the timed part starts
                         counted = {"broker": costs(broker.pid), "consumer": costs()}
+                        loop_before = dict(LOOP)
+                        fetches_before = sum(1 for e in EVENTS if e[0] == "c.next_fetch_sent")
             spent = {
                 "broker": delta(costs(broker.pid), counted["broker"]),
                 "consumer": delta(costs(), counted["consumer"]),
+            }
+            loops = {"consumer": delta(dict(LOOP), loop_before)}
+            requests = {
+                "consumer": sum(1 for e in EVENTS if e[0] == "c.next_fetch_sent") - fetches_before
             }
             proc.wait(60)
             consumer.close()
@@ -367,6 +413,12 @@ def orchestrate(args: argparse.Namespace) -> int:
             events += [tuple(e) for e in kept["events"]]
             if kept["costs"]:
                 spent[role] = kept["costs"]
+            loops[role] = kept["loop"]
+            if role == "producer":
+                requests[role] = sum(1 for e in kept["events"] if e[0] == "p.request_written")
+            else:  # the broker's count runs from its start: warm-up included
+                dispatched = ("b.produce_dispatched", "b.fetch_dispatched")
+                requests[role] = sum(1 for e in kept["events"] if e[0] in dispatched)
     sends = sorted(t for name, t in events if name == "p.send_called")
     if args.json_out:
         with open(args.json_out, "w") as f:
@@ -389,6 +441,23 @@ def orchestrate(args: argparse.Namespace) -> int:
             print(
                 f"| {role} | {c['cpu_s'] * 1e6 / n:,.0f} | "
                 f"{c['voluntary_switches'] / n:.1f} + {c['involuntary_switches'] / n:.1f} |"
+            )
+    print(
+        "\n| trio loop work, per request | requests | task steps | loop waits "
+        "(of which may block) | tasks spawned |\n|---|---|---|---|---|"
+    )
+    kinds = {
+        "producer": "producer, per Produce",
+        "broker": "broker, per request (Produce + Fetch)",
+        "consumer": "consumer, per Fetch",
+    }
+    for role, label in kinds.items():
+        loop, count = loops.get(role), requests.get(role, 0)
+        if loop and count:
+            print(
+                f"| {label} | {count:,} | {loop['task_steps'] / count:.2f} | "
+                f"{loop['loop_waits'] / count:.2f} ({loop['blocking_waits'] / count:.2f}) | "
+                f"{loop['tasks_spawned'] / count:.2f} |"
             )
     return 0
 
