@@ -38,9 +38,11 @@ Hops (process: what is timed):
   resumed, the fetch response planned, the fetch response written
   (sendfile), and beside that the Produce response written;
 * consumer: the fetch response read and matched by the connection's reader,
-  the fetcher task resumed with it, the records decoded by ``take`` in the
-  poll task, ``poll()`` returned in the application's thread; and the next
-  Fetch sent, then dispatched by the broker.
+  the fetcher task resumed with it, the records decoded (``take``; on the
+  application's thread since the blocking poll takes buffered records
+  there, in the loop's poll task before), ``poll()`` returned in the
+  application's thread; and the next Fetch sent, then dispatched by the
+  broker.
 """
 
 from __future__ import annotations
