@@ -33,7 +33,15 @@ class BackgroundTrio:
     what it raised before that.
     """
 
-    def __init__(self, name: str, main: Callable[..., Awaitable[Any]]) -> None:
+    def __init__(
+        self,
+        name: str,
+        main: Callable[..., Awaitable[Any]],
+        on_exit: Callable[[], None] | None = None,
+    ) -> None:
+        #: called on the loop's thread once the loop has ended, however it
+        #: ended (wakes callers that wait for the loop on their own thread)
+        self._on_exit = on_exit
         self._hosted_stop: trio.Event | None = None
         self._ready = threading.Event()
         self._token: trio.lowlevel.TrioToken | None = None
@@ -67,6 +75,8 @@ class BackgroundTrio:
         finally:
             self._ready.set()
             self._finished.set()
+            if self._on_exit is not None:
+                self._on_exit()
 
     @property
     def alive(self) -> bool:
@@ -96,7 +106,12 @@ class BackgroundTrio:
             self._token.run_sync_soon(fn)
 
     @classmethod
-    def hosting(cls, name: str, resource: AbstractAsyncContextManager[Any]) -> BackgroundTrio:
+    def hosting(
+        cls,
+        name: str,
+        resource: AbstractAsyncContextManager[Any],
+        on_exit: Callable[[], None] | None = None,
+    ) -> BackgroundTrio:
         """A loop that holds ``async with resource`` open until :meth:`stop`
         (the shape of every blocking client: Consumer, Admin)."""
         holder: dict[str, trio.Event] = {}  # the Event is made on the loop
@@ -107,7 +122,7 @@ class BackgroundTrio:
                 task_status.started()
                 await holder["stop"].wait()
 
-        loop = cls(name, main)
+        loop = cls(name, main, on_exit)
         loop._hosted_stop = holder["stop"]
         return loop
 

@@ -14,7 +14,13 @@ every process of the machine. A wrapper costs well under a microsecond.
 Beside the hops, each process's cost per record over the timed part, from
 /proc (less load-dependent than the microseconds on a busy machine): CPU
 time and context switches of all its threads (each voluntary one is a wait
-for something: a socket, a lock, a wake-up, a sleep).
+for something: a socket, a lock, a wake-up, a sleep). And what its trio
+loops did per request, counted by a trio Instrument in every process (the
+same on a busy machine as on a quiet one, as long as each record still gets
+its own requests): task steps, event-loop turns (epoll waits; those with a
+timeout above zero may block) and tasks spawned, per Produce request in the
+producer, per Fetch in the consumer, per request in the broker (its counts
+run from its start, warm-up included).
 
 Records are sent on a schedule far slower than one record's trip (200/s:
 5 ms apart), so everything that happens between one record's send and the
@@ -32,9 +38,11 @@ Hops (process: what is timed):
   resumed, the fetch response planned, the fetch response written
   (sendfile), and beside that the Produce response written;
 * consumer: the fetch response read and matched by the connection's reader,
-  the fetcher task resumed with it, the records decoded by ``take`` in the
-  poll task, ``poll()`` returned in the application's thread; and the next
-  Fetch sent, then dispatched by the broker.
+  the fetcher task resumed with it, the records decoded (``take``; on the
+  application's thread since the blocking poll takes buffered records
+  there, in the loop's poll task before), ``poll()`` returned in the
+  application's thread; and the next Fetch sent, then dispatched by the
+  broker.
 """
 
 from __future__ import annotations
@@ -53,6 +61,35 @@ from typing import Any
 
 EVENTS: list[tuple[str, int]] = []
 _now = time.perf_counter_ns
+#: this process's trio loops (every thread's): task steps, event-loop waits
+#: (those that may block: a timeout above zero) and tasks spawned
+LOOP = {"task_steps": 0, "loop_waits": 0, "blocking_waits": 0, "tasks_spawned": 0}
+
+
+def count_loops() -> None:
+    """Count every trio loop's work in this process from now on (each
+    ``trio.run`` started later gets the instrument)."""
+    import trio
+
+    class Counter(trio.abc.Instrument):
+        def before_task_step(self, task: Any) -> None:
+            LOOP["task_steps"] += 1
+
+        def before_io_wait(self, timeout: float) -> None:
+            LOOP["loop_waits"] += 1
+            if timeout > 0:
+                LOOP["blocking_waits"] += 1
+
+        def task_spawned(self, task: Any) -> None:
+            LOOP["tasks_spawned"] += 1
+
+    real_run = trio.run
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        kwargs["instruments"] = [*kwargs.get("instruments", ()), Counter()]
+        return real_run(*args, **kwargs)
+
+    trio.run = run
 
 
 def _mark(name: str) -> None:
@@ -99,9 +136,9 @@ def _after_async(owner: Any, attr: str, name: Any) -> None:
     setattr(owner, attr, wrapper)
 
 
-def _dump(path: str, costs: dict | None = None) -> None:
+def _dump(path: str, costs: dict | None = None, loop: dict | None = None) -> None:
     with open(path, "w") as f:
-        json.dump({"events": EVENTS, "costs": costs}, f)
+        json.dump({"events": EVENTS, "costs": costs, "loop": loop or dict(LOOP)}, f)
 
 
 def costs(pid: int | str = "self") -> dict[str, float]:
@@ -153,8 +190,11 @@ def broker_role(out: str, argv: list[str]) -> int:
         "_write",
         lambda _r, a: "b.produce_answered" if type(a[1]) is bytes else "b.fetch_sent",
     )
+    if hasattr(connection.ConnectionHandler, "_write_now"):  # small responses, one write
+        _after(connection.ConnectionHandler, "_write_now", "b.produce_answered", lambda r, _a: r)
     from tailrace.broker.cli.main import main
 
+    count_loops()
     try:
         return main(argv)
     finally:
@@ -177,11 +217,13 @@ def producer_role(out: str, bootstrap: str, topic: str, records: int, rate: floa
         lambda _r, a: "p.request_written" if type(a[1]) is ProduceRequest else None,
     )
     _before(batch.ProducerBatch, "complete", "p.acknowledged")
+    count_loops()
     with Producer(bootstrap, **json.loads(config)) as producer:
         producer.send(topic, b"warm-up").result(30)
         producer.flush()
         EVENTS.clear()
         before = costs()
+        loop_before = dict(LOOP)
         gap = 1e9 / rate
         start = time.monotonic_ns() + 50_000_000
         payload = bytes(100)
@@ -196,7 +238,8 @@ def producer_role(out: str, bootstrap: str, topic: str, records: int, rate: floa
             EVENTS.append(("p.send_returned", _now()))
         producer.flush()
         spent = delta(costs(), before)
-    _dump(out, spent)
+        loop = delta(dict(LOOP), loop_before)
+    _dump(out, spent, loop)
 
 
 # --- the consumer and the orchestration -------------------------------------------
@@ -209,7 +252,10 @@ def consumer_probes() -> None:
 
     _before(connection.PendingResponse, "_set", "c.response_read")
     _before(fetcher.Fetcher, "_absorb", "c.fetcher_resumed")
-    _after(fetcher.Fetcher, "take", "c.decoded", lambda r, _a: len(r) > 0)
+    # the decode both poll paths share (take before the blocking poll took
+    # records on its own thread: the tool also runs against older trees)
+    take = "_take" if hasattr(fetcher.Fetcher, "_take") else "take"
+    _after(fetcher.Fetcher, take, "c.decoded", lambda r, _a: len(r) > 0)
     _after_async(
         connection.BrokerConnection,
         "send",
@@ -229,7 +275,7 @@ ORDER = [
     ("b.fetch_sent", "broker: fetch response written (sendfile)"),
     ("c.response_read", "consumer: response read by the connection's reader"),
     ("c.fetcher_resumed", "consumer: fetcher task resumed with it"),
-    ("c.decoded", "consumer: records decoded in the poll task (take)"),
+    ("c.decoded", "consumer: records decoded (take, on the poll's thread)"),
     ("c.poll_returned", "consumer: poll() returned in the application thread"),
 ]
 SIDE = [
@@ -317,6 +363,7 @@ def orchestrate(args: argparse.Namespace) -> int:
     from tailrace.client import Admin, Consumer
 
     consumer_probes()
+    count_loops()
     here = os.path.abspath(__file__)
     with tempfile.TemporaryDirectory(prefix="trace-hops-") as tmp:
         outs = {k: str(Path(tmp) / f"{k}.json") for k in ("broker", "producer")}
@@ -349,9 +396,15 @@ def orchestrate(args: argparse.Namespace) -> int:
                     got += len(records)
                     if not counted:  # the warm-up record: the timed part starts
                         counted = {"broker": costs(broker.pid), "consumer": costs()}
+                        loop_before = dict(LOOP)
+                        fetches_before = sum(1 for e in EVENTS if e[0] == "c.next_fetch_sent")
             spent = {
                 "broker": delta(costs(broker.pid), counted["broker"]),
                 "consumer": delta(costs(), counted["consumer"]),
+            }
+            loops = {"consumer": delta(dict(LOOP), loop_before)}
+            requests = {
+                "consumer": sum(1 for e in EVENTS if e[0] == "c.next_fetch_sent") - fetches_before
             }
             proc.wait(60)
             consumer.close()
@@ -364,6 +417,12 @@ def orchestrate(args: argparse.Namespace) -> int:
             events += [tuple(e) for e in kept["events"]]
             if kept["costs"]:
                 spent[role] = kept["costs"]
+            loops[role] = kept["loop"]
+            if role == "producer":
+                requests[role] = sum(1 for e in kept["events"] if e[0] == "p.request_written")
+            else:  # the broker's count runs from its start: warm-up included
+                dispatched = ("b.produce_dispatched", "b.fetch_dispatched")
+                requests[role] = sum(1 for e in kept["events"] if e[0] in dispatched)
     sends = sorted(t for name, t in events if name == "p.send_called")
     if args.json_out:
         with open(args.json_out, "w") as f:
@@ -386,6 +445,23 @@ def orchestrate(args: argparse.Namespace) -> int:
             print(
                 f"| {role} | {c['cpu_s'] * 1e6 / n:,.0f} | "
                 f"{c['voluntary_switches'] / n:.1f} + {c['involuntary_switches'] / n:.1f} |"
+            )
+    print(
+        "\n| trio loop work, per request | requests | task steps | loop waits "
+        "(of which may block) | tasks spawned |\n|---|---|---|---|---|"
+    )
+    kinds = {
+        "producer": "producer, per Produce",
+        "broker": "broker, per request (Produce + Fetch)",
+        "consumer": "consumer, per Fetch",
+    }
+    for role, label in kinds.items():
+        loop, count = loops.get(role), requests.get(role, 0)
+        if loop and count:
+            print(
+                f"| {label} | {count:,} | {loop['task_steps'] / count:.2f} | "
+                f"{loop['loop_waits'] / count:.2f} ({loop['blocking_waits'] / count:.2f}) | "
+                f"{loop['tasks_spawned'] / count:.2f} |"
             )
     return 0
 

@@ -10,12 +10,24 @@ known, as long as the buffered bytes stay under ``max_buffer_bytes``; when
 the response arrives it buffers each partition's raw records and sends the
 next one at once, so the network works while the user decodes. Decoding
 happens in ``take()``, called by poll, not here.
+
+Threads. Everything here runs on the consumer's trio thread except
+``take_from_thread`` (and ``positions_known``), which the blocking
+``Consumer.poll`` calls on the application's own thread: taking records
+that are already buffered needs no I/O, so it does not hop to the trio
+thread and back (each hop is a thread wake-up on both sides, the costliest
+thing a low-rate consumer does). The state both threads touch (the chunks,
+the partitions' positions) is guarded by ``_lock``; ``data_ready`` is a
+``threading.Event`` set whenever poll has news (records, an error, an
+interrupt) and cleared when the buffer is empty, for a waiting application
+thread.
 """
 
 from __future__ import annotations
 
 import logging
 import struct
+import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -95,7 +107,13 @@ class Fetcher:
         self._chunks: deque[_Chunk] = deque()
         self._buffered = 0
         self._data_arrived = trio.Event()
+        #: the same news for a poll waiting on another thread (take_from_thread)
+        self.data_ready = threading.Event()
+        #: guards _chunks, _buffered and the partitions against take_from_thread
+        self._lock = threading.RLock()
         self._wake = trio.Event()
+        #: the fetch loop is waiting for buffer space or partitions (not fetching)
+        self._parked = False
         self._fetch_scope: trio.CancelScope | None = None
         #: set by a consumer with a group: (partitions) -> their committed offsets
         self.committed_lookup: (
@@ -106,18 +124,20 @@ class Fetcher:
 
     def assign(self, tps: list[TopicPartition]) -> None:
         wanted = set(tps)
-        for tp in list(self.partitions):
-            if tp not in wanted:
-                del self.partitions[tp]
-        for tp in tps:
-            self.partitions.setdefault(tp, PartitionState())
-        self._drop_chunks(lambda c: c.tp not in wanted)
+        with self._lock:
+            for tp in list(self.partitions):
+                if tp not in wanted:
+                    del self.partitions[tp]
+            for tp in tps:
+                self.partitions.setdefault(tp, PartitionState())
+            self._drop_chunks(lambda c: c.tp not in wanted)
         self._restart_fetch()
 
     def add(self, tps: Iterable[TopicPartition]) -> None:
         """Start reading ``tps`` too (positions resolved on the next poll)."""
-        for tp in tps:
-            self.partitions.setdefault(tp, PartitionState())
+        with self._lock:
+            for tp in tps:
+                self.partitions.setdefault(tp, PartitionState())
         self._restart_fetch()
 
     def remove(self, tps: Iterable[TopicPartition]) -> None:
@@ -125,13 +145,21 @@ class Fetcher:
         in flight carries on (its data for them is ignored on arrival), so
         the other partitions do not pause."""
         doomed = set(tps)
-        for tp in doomed:
-            self.partitions.pop(tp, None)
-        self._drop_chunks(lambda c: c.tp in doomed)
+        with self._lock:
+            for tp in doomed:
+                self.partitions.pop(tp, None)
+            self._drop_chunks(lambda c: c.tp in doomed)
 
     def positions(self) -> dict[TopicPartition, int]:
         """The position of every partition that has one."""
-        return {tp: s.position for tp, s in self.partitions.items() if s.position is not None}
+        with self._lock:
+            return {tp: s.position for tp, s in self.partitions.items() if s.position is not None}
+
+    def positions_known(self) -> bool:
+        """Whether every assigned partition has a position (any thread): then
+        a poll needs no I/O before it can take records."""
+        with self._lock:
+            return all(s.position is not None for s in self.partitions.values())
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         state = self.partitions.get(tp)
@@ -139,14 +167,16 @@ class Fetcher:
             raise ValueError(f"{tp.topic}/{tp.partition} is not assigned")
         if offset < 0:
             raise ValueError("offsets are not negative")
-        state.epoch += 1
-        state.position = offset
-        state.fetch_offset = offset
-        state.error = None
-        self._drop_chunks(lambda c: c.tp == tp)
+        with self._lock:
+            state.epoch += 1
+            state.position = offset
+            state.fetch_offset = offset
+            state.error = None
+            self._drop_chunks(lambda c: c.tp == tp)
         self._restart_fetch()
 
     def _drop_chunks(self, doomed) -> None:
+        # under the lock
         keep = deque()
         for c in self._chunks:
             if doomed(c):
@@ -173,10 +203,11 @@ class Fetcher:
             # A group's committed offsets come first (auto_offset_reset only
             # for partitions the group never committed).
             committed = await self.committed_lookup(missing)
-            for tp, offset in committed.items():
-                state = self.partitions.get(tp)
-                if state is not None and state.position is None:
-                    state.position = state.fetch_offset = offset
+            with self._lock:
+                for tp, offset in committed.items():
+                    state = self.partitions.get(tp)
+                    if state is not None and state.position is None:
+                        state.position = state.fetch_offset = offset
             missing = [tp for tp in missing if tp not in committed]
             self._wake.set()
             if not missing:
@@ -188,10 +219,11 @@ class Fetcher:
             )
         ts = EARLIEST_TIMESTAMP if self.auto_offset_reset == "earliest" else LATEST_TIMESTAMP
         offsets = await self.list_offsets({tp: ts for tp in missing})
-        for tp, (offset, _ts) in offsets.items():
-            state = self.partitions.get(tp)
-            if state is not None and state.position is None:
-                state.position = state.fetch_offset = offset
+        with self._lock:
+            for tp, (offset, _ts) in offsets.items():
+                state = self.partitions.get(tp)
+                if state is not None and state.position is None:
+                    state.position = state.fetch_offset = offset
         self._wake.set()
 
     async def list_offsets(
@@ -222,9 +254,14 @@ class Fetcher:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         while True:
-            request, epochs = self._build_request()
+            with self._lock:  # take_from_thread reads _parked under it
+                request, epochs = self._build_request()
+                self._parked = request is None
             if request is None:
-                await self._wake.wait()
+                try:
+                    await self._wake.wait()
+                finally:
+                    self._parked = False
                 self._wake = trio.Event()
                 continue
             response = None
@@ -280,13 +317,20 @@ class Fetcher:
 
     def _absorb(self, response, epochs: dict[TopicPartition, int]) -> bool:
         """Buffer a fetch response's records; True when poll has news."""
+        with self._lock:
+            arrived = self._absorb_locked(response, epochs)
+            if arrived:
+                self._data_arrived.set()
+                self.data_ready.set()
+        return arrived
+
+    def _absorb_locked(self, response, epochs: dict[TopicPartition, int]) -> bool:
         if response.error_code:
             error = error_for_code(response.error_code, response.error_message or "")
             for tp in epochs:
                 state = self.partitions.get(tp)
                 if state is not None and not error.retriable:
                     state.error = error
-            self._data_arrived.set()
             return True
         arrived = False
         for t in response.topics:
@@ -312,8 +356,6 @@ class Fetcher:
                 self._buffered += len(data)
                 state.fetch_offset = end_offset + 1
                 arrived = True
-        if arrived:
-            self._data_arrived.set()
         return arrived
 
     def _partition_error(
@@ -351,15 +393,39 @@ class Fetcher:
 
     def interrupt(self) -> None:
         """Wake a poll waiting in wait_for_data (it finds no records and
-        looks at what else needs doing)."""
+        looks at what else needs doing), on whichever thread it waits."""
         self._data_arrived.set()
+        self.data_ready.set()
 
     def take(self, max_records: int) -> RecordList:
-        """Decode buffered records (up to ``max_records``), advancing positions.
+        """Decode buffered records (up to ``max_records``), advancing positions
+        (trio thread).
 
         Raises a partition's error (CorruptRecordError, OffsetOutOfRange with
         auto_offset_reset 'none', authorization...) when its turn comes.
         """
+        with self._lock:
+            records = self._take(max_records)
+        if self._buffered < self.max_buffer_bytes:
+            self._wake.set()
+        return records
+
+    def take_from_thread(
+        self, max_records: int, run_on_loop: Callable[[Callable[[], object]], None]
+    ) -> RecordList:
+        """``take`` on another thread than the trio loop's (the blocking
+        consumer's caller). ``run_on_loop(fn)`` schedules ``fn`` on the loop;
+        it is used only when the fetch loop waits for the buffer space this
+        take freed (a full buffer), not per call."""
+        with self._lock:
+            records = self._take(max_records)
+            wake = self._parked and self._buffered < self.max_buffer_bytes
+        if wake:
+            run_on_loop(self._wake.set)
+        return records
+
+    def _take(self, max_records: int) -> RecordList:
+        # under the lock
         parts: list[tuple] = []
         taken = 0
         for tp, state in self.partitions.items():
@@ -402,9 +468,11 @@ class Fetcher:
                 chunk.data = chunk.data[used:]
                 self._buffered -= used
         if not self._chunks:
-            self._data_arrived = trio.Event()
-        if self._buffered < self.max_buffer_bytes:
-            self._wake.set()
+            self.data_ready.clear()
+            if self._data_arrived.is_set():
+                # a set Event has no waiters left to lose: safe to replace
+                # from either thread
+                self._data_arrived = trio.Event()
         return RecordList(parts)
 
     def has_data(self) -> bool:

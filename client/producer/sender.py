@@ -36,6 +36,8 @@ import logging
 import math
 import time
 from collections import deque
+from functools import partial
+from typing import Any
 
 import trio
 
@@ -53,6 +55,7 @@ from ..protocol import (
     ProduceRequest,
     ProduceTopic,
 )
+from ..transport.connection import BrokerConnection, PendingResponse
 from ..transport.pool import BrokerClient
 from .accumulator import Accumulator
 from .batch import ProducerBatch
@@ -106,6 +109,8 @@ class Sender:
         self._sent_on: dict[tuple[str, int], object] = {}
         self._sent: set[ProducerBatch] = set()
         self._requests_in_flight = 0
+        #: requests awaiting their response: their connection and deadline
+        self._awaiting: dict[PendingResponse, tuple[BrokerConnection, float]] = {}
         self._next_seq: dict[tuple[str, int], int] = {}
         self.producer_id = -1
         self.producer_epoch = -1
@@ -123,35 +128,40 @@ class Sender:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Send until the accumulator is closed and every batch completed."""
         task_status.started()
-        async with trio.open_nursery() as responses:
-            while True:
-                if self._slots.value:
-                    # Take batches only when one can go out: while every
-                    # request slot is busy, open batches keep filling (Kafka's
-                    # accumulator does the same), so a producer with no
-                    # linger sends fewer, bigger batches instead of queueing
-                    # a one-record batch per send behind the slots.
-                    for batch in self.acc.drain(self._backlogged()):
-                        queue = self._queues.setdefault((batch.topic, batch.partition), deque())
-                        queue.append(batch)
-                self._expire_queued()
-                if self.idempotent and (self.producer_id < 0 or self._epoch_bump_needed):
-                    if self._epoch_bump_needed and self._requests_in_flight:
-                        await self._all_answered.wait()
-                        continue
-                    if not await self._init_producer_id():
-                        if self._finished():
-                            return
-                        await self._wait_for_wake(trio.current_time() + self.retry_backoff)
-                        continue
-                if await self._send_some(responses):
+        async with trio.open_nursery() as watchdog:
+            watchdog.start_soon(self._expire_requests)
+            await self._run()
+            watchdog.cancel_scope.cancel()
+
+    async def _run(self) -> None:
+        while True:
+            if self._slots.value:
+                # Take batches only when one can go out: while every
+                # request slot is busy, open batches keep filling (Kafka's
+                # accumulator does the same), so a producer with no
+                # linger sends fewer, bigger batches instead of queueing
+                # a one-record batch per send behind the slots.
+                for batch in self.acc.drain(self._backlogged()):
+                    queue = self._queues.setdefault((batch.topic, batch.partition), deque())
+                    queue.append(batch)
+            self._expire_queued()
+            if self.idempotent and (self.producer_id < 0 or self._epoch_bump_needed):
+                if self._epoch_bump_needed and self._requests_in_flight:
+                    await self._all_answered.wait()
                     continue
-                if self._finished():
-                    return
-                if not self._slots.value:
-                    await self._wait_for_wake(math.inf)  # an answer frees a slot
+                if not await self._init_producer_id():
+                    if self._finished():
+                        return
+                    await self._wait_for_wake(trio.current_time() + self.retry_backoff)
                     continue
-                await self._sleep_until_needed()
+            if await self._send_some():
+                continue
+            if self._finished():
+                return
+            if not self._slots.value:
+                await self._wait_for_wake(math.inf)  # an answer frees a slot
+                continue
+            await self._sleep_until_needed()
 
     def _finished(self) -> bool:
         return (
@@ -256,7 +266,7 @@ class Sender:
         batch.sequence = seq
         self._next_seq[tp] = (seq + len(batch.records)) % _SEQ_MOD
 
-    async def _send_some(self, nursery: trio.Nursery) -> bool:
+    async def _send_some(self) -> bool:
         if not self._has_queued():
             return False
         if self._slots.value == 0:
@@ -307,10 +317,17 @@ class Sender:
             for b in batches:
                 self._finish(b, -1, None)
             return True
-        nursery.start_soon(self._await_response, conn, pending, batches)
+        # Completed by a callback in the step that reads the response (the
+        # connection's reader): no task per request, no task switch between
+        # the response and its records' completion. _expire_requests keeps
+        # the request timeout.
+        self._awaiting[pending] = (conn, trio.current_time() + self.request_timeout)
+        pending.on_done(partial(self._response_arrived, batches))
         return True
 
-    def _request_done(self, batches: list[ProducerBatch]) -> None:
+    def _request_done(self, batches: list[ProducerBatch]) -> bool:
+        """Free the request's slot; True when the sender was waiting for one."""
+        waiting_for_slot = self._slots.value == 0
         self._slots.release()
         self._requests_in_flight -= 1
         for b in batches:
@@ -319,16 +336,46 @@ class Sender:
             self._sent.discard(b)
         if self._requests_in_flight == 0:
             self._all_answered.set()
-        self._wake.set()
+        return waiting_for_slot
 
-    async def _await_response(self, conn, pending, batches: list[ProducerBatch]) -> None:
+    async def _expire_requests(self) -> None:
+        """The request timeout of the requests in flight: one task for all of
+        them, sleeping until the earliest deadline (at most one
+        request_timeout at a time while none is in flight: a request sent
+        meanwhile has a later deadline than that wake-up)."""
+        while True:
+            now = trio.current_time()
+            for pending, (conn, deadline) in list(self._awaiting.items()):
+                if deadline <= now:
+                    self._awaiting.pop(pending, None)
+                    conn.expire(pending, self.request_timeout)  # settles it: retried
+            wake = min(
+                (deadline for _conn, deadline in self._awaiting.values()),
+                default=now + self.request_timeout,
+            )
+            await trio.sleep_until(wake)
+
+    def _response_arrived(self, batches: list[ProducerBatch], pending: PendingResponse) -> None:
+        self._awaiting.pop(pending, None)
+        waiting_for_slot = False
         try:
-            response = await conn.wait(pending)
-        except (BrokerUnavailableError, TimeoutError) as exc:
-            self._request_done(batches)
-            self._retry_all(batches, exc)
-            return
-        self._request_done(batches)
+            try:
+                response = pending.result()
+            except (BrokerUnavailableError, TimeoutError) as exc:
+                waiting_for_slot = self._request_done(batches)
+                self._retry_all(batches, exc)
+                return
+            waiting_for_slot = self._request_done(batches)
+            self._complete_from(batches, response)
+        finally:
+            # Wake the sender only when the answer gave it something to do: a
+            # slot it was waiting for, batches queued here (a retry, a
+            # backlog), a close or an epoch bump to finish. A lone record's
+            # answer at a low rate gives it nothing: a task switch saved.
+            if waiting_for_slot or self.acc.closed or self._epoch_bump_needed or self._has_queued():
+                self._wake.set()
+
+    def _complete_from(self, batches: list[ProducerBatch], response: Any) -> None:
         if response.error_code:
             error = error_for_code(response.error_code, response.error_message or "")
             for b in batches:

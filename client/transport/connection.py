@@ -24,6 +24,7 @@ import math
 import os
 import ssl
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -46,24 +47,52 @@ _RECEIVE_MAX = 16 * 1024 * 1024
 
 
 class PendingResponse:
-    """The handle of one sent request; ``await wait()`` gives the response body."""
+    """The handle of one sent request; ``await wait()`` gives the response body.
 
-    __slots__ = ("_error", "_event", "_result", "correlation_id")
+    ``on_done(fn)`` instead calls ``fn(pending)`` in the step that settles it
+    (the connection's reader, or whatever breaks the connection): no task
+    waits for it, so a caller with many requests in flight (the producer's
+    sender) needs no task per request. ``result()`` then gives the body or
+    raises the failure."""
+
+    __slots__ = ("_callback", "_error", "_event", "_result", "correlation_id")
 
     def __init__(self, correlation_id: int) -> None:
         self.correlation_id = correlation_id
         self._event = trio.Event()
         self._result: Any = None
         self._error: BaseException | None = None
+        self._callback: Callable[[PendingResponse], None] | None = None
 
     def _set(self, result: Any) -> None:
         self._result = result
         self._event.set()
+        self._settled()
 
     def _fail(self, error: BaseException) -> None:
         if not self._event.is_set():
             self._error = error
             self._event.set()
+            self._settled()
+
+    def _settled(self) -> None:
+        callback, self._callback = self._callback, None
+        if callback is not None:
+            callback(self)
+
+    def on_done(self, fn: Callable[[PendingResponse], None]) -> None:
+        """Call ``fn(self)`` once settled (at once if it already is; one
+        callback per request)."""
+        if self._event.is_set():
+            fn(self)
+        else:
+            self._callback = fn
+
+    def result(self) -> Any:
+        """The response body of a settled request, or its failure raised."""
+        if self._error is not None:
+            raise self._error
+        return self._result
 
     def done(self) -> bool:
         return self._event.is_set()
@@ -212,6 +241,13 @@ class BrokerConnection:
             self._break(f"no response within {limit:g} s")
             raise TimeoutError(f"request to {self.address} got no response within {limit:g} s")
         raise AssertionError("unreachable")
+
+    def expire(self, pending: PendingResponse, limit: float) -> None:
+        """``pending`` got no response within ``limit`` seconds (the caller
+        keeps the clock, as ``wait`` does): it fails with TimeoutError, and
+        the connection breaks (a late response would be mismatched)."""
+        pending._fail(TimeoutError(f"request to {self.address} got no response within {limit:g} s"))
+        self._break(f"no response within {limit:g} s")
 
     def _break(self, reason: str) -> None:
         if self._broken is None:

@@ -1,5 +1,7 @@
 """With linger 0, a record that finds nothing in flight and nothing queued
-for its partition leaves at once: its latency never waits for a timer.
+for its partition leaves at once: its latency never waits for a timer. And
+an answer completes its records in the step that reads it (no task per
+request), while a request that gets no answer still times out.
 
 Deterministic logic tests: the real Accumulator and Sender over a scripted
 broker connection (the only fake: what the broker would answer), under
@@ -14,6 +16,7 @@ from __future__ import annotations
 import trio
 import trio.testing
 
+from tailrace.client.errors import TimeoutError
 from tailrace.client.producer.accumulator import Accumulator
 from tailrace.client.producer.sender import Sender
 from tailrace.client.protocol import (
@@ -25,25 +28,27 @@ from tailrace.client.protocol import (
     ProduceTopicResult,
 )
 from tailrace.client.records import iter_headers
+from tailrace.client.transport.connection import PendingResponse
 
 
 class ScriptedConnection:
     """Records every Produce request (with the trio time it was written);
-    the test answers each one when it likes."""
+    the test answers each one when it likes (``answer(i)``), through the
+    request's real PendingResponse, as the connection's reader would."""
 
     def __init__(self) -> None:
         self.sent: list[tuple[float, ProduceRequest]] = []
-        self.answers: list[trio.Event] = []
+        self.pending: list[PendingResponse] = []
+        self.expired: list[tuple[float, int]] = []
         self.next_offset = 0
 
-    async def send(self, request: ProduceRequest) -> int:
+    async def send(self, request: ProduceRequest) -> PendingResponse:
         self.sent.append((trio.current_time(), request))
-        self.answers.append(trio.Event())
-        return len(self.sent) - 1
+        self.pending.append(PendingResponse(len(self.pending)))
+        return self.pending[-1]
 
-    async def wait(self, pending: int) -> ProduceResponse:
-        await self.answers[pending].wait()
-        _, request = self.sent[pending]
+    def answer(self, i: int) -> None:
+        _, request = self.sent[i]
         topic = request.topics[0]
         results = []
         for p in topic.partitions:
@@ -51,7 +56,15 @@ class ScriptedConnection:
                 ProducePartitionResult(partition=p.partition, base_offset=self.next_offset)
             )
             self.next_offset += sum(h.record_count for _pos, h in iter_headers(p.records))
-        return ProduceResponse(topics=[ProduceTopicResult(name=topic.name, partitions=results)])
+        self.pending[i]._set(
+            ProduceResponse(topics=[ProduceTopicResult(name=topic.name, partitions=results)])
+        )
+
+    def expire(self, pending: PendingResponse, limit: float) -> None:
+        # what BrokerConnection.expire does to the request (the connection
+        # it would break is this script)
+        self.expired.append((trio.current_time(), pending.correlation_id))
+        pending._fail(TimeoutError(f"no response within {limit:g} s"))
 
 
 class ScriptedClient:
@@ -112,7 +125,7 @@ async def test_a_lone_record_leaves_before_any_clock_advance(mock_clock):
         sent_at, request = client.conn.sent[0]
         assert sent_at == start == trio.current_time()  # no timer was waited for
         assert request.topics[0].partitions[0].partition == 0
-        client.conn.answers[0].set()
+        client.conn.answer(0)
         await trio.testing.wait_all_tasks_blocked()
         assert handle.result(0).offset == 0
 
@@ -120,7 +133,7 @@ async def test_a_lone_record_leaves_before_any_clock_advance(mock_clock):
         handle = append(acc, b"two")
         await trio.testing.wait_all_tasks_blocked()
         assert [t for t, _ in client.conn.sent] == [start, start]
-        client.conn.answers[1].set()
+        client.conn.answer(1)
         await trio.testing.wait_all_tasks_blocked()
         assert handle.result(0).offset == 1
         acc.close()
@@ -140,4 +153,51 @@ async def test_with_a_linger_the_record_waits_for_the_clock(mock_clock):
         acc.close()  # seals the open batch: it goes out now
         await trio.testing.wait_all_tasks_blocked()
         assert len(client.conn.sent) == 1
-        client.conn.answers[0].set()
+        client.conn.answer(0)
+
+
+async def test_an_answer_completes_its_records_in_the_step_that_reads_it(mock_clock):
+    # The sender keeps no task per request: the response's callback (run by
+    # the connection's reader, here by answer()) completes the records at
+    # once, and a lone record's answer does not even wake the sender, which
+    # has nothing to do.
+    acc, sender, client = make(linger=0.0)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sender.run)
+        await trio.testing.wait_all_tasks_blocked()
+        handle = append(acc, b"one")
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(client.conn.sent) == 1
+        client.conn.answer(0)
+        # no schedule point since the answer: completed in its step
+        assert handle.done()
+        assert handle.result(0).offset == 0
+        assert not sender._wake.is_set()
+        assert sender._awaiting == {}
+        acc.close()
+
+
+async def test_a_request_without_an_answer_times_out_and_is_sent_again(mock_clock):
+    acc, sender, client = make(linger=0.0)  # request_timeout 30 s, retry back-off 0.1 s
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sender.run)
+        await trio.testing.wait_all_tasks_blocked()
+        start = trio.current_time()
+        handle = append(acc, b"one")
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(client.conn.sent) == 1
+        mock_clock.jump(29.9)
+        await trio.testing.wait_all_tasks_blocked()
+        assert client.conn.expired == []  # not before its deadline
+        mock_clock.jump(0.1)
+        await trio.testing.wait_all_tasks_blocked()
+        assert client.conn.expired == [(start + 30.0, 0)]
+        assert not handle.done()  # retriable: queued again behind the back-off
+        mock_clock.jump(0.1)
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(client.conn.sent) == 2
+        first, again = (r.topics[0].partitions[0].records for _t, r in client.conn.sent)
+        assert first == again  # the same batch, byte for byte (same sequence)
+        client.conn.answer(1)
+        assert handle.result(0).offset == 0
+        acc.close()

@@ -1,0 +1,125 @@
+"""How often the consumer wakes up when little or nothing arrives: the fetch
+loop re-issues a fetch only once the broker's long poll answered, and the
+blocking ``Consumer.poll`` takes buffered records on the caller's thread
+without a hop to the client's trio thread.
+
+The fetch loop's logic runs under trio's MockClock with autojump over a
+scripted client (the only fake: a broker that holds every fetch for its
+``max_wait_ms`` and has no records, as a real one does for an idle
+partition); the blocking poll runs against a real broker process.
+"""
+
+from __future__ import annotations
+
+import trio
+from harness import BrokerProcess
+
+from tailrace.client import Admin, Consumer, Producer
+from tailrace.client.background import BackgroundTrio
+from tailrace.client.consumer.fetcher import Fetcher
+from tailrace.client.consumer.record import TopicPartition
+from tailrace.client.protocol import (
+    FetchPartitionResult,
+    FetchRequest,
+    FetchResponse,
+    FetchTopicResult,
+)
+
+
+class IdleBroker:
+    """Answers each fetch after holding it ``max_wait_ms`` (no records)."""
+
+    request_timeout = 30.0
+
+    def __init__(self) -> None:
+        self.fetches: list[float] = []
+
+    async def request(self, body: FetchRequest, *, timeout: float, lane: str) -> FetchResponse:
+        assert isinstance(body, FetchRequest)
+        self.fetches.append(trio.current_time())
+        await trio.sleep(body.max_wait_ms / 1000)
+        return FetchResponse(
+            topics=[
+                FetchTopicResult(
+                    name=t.name,
+                    partitions=[
+                        FetchPartitionResult(partition=p.partition, high_watermark=p.fetch_offset)
+                        for p in t.partitions
+                    ],
+                )
+                for t in body.topics
+            ]
+        )
+
+    def drop(self, lane: str, reason: str) -> None:
+        raise AssertionError("no fetch is restarted here")
+
+
+def fetcher(client: IdleBroker, max_wait_ms: int = 500) -> Fetcher:
+    return Fetcher(
+        client,  # type: ignore[arg-type]
+        auto_offset_reset="latest",
+        fetch_min_bytes=1,
+        fetch_max_wait_ms=max_wait_ms,
+        fetch_max_bytes=1 << 20,
+        max_partition_fetch_bytes=1 << 20,
+        max_buffer_bytes=1 << 20,
+        retry_backoff=0.1,
+    )
+
+
+async def test_an_idle_partition_is_fetched_once_per_long_poll(autojump_clock):
+    client = IdleBroker()
+    f = fetcher(client, max_wait_ms=500)
+    f.assign([TopicPartition("t", 0)])
+    f.seek(TopicPartition("t", 0), 10)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(f.run)
+        start = trio.current_time()
+        # polls that find nothing, as an application loop makes them
+        for _ in range(100):
+            with trio.move_on_after(0.1):
+                await f.wait_for_data()
+            assert len(f.take(100)) == 0
+        elapsed = trio.current_time() - start
+        nursery.cancel_scope.cancel()
+    # 10 s of polling: one fetch per 500 ms long poll (and the one under
+    # way), never one per poll or a loop of empty fetches
+    assert elapsed >= 9.99
+    assert len(client.fetches) <= elapsed / 0.5 + 1
+    gaps = [b - a for a, b in zip(client.fetches, client.fetches[1:], strict=False)]
+    assert min(gaps) >= 0.5
+
+
+def test_a_blocking_poll_takes_buffered_records_without_a_hop(tmp_path, monkeypatch):
+    with BrokerProcess(tmp_path / "data") as broker:
+        _poll_without_hops(broker.address, monkeypatch)
+
+
+def _poll_without_hops(address: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    with Admin(address) as admin:
+        admin.create_topic("hop", 1, {"flush": "none"})
+    with Producer(address, linger_ms=0) as producer:
+        for i in range(50):
+            producer.send("hop", b"%03d" % i, partition=0)
+        producer.flush()
+    hops: list[object] = []
+    real_run = BackgroundTrio.run
+
+    def counting_run(self: BackgroundTrio, fn, *args):  # type: ignore[no-untyped-def]
+        hops.append(fn)
+        return real_run(self, fn, *args)
+
+    with Consumer(address, auto_offset_reset="earliest") as consumer:
+        consumer.assign([("hop", 0)])
+        assert consumer.position(("hop", 0)) == 0  # resolved through the loop
+        monkeypatch.setattr(BackgroundTrio, "run", counting_run)
+        got: list[bytes] = []
+        while len(got) < 50:
+            got += [r.value for r in consumer.poll(timeout_ms=5000, max_records=7)]
+        assert got == [b"%03d" % i for i in range(50)]
+        # an empty poll waits on the caller's thread too
+        assert len(consumer.poll(timeout_ms=50)) == 0
+        assert hops == []  # no poll went through the trio thread
+        monkeypatch.undo()
+        assert consumer.position(("hop", 0)) == 50
