@@ -1,6 +1,9 @@
-"""Side-by-side: tailrace, Redis Streams and NATS JetStream on the same workloads.
+"""Side-by-side: tailrace, Redis Streams, NATS JetStream and Kafka (tailrace's
+Kafka listener and librdkafka's mock cluster, one Kafka client) on the same
+workloads.
 
     .venv/bin/pip install -e '.[bench]'        # redis, nats-py, matplotlib
+    # confluent-kafka (the Kafka rows) comes with the test extra
     apt-get install -y redis-server nats-server
     .venv/bin/python tools/compare_peers.py --repeats 3
 
@@ -47,7 +50,8 @@ How each system is driven (the fastest documented way its Python client has):
 
 Every server is started by this tool on a free loopback port in a temporary
 directory and stopped through its own process handle. The systems run
-interleaved (tailrace, tailrace-sync, redis, nats, then again, ``--repeats``
+interleaved (tailrace, tailrace-sync, redis, nats, tailrace-kafka,
+kafka-mock, then again, ``--repeats``
 times) and the table shows each figure's median, because on a shared
 machine figures drift from minute to minute: only figures from one run are
 comparable. A system whose server or Python client is not installed is
