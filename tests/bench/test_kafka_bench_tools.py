@@ -70,5 +70,7 @@ def test_compare_peers_kafka_rows_tailrace_listener_and_librdkafka_mock(tmp_path
         (figures,) = by_size["100"]
         assert figures["produce_rps"] > 0, system
         assert figures["consume_rps"] > 0, system
+        # 200 KB: within the 5 MiB the mock cluster keeps of a partition
+        assert figures["consume_records"] == 2000, system
         assert figures["e2e_records@200"] == 200, system
         assert figures["e2e_p99_ms@200"] >= figures["e2e_p50_ms@200"] >= 0
