@@ -185,7 +185,9 @@ def _ck_produce(spec: ClientSpec, ready: Any, wait_start: Any) -> dict[str, Any]
     return {
         "sent": spec.records - left,
         "errors": len(failed) + left,
-        "first_error": failed[0] if failed else None,
+        "first_error": failed[0]
+        if failed
+        else (f"{left} undelivered after flush" if left else None),
         "start_ns": t0,
         "end_ns": t1,
         "cpu_s": cpu1 - cpu0,
@@ -362,7 +364,7 @@ class Run:
             machine1 = cpu_times()
         errors = sum(r["errors"] for r in results)
         if errors:
-            first = next(r["first_error"] for r in results if r["first_error"])
+            first = next((r["first_error"] for r in results if r["first_error"]), "unnamed")
             raise BenchError(f"{errors} errors, the first: {first}")
         broker_cpu = after.cpu_s - before.cpu_s
         client_cpu = sum(r["cpu_s"] for r in results)
@@ -451,10 +453,10 @@ class Run:
         try:
             for w in _order(PRODUCE, round_no):
                 out[w] = self.produce(w, topics[w], size, records)
-                _progress(round_no, size, w, out[w], size)
+                _progress(round_no, size, w, out[w])
             for w in _order(tuple(CONSUME), round_no):
                 out[w] = self.consume(w, topics[CONSUME[w][1]], size)
-                _progress(round_no, size, w, out[w], size)
+                _progress(round_no, size, w, out[w])
         finally:
             with self.admin() as admin:  # the disk space goes back
                 for topic in topics.values():
@@ -478,7 +480,7 @@ def _derive(f: dict[str, Any], size: int) -> None:
     f["client_cpu_s_per_gib"] = f["client_cpu_s"] / (value_bytes / GIB)
 
 
-def _progress(round_no: int, size: int, workload: str, f: dict[str, Any], _s: int) -> None:
+def _progress(round_no: int, size: int, workload: str, f: dict[str, Any]) -> None:
     sys.stderr.write(
         f"round {round_no} {size} B {workload}: {f['records'] / f['elapsed_s']:,.0f} rec/s, "
         f"broker {f['broker_cpu_s']:.2f} CPU-s, load {f['load_avg_1m']:.2f}\n"
