@@ -18,7 +18,10 @@ produce, each into a fresh topic of its own (one partition, ``--flush``):
   idempotent (acks=all), linger 5 ms, ``batch.size`` 512 KiB, 32 MiB of
   buffer, no compression: the native producer's settings.
 
-consume, each a fresh client reading one of those topics from its start:
+consume, each a fresh client reading one of those topics from its start
+(both clients fetch at most 4 MiB per partition, the native consumer's
+default; confluent-kafka with ``fetch.queue.backoff.ms`` 10, see
+_ck_consume):
 
 * ``native <- native``: the native Consumer reading native batches: the
   native fetch the goals compare against;
@@ -45,6 +48,12 @@ round, and the table shows medians over the rounds with the range beside
 them, the load average (1 min) seen at each workload, and the goal ratios of
 issue 14 computed per round. Each timed part starts once the machine was
 ``--wait-idle`` percent idle over 2 s (or after ``--wait-idle-max`` seconds).
+
+Defaults: 3,000,000 records of 100 B and 1,000,000 of 1 KiB per workload
+(a sendfile consumer's broker CPU must span many 10 ms clock ticks), flush
+``none`` (the broker is CPU-bound, not waiting for fsync), 3 rounds: about
+5 minutes on a quiet 2-core machine. ``--profile-broker FILE`` runs the
+broker under cProfile (``python -m pstats FILE`` reads it).
 
 This is a tool, not a test: it asserts nothing (tests/bench runs it tiny).
 """
@@ -166,8 +175,8 @@ def _ck_produce(spec: ClientSpec, ready: Any, wait_start: Any) -> dict[str, Any]
             try:
                 produce(topic, value)
                 break
-            except BufferError:  # the 32 MiB buffer is full: serve the queue
-                poll(0.0005)
+            except BufferError:  # the buffer is full: wait 1 ms (whole ms: less spins)
+                poll(0.001)
         if i % 1000 == 0:
             poll(0)
     left = producer.flush(120)
@@ -176,7 +185,9 @@ def _ck_produce(spec: ClientSpec, ready: Any, wait_start: Any) -> dict[str, Any]
     return {
         "sent": spec.records - left,
         "errors": len(failed) + left,
-        "first_error": failed[0] if failed else None,
+        "first_error": failed[0]
+        if failed
+        else (f"{left} undelivered after flush" if left else None),
         "start_ns": t0,
         "end_ns": t1,
         "cpu_s": cpu1 - cpu0,
@@ -329,7 +340,10 @@ class Run:
         from tailrace.broker.bench.spawn import SpawnedBroker
 
         self.args = args
-        self.broker = SpawnedBroker(kafka=True)
+        launcher: tuple[str, ...] = ("-m", "tailrace.broker.cli")
+        if args.profile_broker:
+            launcher = ("-m", "cProfile", "-o", args.profile_broker, *launcher)
+        self.broker = SpawnedBroker(kafka=True, launcher=launcher)
 
     def timed(self, specs: list[Any], command: list[str] | None) -> dict[str, Any]:
         """Start the client processes, wait until they are ready (and the
@@ -350,7 +364,7 @@ class Run:
             machine1 = cpu_times()
         errors = sum(r["errors"] for r in results)
         if errors:
-            first = next(r["first_error"] for r in results if r["first_error"])
+            first = next((r["first_error"] for r in results if r["first_error"]), "unnamed")
             raise BenchError(f"{errors} errors, the first: {first}")
         broker_cpu = after.cpu_s - before.cpu_s
         client_cpu = sum(r["cpu_s"] for r in results)
@@ -439,10 +453,10 @@ class Run:
         try:
             for w in _order(PRODUCE, round_no):
                 out[w] = self.produce(w, topics[w], size, records)
-                _progress(round_no, size, w, out[w], size)
+                _progress(round_no, size, w, out[w])
             for w in _order(tuple(CONSUME), round_no):
                 out[w] = self.consume(w, topics[CONSUME[w][1]], size)
-                _progress(round_no, size, w, out[w], size)
+                _progress(round_no, size, w, out[w])
         finally:
             with self.admin() as admin:  # the disk space goes back
                 for topic in topics.values():
@@ -466,7 +480,7 @@ def _derive(f: dict[str, Any], size: int) -> None:
     f["client_cpu_s_per_gib"] = f["client_cpu_s"] / (value_bytes / GIB)
 
 
-def _progress(round_no: int, size: int, workload: str, f: dict[str, Any], _s: int) -> None:
+def _progress(round_no: int, size: int, workload: str, f: dict[str, Any]) -> None:
     sys.stderr.write(
         f"round {round_no} {size} B {workload}: {f['records'] / f['elapsed_s']:,.0f} rec/s, "
         f"broker {f['broker_cpu_s']:.2f} CPU-s, load {f['load_avg_1m']:.2f}\n"
@@ -568,8 +582,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians shown)")
     p.add_argument("--sizes", default="100,1024", help="record sizes in bytes, comma-separated")
-    p.add_argument("--records", type=int, default=1_000_000, help="records per 100 B run")
-    p.add_argument("--records-1k", type=int, default=300_000, help="records per larger run")
+    # enough bytes that a sendfile consumer's broker CPU is many clock ticks
+    # (10 ms each): 286 MiB at 100 B, 1 GiB at 1 KiB
+    p.add_argument("--records", type=int, default=3_000_000, help="records per 100 B run")
+    p.add_argument("--records-1k", type=int, default=1_000_000, help="records per larger run")
     p.add_argument(
         "--flush", default="none", choices=("none", "interval", "sync"), help="topic flush mode"
     )
@@ -582,6 +598,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--wait-idle-max", type=float, default=120.0, help="longest wait for --wait-idle, s"
+    )
+    p.add_argument(
+        "--profile-broker",
+        metavar="FILE",
+        help="run the broker under cProfile, its stats to FILE when the run ends "
+        "(read them with: python -m pstats FILE); the figures then include its overhead",
     )
     p.add_argument("--json-out", help="write every round's figures and the summary here")
     p.add_argument("--json", action="store_true", help="print the JSON instead of the tables")
@@ -609,6 +631,7 @@ def main(argv: list[str] | None = None) -> int:
             "records_larger": args.records_1k,
             "flush": args.flush,
             "wait_idle": args.wait_idle,
+            "profiled_broker": bool(args.profile_broker),
             "linger_ms": LINGER_MS,
             "batch_bytes": BATCH_BYTES,
             "buffer_bytes": BUFFER_BYTES,

@@ -1,6 +1,9 @@
-"""Side-by-side: tailrace, Redis Streams and NATS JetStream on the same workloads.
+"""Side-by-side: tailrace, Redis Streams, NATS JetStream and Kafka (tailrace's
+Kafka listener and librdkafka's mock cluster, one Kafka client) on the same
+workloads.
 
     .venv/bin/pip install -e '.[bench]'        # redis, nats-py, matplotlib
+    # confluent-kafka (the Kafka rows) comes with the test extra
     apt-get install -y redis-server nats-server
     .venv/bin/python tools/compare_peers.py --repeats 3
 
@@ -33,10 +36,24 @@ How each system is driven (the fastest documented way its Python client has):
   publish into the stream's subject flushed every 1000, timed until the
   stream holds all N; pull consumer fetch(1000) with no acks; e2e: acked
   ``publish_async`` at the schedule, pull fetch on the consumer side.
+* Kafka protocol, one client for both rows: confluent-kafka (librdkafka)
+  against tailrace's Kafka listener (``tailrace-kafka``: a spawned broker
+  with ``--kafka-listen``, topic flush ``interval``) and against librdkafka's
+  own mock cluster (``kafka-mock``: tools/kafka_mock_cluster.py through the
+  confluent-kafka wheel, in memory, one broker; the Kafka-compatible broker
+  that runs here, no Apache Kafka). Producer: idempotent (acks=all), linger
+  5 ms, 512 KiB batches, 32 MiB buffer, no compression (the native
+  producer's settings), timed until ``flush()`` returned; consumer: assign
+  from the beginning, ``consume(10000)`` batches (``fetch.queue.backoff.ms``
+  10: see tools/bench_kafka_clients.py); e2e: linger 0, one ``produce`` per
+  record at the schedule, a consumer assigned at the end offset, polling
+  record by record, ``fetch.wait.max.ms`` 50 (the mock answers a waiting
+  fetch only at that deadline: see _kafka_consumer).
 
 Every server is started by this tool on a free loopback port in a temporary
 directory and stopped through its own process handle. The systems run
-interleaved (tailrace, tailrace-sync, redis, nats, then again, ``--repeats``
+interleaved (tailrace, tailrace-sync, redis, nats, tailrace-kafka,
+kafka-mock, then again, ``--repeats``
 times) and the table shows each figure's median, because on a shared
 machine figures drift from minute to minute: only figures from one run are
 comparable. A system whose server or Python client is not installed is
@@ -88,13 +105,23 @@ def quiet() -> None:
         wait_for_idle(WAIT_IDLE, WAIT_IDLE_MAX_S)
 
 
-SYSTEMS = ("tailrace", "tailrace-sync", "redis", "nats")
+SYSTEMS = ("tailrace", "tailrace-sync", "redis", "nats", "tailrace-kafka", "kafka-mock")
 LABELS = {
     "tailrace": "tailrace (flush interval)",
     "tailrace-sync": "tailrace (flush sync)",
     "redis": "Redis Streams (AOF everysec)",
     "nats": "NATS JetStream (file)",
+    "tailrace-kafka": "tailrace Kafka listener (flush interval), confluent-kafka",
+    "kafka-mock": "librdkafka mock cluster (memory), confluent-kafka",
 }
+#: the Kafka-protocol systems: driven by the same confluent-kafka client
+KAFKA_SYSTEMS = ("tailrace-kafka", "kafka-mock")
+#: the e2e producer's first record goes here, before its schedule starts
+WARMUP_TOPIC = "e2e-warmup"
+#: the e2e consumer's fetch.wait.max.ms (see _kafka_consumer; default 500)
+E2E_FETCH_WAIT_MS = 50
+#: an e2e consumer that got records and then nothing for this long stops
+E2E_IDLE_S = 10.0
 
 
 def free_port() -> int:
@@ -437,17 +464,253 @@ def _nats_consumer(port: int, expected: int, ready: Callable[[], None]) -> Histo
     return asyncio.run(main())
 
 
+# --- Kafka protocol: tailrace's Kafka listener and librdkafka's mock cluster -----------
+
+
+class KafkaPeer:
+    """A Kafka-protocol server for one run: tailrace with a Kafka listener
+    (topics created through the native admin, flush ``interval``) or
+    librdkafka's mock cluster (topics created through its stdin)."""
+
+    def __init__(self, system: str) -> None:
+        self.system = system
+        self.mock: subprocess.Popen[str] | None = None
+        self.broker: Any = None
+        if system == "tailrace-kafka":
+            from tailrace.broker.bench.spawn import SpawnedBroker
+
+            self.broker = SpawnedBroker(kafka=True).start()
+            self.pid = self.broker.pid
+            self.bootstrap = self.broker.kafka_address
+            return
+        self.mock = subprocess.Popen(
+            [sys.executable, str(ROOT / "tools" / "kafka_mock_cluster.py"), "--brokers", "1"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert self.mock.stdout is not None
+        line = self.mock.stdout.readline().strip()
+        if not line.startswith("bootstrap="):
+            self.stop()
+            raise RuntimeError(f"the mock cluster did not start: {line!r}")
+        self.pid = self.mock.pid
+        self.bootstrap = line.split("=", 1)[1].split(",")[0]
+
+    def create_topic(self, name: str) -> None:
+        if self.broker is not None:
+            from tailrace.client import Admin
+
+            with Admin(self.broker.address) as admin:
+                admin.create_topic(name, 1, {"flush": "interval"})
+            return
+        assert self.mock is not None
+        assert self.mock.stdin is not None
+        assert self.mock.stdout is not None
+        self.mock.stdin.write(f"topic {name} 1\n")
+        self.mock.stdin.flush()
+        answer = self.mock.stdout.readline().strip()
+        if not answer.endswith("error=0"):
+            raise RuntimeError(f"the mock cluster did not create {name}: {answer!r}")
+
+    def cost(self) -> tuple[float, float]:
+        """(CPU seconds so far, peak RSS MiB) of the server process."""
+        s = sample(self.pid)
+        return s.cpu_s, s.hwm_kib / 1024
+
+    def stop(self) -> None:
+        if self.broker is not None:
+            self.broker.close()
+        if self.mock is not None:
+            if self.mock.stdin is not None:
+                self.mock.stdin.close()  # end of input: the mock cluster exits
+            try:
+                self.mock.wait(30)
+            except subprocess.TimeoutExpired:
+                self.mock.kill()
+                self.mock.wait(30)
+            if self.mock.stdout is not None:
+                self.mock.stdout.close()
+
+
+def _ck_producer_config(bootstrap: str, linger_ms: float) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": bootstrap,
+        "enable.idempotence": True,
+        "linger.ms": linger_ms,
+        "batch.size": 512 * 1024,
+        "queue.buffering.max.kbytes": 32 * 1024,
+        "queue.buffering.max.messages": 10_000_000,
+        "compression.type": "none",
+    }
+
+
+def _ck_consumer(bootstrap: str, fetch_wait_max_ms: int = 500) -> Any:
+    from confluent_kafka import Consumer
+
+    return Consumer(
+        {
+            "fetch.wait.max.ms": fetch_wait_max_ms,
+            "bootstrap.servers": bootstrap,
+            "group.id": f"compare-{os.getpid()}-{time.monotonic_ns()}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "max.partition.fetch.bytes": 4 * MIB,
+            "enable.partition.eof": False,
+            "fetch.queue.backoff.ms": 10,
+        }
+    )
+
+
+def run_kafka(system: str, size: int, records: int, rates: list[float], seconds: float) -> dict:
+    from confluent_kafka import OFFSET_BEGINNING, Producer, TopicPartition
+
+    server = KafkaPeer(system)
+    try:
+        server.create_topic("bench")
+        server.create_topic(WARMUP_TOPIC)
+        for rate in rates:
+            server.create_topic(f"e2e-{rate:g}")
+        failed: list[str] = []
+        producer = Producer(
+            {
+                **_ck_producer_config(server.bootstrap, 5),
+                "delivery.report.only.error": True,
+                "on_delivery": lambda err, _m: failed.append(str(err)) if err else None,
+            }
+        )
+        producer.list_topics("bench", timeout=30)  # connected, metadata known
+        value = payload(size)
+        produce, poll = producer.produce, producer.poll
+        quiet()
+        cpu0, _ = server.cost()
+        t0 = time.perf_counter()
+        for i in range(records):
+            while True:
+                try:
+                    produce("bench", value)
+                    break
+                except BufferError:  # the buffer is full: wait 1 ms (whole ms: less spins)
+                    poll(0.001)
+            if i % 1000 == 0:
+                poll(0)
+        left = producer.flush(WAIT_S)
+        produce_s = time.perf_counter() - t0
+        produce_cpu = server.cost()[0] - cpu0
+        # destroyed now (its bound methods too), not retrying its
+        # connection once the server is gone
+        del producer, produce, poll
+        if left or failed:
+            raise RuntimeError(f"{system}: {left} records undelivered, errors {failed[:1]}")
+        consumer = _ck_consumer(server.bootstrap)
+        try:
+            consumer.list_topics("bench", timeout=30)
+            # librdkafka's mock keeps only the last 5 MiB of each partition
+            # (rdkafka_mock.c: mpart->max_size, not configurable): the
+            # consumer reads what it holds, from its log start
+            low, high = consumer.get_watermark_offsets(TopicPartition("bench", 0), timeout=30)
+            stored = high - low
+            if system == "tailrace-kafka" and stored != records:
+                raise RuntimeError(f"{system}: {stored:,} of {records:,} records stored")
+            quiet()
+            cpu1, _ = server.cost()
+            t0 = time.perf_counter()
+            consumer.assign([TopicPartition("bench", 0, OFFSET_BEGINNING)])
+            got = value_bytes = 0
+            deadline = time.monotonic() + WAIT_S
+            while got < stored:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{system}: consumed {got:,} of {stored:,}")
+                for m in consumer.consume(min(10_000, stored - got), 1.0):
+                    if m.error() is not None:
+                        raise RuntimeError(f"{system}: {m.error()}")
+                    value_bytes += len(m.value())  # touched, as every consumer here does
+                    got += 1
+            consume_s = time.perf_counter() - t0
+            cpu2, _ = server.cost()
+        finally:
+            consumer.close()
+        out = {
+            "produce_rps": records / produce_s,
+            "produce_server_cpu_s": produce_cpu,
+            "consume_rps": stored / consume_s,
+            "consume_server_cpu_s": cpu2 - cpu1,
+            "consume_records": stored,
+        }
+        for rate in rates:
+            hist = e2e(
+                _kafka_producer, _kafka_consumer, (server.bootstrap, f"e2e-{rate:g}"), size,
+                rate, seconds,
+            )  # fmt: skip
+            out.update(e2e_figures(hist, rate))
+        _, rss = server.cost()
+        out["server_rss_mib"] = rss
+    finally:
+        server.stop()
+    return out
+
+
+def _kafka_producer(where: tuple[str, str], size: int, schedule: list[int]) -> int:
+    from confluent_kafka import Producer
+
+    bootstrap, topic = where
+    producer = Producer(_ck_producer_config(bootstrap, 0))
+    producer.list_topics(topic, timeout=30)
+    # connected and holding its producer id before the schedule starts: an
+    # idempotent producer queues every record until InitProducerId is
+    # answered, which put ~400 ms of start-up into the first records
+    producer.produce(WARMUP_TOPIC, b"warm-up")
+    producer.flush(WAIT_S)
+    for t in schedule:
+        sleep_until(t)
+        producer.produce(topic, stamped(size, t))
+        producer.poll(0)
+    left = producer.flush(WAIT_S)
+    return len(schedule) - left
+
+
+def _kafka_consumer(where: tuple[str, str], expected: int, ready: Callable[[], None]) -> Histogram:
+    from confluent_kafka import TopicPartition
+
+    bootstrap, topic = where
+    # A waiting fetch: the mock cluster answers it only at this deadline, not
+    # when a record arrives (measured: p50 233 ms with librdkafka's default
+    # 500, 31 ms with 50), and drops all but the last 5 MiB of a partition,
+    # so at 20,000 records/s of 1 KiB a consumer waiting 500 ms lost records
+    # to it. tailrace answers a waiting fetch when the record is appended,
+    # whatever this is.
+    consumer = _ck_consumer(bootstrap, fetch_wait_max_ms=E2E_FETCH_WAIT_MS)
+    try:
+        _low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=30)
+        consumer.assign([TopicPartition(topic, 0, high)])  # the end, resolved now
+        ready()
+        hist = Histogram()
+        deadline = time.monotonic() + WAIT_S
+        last = None
+        while hist.count < expected and time.monotonic() < deadline:
+            # poll, not consume(n): consume waits until n records are there
+            # (or its timeout), which would be in every record's latency
+            m = consumer.poll(0.1)
+            if m is not None and m.error() is None:
+                hist.record(time.monotonic_ns() - STAMP.unpack_from(m.value())[0])
+                last = time.monotonic()
+            elif last is not None and time.monotonic() - last > E2E_IDLE_S:
+                break  # records lost (e2e_records says how many arrived)
+    finally:
+        consumer.close()
+    return hist
+
+
 # --- end-to-end at a fixed rate, producer in its own process ------------------------
 
 
-def _producer_process(fn: Any, port: int, size: int, conn: Any) -> None:
+def _producer_process(fn: Any, port: Any, size: int, conn: Any) -> None:
     schedule = conn.recv()
     conn.send(fn(port, size, schedule))
     conn.close()
 
 
-def e2e(producer: Any, consumer: Any, port: int, size: int, rate: float, seconds: float) -> Any:
-    """Producer in a child process on a fixed schedule, consumer here."""
+def e2e(producer: Any, consumer: Any, port: Any, size: int, rate: float, seconds: float) -> Any:
+    """Producer in a child process on a fixed schedule, consumer here
+    (``port``: whatever both need to find the server)."""
     n = int(rate * seconds)
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()
@@ -490,6 +753,10 @@ def available(systems: list[str]) -> tuple[list[str], list[str]]:
         elif s == "nats":
             missing = [m for m in ("nats",) if not _importable(m)]
             binary = shutil.which("nats-server")
+        elif s in KAFKA_SYSTEMS:
+            # the mock cluster is inside the confluent-kafka wheel's librdkafka
+            missing = [m for m in ("confluent_kafka",) if not _importable(m)]
+            binary = "tailrace" if s == "tailrace-kafka" else "librdkafka"
         else:
             missing, binary = [], "tailrace"
         if binary is None:
@@ -516,6 +783,8 @@ def run_one(system: str, size: int, args: argparse.Namespace) -> dict:
         return run_tailrace(flush, size, records, args.rates, args.seconds, args.lingers)
     if system == "redis":
         return run_redis(size, records, args.rates, args.seconds)
+    if system in KAFKA_SYSTEMS:
+        return run_kafka(system, size, records, args.rates, args.seconds)
     return run_nats(size, records, args.rates, args.seconds)
 
 
@@ -554,7 +823,7 @@ def table(results: dict, sizes: list[int]) -> str:
 def e2e_rows(system: str, lingers: list[float]) -> list[tuple[str, float | None]]:
     """(label, linger) of the e2e rows of ``system``: one per linger for
     tailrace, one for a peer."""
-    if system.startswith("tailrace"):
+    if system in ("tailrace", "tailrace-sync"):
         return [(f"{LABELS[system]}, linger {linger:g} ms", linger) for linger in lingers]
     return [(LABELS[system], None)]
 
@@ -608,7 +877,7 @@ def chart(
         for i, system in enumerate(systems):
             name = key
             if key == "e2e_p99_ms":
-                name += e2e_key(rate, linger if system.startswith("tailrace") else None)
+                name += e2e_key(rate, linger if system in ("tailrace", "tailrace-sync") else None)
             values = [medians(results[system][s]).get(name, 0) for s in sizes]
             xs = [x + i * width for x in range(len(sizes))]
             bars = ax.bar(xs, values, width, label=LABELS[system])
@@ -664,7 +933,9 @@ def main(argv: list[str] | None = None) -> int:
         "send each record at once; linger 0 sends at once when nothing is in flight)",
     )
     p.add_argument("--systems", default=",".join(SYSTEMS), help="subset of " + ",".join(SYSTEMS))
-    p.add_argument("--chart", default=str(ROOT / "docs" / "peers.png"), help="PNG path")
+    p.add_argument(
+        "--chart", default=str(ROOT / "docs" / "peers.png"), help="PNG path ('' for none)"
+    )
     p.add_argument("--json-out", help="also write every run's figures here")
     p.add_argument(
         "--wait-idle",
@@ -733,7 +1004,7 @@ def main(argv: list[str] | None = None) -> int:
     out.write(e2e_table(results, sizes, args.rates, args.lingers) + "\n")
     for note in notes:
         out.write(f"\nnote: {note}")
-    if systems:
+    if systems and args.chart:
         chart(results, sizes, args.rates[0], args.lingers[0], Path(args.chart), caption)
         out.write(f"\nchart: {args.chart}\n")
     if args.json_out:

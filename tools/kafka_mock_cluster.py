@@ -16,7 +16,11 @@ one a line, until end of input:
 Known deviations of the mock, measured here: no CreateTopics/DeleteTopics
 (topics come from this command or auto-creation), no SASL users, and its
 answer to an ApiVersions version it does not support is not in the v0 layout,
-so kafka-python 3 cannot connect to it.
+so kafka-python 3 cannot connect to it. It keeps only the last 5 MiB of each
+partition (``mpart->max_size`` in rdkafka_mock.c, not configurable): older
+message sets are dropped and the log start moves up, so a consumer reading
+from the beginning of a bigger partition gets its last 5 MiB only
+(tools/compare_peers.py reads what it holds).
 """
 
 from __future__ import annotations

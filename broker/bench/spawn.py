@@ -7,9 +7,9 @@ known, so its CPU seconds and peak RSS are read from /proc, not guessed.
 The broker listens on 127.0.0.1 port 0; its port is read from the
 ``listening ... address=HOST:PORT`` log line on stderr. With ``kafka=True``
 it also serves a Kafka listener on another port 0, read from the
-``listening protocol=kafka ... address=HOST:PORT`` line (``kafka_address``). A thread keeps
-draining stderr for the whole run (a full pipe would stall the broker) and
-keeps the last lines for the error message if it dies. It is stopped
+``listening protocol=kafka ... address=HOST:PORT`` line (``kafka_address``).
+A thread keeps draining stderr for the whole run (a full pipe would stall
+the broker) and keeps the last lines for the error message if it dies. It is stopped
 through its own Popen handle: SIGTERM, wait, SIGKILL only if it hangs.
 
 The child inherits ``TAILRACE_*`` settings from the environment except the
