@@ -88,7 +88,7 @@ def _round_up(n: int) -> int:
 def index_entry_bound(log_bytes: int, interval: int) -> int:
     """Most offset-index entries a log of ``log_bytes`` can get: consecutive
     entries are more than ``interval`` and at least one batch apart."""
-    return log_bytes // (max(interval, HEADER_SIZE) + 1) + 1
+    return log_bytes // max(interval + 1, HEADER_SIZE) + 1
 
 
 def index_capacity(config: LogConfig) -> tuple[int, int]:
@@ -459,7 +459,7 @@ class Segment:
                     )
             h = make(HEADER.unpack_from(buf, rel))
             size = h.batch_length + 12
-            if size <= HEADER_SIZE or pos + size > end:
+            if size < HEADER_SIZE or pos + size > end:
                 # a sealed segment knows where its offsets end: name the range
                 last = self.next_offset - 1 if self.sealed else None
                 raise CorruptLogError(
