@@ -202,7 +202,9 @@ def _describe_bad_batch(mm: mmap.mmap, pos: int, size: int, reason: str) -> dict
         return {"position": pos, "crc_ok": False, "error": reason}
     h = read_header(mm, pos)
     n = h.batch_length + 12
-    crc_ok = HEADER_SIZE <= n <= size - pos and crc32c.crc32c(mm[pos + CRC_START : pos + n]) == h.crc
+    crc_ok = (
+        HEADER_SIZE <= n <= size - pos and crc32c.crc32c(mm[pos + CRC_START : pos + n]) == h.crc
+    )
     return {**_batch_fields(pos, h, crc_ok), "error": reason}
 
 

@@ -756,6 +756,8 @@ class PartitionLog:
             pos += h.batch_length + 12
         if not headers:
             raise InvalidRecordError("empty records section")
+        if cfg.compact:
+            _require_keys(data, headers)
         now = self._clock_ms()
         if idempotent:
             dup = self._producers.check(headers)
@@ -1124,8 +1126,8 @@ class PartitionLog:
         if self._offline is not None or self._closed or self._retention_running:
             return 0
         cfg = self._ctx.config
-        if cfg.retention_ms < 0 and cfg.retention_bytes < 0:
-            return 0
+        if not cfg.delete or (cfg.retention_ms < 0 and cfg.retention_bytes < 0):
+            return 0  # cleanup_policy = compact: the cleaner's job, not retention's
         now = self._clock_ms() if now_ms is None else now_ms
         excess = self.size_bytes - cfg.retention_bytes if cfg.retention_bytes >= 0 else 0
         victims: list[Segment] = []
@@ -1412,6 +1414,22 @@ class _RecoveryProgress:
                 elapsed_s=round(elapsed, 1),
                 log_end_offset=log_end_offset,
             )
+
+
+def _require_keys(data: memoryview, headers: list[BatchHeader]) -> None:
+    """A compacted topic keeps the latest record per key: a record without
+    one could never be superseded nor deleted, so it is refused
+    (INVALID_RECORD, Kafka's answer) and nothing of the append is written.
+    Decodes the records: only compacted topics pay for it."""
+    pos = 0
+    for h in headers:
+        for offset, _ts, key, _value, _headers in iter_records(data, h, pos):
+            if key is None:
+                raise InvalidRecordError(
+                    f"record {offset - h.base_offset} of a batch has no key: "
+                    "a compacted topic (cleanup_policy compact) needs a key on every record"
+                )
+        pos += h.batch_length + 12
 
 
 def _describe(exc: OSError) -> str:

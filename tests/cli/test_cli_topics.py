@@ -129,6 +129,23 @@ def test_alter_sets_and_reverts_keys(addr):
     assert configs["retention_ms"]["source"] == "default"
 
 
+def test_compacted_topic_created_and_altered_from_the_cli(addr):
+    r = cli(addr, "topics", "create", "table", "--config", "cleanup_policy=compact")
+    assert r.code == 0, r.err
+    r = cli(addr, "topics", "alter", "table", "--config", "min_cleanable_dirty_ratio=0.2")
+    assert r.code == 0, r.err
+    r = cli(addr, "topics", "alter", "table", "--config", "cleanup_policy=bogus")
+    assert r.code != 0
+    assert "cleanup_policy" in r.err
+    configs = json.loads(cli(addr, "topics", "describe", "table", "--json").out)["configs"]
+    assert configs["cleanup_policy"]["value"] == "compact"
+    assert configs["min_cleanable_dirty_ratio"] == {
+        "value": "0.2",
+        "source": "topic",
+        "read_only": False,
+    }
+
+
 def test_alter_grows_the_partition_count_and_never_shrinks_it(addr):
     assert cli(addr, "topics", "create", "grown", "--partitions", "2").code == 0
     r = cli(addr, "topics", "alter", "grown", "--partitions", "5")

@@ -204,7 +204,12 @@ async def test_crash_points_restart_clean_and_keep_every_acknowledged_record(
 
 # --- the offset commit path -------------------------------------------------------
 
-SMALL = StoreSettings(retention_bytes=40 * 1024, segment_bytes=10 * 1024, preallocate_bytes=4096)
+SMALL = StoreSettings(
+    retention_bytes=40 * 1024,
+    segment_bytes=10 * 1024,
+    preallocate_bytes=4096,
+    cleanup_policy="delete",
+)
 GROUPS = 4
 KEYS = [(f"g{g}", ("orders", p)) for g in range(GROUPS) for p in range(3)]
 
