@@ -1244,10 +1244,16 @@ class PartitionLog:
         return self._clean_to
 
     @property
+    def dirty_bytes(self) -> tuple[int, int]:
+        """(bytes of sealed segments not cleaned yet, bytes of all sealed
+        segments)."""
+        return cleaner.dirty_bytes(self._segments, self._clean_to)
+
+    @property
     def dirty_ratio(self) -> float:
         """Share of the sealed segments' bytes not cleaned yet (0.0 when
         there are none): what min_cleanable_dirty_ratio is compared with."""
-        dirty, total = cleaner.dirty_bytes(self._segments, self._clean_to)
+        dirty, total = self.dirty_bytes
         return dirty / total if total else 0.0
 
     def _plan_clean(
