@@ -5,12 +5,13 @@ crash points with recovery."""
 
 from __future__ import annotations
 
+import io
 import os
 
 import pytest
 from log_helpers import FaultIO, SimulatedCrash, config, open_log
 
-from tailrace.broker.log import CRASH_POINTS
+from tailrace.broker.log import CRASH_POINTS, dump_log
 from tailrace.broker.log.cleaner import CleanerSettings
 from tailrace.client.errors import OffsetOutOfRangeError
 from tailrace.client.records import (
@@ -288,3 +289,14 @@ async def test_a_crash_at_each_cleaner_point_leaves_old_or_new_segments(tmp_path
     await log.clean(now_ms=T0 + 100, force=True)
     assert latest(read_all(log)) == expected
     await log.aclose()
+
+
+async def test_dump_log_reads_a_cleaned_segment_without_calling_gaps_corruption(tmp_path):
+    log = open_log(tmp_path / "p", compacted())
+    await _fill(log)
+    await log.clean(now_ms=T0 + 100, force=True)
+    paths = [s.log_path for s in log.segments[:-1]]
+    await log.aclose()
+    for path in paths:
+        out = io.StringIO()
+        assert dump_log(path, records=True, out=out) == 0, out.getvalue()
