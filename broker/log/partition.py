@@ -29,7 +29,13 @@ Fetch (zero-copy: the slice pins its segment until released)::
 Housekeeping (the broker owns the loops; LogManager has one that calls these):
 ``await log.maybe_flush(now_ms)``, ``await log.enforce_retention(now_ms)``,
 ``await log.write_producer_snapshot()``, ``log.update_config(cfg)`` and
-finally ``await log.aclose()``.
+finally ``await log.aclose()``. Compacted topics: ``await log.clean(...)``
+(cleaner.py; the broker's loop is cleaner_service.py), ``log.dirty_ratio``.
+
+Offsets have gaps on a compacted topic once it was cleaned: a read at an
+offset the cleaner removed starts at the next batch, and segments below the
+partition's ``gaps_below`` are checked for increasing, non-overlapping
+offsets instead of dense ones (cleaner.py).
 
 Offsets and marks
 -----------------

@@ -12,8 +12,8 @@ import pytest
 from log_helpers import FaultIO, SimulatedCrash, config, open_log
 
 from tailrace.broker.log import CRASH_POINTS, dump_log
-from tailrace.broker.log.cleaner import CleanerSettings
-from tailrace.client.errors import OffsetOutOfRangeError
+from tailrace.broker.log.cleaner import CleanerSettings, CleanerStopped, Throttle
+from tailrace.client.errors import OffsetOutOfRangeError, StorageError
 from tailrace.client.records import (
     build_batch,
     build_kafka_batch,
@@ -300,3 +300,45 @@ async def test_dump_log_reads_a_cleaned_segment_without_calling_gaps_corruption(
     for path in paths:
         out = io.StringIO()
         assert dump_log(path, records=True, out=out) == 0, out.getvalue()
+
+
+async def test_max_compaction_lag_cleans_whatever_the_ratio(tmp_path):
+    log = open_log(tmp_path / "p", compacted(min_cleanable_dirty_ratio=1.0))
+    await _fill(log)
+    await log.clean(now_ms=T0 + 10, force=True)
+    await _fill(log, rounds=1)
+    assert log.dirty_ratio < 1.0
+    assert await log.clean(now_ms=T0 + 10) is None
+    log.update_config(compacted(min_cleanable_dirty_ratio=1.0, max_compaction_lag_ms=500))
+    assert await log.clean(now_ms=T0 + 100) is None  # the oldest dirty record is young
+    assert await log.clean(now_ms=T0 + 1_000) is not None
+    await log.aclose()
+
+
+async def test_a_stopped_cleaner_gives_up_before_committing_and_leaves_nothing(tmp_path):
+    log = open_log(tmp_path / "p", compacted())
+    await _fill(log)
+    before = read_all(log)
+    throttle = Throttle(0)
+    throttle.stop()
+    with pytest.raises(CleanerStopped):
+        await log.clean(throttle=throttle, force=True)
+    assert read_all(log) == before
+    assert not [n for n in os.listdir(tmp_path / "p") if n.endswith(".cleaned")]
+    assert await log.clean(force=True) is not None  # and it cleans afterwards
+    await log.aclose()
+
+
+async def test_an_io_error_during_the_rewrite_changes_nothing(tmp_path):
+    io = FaultIO()
+    log = open_log(tmp_path / "p", compacted(), io=io)
+    await _fill(log)
+    before = read_all(log)
+    io.fail["rename"] = 5  # EIO: the manifest's rename fails, nothing committed
+    with pytest.raises(StorageError):
+        await log.clean(force=True)
+    del io.fail["rename"]
+    assert not log.offline
+    assert read_all(log) == before
+    assert await log.clean(force=True) is not None
+    await log.aclose()
