@@ -71,13 +71,14 @@ import mmap
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from tailrace.client.records import iter_headers, iter_records
+from tailrace.client.records import BatchHeader, iter_headers, iter_records, validate_batch
 from tailrace.client.records.kafka import build_compacted
 
+from .errors import CorruptLogError
 from .files import INDEX_SUFFIX, LOG_SUFFIX, TIMEINDEX_SUFFIX, atomic_write, offset_file_name
 from .index import OffsetIndex, TimeIndex
 from .recovery import NO_TIMESTAMP, scan_segment
@@ -114,6 +115,8 @@ _SEGMENT_SUFFIXES = (LOG_SUFFIX, INDEX_SUFFIX, TIMEINDEX_SUFFIX)
 ENTRY_OVERHEAD = 90
 #: Bytes written to a .cleaned file at once.
 _WRITE_CHUNK = 1 << 20
+#: validate_batch's size bound for stored batches (any size that fits)
+_ANY_SIZE = 2**31 - 1
 
 
 class CleanerStopped(Exception):
@@ -283,8 +286,6 @@ class CleanJob:
     sources: list[SourceSegment]
     #: first offset of the dirty part: the key map starts here
     dirty_start: int
-    #: first offset the cleaning may not touch (the end of the sources)
-    end: int
     now_ms: int
     delete_retention_ms: int
     max_map_bytes: int
@@ -389,10 +390,26 @@ class _Source:
         self.src = src
         self.mm = mmap.mmap(src.fd, src.size, access=mmap.ACCESS_READ) if src.size else None
 
-    def batches(self) -> Iterable[tuple[int, object]]:
-        if self.mm is None:
-            return iter(())
-        return iter_headers(self.mm, 0, self.src.size)
+    def batches(self) -> Iterator[tuple[int, BatchHeader]]:
+        """Every batch, each checked first (CRC and structure, gaps
+        allowed): a batch damaged at rest must fail the cleaning, not come
+        out rewritten under a fresh CRC (raises CorruptRecordError or
+        InvalidRecordError)."""
+        mm, size = self.mm, self.src.size
+        if mm is None:
+            return
+        for pos, _h in iter_headers(mm, 0, size):
+            yield (
+                pos,
+                validate_batch(
+                    mm,
+                    pos,
+                    max_batch_bytes=_ANY_SIZE,
+                    end=size,
+                    check_records=False,  # iter_records parses and counts them next
+                    allow_gaps=True,
+                ),
+            )
 
     def release(self) -> None:
         """Drop the pages read so far from this process (they stay in the
@@ -437,10 +454,6 @@ def _build_map(job: CleanJob, sources: list[_Source], result: CleanResult) -> tu
     return key_map, mapped_to
 
 
-def _write_all(io: StorageIO, fd: int, data: bytes | memoryview, pos: int) -> None:
-    io.pwrite(fd, data, pos)
-
-
 def _rewrite(
     job: CleanJob, s: _Source, key_map: dict, mapped_to: int, result: CleanResult
 ) -> NewSegment:
@@ -481,12 +494,12 @@ def _rewrite(
             pending_bytes += len(out)
             if pending_bytes >= _WRITE_CHUNK:
                 job.throttle.take(pending_bytes)
-                _write_all(io, fd, b"".join(pending), written)
+                io.pwrite(fd, b"".join(pending), written)
                 written += pending_bytes
                 pending, pending_bytes = [], 0
         if pending:
             job.throttle.take(pending_bytes)
-            _write_all(io, fd, b"".join(pending), written)
+            io.pwrite(fd, b"".join(pending), written)
             written += pending_bytes
         del pending
         s.release()
@@ -504,7 +517,14 @@ def _rewrite(
     finally:
         os.close(fd)
     if scan.error is not None or scan.end != written or scan.next_offset > src.next_offset:
-        raise AssertionError(f"cleaned {log_path} does not check out: {scan.error}")
+        # what was just written and fsynced does not read back: the disk
+        raise CorruptLogError(
+            log_path,
+            scan.end,
+            scan.next_offset,
+            src.next_offset - 1,
+            f"the cleaned segment does not read back: {scan.error or 'wrong length'}",
+        )
     ti = scan.time_index
     if written and (not ti or scan.max_timestamp > ti.last_timestamp):
         ti.append(scan.max_timestamp, scan.next_offset - 1 - src.base_offset)

@@ -82,6 +82,7 @@ from typing import NamedTuple
 import trio
 
 from tailrace.client.errors import (
+    BrokerError,
     InvalidRecordError,
     OffsetOutOfRangeError,
     StorageError,
@@ -1307,7 +1308,6 @@ class PartitionLog:
                 for s in segments
             ],
             dirty_start=dirty_start,
-            end=segments[-1].next_offset,
             now_ms=now,
             delete_retention_ms=cfg.delete_retention_ms,
             max_map_bytes=settings.key_map_bytes,
@@ -1354,13 +1354,15 @@ class PartitionLog:
         try:
             try:
                 result = await trio.to_thread.run_sync(cleaner.run_job, job, limiter=limiter)
-            except OSError as exc:
+            except (OSError, BrokerError) as exc:
+                # a failed syscall, or stored data that does not decode
+                # (corruption at rest): this cleaning stops, nothing it had
+                # not committed is left, the partition stays online
                 metrics.CLEANER_FAILURES.inc()
+                reason = _describe(exc) if isinstance(exc, OSError) else str(exc)
                 if job.committed:  # the swap is half done: recovery finishes it
-                    self._go_offline(f"cleaner swap failed: {_describe(exc)}")
-                raise StorageError(
-                    f"partition {self._name}: cleaning failed: {_describe(exc)}"
-                ) from exc
+                    self._go_offline(f"cleaner swap failed: {reason}")
+                raise StorageError(f"partition {self._name}: cleaning failed: {reason}") from exc
             if result is None:
                 return None
             self._adopt_cleaned(job, result)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+from pathlib import Path
 
 import pytest
 from log_helpers import FaultIO, SimulatedCrash, config, open_log
@@ -341,4 +342,22 @@ async def test_an_io_error_during_the_rewrite_changes_nothing(tmp_path):
     assert not log.offline
     assert read_all(log) == before
     assert await log.clean(force=True) is not None
+    await log.aclose()
+
+
+async def test_a_batch_damaged_at_rest_fails_the_cleaning_instead_of_being_rewritten(tmp_path):
+    log = open_log(tmp_path / "p", compacted())
+    await _fill(log)
+    seg = log.segments[1]
+    path, size = seg.log_path, seg.size
+    await log.aclose()
+    damaged = bytearray(Path(path).read_bytes())
+    damaged[size - 3] ^= 0x20  # a value byte of the segment's last batch
+    Path(path).write_bytes(damaged)
+    log = open_log(tmp_path / "p", compacted(), clean=True)
+    with pytest.raises(StorageError, match="cleaning failed"):
+        await log.clean(force=True)
+    assert not log.offline
+    assert Path(path).read_bytes() == damaged  # not laundered under a fresh CRC
+    assert not [n for n in os.listdir(tmp_path / "p") if n.endswith(".cleaned")]
     await log.aclose()
