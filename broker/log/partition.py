@@ -1393,9 +1393,11 @@ class PartitionLog:
             fresh.set_indexes(new.offset_index, new.time_index, new.max_timestamp)
             fresh.roll_base_ts = seg.roll_base_ts
             self._segments[i] = fresh
-            if seg.base_offset in self._lru:
-                self._lru[seg.base_offset] = fresh
+            # its index arrays are loaded: let the LRU close it like any other
+            self._lru.pop(seg.base_offset, None)
+            self._lru[seg.base_offset] = fresh
             seg.close()
+        self._evict_sealed()
         now = self._clock_ms()
         self.last_clean = (now, result)
         metrics.CLEANER_RUNS.inc()
