@@ -35,6 +35,8 @@ from .handlers import HANDLERS, BrokerContext
 from .kafka.codec import KafkaServerConnection
 from .kafka.handlers import error_response_body, make_dispatch
 from .kafka.sasl import KafkaSaslAnswers
+from .log.cleaner import CleanerSettings
+from .log.cleaner_service import LogCleaner
 from .log.files import atomic_write
 from .log.manager import LogManager
 from .log.storage_io import StorageIO
@@ -84,6 +86,7 @@ class Broker:
         self.manager: LogManager | None = None
         self.context: BrokerContext | None = None
         self.coordinator: GroupCoordinator | None = None
+        self.cleaner: LogCleaner | None = None
         self.counter = ConnectionCounter(config.get("limits", "max_connections"))
         self.listeners: list[BoundListener] = []
         #: True while the listeners accept connections (readiness)
@@ -218,6 +221,8 @@ class Broker:
                 # Loads __consumer_offsets, then expires sessions and offsets;
                 # group requests meanwhile get COORDINATOR_LOAD_IN_PROGRESS.
                 await background.start(self.coordinator.run, self.context.draining)
+                self.cleaner = LogCleaner(manager, _cleaner_settings(config))
+                await background.start(self.cleaner.run)
                 await background.start(
                     lambda task_status: manager.run_maintenance(
                         checkpoint_interval_ms=config.recovery_checkpoint_interval_ms,
@@ -230,8 +235,11 @@ class Broker:
                 if config.clustered:
                     await self._start_cluster(background)
                 await self._serve_connections(task_status)
+                self.cleaner.stop()  # a cleaning gives up rather than delay the stop
                 background.cancel_scope.cancel()
         finally:
+            if self.cleaner is not None:
+                self.cleaner.stop()
             with trio.CancelScope(shield=True):
                 self.clean_shutdown = await manager.aclose()
             log_event(log, logging.INFO, "stopped", clean=self.clean_shutdown)
@@ -331,6 +339,15 @@ def _is_kafka(listener: BoundListener) -> bool:
     """Whether the listener speaks Kafka's wire protocol (its config is
     given by BrokerSecurity.bind)."""
     return getattr(listener.config, "protocol", "tailrace") == "kafka"
+
+
+def _cleaner_settings(config: BrokerConfig) -> CleanerSettings:
+    return CleanerSettings(
+        threads=config.get("cleaner", "threads"),
+        key_map_bytes=config.get("cleaner", "key_map_bytes"),
+        io_max_bytes_per_s=config.get("cleaner", "io_max_bytes_per_s"),
+        check_interval_ms=config.get("cleaner", "check_interval_ms"),
+    )
 
 
 def _group_settings(config: BrokerConfig) -> GroupSettings:

@@ -21,7 +21,7 @@ from typing import Any
 
 from tailrace.client.errors import InvalidConfigError, InvalidRequestError
 
-from .log.config import FLUSH_MODES, LogConfig
+from .log.config import CLEANUP_POLICIES, FLUSH_MODES, LogConfig
 from .security.principal import validate_principal
 from .security.tls import server_context
 
@@ -269,6 +269,77 @@ SETTINGS: tuple[Setting, ...] = (
         int,
         _LOG.producer_id_expiration_ms,
         "forget an idempotent producer's state after this long without a batch",
+    ),
+    Setting(
+        "topic_defaults",
+        "cleanup_policy",
+        str,
+        _LOG.cleanup_policy,
+        "delete (retention deletes old segments), compact (keep the latest record per key; "
+        "keys required) or compact,delete",
+        _one_of(*CLEANUP_POLICIES, "delete,compact"),
+    ),
+    Setting(
+        "topic_defaults",
+        "delete_retention_ms",
+        int,
+        _LOG.delete_retention_ms,
+        "compacted topics: keep a tombstone (null value) this long after its timestamp",
+    ),
+    Setting(
+        "topic_defaults",
+        "min_cleanable_dirty_ratio",
+        float,
+        _LOG.min_cleanable_dirty_ratio,
+        "compacted topics: clean when the uncleaned share of the sealed segments reaches this",
+    ),
+    Setting(
+        "topic_defaults",
+        "min_compaction_lag_ms",
+        int,
+        _LOG.min_compaction_lag_ms,
+        "compacted topics: never clean a segment whose newest record is younger than this",
+    ),
+    Setting(
+        "topic_defaults",
+        "max_compaction_lag_ms",
+        int,
+        _LOG.max_compaction_lag_ms,
+        "compacted topics: clean a segment whose oldest record is this old, whatever the ratio",
+    ),
+    # --- [cleaner]: the log cleaner of compacted topics ---------------------
+    Setting(
+        "cleaner",
+        "threads",
+        int,
+        1,
+        "partitions cleaned at once, each in a worker thread; 0 turns the cleaner off",
+        _at_least(0),
+    ),
+    Setting(
+        "cleaner",
+        "key_map_bytes",
+        int,
+        128 * MiB,
+        "memory for one cleaning's key map (per thread); more keys than fit are cleaned in "
+        "several passes",
+        _at_least(1 * MiB),
+    ),
+    Setting(
+        "cleaner",
+        "io_max_bytes_per_s",
+        int,
+        0,
+        "bytes per second all cleaner threads together read and write at most; 0 unlimited",
+        _at_least(0),
+    ),
+    Setting(
+        "cleaner",
+        "check_interval_ms",
+        int,
+        15_000,
+        "how often the cleaner looks for a partition to clean",
+        _at_least(1),
     ),
     # --- [limits]: what one client may cost the broker ---------------------
     Setting(
@@ -674,6 +745,11 @@ def _parse_text(setting: Setting, raw: str) -> Any:
         if low in ("false", "0", "no", "off"):
             return False
         raise ValueError(f"{raw!r} is not a boolean (true/false)")
+    if setting.kind is float:
+        try:
+            return float(raw.strip())
+        except ValueError:
+            raise ValueError(f"{raw!r} is not a number") from None
     if setting.kind is int:
         text = raw.strip().replace("_", "")
         body = text[1:] if text[:1] in "+-" else text
@@ -686,6 +762,10 @@ def _parse_text(setting: Setting, raw: str) -> Any:
 def _check(setting: Setting, value: Any, origin: str) -> Any:
     if setting.kind is int and (type(value) is not int):
         raise ConfigError(f"{origin}: {setting.name} must be an integer, got {value!r}")
+    if setting.kind is float:
+        if type(value) not in (int, float):
+            raise ConfigError(f"{origin}: {setting.name} must be a number, got {value!r}")
+        value = float(value)
     if setting.kind is bool and type(value) is not bool:
         raise ConfigError(f"{origin}: {setting.name} must be true or false, got {value!r}")
     if setting.kind is str and type(value) is not str:

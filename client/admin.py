@@ -75,6 +75,16 @@ class PartitionDescription:
     segment_count: int
     #: None, or why the partition is unavailable (e.g. offline after a failed fsync)
     error: str | None = None
+    #: compacted topics: sealed bytes not cleaned yet, all sealed bytes, and
+    #: when the cleaner last rewrote the partition (ms, -1 never)
+    dirty_bytes: int = 0
+    cleanable_bytes: int = 0
+    last_clean_ms: int = -1
+
+    @property
+    def dirty_ratio(self) -> float:
+        """What the cleaner compares with min_cleanable_dirty_ratio."""
+        return self.dirty_bytes / self.cleanable_bytes if self.cleanable_bytes else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -609,6 +619,9 @@ def _topic(t: Any) -> TopicDescription:
                 size_bytes=p.size_bytes,
                 segment_count=p.segment_count,
                 error=p.error_message if p.error_code else None,
+                dirty_bytes=p.dirty_bytes,
+                cleanable_bytes=p.cleanable_bytes,
+                last_clean_ms=p.last_clean_ms,
             )
             for p in sorted(t.partitions, key=lambda p: p.partition)
         ],

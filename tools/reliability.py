@@ -59,6 +59,7 @@ SCENARIOS = {
     "kill9": "test_rel_kill9.py",
     "powercut": "test_rel_powercut.py",
     "crashpoints": "test_rel_crashpoints.py",
+    "cleaner": "test_rel_cleaner.py",
     "storage": "test_rel_storage_faults.py",
     "corruption": "test_rel_corruption.py",
     "lossy": "test_rel_lossy.py",

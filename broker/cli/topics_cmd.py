@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 from tailrace.client import TopicDescription
@@ -168,11 +169,25 @@ def run_describe(args: argparse.Namespace) -> int:
     ]
     headers = ["PARTITION", "LOG-START", "HIGH-WATERMARK", "LOG-END", "SIZE", "SEGMENTS"]
     numeric = [True] * 6
+    policy = desc.configs.get("cleanup_policy")
+    if policy is not None and "compact" in policy.value:
+        # the cleaner's view: dirty share of the sealed bytes, last rewrite
+        headers += ["DIRTY", "LAST-CLEAN"]
+        numeric += [True, False]
+        rows = [
+            (
+                *r[:6],
+                f"{p.dirty_ratio:.0%}",
+                format_ms(p.last_clean_ms) if p.last_clean_ms >= 0 else "never",
+                r[6],
+            )
+            for r, p in zip(rows, desc.partitions, strict=True)
+        ]
     if any(p.error for p in desc.partitions):
         headers.append("ERROR")
         numeric.append(False)
     else:
-        rows = [r[:6] for r in rows]
+        rows = [r[: len(headers)] for r in rows]
     out.write(table(headers, rows, numeric))
     out.write("\n")
     configs = [
@@ -181,6 +196,11 @@ def run_describe(args: argparse.Namespace) -> int:
     ]
     out.write(table(["CONFIG", "VALUE", "SOURCE"], configs, [False, False, False]))
     return 0
+
+
+def format_ms(ms: int) -> str:
+    """A wall-clock time in ms as UTC ISO 8601 to the second."""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def describe_json(desc: TopicDescription) -> dict[str, Any]:
@@ -195,6 +215,9 @@ def describe_json(desc: TopicDescription) -> dict[str, Any]:
                 "log_end_offset": p.log_end_offset,
                 "size_bytes": p.size_bytes,
                 "segment_count": p.segment_count,
+                "dirty_bytes": p.dirty_bytes,
+                "cleanable_bytes": p.cleanable_bytes,
+                "last_clean_ms": p.last_clean_ms,
                 "error": p.error,
             }
             for p in desc.partitions

@@ -28,11 +28,17 @@ loop as the number of committed offsets grows. On load, records before the
 newest complete snapshot are superseded by it; older segments are deleted
 by the broker's ordinary retention pass.
 
-Why not compaction: it needs a cleaner that rewrites segments (a new
-storage feature with its own crash cases); a snapshot plus plain retention
-reuses what the log already does, at the cost of rewriting the live state
-once per R/2 bytes of commits. With the default R = 32 MiB that is one
-snapshot per ~300,000 commits of one partition.
+Compaction (the default since the log cleaner exists, issue 17): the topic
+is created with ``cleanup_policy = compact`` and no retention, so the
+cleaner keeps the latest record of every (group, topic, partition) key and
+drops a deleted entry's tombstone after ``delete_retention_ms``; no
+snapshot is written (they need ``retention_bytes`` >= 0). An offsets topic
+created before, with ``delete``, is switched to ``compact`` at load
+(check_topic_config). Loading reads records by their own offsets (a
+compacted log has gaps) and accepts a snapshot from which the cleaner
+removed superseded entries (its end marker then counts more entries than
+are left). ``StoreSettings(cleanup_policy="delete")`` keeps the snapshot
+scheme (tests, and operators who prefer it).
 """
 
 from __future__ import annotations
@@ -50,7 +56,7 @@ from tailrace.client.errors import (
     InvalidRecordError,
     TopicAlreadyExistsError,
 )
-from tailrace.client.records import build_batch, iter_headers, unpack_records, validate_batch
+from tailrace.client.records import build_batch, iter_headers, iter_records, validate_batch
 
 from ..log.manager import LogManager
 from ..log.partition import AppendResult, PartitionLog
@@ -94,16 +100,20 @@ class StoreSettings:
         retention_bytes: int = 32 * MiB,
         segment_bytes: int = 8 * MiB,
         preallocate_bytes: int = 1 * MiB,
+        cleanup_policy: str = "compact",
     ) -> None:
         self.retention_bytes = retention_bytes
         self.segment_bytes = segment_bytes
         self.preallocate_bytes = preallocate_bytes
+        self.cleanup_policy = cleanup_policy
 
     def topic_config(self) -> dict[str, object]:
+        compact = self.cleanup_policy == "compact"
         return {
             "flush": "sync",
+            "cleanup_policy": self.cleanup_policy,
             "retention_ms": -1,
-            "retention_bytes": self.retention_bytes,
+            "retention_bytes": -1 if compact else self.retention_bytes,
             "segment_bytes": self.segment_bytes,
             "preallocate_bytes": self.preallocate_bytes,
         }
@@ -159,6 +169,7 @@ class OffsetStore:
         offset = plog.log_start_offset
         start = offset
         hw = plog.high_watermark
+        compacted = plog.config.compact
         while offset < hw:
             fslice = plog.read(offset, 4 * MiB)
             if fslice is None:
@@ -170,21 +181,21 @@ class OffsetStore:
             next_offset = offset
             for pos, header in iter_headers(data):
                 try:
-                    validate_batch(data, pos, max_batch_bytes=len(data))
-                    records = unpack_records(data, header, pos)
+                    validate_batch(data, pos, max_batch_bytes=len(data), allow_gaps=True)
+                    # offsets from the records: a compacted log has gaps
+                    records = list(iter_records(data, header, pos))
                 except (CorruptRecordError, InvalidRecordError) as exc:
                     raise CorruptOffsetsRecord(
                         f"{OFFSETS_TOPIC} batch at offset {header.base_offset}: {exc.message}"
                     ) from exc
-                for i, (ts_delta, key, value, _headers) in enumerate(records):
-                    record_offset = header.base_offset + i
+                for record_offset, timestamp, key, value, _headers in records:
                     if record_offset < offset:
                         continue
                     try:
                         kind, fields = decode_key(key)
                         if kind == KIND_OFFSET:
                             group, topic, partition = fields
-                            entry = decode_offset_value(value, header.base_timestamp + ts_delta)
+                            entry = decode_offset_value(value, timestamp)
                             k = (group, (topic, partition))
                             if entry is None:
                                 state.pop(k, None)
@@ -199,7 +210,11 @@ class OffsetStore:
                         else:
                             count = decode_count(value)
                             if snapshot_keys is not None and fields[0] == snapshot_id:
-                                if count != len(snapshot_keys):
+                                # the cleaner may have removed superseded
+                                # entries of a snapshot: fewer, never more
+                                if count < len(snapshot_keys) or (
+                                    count > len(snapshot_keys) and not compacted
+                                ):
                                     raise CorruptOffsetsRecord(
                                         f"snapshot {snapshot_id} ends with count {count} "
                                         f"but holds {len(snapshot_keys)} entries"
@@ -372,10 +387,15 @@ class OffsetStore:
             return
         config = self.manager.topic(OFFSETS_TOPIC).config
         changes: dict[str, object] = {}
+        if self.settings.cleanup_policy == "compact" and config.cleanup_policy == "delete":
+            # created before compaction: every record has a key and replay
+            # applies them in order, so the cleaner can take over at once
+            changes["cleanup_policy"] = "compact"
+            changes["retention_bytes"] = -1
         if config.retention_ms != -1:
             changes["retention_ms"] = -1
         floor = 8 * self.snapshot_estimate
-        if 0 <= config.retention_bytes < floor:
+        if "cleanup_policy" not in changes and 0 <= config.retention_bytes < floor:
             changes["retention_bytes"] = max(floor * 2, self.settings.retention_bytes)
         if changes:
             log.warning("%s: adjusting retention to keep offsets safe: %s", OFFSETS_TOPIC, changes)

@@ -62,6 +62,9 @@ from tailrace.client.errors import (
 )
 from tailrace.client.records import iter_records, validate_batch
 
+from ..log.cleaner import CHECKPOINT_FILE as CLEANER_CHECKPOINT
+from ..log.cleaner import CleanerCheckpoint
+
 __all__ = [
     "ACKED",
     "FAILED",
@@ -611,7 +614,17 @@ def audit_data_dir(data_dir: str) -> list[str]:
 def _audit_partition(path: str) -> list[str]:
     problems = []
     by_base: dict[str, set[str]] = defaultdict(set)
+    # the log cleaner's checkpoint (cleaner.py); segments below its
+    # gaps_below may be empty (compacted away)
+    gaps_below = 0
     for name in os.listdir(path):
+        if name == CLEANER_CHECKPOINT:
+            try:
+                with open(os.path.join(path, name), "rb") as f:
+                    gaps_below = CleanerCheckpoint.from_bytes(f.read()).gaps_below
+            except (OSError, ValueError, KeyError) as exc:
+                problems.append(f"unreadable {os.path.join(path, name)}: {exc}")
+            continue
         stem, dot, suffix = name.partition(".")
         if (
             not dot
@@ -631,6 +644,8 @@ def _audit_partition(path: str) -> list[str]:
         elif not {".index", ".timeindex"} <= suffixes:
             problems.append(f"segment {path}/{base}.log lacks index files ({sorted(suffixes)})")
     for base in logs[:-1]:
+        if int(base) < gaps_below:
+            continue
         if os.path.getsize(os.path.join(path, base + ".log")) == 0:
             problems.append(f"empty segment {path}/{base}.log is not the last one")
     return problems

@@ -73,6 +73,9 @@ def describe(
                     log_end_offset=p.log_end_offset,
                     size_bytes=p.size_bytes,
                     segment_count=p.segment_count,
+                    dirty_bytes=p.dirty_bytes,
+                    cleanable_bytes=p.cleanable_bytes,
+                    last_clean_ms=p.last_clean_ms,
                 )
                 fill(pm, p.error)
                 meta.partitions.append(pm)

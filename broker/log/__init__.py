@@ -9,12 +9,16 @@ Public API (see each module's docstring for the details and the why):
   ``wait_durable``, ``read`` (FileSlice for sendfile), ``offset_for_timestamp``,
   retention, flush; starts with a "how to use" section.
 * :class:`LogConfig` (config.py): the per-topic settings, validated.
+* The log cleaner of compacted topics: cleaner.py (the file work and its
+  crash-safe swap), cleaner_service.py (:class:`LogCleaner`, the broker's
+  loop).
 * :class:`StorageIO` (storage_io.py): the fault seam for durability syscalls.
 * :func:`dump_log` (dump.py): the ``tailrace dump-log`` inspector.
 
 On-disk formats are documented byte by byte in docs/format.md ("Storage").
 """
 
+from .cleaner_service import LogCleaner
 from .config import FLUSH_MODES, LogConfig
 from .dump import dump_log
 from .errors import CorruptLogError
@@ -28,6 +32,7 @@ __all__ = [
     "AppendResult",
     "CorruptLogError",
     "FileSlice",
+    "LogCleaner",
     "LogConfig",
     "LogManager",
     "LogPosition",

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 from tailrace.client.errors import InvalidConfigError
 from tailrace.client.records import HEADER_SIZE
 
-__all__ = ["FLUSH_MODES", "LogConfig"]
+__all__ = ["CLEANUP_POLICIES", "FLUSH_MODES", "LogConfig"]
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -30,6 +30,10 @@ DAY_MS = 24 * 3600 * 1000
 #: ``sync``: ack after fdatasync (group commit); ``interval``: fdatasync every
 #: ``flush_ms``; ``none``: the OS writes back, fsync only on roll and close.
 FLUSH_MODES = ("sync", "interval", "none")
+#: ``delete``: retention deletes old segments; ``compact``: the log cleaner
+#: keeps the latest record of every key (retention off); ``compact,delete``:
+#: both (``delete,compact`` is accepted and stored in this order).
+CLEANUP_POLICIES = ("delete", "compact", "compact,delete")
 
 _I32_MAX = 2**31 - 1
 _I64_MAX = 2**63 - 1
@@ -55,6 +59,16 @@ class LogConfig:
     * ``max_batch_bytes``: largest batch accepted on append.
     * ``producer_id_expiration_ms``: idempotent-producer state is dropped after
       this long without a batch (measured on batch timestamps, as Kafka).
+    * ``cleanup_policy``: one of CLEANUP_POLICIES. With ``compact`` every
+      record needs a key (INVALID_RECORD otherwise) and the log cleaner
+      (cleaner.py) keeps the latest record per key in sealed segments.
+    * ``delete_retention_ms``: how long the cleaner keeps a tombstone (a
+      record with a null value), from the tombstone's timestamp.
+    * ``min_cleanable_dirty_ratio``: clean when the part not yet cleaned is
+      at least this share of the cleanable bytes.
+    * ``min_compaction_lag_ms`` / ``max_compaction_lag_ms``: a segment is
+      cleaned only once its newest record is this old / is cleaned, whatever
+      the dirty ratio, once its oldest record is that old.
     """
 
     segment_bytes: int = 256 * MiB
@@ -68,6 +82,11 @@ class LogConfig:
     preallocate_bytes: int = 16 * MiB
     max_batch_bytes: int = 8 * MiB
     producer_id_expiration_ms: int = DAY_MS
+    cleanup_policy: str = "delete"
+    delete_retention_ms: int = DAY_MS
+    min_cleanable_dirty_ratio: float = 0.5
+    min_compaction_lag_ms: int = 0
+    max_compaction_lag_ms: int = _I64_MAX
 
     #: key -> (minimum, maximum) for the integer keys.
     _INT_RANGES: ClassVar[dict[str, tuple[int, int]]] = {
@@ -83,6 +102,9 @@ class LogConfig:
         "preallocate_bytes": (mmap.ALLOCATIONGRANULARITY, 1 << 40),
         "max_batch_bytes": (HEADER_SIZE + 1, _I32_MAX),
         "producer_id_expiration_ms": (1, _I64_MAX),
+        "delete_retention_ms": (0, _I64_MAX),
+        "min_compaction_lag_ms": (0, _I64_MAX),
+        "max_compaction_lag_ms": (1, _I64_MAX),
     }
 
     def __post_init__(self) -> None:
@@ -101,6 +123,31 @@ class LogConfig:
             raise InvalidConfigError(
                 f"flush: {self.flush!r} is not one of {', '.join(FLUSH_MODES)}"
             )
+        if self.cleanup_policy not in CLEANUP_POLICIES:
+            raise InvalidConfigError(
+                f"cleanup_policy: {self.cleanup_policy!r} is not one of "
+                f"{', '.join(CLEANUP_POLICIES)}"
+            )
+        ratio = self.min_cleanable_dirty_ratio
+        if type(ratio) is not float or not 0.0 <= ratio <= 1.0:
+            raise InvalidConfigError(
+                f"min_cleanable_dirty_ratio: {ratio!r} is not a number in [0, 1]"
+            )
+        if self.min_compaction_lag_ms > self.max_compaction_lag_ms:
+            raise InvalidConfigError(
+                f"min_compaction_lag_ms: {self.min_compaction_lag_ms} is above "
+                f"max_compaction_lag_ms {self.max_compaction_lag_ms}"
+            )
+
+    @property
+    def compact(self) -> bool:
+        """The log cleaner runs on this log (and keys are required)."""
+        return self.cleanup_policy != "delete"
+
+    @property
+    def delete(self) -> bool:
+        """Retention (retention_ms, retention_bytes) deletes old segments."""
+        return self.cleanup_policy != "compact"
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
@@ -130,6 +177,23 @@ def _coerce(key: str, raw: Any) -> Any:
         if not isinstance(raw, str):
             raise InvalidConfigError(f"flush: expected a string, got {raw!r}")
         return raw
+    if key == "cleanup_policy":
+        if not isinstance(raw, str):
+            raise InvalidConfigError(f"cleanup_policy: expected a string, got {raw!r}")
+        parts = sorted({p.strip() for p in raw.split(",")})  # "compact" < "delete"
+        return ",".join(parts)
+    if key == "min_cleanable_dirty_ratio":
+        if type(raw) in (int, float):
+            return float(raw)
+        if isinstance(raw, str):
+            try:
+                value = float(raw.strip())
+            except ValueError:
+                pass
+            else:
+                if value == value:  # not NaN
+                    return value
+        raise InvalidConfigError(f"{key}: expected a number, got {raw!r}")
     if type(raw) is int:
         return raw
     if isinstance(raw, str):

@@ -29,7 +29,13 @@ Fetch (zero-copy: the slice pins its segment until released)::
 Housekeeping (the broker owns the loops; LogManager has one that calls these):
 ``await log.maybe_flush(now_ms)``, ``await log.enforce_retention(now_ms)``,
 ``await log.write_producer_snapshot()``, ``log.update_config(cfg)`` and
-finally ``await log.aclose()``.
+finally ``await log.aclose()``. Compacted topics: ``await log.clean(...)``
+(cleaner.py; the broker's loop is cleaner_service.py), ``log.dirty_ratio``.
+
+Offsets have gaps on a compacted topic once it was cleaned: a read at an
+offset the cleaner removed starts at the next batch, and segments below the
+partition's ``gaps_below`` are checked for increasing, non-overlapping
+offsets instead of dense ones (cleaner.py).
 
 Offsets and marks
 -----------------
@@ -76,6 +82,7 @@ from typing import NamedTuple
 import trio
 
 from tailrace.client.errors import (
+    BrokerError,
     InvalidRecordError,
     OffsetOutOfRangeError,
     StorageError,
@@ -85,6 +92,7 @@ from tailrace.client.records import BatchHeader, iter_records, validate_batch
 from ..logs import log_event
 from ..metrics import definitions as metrics
 from ..replication.epochs import EpochEndOffset, LeaderEpochCache
+from . import cleaner
 from .config import LogConfig
 from .epoch_checkpoint import (
     EPOCH_CHECKPOINT_NAME,
@@ -318,6 +326,11 @@ class PartitionLog:
         #: and the epoch stamped into appended batches (see become_leader).
         self._epochs = LeaderEpochCache()
         self._leader_epoch = 0
+        #: Compaction (cleaner.py): below this offset the log is cleaned.
+        self._clean_to = 0
+        self._cleaning = False
+        #: The last cleaning: (wall-clock ms when it ended, its result).
+        self.last_clean: tuple[int, cleaner.CleanResult] | None = None
 
     @classmethod
     def open(
@@ -352,6 +365,10 @@ class PartitionLog:
         return log
 
     def _load(self, recovery_point: int | None, clean: bool) -> None:
+        # an interrupted cleaning first: finish it or discard it
+        checkpoint = cleaner.recover_swap(self._dir, self._io)
+        self._clean_to = checkpoint.clean_to
+        self._ctx.gaps_below = checkpoint.gaps_below
         bases = self._scan_directory()
         if not bases:
             if recovery_point:
@@ -421,7 +438,7 @@ class PartitionLog:
                 self._io.unlink(full)
                 removed = True
                 continue
-            if name == LOG_START_FILE:
+            if name == LOG_START_FILE or name in (cleaner.CHECKPOINT_FILE, cleaner.MANIFEST_FILE):
                 continue
             parsed = parse_offset_file_name(name)
             if parsed is None:
@@ -531,12 +548,19 @@ class PartitionLog:
                     max_index_entries=self._ctx.max_index_entries,
                     max_time_entries=self._ctx.max_time_entries,
                     on_producer_batch=on_producer_batch,
+                    allow_gaps=seg.gapped,
                 )
             finally:
                 os.close(fd)
-            reaches_next = not last and result.next_offset == expected_next
+            reaches_next = not last and (
+                result.next_offset == expected_next
+                # a cleaned segment may end before the next one's base
+                or (seg.gapped and result.next_offset < expected_next)
+            )
             if result.error is None and (last or reaches_next):
                 self._adopt_scan(seg, result, file_size)
+                if not last:
+                    seg.next_offset = expected_next
                 i += 1
                 continue
             if reaches_next:
@@ -554,6 +578,7 @@ class PartitionLog:
                     "zero" if result.tail_is_zero else "NON-ZERO",
                 )
                 self._adopt_scan(seg, result, file_size)
+                seg.next_offset = expected_next
                 i += 1
                 continue
             reason = result.error or (
@@ -910,6 +935,8 @@ class PartitionLog:
             pos += h.batch_length + 12
         if not headers:
             raise InvalidRecordError("empty records section")
+        if cfg.compact:
+            _require_keys(data, headers)
         now = self._clock_ms()
         if idempotent:
             dup = self._producers.check(headers)
@@ -1190,34 +1217,40 @@ class PartitionLog:
         """
         self._raise_if_unusable()
         self._check_offset(offset)
-        if offset >= self._hw:
-            return None
-        seg = self._segment_for(offset)
-        seg.acquire()  # the fd for the header walk, then for the reader
-        try:
-            pos, first = seg.find_batch(offset)
-            if seg is self._hw_seg:
-                end, end_offset = self._hw_pos, self._hw
-            else:
-                end, end_offset = seg.size, seg.next_offset
-            if end - pos > max_bytes:
-                end, end_offset = seg.last_boundary(pos, pos + max(max_bytes, 0), end)
-        except BaseException:
+        while offset < self._hw:
+            seg = self._segment_for(offset)
+            seg.acquire()  # the fd for the header walk, then for the reader
+            try:
+                pos, first = seg.find_batch(offset)
+                if seg is self._hw_seg:
+                    end, end_offset = self._hw_pos, self._hw
+                else:
+                    end, end_offset = seg.size, seg.next_offset
+                if pos < end and end - pos > max_bytes:
+                    end, end_offset = seg.last_boundary(pos, pos + max(max_bytes, 0), end)
+            except BaseException:
+                seg.release()
+                raise
+            if pos < end:
+                return FileSlice(seg, pos, end - pos, first, end_offset - 1)
+            # a compacted segment with nothing left at or after ``offset``
             seg.release()
-            raise
-        return FileSlice(seg, pos, end - pos, first, end_offset - 1)
+            offset = end_offset
+        return None
 
     def position_of(self, offset: int) -> LogPosition:
         """Where the batch holding ``offset`` starts (for available_bytes)."""
         self._raise_if_unusable()
         self._check_offset(offset)
-        if offset >= self._hw:
-            seg = self._hw_seg
-            assert seg is not None
-            return LogPosition(offset, seg.base_offset, self._hw_pos)
-        seg = self._segment_for(offset)
-        pos, _first = seg.find_batch(offset)
-        return LogPosition(offset, seg.base_offset, pos)
+        while offset < self._hw:
+            seg = self._segment_for(offset)
+            pos, _first = seg.find_batch(offset)
+            if pos < seg.size or seg is self._hw_seg or not seg.sealed:
+                return LogPosition(offset, seg.base_offset, pos)
+            offset = seg.next_offset  # compacted away up to the segment's end
+        seg = self._hw_seg
+        assert seg is not None
+        return LogPosition(offset, seg.base_offset, self._hw_pos)
 
     def available_bytes(self, position: LogPosition) -> int:
         """Bytes between ``position`` and the high watermark, from segment
@@ -1275,12 +1308,13 @@ class PartitionLog:
         renamed to ``.deleted`` before they are unlinked) and safe against
         readers (a FileSlice keeps its fd open). Returns segments deleted.
         """
-        if self._offline is not None or self._closed or self._retention_running:
+        if self._offline is not None or self._closed or self._retention_running or self._cleaning:
             return 0
         cfg = self._ctx.config
         deleted_records = len(self._segments) > 1 and self._bases[1] <= self._log_start
-        if cfg.retention_ms < 0 and cfg.retention_bytes < 0 and not deleted_records:
-            return 0
+        by_retention = cfg.delete and (cfg.retention_ms >= 0 or cfg.retention_bytes >= 0)
+        if not by_retention and not deleted_records:
+            return 0  # cleanup_policy = compact: the cleaner's job, not retention's
         now = self._clock_ms() if now_ms is None else now_ms
         excess = self.size_bytes - cfg.retention_bytes if cfg.retention_bytes >= 0 else 0
         victims: list[Segment] = []
@@ -1291,8 +1325,12 @@ class PartitionLog:
                 break  # a sync is using it; next time
             if seg.sealed:
                 self._touch(seg)
-            by_time = cfg.retention_ms >= 0 and now - seg.max_timestamp > cfg.retention_ms
-            by_size = cfg.retention_bytes >= 0 and excess >= seg.size
+            by_time = (
+                by_retention
+                and cfg.retention_ms >= 0
+                and now - seg.max_timestamp > cfg.retention_ms
+            )
+            by_size = by_retention and cfg.retention_bytes >= 0 and excess >= seg.size
             # below the start DeleteRecords set (left by it while a sync ran)
             by_start = seg.next_offset <= self._log_start and seg is not self._active
             if not (by_time or by_size or by_start):
@@ -1422,6 +1460,181 @@ class PartitionLog:
         for path in renamed:
             io.unlink(path)
         io.fsync_dir(self._dir)
+
+    # -------------------------------------------------------------- cleaning
+
+    @property
+    def clean_to(self) -> int:
+        """Below this offset the log is compacted (cleaner.py)."""
+        return self._clean_to
+
+    @property
+    def dirty_bytes(self) -> tuple[int, int]:
+        """(bytes of sealed segments not cleaned yet, bytes of all sealed
+        segments)."""
+        return cleaner.dirty_bytes(self._segments, self._clean_to)
+
+    @property
+    def dirty_ratio(self) -> float:
+        """Share of the sealed segments' bytes not cleaned yet (0.0 when
+        there are none): what min_cleanable_dirty_ratio is compared with."""
+        dirty, total = self.dirty_bytes
+        return dirty / total if total else 0.0
+
+    def _plan_clean(
+        self, settings: cleaner.CleanerSettings, throttle: cleaner.Throttle, now: int, force: bool
+    ) -> cleaner.CleanJob | None:
+        """Pick and pin what to clean (trio thread, no await)."""
+        cfg = self._ctx.config
+        picked = cleaner.plan(
+            self._segments,
+            clean_to=self._clean_to,
+            high_watermark=self._hw,
+            unsynced=self._unsynced,
+            now_ms=now,
+            min_ratio=cfg.min_cleanable_dirty_ratio,
+            min_lag_ms=cfg.min_compaction_lag_ms,
+            max_lag_ms=cfg.max_compaction_lag_ms,
+            force=force,
+        )
+        if picked is None:
+            return None
+        segments, dirty_start = picked
+        sources = []
+        try:
+            for seg in segments:
+                seg.acquire()
+                sources.append(seg)
+                # loaded now, from the old files: readers that use this
+                # segment object while the files are swapped stay consistent
+                seg.offset_index  # noqa: B018
+                seg.time_index  # noqa: B018
+        except BaseException:
+            for seg in sources:
+                seg.release()
+            raise
+        keep_empty = {
+            (pid, b.first_offset)
+            for pid, entry in self._producers.producers.items()
+            for b in entry.batches
+        }
+        return cleaner.CleanJob(
+            directory=self._dir,
+            io=self._io,
+            sources=[
+                cleaner.SourceSegment(s, s.base_offset, s.next_offset, s.size, s.fd, s.log_path)
+                for s in segments
+            ],
+            dirty_start=dirty_start,
+            now_ms=now,
+            delete_retention_ms=cfg.delete_retention_ms,
+            max_map_bytes=settings.key_map_bytes,
+            index_interval=cfg.index_interval_bytes,
+            max_index_entries=self._ctx.max_index_entries,
+            max_time_entries=self._ctx.max_time_entries,
+            keep_empty=keep_empty,
+            gaps_below=self._ctx.gaps_below,
+            throttle=throttle,
+        )
+
+    async def clean(
+        self,
+        settings: cleaner.CleanerSettings | None = None,
+        throttle: cleaner.Throttle | None = None,
+        *,
+        now_ms: int | None = None,
+        force: bool = False,
+        limiter: trio.CapacityLimiter | None = None,
+    ) -> cleaner.CleanResult | None:
+        """Compact the sealed segments if the topic is compacted and due
+        (``force``: whatever the dirty ratio and max lag). The file work runs
+        in a worker thread (``limiter``: the cleaner's thread count); appends
+        and reads go on meanwhile. Returns what it did, or None. Raises
+        cleaner.CleanerStopped when ``throttle`` was stopped, StorageError
+        when the files could not be written (the partition goes offline if
+        the swap had been committed: recovery finishes it at the next
+        start)."""
+        if (
+            not self._ctx.config.compact
+            or self._offline is not None
+            or self._closed
+            or self._cleaning
+            or self._retention_running
+        ):
+            return None
+        settings = settings or cleaner.CleanerSettings()
+        throttle = throttle or cleaner.Throttle(settings.io_max_bytes_per_s)
+        now = self._clock_ms() if now_ms is None else now_ms
+        job = self._plan_clean(settings, throttle, now, force)
+        if job is None:
+            return None
+        self._cleaning = True
+        try:
+            try:
+                result = await trio.to_thread.run_sync(cleaner.run_job, job, limiter=limiter)
+            except (OSError, BrokerError) as exc:
+                # a failed syscall, or stored data that does not decode
+                # (corruption at rest): this cleaning stops, nothing it had
+                # not committed is left, the partition stays online
+                metrics.CLEANER_FAILURES.inc()
+                reason = _describe(exc) if isinstance(exc, OSError) else str(exc)
+                if job.committed:  # the swap is half done: recovery finishes it
+                    self._go_offline(f"cleaner swap failed: {reason}")
+                raise StorageError(f"partition {self._name}: cleaning failed: {reason}") from exc
+            if result is None:
+                return None
+            self._adopt_cleaned(job, result)
+            return result
+        finally:
+            self._cleaning = False
+            for src in job.sources:
+                src.segment.release()
+
+    def _adopt_cleaned(self, job: cleaner.CleanJob, result: cleaner.CleanResult) -> None:
+        """Put the new segments in place of the old ones (trio thread). The
+        old Segment objects close once their readers release them."""
+        self._ctx.gaps_below = result.gaps_below
+        self._clean_to = result.clean_to
+        by_base = {s.base_offset: s for s in result.segments}
+        for i, seg in enumerate(self._segments):
+            new = by_base.get(seg.base_offset)
+            if new is None or not seg.sealed:
+                continue
+            fresh = Segment(
+                self._ctx,
+                self._dir,
+                new.base_offset,
+                size=new.size,
+                next_offset=seg.next_offset,
+                sealed=True,
+            )
+            fresh.set_indexes(new.offset_index, new.time_index, new.max_timestamp)
+            fresh.roll_base_ts = seg.roll_base_ts
+            self._segments[i] = fresh
+            # its index arrays are loaded: let the LRU close it like any other
+            self._lru.pop(seg.base_offset, None)
+            self._lru[seg.base_offset] = fresh
+            seg.close()
+        self._evict_sealed()
+        now = self._clock_ms()
+        self.last_clean = (now, result)
+        metrics.CLEANER_RUNS.inc()
+        metrics.CLEANER_READ_BYTES.inc(result.bytes_read)
+        metrics.CLEANER_WRITTEN_BYTES.inc(result.bytes_written)
+        metrics.CLEANER_SECONDS.inc(result.seconds)
+        logger.info(
+            "%s: cleaned %d segment(s) up to offset %d: %d -> %d bytes, %d records kept, "
+            "%d removed, %.3f s%s",
+            self._name,
+            len(result.segments),
+            result.clean_to,
+            result.bytes_read,
+            result.bytes_written,
+            result.records_kept,
+            result.records_removed,
+            result.seconds,
+            " (key map full: more passes to come)" if result.map_full else "",
+        )
 
     # --------------------------------------------------------------- config
 
@@ -1627,6 +1840,22 @@ class _RecoveryProgress:
                 elapsed_s=round(elapsed, 1),
                 log_end_offset=log_end_offset,
             )
+
+
+def _require_keys(data: memoryview, headers: list[BatchHeader]) -> None:
+    """A compacted topic keeps the latest record per key: a record without
+    one could never be superseded nor deleted, so it is refused
+    (INVALID_RECORD, Kafka's answer) and nothing of the append is written.
+    Decodes the records: only compacted topics pay for it."""
+    pos = 0
+    for h in headers:
+        for offset, _ts, key, _value, _headers in iter_records(data, h, pos):
+            if key is None:
+                raise InvalidRecordError(
+                    f"record {offset - h.base_offset} of a batch has no key: "
+                    "a compacted topic (cleanup_policy compact) needs a key on every record"
+                )
+        pos += h.batch_length + 12
 
 
 def _describe(exc: OSError) -> str:

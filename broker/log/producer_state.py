@@ -190,7 +190,7 @@ class ProducerStateManager:
         """Apply one batch (append path and recovery replay)."""
         batch = ProducerBatch(
             h.base_sequence,
-            next_sequence(h.base_sequence, h.record_count - 1),
+            next_sequence(h.base_sequence, h.last_offset_delta),
             base_offset,
             base_offset + h.last_offset_delta,
         )

@@ -88,11 +88,17 @@ def scan_segment(
     max_index_entries: int = _U32,
     max_time_entries: int = _U32,
     on_producer_batch: Callable[[BatchHeader, int], None] | None = None,
+    allow_gaps: bool = False,
 ) -> ScanResult:
     """Validate the first ``size`` bytes of the segment file open as ``fd``.
 
     ``on_producer_batch(header, base_offset)`` is called for each valid batch
     with a producer id (to rebuild idempotent-producer state).
+
+    ``allow_gaps``: a segment the log cleaner rewrote (below the partition's
+    ``gaps_below``, cleaner.py): batches may start past the previous one's
+    end (never below it) and hold fewer records than offsets
+    (validate_batch's ``allow_gaps``).
     """
     result = ScanResult()
     result.next_offset = base_offset
@@ -118,13 +124,16 @@ def scan_segment(
         error = None
         while pos < size:
             try:
-                h = validate_batch(mm, pos, max_batch_bytes=_ANY_SIZE, end=size)
+                h = validate_batch(
+                    mm, pos, max_batch_bytes=_ANY_SIZE, end=size, allow_gaps=allow_gaps
+                )
             except _BAD_BATCH as exc:
                 error = str(exc)
                 break
-            if h.base_offset != expected:
+            if h.base_offset != expected and not (allow_gaps and h.base_offset > expected):
                 error = f"base offset {h.base_offset}, expected {expected}"
                 break
+            expected = h.base_offset
             last = expected + h.last_offset_delta
             if last - base_offset > _U32:
                 error = f"offset {last} overflows the segment's relative offsets"

@@ -89,7 +89,7 @@ def _round_up(n: int) -> int:
 def index_entry_bound(log_bytes: int, interval: int) -> int:
     """Most offset-index entries a log of ``log_bytes`` can get: consecutive
     entries are more than ``interval`` and at least one batch apart."""
-    return log_bytes // (max(interval, HEADER_SIZE) + 1) + 1
+    return log_bytes // max(interval + 1, HEADER_SIZE) + 1
 
 
 def index_capacity(config: LogConfig) -> tuple[int, int]:
@@ -102,11 +102,15 @@ class SegmentContext:
     """What all segments of one partition share: the config (replaced when
     it is altered at runtime), the index capacities it implies, the I/O seam."""
 
-    __slots__ = ("_config", "io", "max_index_entries", "max_time_entries")
+    __slots__ = ("_config", "gaps_below", "io", "max_index_entries", "max_time_entries")
 
     def __init__(self, config: LogConfig, io: StorageIO) -> None:
         self.io = io
         self.config = config
+        #: Segments with a base offset below this may have offset gaps (the
+        #: log cleaner rewrote them; cleaner.py): checks of base offsets
+        #: there are "increasing, no overlap" instead of "dense".
+        self.gaps_below = 0
 
     @property
     def config(self) -> LogConfig:
@@ -204,6 +208,11 @@ class Segment:
     @property
     def log_path(self) -> str:
         return self.path(LOG_SUFFIX)
+
+    @property
+    def gapped(self) -> bool:
+        """The cleaner may have left offset gaps here (see SegmentContext)."""
+        return self.base_offset < self.ctx.gaps_below
 
     def __repr__(self) -> str:
         state = "sealed" if self.sealed else "active"
@@ -355,8 +364,9 @@ class Segment:
         expected = self.base_offset + rel
         end = pos
         last_ts = ti.last_timestamp
+        gapped = self.gapped
         for p, h in self.walk(pos, self.size):
-            if h.base_offset != expected:
+            if h.base_offset != expected and not (gapped and h.base_offset > expected):
                 raise IndexCorruptError(f"batch at {p} starts at offset {h.base_offset}")
             if h.max_timestamp > last_ts:
                 raise IndexCorruptError(
@@ -365,7 +375,9 @@ class Segment:
                 )
             expected = h.next_offset
             end = p + h.size
-        if end != self.size or expected != self.next_offset:
+        if end != self.size or (
+            expected != self.next_offset and not (gapped and expected < self.next_offset)
+        ):
             raise IndexCorruptError(
                 f"data ends at byte {end}, offset {expected}: the file has {self.size} bytes, "
                 f"the next segment starts at {self.next_offset}"
@@ -375,6 +387,7 @@ class Segment:
         """Rebuild both indexes of this durable segment by scanning it; any
         invalid batch is corruption of durable data (CorruptLogError)."""
         cfg = self.ctx.config
+        gapped = self.gapped
         fd = os.open(self.log_path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             result = scan_segment(
@@ -384,15 +397,20 @@ class Segment:
                 index_interval=cfg.index_interval_bytes,
                 max_index_entries=self.ctx.max_index_entries,
                 max_time_entries=self.ctx.max_time_entries,
+                allow_gaps=gapped,
             )
         finally:
             os.close(fd)
-        if result.error is not None or result.next_offset != self.next_offset:
+        next_offset = self.next_offset
+        if result.error is not None or (
+            result.next_offset != next_offset and not (gapped and result.next_offset < next_offset)
+        ):
             reason = result.error or f"data ends at offset {result.next_offset}"
             raise CorruptLogError(
-                self.log_path, result.end, result.next_offset, self.next_offset - 1, reason
+                self.log_path, result.end, result.next_offset, next_offset - 1, reason
             )
         self.set_from_scan(result)
+        self.next_offset = next_offset  # a sealed segment ends where the next begins
         self.write_index_files()
 
     def write_index_files(self) -> bool:
@@ -460,7 +478,7 @@ class Segment:
                     )
             h = make(HEADER.unpack_from(buf, rel))
             size = h.batch_length + 12
-            if size <= HEADER_SIZE or pos + size > end:
+            if size < HEADER_SIZE or pos + size > end:
                 # a sealed segment knows where its offsets end: name the range
                 last = self.next_offset - 1 if self.sealed else None
                 raise CorruptLogError(
@@ -470,18 +488,25 @@ class Segment:
             pos += size
 
     def find_batch(self, offset: int) -> tuple[int, int]:
-        """(position, base_offset) of the batch holding ``offset``: floor
-        index entry (checked, see _checked_entry), then a forward scan of
-        batch headers."""
+        """(position, base_offset) of the batch holding ``offset`` (with
+        offset gaps: the first batch ending at or after it): floor index
+        entry (checked, see _checked_entry), then a forward scan of batch
+        headers. ``(size, next_offset)`` when a cleaned segment holds nothing
+        at or after ``offset``."""
         rel, pos = self.offset_index.floor(offset - self.base_offset)
         pos = self._checked_entry(rel, pos, lambda oi: oi.floor(offset - self.base_offset))
         # The base offset is outside the CRC: a flipped bit there would make
         # a batch claim offsets it does not hold. Each batch must start where
         # the one before ended (the first at the segment's base or at its
-        # checked index entry).
+        # checked index entry); in a segment the cleaner rewrote, after it.
         expected = self.base_offset if pos == 0 else None
+        gapped = self.gapped
         for p, h in self.walk(pos, self.size):
-            if expected is not None and h.base_offset != expected:
+            if (
+                expected is not None
+                and h.base_offset != expected
+                and not (gapped and h.base_offset > expected)
+            ):
                 raise CorruptLogError(
                     self.log_path,
                     p,
@@ -492,6 +517,10 @@ class Segment:
             expected = h.base_offset + h.last_offset_delta + 1
             if expected > offset:
                 return p, h.base_offset
+        if gapped and offset < self.next_offset:
+            # the cleaner removed the segment's last batches: nothing here
+            # at or after ``offset``; the caller goes on to the next segment
+            return self.size, self.next_offset
         raise CorruptLogError(self.log_path, self.size, offset, None, "offset not in its segment")
 
     def _checked_entry(self, rel: int, pos: int, lookup) -> int:  # type: ignore[no-untyped-def]

@@ -43,6 +43,11 @@ CRASH_POINTS = (
     "topic.create.staged",  # topic built in the staging directory, not yet renamed
     "topic.delete.renamed",  # topic directory renamed away, not yet removed
     "checkpoint.written",  # checkpoint temp file synced, not yet renamed
+    "cleaner.cleaned",  # cleaned segment files written and synced, no manifest yet
+    "cleaner.committing",  # swap manifest temp file synced, not yet renamed
+    "cleaner.committed",  # swap manifest in place, no segment renamed yet
+    "cleaner.swapping",  # the first cleaned segment renamed over the old one, others not
+    "cleaner.swapped",  # every segment renamed, checkpoint written, manifest not yet removed
 )
 
 

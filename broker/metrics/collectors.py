@@ -71,6 +71,7 @@ class BrokerCollector:
         size = _gauge("tailrace_partition_size_bytes")
         segments = _gauge("tailrace_partition_segments")
         offline = _gauge("tailrace_partition_offline")
+        dirty = _gauge("tailrace_partition_dirty_ratio")
         manager = self.broker.manager
         if manager is not None:
             for (topic, partition), log in manager.logs():
@@ -81,12 +82,14 @@ class BrokerCollector:
                 size.add_metric(labels, log.size_bytes)
                 segments.add_metric(labels, len(log.segments))
                 offline.add_metric(labels, 1 if log.offline else 0)
+                if log.config.compact:
+                    dirty.add_metric(labels, log.dirty_ratio)
             for topic, partition in list(manager.failed):
                 if partition >= 0:
                     offline.add_metric([topic, str(partition)], 1)
         total = _gauge("tailrace_partitions_offline")
         total.add_metric([], len(offline_partitions(self.broker)))
-        yield from (start, hw, leo, size, segments, offline, total)
+        yield from (start, hw, leo, size, segments, offline, dirty, total)
 
     def _groups(self) -> Iterator[Metric]:
         members = _gauge("tailrace_group_members")

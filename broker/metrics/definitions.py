@@ -209,6 +209,41 @@ SPECS: tuple[MetricSpec, ...] = (
         "Log bytes deleted by retention.",
         "storage",
     ),
+    MetricSpec(
+        "tailrace_cleaner_runs_total",
+        "counter",
+        (),
+        "Cleanings of compacted partitions that rewrote segments.",
+        "storage",
+    ),
+    MetricSpec(
+        "tailrace_cleaner_read_bytes_total",
+        "counter",
+        (),
+        "Log bytes the cleaner read (key map and rewrite).",
+        "storage",
+    ),
+    MetricSpec(
+        "tailrace_cleaner_written_bytes_total",
+        "counter",
+        (),
+        "Log bytes the cleaner wrote (the cleaned segments).",
+        "storage",
+    ),
+    MetricSpec(
+        "tailrace_cleaner_seconds_total",
+        "counter",
+        (),
+        "Wall time spent in cleanings (worker threads).",
+        "storage",
+    ),
+    MetricSpec(
+        "tailrace_cleaner_failures_total",
+        "counter",
+        (),
+        "Cleanings that failed with an I/O error.",
+        "storage",
+    ),
     # --- read at scrape time ------------------------------------------------------
     MetricSpec(
         "tailrace_broker_ready",
@@ -279,6 +314,14 @@ SPECS: tuple[MetricSpec, ...] = (
         "gauge",
         ("topic", "partition"),
         "1 when the partition is offline (a failed fsync, or refused at start-up), else 0.",
+        "scrape",
+    ),
+    MetricSpec(
+        "tailrace_partition_dirty_ratio",
+        "gauge",
+        ("topic", "partition"),
+        "Compacted partitions: share of the sealed segments' bytes not cleaned yet "
+        "(the cleaner runs at the topic's min_cleanable_dirty_ratio).",
         "scrape",
     ),
     MetricSpec(
@@ -394,6 +437,11 @@ FSYNC_SECONDS = _histogram("tailrace_fsync_duration_seconds", _FSYNC_BUCKETS)
 FSYNC_FAILURES = _counter("tailrace_fsync_failures_total")
 RETENTION_DELETED_SEGMENTS = _counter("tailrace_retention_deleted_segments_total")
 RETENTION_DELETED_BYTES = _counter("tailrace_retention_deleted_bytes_total")
+CLEANER_RUNS = _counter("tailrace_cleaner_runs_total")
+CLEANER_READ_BYTES = _counter("tailrace_cleaner_read_bytes_total")
+CLEANER_WRITTEN_BYTES = _counter("tailrace_cleaner_written_bytes_total")
+CLEANER_SECONDS = _counter("tailrace_cleaner_seconds_total")
+CLEANER_FAILURES = _counter("tailrace_cleaner_failures_total")
 
 
 def api_name(api_key: int) -> str:

@@ -233,6 +233,9 @@ class PartitionState:
     log_end_offset: int = -1
     size_bytes: int = 0
     segment_count: int = 0
+    dirty_bytes: int = 0
+    cleanable_bytes: int = 0
+    last_clean_ms: int = -1
 
 
 @dataclass(slots=True)
@@ -298,6 +301,9 @@ def describe_topics(
             state.log_end_offset = plog.log_end_offset
             state.size_bytes = plog.size_bytes
             state.segment_count = len(plog.segments)
+            state.dirty_bytes, state.cleanable_bytes = plog.dirty_bytes
+            if plog.last_clean is not None:
+                state.last_clean_ms = plog.last_clean[0]
             if plog.offline:
                 state.error = StorageError("partition offline after a storage failure")
         out.append(TopicState(name, internal=is_internal(name), partitions=partitions))

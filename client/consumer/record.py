@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 from ..errors import CorruptRecordError, InvalidRecordError, RecordTooLargeError, TailraceError
 from ..records import FORMATS, HEADER_SIZE, validate_batch
+from ..records.kafka import sparse_columns as kafka_sparse_columns
 
 __all__ = ["Record", "RecordList", "TopicPartition", "decode_batches"]
 
@@ -88,8 +89,9 @@ class RecordList(Sequence[Record]):
         i = bisect_right(self._ends, index)
         topic, partition, first, ts0, deltas, keys, values, headers = self._parts[i]
         j = index - (self._ends[i - 1] if i else 0)
+        offset = first + j if type(first) is int else first[j]
         return _tuple_new(
-            Record, (topic, partition, first + j, ts0 + deltas[j], keys[j], values[j], headers[j])
+            Record, (topic, partition, offset, ts0 + deltas[j], keys[j], values[j], headers[j])
         )
 
     def values(self) -> list[bytes | None]:
@@ -111,6 +113,8 @@ class RecordList(Sequence[Record]):
 
 
 def _part_records(part: tuple) -> Iterator[Record]:
+    # first: the first offset of dense records, or (a batch the log cleaner
+    # compacted) the tuple of the records' offsets
     topic, partition, first, ts0, deltas, keys, values, headers = part
     return map(
         _tuple_new,
@@ -118,7 +122,7 @@ def _part_records(part: tuple) -> Iterator[Record]:
         zip(
             repeat(topic),
             repeat(partition),
-            count(first),
+            count(first) if type(first) is int else first,
             map(add, repeat(ts0), deltas),
             keys,
             values,
@@ -145,6 +149,13 @@ def decode_batches(
     decoded, and how many records were decoded. A batch that fails its CRC
     or structure raises CorruptRecordError naming its offset range; nothing
     of it is returned.
+
+    Offsets may have gaps (a compacted topic: docs/format.md, "Compacted
+    batches"): the integrity check on ``base_offset`` (outside the CRC) is
+    that offsets increase and batches do not overlap, and that the first
+    batch does not end below ``start_offset``. A batch with fewer records
+    than offsets, or none, is decoded by the offsets its records carry and
+    moves ``next_offset`` past its last offset.
     """
     pos = 0
     end = len(data)
@@ -155,7 +166,12 @@ def decode_batches(
         try:
             # the records' own checks happen in the decode below
             h = validate_batch(
-                data, pos, max_batch_bytes=max_batch_bytes, end=end, check_records=False
+                data,
+                pos,
+                max_batch_bytes=max_batch_bytes,
+                end=end,
+                check_records=False,
+                allow_gaps=True,
             )
         except (CorruptRecordError, InvalidRecordError, RecordTooLargeError) as exc:
             if isinstance(exc, InvalidRecordError) and str(exc).startswith("truncated"):
@@ -167,18 +183,39 @@ def decode_batches(
         base = h.base_offset
         last = base + h.last_offset_delta
         # base_offset is outside the CRC (the broker patches it): check that
-        # offsets are dense, so a flipped bit there cannot go unnoticed.
-        if (expected is not None and base != expected) or (
-            expected is None and not (base <= start_offset <= last)
-        ):
+        # offsets increase and batches do not overlap (compaction leaves
+        # gaps), so a flipped bit there that breaks the order is caught.
+        if (expected is not None and base < expected) or (expected is None and last < start_offset):
             if taken:
                 break
             raise CorruptRecordError(
                 f"{topic}/{partition}: batch at byte {pos} claims offsets {base}..{last}, "
-                f"expected {start_offset if expected is None else expected}"
+                f"expected {'at least ' if expected is not None else 'up to '}"
+                f"{start_offset if expected is None else expected}"
             )
         expected = last + 1
         if last < next_offset:
+            pos += size
+            continue
+        if h.record_count != h.last_offset_delta + 1:
+            # compacted: offsets come from the records (validate_batch let
+            # only magic 2 through with a record count below its offsets)
+            try:
+                offsets, stamps, keys, values, headers = kafka_sparse_columns(
+                    data, h, pos, next_offset, max_records - taken
+                )
+            except (ValueError, TypeError, IndexError, TailraceError) as exc:
+                if taken:
+                    break
+                raise CorruptRecordError(
+                    f"{topic}/{partition}: batch at offsets {base}..{last} does not decode: {exc}"
+                ) from exc
+            if offsets:
+                out.append((topic, partition, offsets, 0, stamps, keys, values, headers))
+                taken += len(offsets)
+                if taken >= max_records and offsets[-1] < last:
+                    return pos, offsets[-1] + 1, taken
+            next_offset = last + 1
             pos += size
             continue
         skip = next_offset - base if next_offset > base else 0

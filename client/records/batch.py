@@ -45,8 +45,8 @@ class BatchFormat(NamedTuple):
 
     magic: int
     name: str
-    #: check(buf, pos, header, *, max_decompressed_bytes, check_records) ->
-    #: None; raises
+    #: check(buf, pos, header, *, max_decompressed_bytes, check_records,
+    #: allow_gaps) -> None; raises
     check: Callable[..., None]
     #: iter_records(buf, header, pos, *, max_decompressed_bytes) ->
     #: Iterator[(offset, timestamp, key, value, headers)]
@@ -72,6 +72,7 @@ def validate_batch(
     end: int | None = None,
     max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED,
     check_records: bool = True,
+    allow_gaps: bool = False,
 ) -> BatchHeader:
     """Check the batch starting at ``buf[pos]`` and return its header.
 
@@ -89,6 +90,14 @@ def validate_batch(
     decoded (magic 2: count, offset deltas, timestamps), for a reader that
     decodes them next anyway (the consumer: its decode makes the same count
     and offset checks); the native format's checks are all kept.
+
+    ``allow_gaps=True`` accepts what the log cleaner writes (readers of
+    stored data: recovery, consumers): a magic-2 batch whose records are a
+    strictly increasing subset of ``base_offset .. base_offset +
+    last_offset_delta``, possibly none (an emptied batch kept for its
+    producer's sequence). Appends never allow gaps; native batches never
+    have them (the cleaner rewrites a native batch that loses records as a
+    magic-2 batch: docs/format.md, "Compacted batches").
     """
     if end is None:
         end = len(buf)
@@ -97,7 +106,7 @@ def validate_batch(
         raise InvalidRecordError(f"truncated batch: {avail} bytes, a header needs {HEADER_SIZE}")
     h = BatchHeader._make(HEADER.unpack_from(buf, pos))
     size = h.batch_length + 12
-    if size < HEADER_SIZE + 1:
+    if size < HEADER_SIZE + (not allow_gaps):  # an emptied batch is a header only
         raise InvalidRecordError(f"batch_length {h.batch_length} is below the minimum")
     if size > max_batch_bytes:
         raise RecordTooLargeError(
@@ -112,7 +121,12 @@ def validate_batch(
     if actual != h.crc:
         raise CorruptRecordError(f"CRC-32C mismatch: stored {h.crc:#010x}, computed {actual:#010x}")
     fmt.check(
-        buf, pos, h, max_decompressed_bytes=max_decompressed_bytes, check_records=check_records
+        buf,
+        pos,
+        h,
+        max_decompressed_bytes=max_decompressed_bytes,
+        check_records=check_records,
+        allow_gaps=allow_gaps,
     )
     return h
 

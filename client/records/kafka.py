@@ -23,7 +23,11 @@ attributes say so::
                         bits 6-15: must be 0.
     last_offset_delta   = record_count - 1, and the records' offset deltas
                         are exactly 0, 1, ..., record_count - 1 (dense, as
-                        every Kafka producer writes them).
+                        every Kafka producer writes them). A batch the log
+                        cleaner rewrote (stored data, checked with
+                        allow_gaps) keeps its last_offset_delta and holds
+                        fewer records (0 for an emptied batch) at strictly
+                        increasing offset deltas: build_compacted.
     base/max_timestamp  max_timestamp = the largest record timestamp
                         (base_timestamp + timestamp_delta).
     producer_id/epoch/  all -1 (not idempotent), or producer_id >= 0 with
@@ -57,8 +61,10 @@ from __future__ import annotations
 import gc
 import struct
 from collections.abc import Iterator, Sequence
-from operator import attrgetter
+from operator import attrgetter, lt
 from typing import Any
+
+import crc32c
 
 from ..errors import InvalidRecordError, UnsupportedForMessageFormatError
 from .compression import CODEC_NAMES, CODEC_NONE, decompress
@@ -67,6 +73,8 @@ from .header import (
     ATTR_CONTROL,
     ATTR_LOG_APPEND_TIME,
     ATTR_TRANSACTIONAL,
+    CRC_START,
+    HEADER,
     HEADER_SIZE,
     BatchHeader,
     patch_base_offset,
@@ -75,11 +83,13 @@ from .header import (
 __all__ = [
     "MAGIC",
     "build",
+    "build_compacted",
     "build_deltas",
     "check",
     "columns",
     "iter_records",
     "load_codec",
+    "sparse_columns",
 ]
 
 MAGIC = 2
@@ -88,6 +98,8 @@ _KNOWN_ATTRIBUTES = ATTR_COMPRESSION_MASK | ATTR_LOG_APPEND_TIME | ATTR_TRANSACT
 _NO_LIMIT = 2**31 - 1
 _ATTRIBUTES = struct.Struct(">h")
 _LENGTH = struct.Struct(">i")
+_CRC = struct.Struct(">I")
+_LAST_OFFSET_DELTA = struct.Struct(">i")
 
 _offset = attrgetter("offset")
 _timestamp = attrgetter("timestamp")
@@ -128,6 +140,10 @@ class _no_collection:
 def _parse(buf: bytes | bytearray | memoryview, pos: int, h: BatchHeader, limit: int) -> list[Any]:
     """Every record of the batch at ``pos`` (CRC already checked), counted,
     with dense offset deltas; the Cython codec's records."""
+    if h.record_count == 0:  # an emptied batch (compaction): a header only
+        if h.batch_length + 12 != HEADER_SIZE:
+            raise InvalidRecordError(f"empty batch at offset {h.base_offset} carries bytes")
+        return []
     if _crecords is None:
         load_codec()
     end = pos + h.batch_length + 12
@@ -162,11 +178,25 @@ def _parse(buf: bytes | bytearray | memoryview, pos: int, h: BatchHeader, limit:
     if n != h.record_count:  # the codec stops at record_count; fewer is a parse error
         raise InvalidRecordError(f"batch holds {n} records, header says {h.record_count}")
     base = h.base_offset
-    if records[-1].offset != base + n - 1 or list(map(_offset, records)) != list(
-        range(base, base + n)
+    if n == h.last_offset_delta + 1:  # dense: what producers write
+        if records[-1].offset != base + n - 1 or list(map(_offset, records)) != list(
+            range(base, base + n)
+        ):
+            raise InvalidRecordError(
+                f"batch at offset {base}: record offset deltas are not 0..{n - 1} in order"
+            )
+        return records
+    # compacted (check() allowed it): a strictly increasing subset of the
+    # batch's offsets
+    offsets = list(map(_offset, records))
+    if (
+        offsets[0] < base
+        or offsets[-1] > base + h.last_offset_delta
+        or not all(map(lt, offsets, offsets[1:]))
     ):
         raise InvalidRecordError(
-            f"batch at offset {base}: record offset deltas are not 0..{n - 1} in order"
+            f"batch at offset {base}: record offset deltas are not increasing within "
+            f"0..{h.last_offset_delta}"
         )
     return records
 
@@ -178,6 +208,7 @@ def check(
     *,
     max_decompressed_bytes: int,
     check_records: bool = True,
+    allow_gaps: bool = False,
 ) -> None:
     """The magic-2 checks of a batch whose bounds and CRC already passed
     (records.validate_batch does those): attributes, producer fields, record
@@ -185,7 +216,10 @@ def check(
     docstring). Raises InvalidRecordError, RecordTooLargeError (inflates past
     ``max_decompressed_bytes``) or UnsupportedForMessageFormatError
     (transactional). ``check_records=False``: the header checks only (the
-    caller parses the records next, with :func:`columns`).
+    caller parses the records next, with :func:`columns`). ``allow_gaps``:
+    a batch the log cleaner rewrote (stored data only): ``record_count``
+    from 0 to ``last_offset_delta + 1``, offsets a strictly increasing
+    subset of the batch's range.
     """
     attrs = h.attributes
     if attrs & ~_KNOWN_ATTRIBUTES:
@@ -201,7 +235,13 @@ def check(
     codec = attrs & ATTR_COMPRESSION_MASK
     if codec not in CODEC_NAMES:
         raise InvalidRecordError(f"unknown compression codec {codec}")
-    if h.record_count < 1 or h.last_offset_delta != h.record_count - 1:
+    if allow_gaps:
+        if h.last_offset_delta < 0 or not 0 <= h.record_count <= h.last_offset_delta + 1:
+            raise InvalidRecordError(
+                f"record_count {h.record_count} does not fit last_offset_delta "
+                f"{h.last_offset_delta}"
+            )
+    elif h.record_count < 1 or h.last_offset_delta != h.record_count - 1:
         raise InvalidRecordError(
             f"record_count {h.record_count} disagrees with last_offset_delta {h.last_offset_delta}"
         )
@@ -216,6 +256,9 @@ def check(
             f"base sequence {h.base_sequence}: ids and epochs are >= 0 (or all -1)"
         )
     if not check_records:
+        return
+    if h.record_count == 0:
+        _parse(buf, pos, h, max_decompressed_bytes)  # checks that no body follows
         return
     with _no_collection():
         records = _parse(buf, pos, h, max_decompressed_bytes)
@@ -269,6 +312,90 @@ def columns(
             tuple(map(_value, records)),
             tuple(map(_header_tuple, map(_headers, records))),
         )
+
+
+def sparse_columns(
+    buf: bytes | bytearray | memoryview,
+    h: BatchHeader,
+    pos: int,
+    from_offset: int,
+    limit: int,
+    *,
+    max_decompressed_bytes: int = 64 * 1024 * 1024,
+) -> tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]]:
+    """A compacted batch's records at or above ``from_offset`` (at most
+    ``limit``) as ``(offsets, timestamps, keys, values, headers)``: the
+    consumer's decode of a batch with offset gaps, where a record's offset
+    is not its index."""
+    with _no_collection():
+        records = _parse(buf, pos, h, max_decompressed_bytes)
+        if records and records[0].offset < from_offset:
+            records = [r for r in records if r.offset >= from_offset]
+        if len(records) > limit:
+            records = records[:limit]
+        return (
+            tuple(map(_offset, records)),
+            tuple(map(_timestamp, records)),
+            tuple(map(_key, records)),
+            tuple(map(_value, records)),
+            tuple(map(_header_tuple, map(_headers, records))),
+        )
+
+
+def build_compacted(
+    h: BatchHeader,
+    records: Sequence[tuple[int, int, bytes | None, bytes | None, Sequence[Any] | None]],
+    codec: int,
+) -> bytes:
+    """The batch ``h`` as the log cleaner keeps it: only ``records``
+    (``(offset, timestamp, key, value, headers)``, a subset of its records in
+    order), each at its own offset, as a magic-2 batch with ``h``'s base
+    offset, ``last_offset_delta``, leader epoch and producer id, epoch and
+    base sequence, compressed with ``codec`` (the codec ``h`` used). No
+    records: an empty batch (a header, uncompressed, max_timestamp kept),
+    which keeps the producer's last sequence in the log as Kafka's does."""
+    base = h.base_offset
+    if not records:
+        out = bytearray(
+            HEADER.pack(
+                base,
+                HEADER_SIZE - 12,
+                h.leader_epoch,
+                MAGIC,
+                0,
+                0,
+                h.last_offset_delta,
+                h.max_timestamp,
+                h.max_timestamp,
+                h.producer_id,
+                h.producer_epoch,
+                h.base_sequence,
+                0,
+            )
+        )
+    else:
+        if codec not in CODEC_NAMES:
+            raise ValueError(f"unknown compression {codec}")
+        if _crecords is None:
+            load_codec()
+        b = _crecords.DefaultRecordBatchBuilder(
+            MAGIC, codec, 0, h.producer_id, h.producer_epoch, h.base_sequence, _NO_LIMIT
+        )
+        append = b.append
+        with _no_collection():
+            for offset, ts, key, value, headers in records:
+                if not headers:
+                    headers = []
+                elif type(headers) is not list or type(headers[0]) is not tuple:
+                    headers = [tuple(pair) for pair in headers]
+                append(offset - base, ts, key, value, headers)
+            out = b.build()
+        # the builder ends the batch at its last record: keep the original
+        # last offset delta (inside the CRC)
+        _LAST_OFFSET_DELTA.pack_into(out, 23, h.last_offset_delta)
+    _CRC.pack_into(out, 17, crc32c.crc32c(memoryview(out)[CRC_START:]))
+    patch_base_offset(out, 0, base, h.leader_epoch)
+    return bytes(out)
 
 
 def build(

@@ -196,13 +196,16 @@ def check(
     *,
     max_decompressed_bytes: int,
     check_records: bool = True,
+    allow_gaps: bool = False,
 ) -> None:
     """The magic-1 checks of a batch whose bounds and CRC already passed
     (records.validate_batch does those): the attributes; that
     ``last_offset_delta`` and the msgpack array header agree with
     ``record_count``; the timestamps. Raises :class:`InvalidRecordError`.
     """
-    del max_decompressed_bytes, check_records  # only the array header is read
+    # only the array header is read; a native batch never has offset gaps
+    # (the cleaner rewrites one that loses records as magic 2)
+    del max_decompressed_bytes, check_records, allow_gaps
     if h.attributes & ~ATTR_COMPRESSION_MASK:
         # bit 3 (log-append time) is reserved; bits 4-15 are undefined.
         raise InvalidRecordError(f"unsupported attributes {h.attributes:#06x}")

@@ -46,6 +46,9 @@ def test_create_then_list_and_describe_as_json(addr):
         "log_end_offset",
         "size_bytes",
         "segment_count",
+        "dirty_bytes",
+        "cleanable_bytes",
+        "last_clean_ms",
         "error",
     }
     assert desc["configs"]["flush"] == {"value": "none", "source": "topic", "read_only": False}
@@ -127,6 +130,30 @@ def test_alter_sets_and_reverts_keys(addr):
     assert r.code == 0, r.err
     configs = json.loads(cli(addr, "topics", "describe", "altered", "--json").out)["configs"]
     assert configs["retention_ms"]["source"] == "default"
+
+
+def test_compacted_topic_created_and_altered_from_the_cli(addr):
+    r = cli(addr, "topics", "create", "table", "--config", "cleanup_policy=compact")
+    assert r.code == 0, r.err
+    r = cli(addr, "topics", "alter", "table", "--config", "min_cleanable_dirty_ratio=0.2")
+    assert r.code == 0, r.err
+    r = cli(addr, "topics", "alter", "table", "--config", "cleanup_policy=bogus")
+    assert r.code != 0
+    assert "cleanup_policy" in r.err
+    desc = json.loads(cli(addr, "topics", "describe", "table", "--json").out)
+    configs = desc["configs"]
+    assert desc["partitions"][0]["last_clean_ms"] == -1
+    assert configs["cleanup_policy"]["value"] == "compact"
+    assert configs["min_cleanable_dirty_ratio"] == {
+        "value": "0.2",
+        "source": "topic",
+        "read_only": False,
+    }
+    text = cli(addr, "topics", "describe", "table").text
+    header = next(line for line in text.splitlines() if line.startswith("PARTITION"))
+    assert header.split()[-2:] == ["DIRTY", "LAST-CLEAN"]
+    row = text.splitlines()[text.splitlines().index(header) + 1]
+    assert row.split()[-2:] == ["0%", "never"]
 
 
 def test_alter_grows_the_partition_count_and_never_shrinks_it(addr):

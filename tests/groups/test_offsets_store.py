@@ -27,7 +27,12 @@ from tailrace.client.protocol import (
 )
 from tailrace.client.records import build_batch
 
-SMALL = StoreSettings(retention_bytes=32 * 1024, segment_bytes=8 * 1024, preallocate_bytes=4096)
+SMALL = StoreSettings(
+    retention_bytes=32 * 1024,
+    segment_bytes=8 * 1024,
+    preallocate_bytes=4096,
+    cleanup_policy="delete",
+)
 
 
 def _manager(tmp_path) -> LogManager:

@@ -424,6 +424,27 @@ def test_incremental_alter_configs_sets_and_deletes(kafka_broker, version):
         assert admin.describe_configs("stepped")["retention_ms"].value == "7000"
 
 
+@pytest.mark.parametrize("version", versions(44))
+def test_compaction_settings_under_kafka_names(kafka_broker, version):
+    with RawKafkaClient(kafka_broker.kafka_address) as c:
+        create(c, "changelog", partitions=1)
+        changes = [
+            ("cleanup.policy", 0, "compact"),
+            ("delete.retention.ms", 0, "1000"),
+            ("min.cleanable.dirty.ratio", 0, "0.1"),
+            ("min.compaction.lag.ms", 0, "5"),
+            ("max.compaction.lag.ms", 0, "60000"),
+        ]
+        assert _alter(c, 44, version, "changelog", changes) == 0
+        assert _alter(c, 44, version, "changelog", [("cleanup.policy", 0, "shred")]) == 40
+        assert _alter(c, 44, version, "changelog", [("min.cleanable.dirty.ratio", 0, "2")]) == 40
+        entries = {e.name: e for e in _describe(c, 3, 2, "changelog").configs}
+    assert entries["cleanup.policy"].value == "compact"
+    assert entries["min.cleanable.dirty.ratio"].value == "0.1"
+    assert entries["delete.retention.ms"].config_source == 1
+    assert entries["max.compaction.lag.ms"].value == "60000"
+
+
 def test_acls_created_described_and_deleted_over_kafka_are_the_native_ones(kafka_broker):
     creation = CreateAclsRequest.AclCreation
     with RawKafkaClient(kafka_broker.kafka_address) as c:

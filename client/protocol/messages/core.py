@@ -60,6 +60,15 @@ class PartitionMetadata:
     log_end_offset: I64 = f("offset the next record will get", -1)
     size_bytes: I64 = f("bytes of log data on disk", 0)
     segment_count: I32 = f("number of segment files", 0)
+    dirty_bytes: I64 = f(
+        "compacted topics: bytes of sealed segments the cleaner has not cleaned yet", 0
+    )
+    cleanable_bytes: I64 = f("compacted topics: bytes of sealed segments (clean and dirty)", 0)
+    last_clean_ms: I64 = f(
+        "compacted topics: wall-clock ms when the cleaner last rewrote the partition, -1 never "
+        "(since the broker started)",
+        -1,
+    )
 
 
 @dataclass(slots=True, kw_only=True)
