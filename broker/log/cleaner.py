@@ -468,6 +468,9 @@ def _rewrite(
         pending_bytes = 0
         horizon = job.now_ms - job.delete_retention_ms
         mm = s.mm
+        # batches dropped whole since the last one written: one filler
+        # batch covers their offsets (see _filler)
+        gap: list[int] = []  # [first offset, max timestamp, leader epoch]
         for pos, h in s.batches():
             job.throttle.take(h.size)
             result.bytes_read += h.size
@@ -489,7 +492,16 @@ def _rewrite(
             elif kept or (h.producer_id, h.base_offset) in job.keep_empty:
                 out = build_compacted(h, kept, h.compression)
             else:
+                if gap:
+                    gap[1] = max(gap[1], h.max_timestamp)
+                else:
+                    gap = [h.base_offset, h.max_timestamp, h.leader_epoch]
                 continue
+            if gap:
+                filler = _filler(gap, h.base_offset)
+                pending.append(filler)
+                pending_bytes += len(filler)
+                gap = []
             pending.append(out)
             pending_bytes += len(out)
             if pending_bytes >= _WRITE_CHUNK:
@@ -497,6 +509,10 @@ def _rewrite(
                 io.pwrite(fd, b"".join(pending), written)
                 written += pending_bytes
                 pending, pending_bytes = [], 0
+        if gap:  # up to the segment's end: the next one starts right after
+            filler = _filler(gap, src.next_offset)
+            pending.append(filler)
+            pending_bytes += len(filler)
         if pending:
             job.throttle.take(pending_bytes)
             io.pwrite(fd, b"".join(pending), written)
@@ -516,7 +532,7 @@ def _rewrite(
         )
     finally:
         os.close(fd)
-    if scan.error is not None or scan.end != written or scan.next_offset > src.next_offset:
+    if scan.error is not None or scan.end != written or scan.next_offset != src.next_offset:
         # what was just written and fsynced does not read back: the disk
         raise CorruptLogError(
             log_path,
@@ -548,6 +564,26 @@ def _rewrite(
         ti,
         scan.max_timestamp if written else NO_TIMESTAMP,
     )
+
+
+def _filler(gap: list[int], end: int) -> bytes:
+    """An empty magic-2 batch covering offsets ``gap[0]`` to ``end - 1``,
+    whose batches the cleaning dropped whole: batches stay contiguous (each
+    starts right after the previous one's last offset, segments end where
+    the next one starts), so the dense check of base offsets between
+    batches, which catches a base offset damaged at rest (outside the CRC),
+    holds on compacted data too. Its timestamps are the largest of the
+    batches it stands for (the time index and retention keep seeing it); no
+    producer. A run wider than an i32 offset delta (never, within a u32
+    segment, but cheap to honour) is covered by several."""
+    start, max_ts, epoch = gap
+    out = []
+    while start < end:
+        last = min(end - 1, start + 2**31 - 1)
+        header = BatchHeader(start, 49, epoch, 2, 0, 0, last - start, max_ts, max_ts, -1, -1, -1, 0)
+        out.append(build_compacted(header, [], 0))
+        start = last + 1
+    return b"".join(out)
 
 
 def _remove_cleaned(job: CleanJob) -> None:

@@ -32,10 +32,11 @@ Housekeeping (the broker owns the loops; LogManager has one that calls these):
 finally ``await log.aclose()``. Compacted topics: ``await log.clean(...)``
 (cleaner.py; the broker's loop is cleaner_service.py), ``log.dirty_ratio``.
 
-Offsets have gaps on a compacted topic once it was cleaned: a read at an
-offset the cleaner removed starts at the next batch, and segments below the
-partition's ``gaps_below`` are checked for increasing, non-overlapping
-offsets instead of dense ones (cleaner.py).
+Offsets have gaps on a compacted topic once it was cleaned: records keep
+their offsets, so a batch may hold fewer records than offsets, or none (the
+cleaner covers batches it dropped with empty ones, so batches stay
+contiguous and the dense check of base offsets still holds); segments below
+the partition's ``gaps_below`` are validated with ``allow_gaps``.
 
 Offsets and marks
 -----------------
@@ -552,11 +553,7 @@ class PartitionLog:
                 )
             finally:
                 os.close(fd)
-            reaches_next = not last and (
-                result.next_offset == expected_next
-                # a cleaned segment may end before the next one's base
-                or (seg.gapped and result.next_offset < expected_next)
-            )
+            reaches_next = not last and result.next_offset == expected_next
             if result.error is None and (last or reaches_next):
                 self._adopt_scan(seg, result, file_size)
                 if not last:

@@ -96,9 +96,9 @@ def scan_segment(
     with a producer id (to rebuild idempotent-producer state).
 
     ``allow_gaps``: a segment the log cleaner rewrote (below the partition's
-    ``gaps_below``, cleaner.py): batches may start past the previous one's
-    end (never below it) and hold fewer records than offsets
-    (validate_batch's ``allow_gaps``).
+    ``gaps_below``, cleaner.py): batches may hold fewer records than
+    offsets, or none (validate_batch's ``allow_gaps``); they are still
+    contiguous (the cleaner covers what it dropped with empty batches).
     """
     result = ScanResult()
     result.next_offset = base_offset
@@ -130,7 +130,7 @@ def scan_segment(
             except _BAD_BATCH as exc:
                 error = str(exc)
                 break
-            if h.base_offset != expected and not (allow_gaps and h.base_offset > expected):
+            if h.base_offset != expected:
                 error = f"base offset {h.base_offset}, expected {expected}"
                 break
             expected = h.base_offset

@@ -107,9 +107,10 @@ class SegmentContext:
     def __init__(self, config: LogConfig, io: StorageIO) -> None:
         self.io = io
         self.config = config
-        #: Segments with a base offset below this may have offset gaps (the
-        #: log cleaner rewrote them; cleaner.py): checks of base offsets
-        #: there are "increasing, no overlap" instead of "dense".
+        #: Segments with a base offset below this were rewritten by the log
+        #: cleaner (cleaner.py): their batches may hold fewer records than
+        #: offsets, or none (validate_batch's allow_gaps); batches stay
+        #: contiguous.
         self.gaps_below = 0
 
     @property
@@ -364,9 +365,8 @@ class Segment:
         expected = self.base_offset + rel
         end = pos
         last_ts = ti.last_timestamp
-        gapped = self.gapped
         for p, h in self.walk(pos, self.size):
-            if h.base_offset != expected and not (gapped and h.base_offset > expected):
+            if h.base_offset != expected:
                 raise IndexCorruptError(f"batch at {p} starts at offset {h.base_offset}")
             if h.max_timestamp > last_ts:
                 raise IndexCorruptError(
@@ -375,9 +375,7 @@ class Segment:
                 )
             expected = h.next_offset
             end = p + h.size
-        if end != self.size or (
-            expected != self.next_offset and not (gapped and expected < self.next_offset)
-        ):
+        if end != self.size or expected != self.next_offset:
             raise IndexCorruptError(
                 f"data ends at byte {end}, offset {expected}: the file has {self.size} bytes, "
                 f"the next segment starts at {self.next_offset}"
@@ -402,9 +400,7 @@ class Segment:
         finally:
             os.close(fd)
         next_offset = self.next_offset
-        if result.error is not None or (
-            result.next_offset != next_offset and not (gapped and result.next_offset < next_offset)
-        ):
+        if result.error is not None or result.next_offset != next_offset:
             reason = result.error or f"data ends at offset {result.next_offset}"
             raise CorruptLogError(
                 self.log_path, result.end, result.next_offset, next_offset - 1, reason
@@ -488,25 +484,20 @@ class Segment:
             pos += size
 
     def find_batch(self, offset: int) -> tuple[int, int]:
-        """(position, base_offset) of the batch holding ``offset`` (with
-        offset gaps: the first batch ending at or after it): floor index
-        entry (checked, see _checked_entry), then a forward scan of batch
-        headers. ``(size, next_offset)`` when a cleaned segment holds nothing
-        at or after ``offset``."""
+        """(position, base_offset) of the batch holding ``offset`` (on a
+        compacted topic it may hold no record at ``offset``: the reader skips
+        to its next record): floor index entry (checked, see
+        _checked_entry), then a forward scan of batch headers."""
         rel, pos = self.offset_index.floor(offset - self.base_offset)
         pos = self._checked_entry(rel, pos, lambda oi: oi.floor(offset - self.base_offset))
         # The base offset is outside the CRC: a flipped bit there would make
         # a batch claim offsets it does not hold. Each batch must start where
         # the one before ended (the first at the segment's base or at its
-        # checked index entry); in a segment the cleaner rewrote, after it.
+        # checked index entry); compacted segments too (the cleaner covers
+        # the batches it dropped with empty ones).
         expected = self.base_offset if pos == 0 else None
-        gapped = self.gapped
         for p, h in self.walk(pos, self.size):
-            if (
-                expected is not None
-                and h.base_offset != expected
-                and not (gapped and h.base_offset > expected)
-            ):
+            if expected is not None and h.base_offset != expected:
                 raise CorruptLogError(
                     self.log_path,
                     p,
@@ -517,10 +508,6 @@ class Segment:
             expected = h.base_offset + h.last_offset_delta + 1
             if expected > offset:
                 return p, h.base_offset
-        if gapped and offset < self.next_offset:
-            # the cleaner removed the segment's last batches: nothing here
-            # at or after ``offset``; the caller goes on to the next segment
-            return self.size, self.next_offset
         raise CorruptLogError(self.log_path, self.size, offset, None, "offset not in its segment")
 
     def _checked_entry(self, rel: int, pos: int, lookup) -> int:  # type: ignore[no-untyped-def]

@@ -151,11 +151,12 @@ def decode_batches(
     of it is returned.
 
     Offsets may have gaps (a compacted topic: docs/format.md, "Compacted
-    batches"): the integrity check on ``base_offset`` (outside the CRC) is
-    that offsets increase and batches do not overlap, and that the first
-    batch does not end below ``start_offset``. A batch with fewer records
-    than offsets, or none, is decoded by the offsets its records carry and
-    moves ``next_offset`` past its last offset.
+    batches"): a batch with fewer records than offsets, or none, is decoded
+    by the offsets its records carry (inside the CRC, strictly increasing)
+    and moves ``next_offset`` past its last offset. Batches themselves stay
+    contiguous, and that is the check on ``base_offset`` (outside the CRC):
+    each starts right after the previous one, the first holds
+    ``start_offset``.
     """
     pos = 0
     end = len(data)
@@ -183,15 +184,17 @@ def decode_batches(
         base = h.base_offset
         last = base + h.last_offset_delta
         # base_offset is outside the CRC (the broker patches it): check that
-        # offsets increase and batches do not overlap (compaction leaves
-        # gaps), so a flipped bit there that breaks the order is caught.
-        if (expected is not None and base < expected) or (expected is None and last < start_offset):
+        # batches are contiguous, so a flipped bit there cannot go unnoticed.
+        # (Compaction keeps them so: it removes records, not offsets from the
+        # batch sequence, docs/format.md.)
+        if (expected is not None and base != expected) or (
+            expected is None and not (base <= start_offset <= last)
+        ):
             if taken:
                 break
             raise CorruptRecordError(
                 f"{topic}/{partition}: batch at byte {pos} claims offsets {base}..{last}, "
-                f"expected {'at least ' if expected is not None else 'up to '}"
-                f"{start_offset if expected is None else expected}"
+                f"expected {start_offset if expected is None else expected}"
             )
         expected = last + 1
         if last < next_offset:

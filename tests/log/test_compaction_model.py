@@ -69,8 +69,11 @@ def _read(log) -> list[tuple[int, bytes | None, bytes | None]]:  # type: ignore[
             return out
         with s:
             data = s.read_bytes()
+        prev = s.first_offset - 1
         for pos, h in iter_headers(data):
             validate_batch(data, pos, max_batch_bytes=1 << 30, allow_gaps=True)
+            assert h.base_offset == prev + 1  # compaction keeps batches contiguous
+            prev = h.last_offset
             for off, _ts, key, value, _h in iter_records(data, h, pos):
                 if off >= offset:
                     out.append((off, key, value))
