@@ -186,6 +186,21 @@ class Core:
             }
         ]
 
+    def cluster(self) -> dict[str, Any] | None:
+        """In cluster mode, the cluster as this broker last saw it in etcd
+        (the document of ``tailrace cluster status --json``: brokers, the
+        controller, under-replicated and offline partitions); None on a
+        single node or before the first reading."""
+        member = self.broker.cluster
+        if member is None:
+            return None
+        view = member.snapshot()
+        if view is None:
+            return None
+        from ..cluster.status import status_document  # cluster mode only
+
+        return status_document(view)
+
     def topic_names(self, who: ConnectionInfo) -> list[str]:
         return sorted(
             name for name in self.manager.topics() if self.allowed(who, DESCRIBE, TOPIC, name)

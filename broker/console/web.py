@@ -310,6 +310,7 @@ class Console:
             session,
             "overview.html",
             brokers=core.brokers(),
+            cluster=core.cluster(),
             topics=topics,
             partitions=sum(t["partitions"] for t in topics),
             offline=core.offline_partitions(),
