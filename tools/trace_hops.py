@@ -190,8 +190,6 @@ def broker_role(out: str, argv: list[str]) -> int:
         "_write",
         lambda _r, a: "b.produce_answered" if type(a[1]) is bytes else "b.fetch_sent",
     )
-    if hasattr(connection.ConnectionHandler, "_write_now"):  # small responses, one write
-        _after(connection.ConnectionHandler, "_write_now", "b.produce_answered", lambda r, _a: r)
     from tailrace.broker.cli.main import main
 
     count_loops()

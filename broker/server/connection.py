@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -73,8 +72,6 @@ _COPIED_BYTES = metrics.FETCH_BYTES["copy"]
 
 _RECEIVE_MIN = 64 * 1024
 _RECEIVE_MAX = 8 * 1024 * 1024
-#: responses up to this size are tried with one non-blocking send first
-_WRITE_NOW_MAX = 256 * 1024
 
 
 class CloseConnection(Exception):
@@ -193,8 +190,6 @@ class ConnectionHandler:
         self._closing_reason: str | None = None
         self._writer_done = False
         self._sock = getattr(stream, "socket", None)
-        #: the unwritten tail of a response _write_now could not finish
-        self._rest: bytes | None = None
 
     def stop_reading(self) -> None:
         """Stop taking requests; those already read are still answered."""
@@ -397,8 +392,6 @@ class ConnectionHandler:
                         break
                     if len(batch) > 1:
                         reply = b"".join(batch)
-                if type(reply) is bytes and self._write_now(reply):
-                    continue  # the socket took it all: no timer, no schedule point
                 with trio.move_on_after(self.idle_timeout) as scope:
                     ok = await self._write(reply)
                 if scope.cancelled_caught:
@@ -418,34 +411,7 @@ class ConnectionHandler:
             receive.close()
             connection_scope.cancel()
 
-    def _write_now(self, reply: bytes) -> bool:
-        """Write a small response straight to the non-blocking socket when its
-        buffer takes all of it (almost always): no idle-timeout scope, no
-        schedule point (``stream.send_all`` yields after every send, a full
-        event-loop turn per produce acknowledgement). False when it must go
-        the waiting way (a TLS stream, a full socket buffer); nothing is
-        written then."""
-        sock = self._sock
-        if sock is None or len(reply) > _WRITE_NOW_MAX:
-            return False
-        try:
-            sent = os.write(sock.fileno(), reply)
-        except (BlockingIOError, InterruptedError):
-            return False
-        except OSError:
-            return False  # _write reports the broken socket
-        if sent == len(reply):
-            _SENT.inc(sent)
-            return True
-        # a partial write: the rest goes the waiting way
-        _SENT.inc(sent)
-        self._rest = reply[sent:]
-        return False
-
     async def _write(self, reply: Any) -> bool:
-        rest, self._rest = self._rest, None
-        if rest is not None:
-            reply = rest
         try:
             if type(reply) is bytes:
                 await self.stream.send_all(reply)
