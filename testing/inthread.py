@@ -16,6 +16,9 @@ ignored, so a developer's shell does not change the tests.
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from .base import LocalBroker
@@ -40,6 +43,7 @@ class ThreadBroker(LocalBroker):
         self._loop: BackgroundTrio | None = None
 
     def _start(self) -> None:
+        preload()
         from tailrace.broker.app import Broker
         from tailrace.broker.config import SETTINGS, load_config
         from tailrace.client.background import BackgroundTrio
@@ -90,3 +94,27 @@ class ThreadBroker(LocalBroker):
         if loop.error is not None:
             # the broker failed while the tests ran: that is the tests' news
             raise loop.error
+
+
+def preload() -> None:
+    """Import the broker, as the first in-process broker of a process does.
+
+    About a hundred modules; the cyclic garbage collector is off meanwhile:
+    it would run several full passes over the test process's heap for
+    nothing (module objects are not garbage), 40-100 ms of the session
+    broker's start (docs/testing.md). Later calls cost nothing."""
+    with _no_collection():
+        import tailrace.broker.app
+        import tailrace.client.background  # noqa: F401
+
+
+@contextmanager
+def _no_collection() -> Iterator[None]:
+    """The cyclic garbage collector off for the block (as it was after)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()

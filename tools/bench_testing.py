@@ -90,8 +90,9 @@ def child(scenario: str, client: str) -> dict[str, float]:
         cls = tailrace.testing.ProcessBroker
         t1 = t0
     else:
-        import tailrace.broker.app  # what ThreadBroker._start imports
-        from tailrace.testing.inthread import ThreadBroker
+        from tailrace.testing.inthread import ThreadBroker, preload
+
+        preload()  # what ThreadBroker._start does first
 
         cls = ThreadBroker
         t1 = time.perf_counter()
