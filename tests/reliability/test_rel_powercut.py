@@ -281,6 +281,12 @@ async def test_power_cut_under_a_live_broker_loses_no_acknowledged_record_or_com
                 trio.open_nursery() as side,
             ):
                 side.start_soon(_committer, b.address, history, commits)
+                # the cut comes at a random moment once writes are being
+                # acknowledged: on a slow machine the first acknowledgement
+                # (producer ids, metadata, the first group commit's fsync)
+                # can take longer than the random delay, and a cut before
+                # it would check nothing
+                await history.until(lambda h=history: sum(h.acked_in.values()) > 0)
                 await trio.sleep(rng.uniform(0.3, 1.0))
                 sim.cut()
                 side.cancel_scope.cancel()
