@@ -34,6 +34,7 @@ import resource
 import struct
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 
 import msgpack
 import trio
@@ -224,10 +225,13 @@ async def _slow_loris(address: str, frame: bytes, stop: trio.Event, closed: list
             closed.append(1)
 
 
-async def _flood(address: str) -> int:
-    """Open MAX_CONNECTIONS + 150 connections while a producer connected
-    before keeps sending: the excess is closed at once (counted), the
-    producer is still served. Everything is closed again at the end."""
+async def flood(
+    address: str, count: int, during: Callable[[], Awaitable[object]] | None = None
+) -> int:
+    """Open ``count`` connections at once and count those the broker closes
+    at once (or refuses); ``during``, if given, runs while they are open
+    (a producer connected before keeps being served). Everything is closed
+    again at the end."""
     host, port = address.rsplit(":", 1)
     refused = 0
     streams: list[trio.SocketStream] = []
@@ -247,15 +251,27 @@ async def _flood(address: str) -> int:
             except trio.BrokenResourceError:
                 refused += 1
 
-    async with AsyncProducer(address, linger_ms=0) as producer:
-        await (await producer.send("t", b"before the flood"))
-        async with trio.open_nursery() as nursery:
-            for _ in range(MAX_CONNECTIONS + 150):
-                nursery.start_soon(one)
-        await (await producer.send("t", b"during the flood"))
+    async with trio.open_nursery() as nursery:
+        for _ in range(count):
+            nursery.start_soon(one)
+    if during is not None:
+        await during()
     for stream in streams:
         await stream.aclose()
     return refused
+
+
+async def _flood(address: str) -> int:
+    """Open MAX_CONNECTIONS + 150 connections while a producer connected
+    before keeps sending: the excess is closed at once (counted), the
+    producer is still served."""
+    async with AsyncProducer(address, linger_ms=0) as producer:
+        await (await producer.send("t", b"before the flood"))
+
+        async def send_during() -> None:
+            await (await producer.send("t", b"during the flood"))
+
+        return await flood(address, MAX_CONNECTIONS + 150, send_during)
 
 
 async def _sample(pid: int, peak: dict[str, int]) -> None:

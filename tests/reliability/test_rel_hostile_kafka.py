@@ -54,6 +54,7 @@ from test_rel_hostile import (
     _slow_loris,
     _status,
     _wait_for_fds,
+    flood,
 )
 
 from tailrace.broker.kafka.copy_budget import DOWN_CONVERSION_BUDGET
@@ -165,36 +166,6 @@ def _read_all(address: str, count: int) -> list[bytes]:
         consumer.close()
 
 
-async def _flood(address: str) -> int:
-    """Open MAX_CONNECTIONS + 150 connections to the Kafka port: the excess
-    is closed at once (counted); everything is closed again at the end."""
-    host, port = address.rsplit(":", 1)
-    refused = 0
-    streams: list[trio.SocketStream] = []
-
-    async def one() -> None:
-        nonlocal refused
-        try:
-            stream = await trio.open_tcp_stream(host, int(port))
-        except OSError:
-            refused += 1
-            return
-        streams.append(stream)
-        with trio.move_on_after(1.0):
-            try:
-                if await stream.receive_some(10) == b"":
-                    refused += 1
-            except trio.BrokenResourceError:
-                refused += 1
-
-    async with trio.open_nursery() as nursery:
-        for _ in range(MAX_CONNECTIONS + 150):
-            nursery.start_soon(one)
-    for stream in streams:
-        await stream.aclose()
-    return refused
-
-
 async def _api_versions_v99_is_answered(address: str) -> bool:
     """KIP-511: an unsupported ApiVersions version gets the v0 body (error 35)."""
     host, port = address.rsplit(":", 1)
@@ -264,7 +235,7 @@ async def test_hostile_clients_on_the_kafka_port(tmp_path):
         for stream in held:
             await stream.aclose()
         assert await _api_versions_v99_is_answered(kafka)
-        refused = await _flood(kafka)
+        refused = await flood(kafka, MAX_CONNECTIONS + 150)
         assert refused >= 100, f"only {refused} of the connections past the limit were refused"
         values = await trio.to_thread.run_sync(_read_all, kafka, 2 * per_phase)
         assert values == [b"%08d" % i for i in range(2 * per_phase)]
