@@ -32,6 +32,8 @@ from ..services import produce as produce_service
 from .codec import KafkaRequest, encode_response
 from .entities import ZERO, error_body, make
 from .errors import kafka_error
+from .trace import enabled as trace_enabled
+from .trace import trace_fetch_answer
 
 if TYPE_CHECKING:
     from ..handlers.context import BrokerContext
@@ -214,6 +216,8 @@ def _fetch_response(
         fetch_service.release(outcomes)
         raise
     reply.on_release = lambda: budget.give(converted)
+    if trace_enabled():
+        trace_fetch_answer(request, outcomes)
     return reply
 
 

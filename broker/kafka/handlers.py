@@ -38,6 +38,8 @@ from .errors import kafka_code
 from .groups import GROUP_HANDLERS
 from .log_bounds import handle_delete_records, handle_offset_for_leader_epoch
 from .sasl import handle_sasl_authenticate, handle_sasl_handshake
+from .trace import enabled as trace_enabled
+from .trace import trace_answer, trace_request
 from .versions import ADVERTISED, KafkaApi
 
 if TYPE_CHECKING:
@@ -83,25 +85,36 @@ def error_response_body(request: KafkaRequest | KafkaBadRequest, exc: BrokerErro
 
 
 def make_dispatch(ctx: BrokerContext) -> Callable[[ConnectionInfo, Any], object]:
-    """The dispatcher of Kafka connections: handler, then framing."""
+    """The dispatcher of Kafka connections: handler, then framing. With the
+    request trace on (trace.py: the broker at DEBUG), each request and its
+    answer are logged."""
 
     def dispatch(info: ConnectionInfo, request: KafkaRequest) -> object:
         handler = HANDLERS.get(request.api_key)
         if handler is None:  # the codec admits only advertised APIs
             raise BrokerError(f"no handler for Kafka api_key {request.api_key}")
+        if trace_enabled() and type(request) is KafkaRequest:
+            started = trace_request(info, request)
+            return _finish(request, handler(ctx, info, request), started, True)
         return _finish(request, handler(ctx, info, request))
 
     return dispatch
 
 
-def _finish(request: KafkaRequest, reply: Any) -> object:
+def _finish(
+    request: KafkaRequest, reply: Any, started: float | None = None, traced: bool = False
+) -> object:
     kind = type(reply)
     if kind is bytes or kind is Streamed or reply is NO_REPLY:
         return reply
     if kind is Later:
-        return Later(_finish_later, request, reply, barrier=reply.barrier)
+        return Later(_finish_later, request, reply, started, traced, barrier=reply.barrier)
+    if traced:
+        trace_answer(request, reply, started)
     return encode_response(request, reply)
 
 
-async def _finish_later(request: KafkaRequest, later: Later) -> object:
-    return _finish(request, await later.fn(*later.args))
+async def _finish_later(
+    request: KafkaRequest, later: Later, started: float | None, traced: bool
+) -> object:
+    return _finish(request, await later.fn(*later.args), started, traced)
