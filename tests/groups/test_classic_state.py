@@ -257,6 +257,42 @@ def test_follower_rejoining_a_stable_group_unchanged_causes_no_rebalance():
     assert g.state == PREPARING
 
 
+def test_leader_rejoining_right_after_its_sync_starts_a_generation_with_the_same_members():
+    """The broker's side of the kafka-python 3.0.12 group-of-three flake
+    (issue 14; docs/kafka.md, "Client quirks met on the way"), replayed
+    from the request trace of a failing run: the leader's SyncGroup is
+    answered, then the same leader sends JoinGroup again (its client threw
+    the completed join away) while the followers, who hold their
+    assignment, keep heartbeating. As in Kafka's GroupCoordinator, a
+    leader's rejoin of a Stable group starts a rebalance (a follower's
+    unchanged rejoin would not: the test above); the followers hear
+    REBALANCE_IN_PROGRESS on their next heartbeat, rejoin, and the next
+    generation has the same members and leader, each synced its own
+    assignment again. Nothing is lost on the broker: what the members
+    read across it is the client's business."""
+    g, a, b = stable_group_of_two()
+    w_leader = g.join(params(a), 2.1)  # right after its sync, nothing changed
+    assert not w_leader.done
+    assert g.state == PREPARING
+    with pytest.raises(RebalanceInProgressError):
+        g.heartbeat(b, None, 2, 2.3)
+    w_b = g.join(params(b), 2.4)
+    ra, rb = joined(w_leader), joined(w_b)
+    assert ra.error is None
+    assert rb.error is None
+    assert ra.generation == rb.generation == 3
+    assert ra.leader_id == rb.leader_id == a
+    assert [m for m, _, _ in ra.members] == [a, b]
+    sb = g.sync(b, None, 3, {}, 2.5)
+    sa = g.sync(a, None, 3, {a: b"A", b: b"B"}, 2.5)
+    assert synced(sa).assignment == b"A"
+    assert synced(sb).assignment == b"B"
+    assert g.state == STABLE
+    g.heartbeat(b, None, 3, 2.6)  # the followers are members of it
+    with pytest.raises(IllegalGenerationError):
+        g.heartbeat(b, None, 2, 2.7)
+
+
 def test_protocol_choice_is_what_every_member_supports():
     g = group()
     joined(g.join(params(protocols=(RANGE, ROUNDROBIN)), 0.0))

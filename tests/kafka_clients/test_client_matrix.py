@@ -211,6 +211,26 @@ def test_seek_to_end_reads_only_what_is_produced_after(flow: Flow) -> None:
 
 
 def test_group_of_three_one_leaves_the_rest_resume_from_its_commit(flow: Flow) -> None:
+    """Records read count per partition while a member holds it, as the
+    client delivers them (scenarios/common.py ``Member``).
+
+    kafka-python 3.0.12 failed here 2-3 runs in 12 at load 6-7 ("three
+    members to hold one partition each and read it": a member held its
+    partition and read nothing for 60 s). The broker's request trace
+    (``--log-level DEBUG``) and the client's own debug log
+    (``MATRIX_CLIENT_DEBUG=kafka.coordinator``) of failing runs showed the
+    client, not the broker: its leader's JoinGroup/SyncGroup round
+    completed between two ``poll()`` calls, the next ``poll()`` discarded
+    it and sent a new JoinGroup, which (as in Kafka) started a new
+    generation with the same assignment; kafka-python 3 keeps the fetch
+    position of a partition it is assigned again (2.3, librdkafka and
+    aiokafka read it again from the committed offset), so the members that
+    had read their partitions to the end went on fetching at the high
+    watermark, with no OffsetFetch, while the step had emptied their
+    records at the new assignment. The step now counts, for a client that
+    keeps positions, what it read before such a rebalance
+    (tests/kafka_clients/test_group_member_records.py; docs/kafka.md,
+    "Client quirks met on the way")."""
     plan = flow.plan
     got = flow.step("group")
     partitions = set(range(plan["partitions"]))

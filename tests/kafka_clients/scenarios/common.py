@@ -23,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
+import logging
+import os
 import sys
 import time
 import traceback
@@ -82,6 +84,25 @@ def error_info(exc: BaseException) -> dict[str, Any]:
     return {"type": type(exc).__name__, "message": str(exc)}
 
 
+#: ``MATRIX_CLIENT_DEBUG=kafka.coordinator,kafka.consumer`` logs those
+#: loggers of the client library at DEBUG on stderr (the pytest side shows
+#: stderr's last lines when a step fails; a broker at ``--log-level DEBUG``
+#: logs the requests that go with them, see docs/kafka.md)
+DEBUG_ENV = "MATRIX_CLIENT_DEBUG"
+
+
+def client_debug_logging() -> None:
+    names = [n for n in os.environ.get(DEBUG_ENV, "").split(",") if n]
+    if not names:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(threadName)s %(name)s %(message)s"))
+    for name in names:
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.DEBUG)
+        logger.addHandler(handler)
+
+
 def run(steps: dict[str, Callable[[dict[str, Any]], Any]], client: dict[str, Any]) -> int:
     """Run the plan's steps in order; print the results; exit 1 on a failed step.
 
@@ -89,6 +110,7 @@ def run(steps: dict[str, Callable[[dict[str, Any]], Any]], client: dict[str, Any
     results (a coroutine function is run with asyncio). A failing step stops
     the run: its traceback goes into the results under ``error``.
     """
+    client_debug_logging()
     plan = read_plan()
     results: dict[str, Any] = {"client": client, "steps": {}}
     code = 0
@@ -128,26 +150,63 @@ class Member:
     """One group member, as the group step drives it.
 
     A subclass keeps ``assigned`` (the partitions of its current assignment)
-    and ``records`` (partition -> records consumed since that assignment; an
-    assignment empties it) up to date in ``poll``.
+    and ``records`` (partition -> records consumed while it holds the
+    partition) up to date in ``poll``, through the client's rebalance
+    listener: ``on_revoked`` before a rebalance, ``on_assigned`` after it,
+    ``on_lost`` when the client was fenced out of the group.
+
+    What a member has read of a partition it is assigned again depends on
+    the client. Most (librdkafka, aiokafka, kafka-python 2.3, and Kafka's
+    Java consumer) drop every fetch position when they revoke their
+    partitions before an eager rebalance, and read the partition again from
+    its committed offset: an assignment starts with nothing read.
+    kafka-python 3 (``keeps_positions``) keeps the position of a partition
+    that is in both its old and its new assignment
+    (``SubscriptionState.assign_from_subscribed``: "Preserves
+    TopicPartitionState (position, ...) for any partition present in both
+    the prior and new assignments") and goes on from there, so the records
+    it read of that partition before the rebalance still count; a
+    partition it did not hold before, or lost, starts with nothing read.
     """
+
+    #: the client continues a partition it is assigned again from its own
+    #: position instead of the committed offset (see the class docstring)
+    keeps_positions = False
 
     def __init__(self) -> None:
         self.assigned: set[int] = set()
         self.records: dict[int, list[dict[str, Any]]] = {}
         self.assignments: list[list[int]] = []  # every assignment, in order
+        #: between on_revoked and on_assigned: what was read of each
+        #: partition given up, for a client that keeps its positions
+        self._revoked: dict[int, list[dict[str, Any]]] = {}
 
     def on_assigned(self, partitions: set[int]) -> None:
+        kept = self._revoked if self.keeps_positions else {}
         self.assigned = set(partitions)
-        self.records = {}
+        self.records = {p: kept[p] for p in partitions if p in kept}
+        self._revoked = {}
         self.assignments.append(sorted(partitions))
 
     def on_revoked(self) -> None:
+        self._revoked = self.records
+        self.assigned = set()
+        self.records = {}
+
+    def on_lost(self) -> None:
+        """Fenced: every client reads its next partitions from the committed offsets."""
+        self._revoked = {}
         self.assigned = set()
         self.records = {}
 
     def consumed(self, rec: dict[str, Any]) -> None:
         self.records.setdefault(rec["partition"], []).append(rec)
+
+    def forget_records(self) -> None:
+        """From now on only what is read after this call counts (the group
+        step calls it once a member has committed what it read)."""
+        self.records = {}
+        self._revoked = {}
 
     async def start(self) -> None:
         raise NotImplementedError
@@ -163,6 +222,11 @@ class Member:
 
     async def close(self) -> None:
         raise NotImplementedError
+
+    async def restart_count(self) -> None:
+        """:meth:`forget_records`, in step with ``poll`` (a subclass whose
+        client calls back on another thread runs it there)."""
+        self.forget_records()
 
     def state(self) -> dict[str, Any]:
         return {
@@ -181,6 +245,9 @@ class ThreadMember(Member):
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
+    async def restart_count(self) -> None:
+        await self.call(self.forget_records)
 
     def shutdown(self) -> None:
         self._thread.shutdown(wait=True)
@@ -244,7 +311,7 @@ async def group_step(
         )
         out["first"] = {
             "assigned": [sorted(m.assigned) for m in members],
-            "records": [{str(p): rs for p, rs in m.records.items()} for m in members],
+            "records": [{str(p): list(rs) for p, rs in m.records.items()} for m in members],
         }
         # 2. the last member commits the middle of its partition and leaves;
         # the others commit what they read
@@ -254,6 +321,10 @@ async def group_step(
         await members[leaver].commit({left_partition: middle})
         for i in range(leaver):
             await members[i].commit({p: highs[p] for p in members[i].assigned})
+            # what they read before the commit is checked; after it, a
+            # member must read its own partition no more (it is committed
+            # to the end) and the leaver's from the leaver's commit
+            await members[i].restart_count()
         running[leaver] = False
         await loops[leaver]
         closed.add(leaver)
@@ -268,7 +339,7 @@ async def group_step(
         )
         out["second"] = {
             "assigned": [sorted(members[i].assigned) for i in rest],
-            "records": [{str(p): rs for p, rs in members[i].records.items()} for i in rest],
+            "records": [{str(p): list(rs) for p, rs in members[i].records.items()} for i in rest],
         }
         for i in rest:
             await members[i].commit({p: highs[p] for p in members[i].assigned})

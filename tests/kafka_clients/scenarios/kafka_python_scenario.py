@@ -215,7 +215,15 @@ def tail(plan: dict[str, Any]) -> dict[str, Any]:
         c.close()
 
 
+#: kafka-python 3 keeps the fetch position of a partition it is assigned
+#: again across an eager rebalance; 2.3 reads it again from the committed
+#: offset (common.Member)
+KEEPS_POSITIONS = int(kafka.__version__.split(".")[0]) >= 3
+
+
 class GroupMember(common.ThreadMember):
+    keeps_positions = KEEPS_POSITIONS
+
     def __init__(self, plan: dict[str, Any], index: int) -> None:
         super().__init__()
         self.plan = plan
@@ -242,6 +250,9 @@ class GroupMember(common.ThreadMember):
 
             def on_partitions_assigned(self, assigned: Any) -> None:
                 member.on_assigned({tp.partition for tp in assigned})
+
+            def on_partitions_lost(self, lost: Any) -> None:  # kafka-python 3 (KIP-429)
+                member.on_lost()
 
         self.c.subscribe(topics=[self.topic], listener=Listener())
 
