@@ -178,6 +178,41 @@ def test_client_final_nonce_ending_with_the_combined_nonce_is_accepted():
         other.receive_client_final(_final(client_first, server_first, combined + "x", "pw"))
 
 
+# librdkafka 2.0.2 (confluent-kafka 2.0.2) against this broker's Kafka
+# listener, user admin, password "admin-secret", captured on the wire
+# (issue 14). Its client-final repeats the client nonce before the combined
+# one. The maintained scramp library's server (1.5.0) refuses these exact
+# bytes ("Server nonce doesn't match.": it wants the nonce equal to the
+# combined one), which is why tailrace keeps its own (docs/kafka.md).
+_RDKAFKA_202_FIRST = b"n,,n=admin,r=3O7SlM/[R:F3U6vdUtawF75sn4`>9<>E"
+_RDKAFKA_202_SNONCE = "ir9wxIU1uELyC27jZ16m8Dsf8+8/kTw1"
+_RDKAFKA_202_SALT = base64.b64decode("UxuiPxPRkp6vTA4ZI0CEHQ==")
+_RDKAFKA_202_FINAL = (
+    b"c=biws,r=3O7SlM/[R:F3U6vdUtawF75sn4`>9<>E3O7SlM/[R:F3U6vdUtawF75sn4`>9<>E"
+    b"ir9wxIU1uELyC27jZ16m8Dsf8+8/kTw1,p=lXpCstR73y6TWB24RJICN+/RYnu4mJEhIAvmbC3Zzmo="
+)
+
+
+def test_librdkafka_2_0_2_client_final_captured_on_the_wire_is_accepted():
+    credential = ScramCredential.from_password(
+        "admin-secret", iterations=4096, salt=_RDKAFKA_202_SALT
+    )
+    server = ScramServer({"admin": credential}.get, nonce_suffix=_RDKAFKA_202_SNONCE)
+    server_first = server.receive_client_first(_RDKAFKA_202_FIRST)
+    assert server_first == (
+        b"r=3O7SlM/[R:F3U6vdUtawF75sn4`>9<>Eir9wxIU1uELyC27jZ16m8Dsf8+8/kTw1,"
+        b"s=UxuiPxPRkp6vTA4ZI0CEHQ==,i=4096"
+    )
+    assert server.receive_client_final(_RDKAFKA_202_FINAL).startswith(b"v=")
+    assert server.username == "admin"
+    # the same bytes with another password's credential: refused at the proof
+    wrong = ScramCredential.from_password("not-it", iterations=4096, salt=_RDKAFKA_202_SALT)
+    other = ScramServer({"admin": wrong}.get, nonce_suffix=_RDKAFKA_202_SNONCE)
+    other.receive_client_first(_RDKAFKA_202_FIRST)
+    with pytest.raises(SaslAuthenticationError, match="invalid-proof"):
+        other.receive_client_final(_RDKAFKA_202_FINAL)
+
+
 def test_proof_replayed_in_a_new_session_is_refused():
     lookup = lookup_for(alice="pw")
     client = ScramClient("alice", "pw")
