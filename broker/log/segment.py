@@ -78,6 +78,9 @@ RELEASE_BYTES = 1024 * 1024
 _PATCH = struct.Struct(">qii")
 _BASE_OFFSET = struct.Struct(">q")
 _U32 = 0xFFFFFFFF
+#: Batch positions an active segment remembers from its latest appends
+#: (Segment.find_batch's shortcut for consumers at the end of the log).
+_RECENT_BATCHES = 32
 #: Header bytes read at once when walking batches with pread.
 _WALK_CHUNK = 64 * 1024
 
@@ -136,6 +139,8 @@ class Segment:
         "_last_index_pos",
         "_max_ts",
         "_offset_index",
+        "_recent",
+        "_recent_end",
         "_release_at",
         "_time_checked",
         "_time_damaged",
@@ -198,6 +203,12 @@ class Segment:
         #: An index reached its capacity (segment_index_bytes): roll.
         self.index_is_full = False
         self._last_index_pos = 0
+        #: base offset -> position of the batches the latest appends wrote
+        #: (at most _RECENT_BATCHES), valid while the data still ends at
+        #: ``_recent_end``: a caught-up consumer's fetch is at one of them,
+        #: and find_batch then needs no index lookup and no header walk
+        self._recent: dict[int, int] = {}
+        self._recent_end = -1
         self._index_alloc = 0
         self._timeindex_alloc = 0
 
@@ -488,6 +499,10 @@ class Segment:
         compacted topic it may hold no record at ``offset``: the reader skips
         to its next record): floor index entry (checked, see
         _checked_entry), then a forward scan of batch headers."""
+        if self.size == self._recent_end:
+            pos = self._recent.get(offset, -1)
+            if pos >= 0:
+                return pos, offset
         rel, pos = self.offset_index.floor(offset - self.base_offset)
         pos = self._checked_entry(rel, pos, lambda oi: oi.floor(offset - self.base_offset))
         # The base offset is outside the CRC: a flipped bit there would make
@@ -651,7 +666,13 @@ class Segment:
         base = self.base_offset
         max_ts = self._max_ts if self._max_ts is not None else NO_TIMESTAMP
         oi = self.offset_index
+        recent = self._recent
+        if start != self._recent_end or len(recent) >= _RECENT_BATCHES:
+            # anything but appends changed the data (a truncation, a
+            # recovery), or it is full: start again from this append
+            recent.clear()
         for h in headers:
+            recent[offset] = pos
             if window is not None:
                 _PATCH.pack_into(window, pos - w_start, offset, h.batch_length, leader_epoch)
             else:
@@ -668,6 +689,7 @@ class Segment:
         self._max_ts = max_ts
         self.size = end
         self.next_offset = offset
+        self._recent_end = end
         if end >= w_end or end >= self._release_at:
             self._release_written(end)
 

@@ -162,7 +162,8 @@ SPECS: tuple[MetricSpec, ...] = (
         "counter",
         ("path",),
         "Record bytes sent in fetch responses, by path: sendfile (zero-copy) or copy "
-        "(read into user space; fetch_zero_copy = false or a wrapped stream).",
+        "(read into user space; fetch_zero_copy = false, a wrapped stream, or a response "
+        "under 16 KiB, written in one call with its header).",
         "request",
     ),
     MetricSpec(

@@ -13,8 +13,10 @@ Rules:
    wait: the produce path validates and appends synchronously in the reader,
    so pipelined produces keep their order. Only the waiting part runs in a
    task of its own.
-2. Responses are written strictly in request order by the single writer task;
-   nothing else writes to the socket.
+2. Responses are written strictly in request order, one at a time: by the
+   writer task, or, for the reply the writer is waiting for (a long poll
+   woken by an append), by the task that completed it, which saves a task
+   switch; nothing else writes to the socket.
 3. The queue bounds how many requests one connection may have in flight;
    when it is full the reader stops reading and TCP pushes back.
 4. A malformed request (intact frame) gets an error response. Broken framing
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -47,10 +50,11 @@ from tailrace.client.protocol import (
     SendfileSlice,
     ServerConnection,
 )
+from tailrace.client.transport.connection import receive_when_readable
 
 from ..metrics import definitions as metrics
 from .ratelimit import RateLimitedLogger
-from .sendfile import pread_all, sendfile_all, write_all
+from .sendfile import pread_all, sendfile_all, write_all, writev_all
 
 __all__ = [
     "NO_REPLY",
@@ -69,6 +73,10 @@ _RECEIVED = metrics.BYTES_RECEIVED
 _SENT = metrics.BYTES_SENT
 _SENDFILE_BYTES = metrics.FETCH_BYTES["sendfile"]
 _COPIED_BYTES = metrics.FETCH_BYTES["copy"]
+
+#: A zero-copy response up to this size is read into memory and written in one
+#: call with its header (one TCP segment) instead of header + sendfile.
+SMALL_RESPONSE_BYTES = 16 * 1024
 
 _RECEIVE_MIN = 64 * 1024
 _RECEIVE_MAX = 8 * 1024 * 1024
@@ -116,6 +124,14 @@ class _NoReply:
 
 #: A handler's answer when the protocol says no response is sent (acks 0).
 NO_REPLY = _NoReply()
+
+
+class _Written:
+    __repr__ = lambda self: "WRITTEN"  # noqa: E731
+
+
+#: A slot's reply once the task that completed it wrote it (the writer skips it).
+_WRITTEN = _Written()
 
 
 class Later:
@@ -189,6 +205,8 @@ class ConnectionHandler:
         self._reader_scope: trio.CancelScope | None = None
         self._closing_reason: str | None = None
         self._writer_done = False
+        #: the slot whose reply the writer is waiting for (see _complete)
+        self._awaited: _Slot | None = None
         self._sock = getattr(stream, "socket", None)
 
     def stop_reading(self) -> None:
@@ -320,8 +338,12 @@ class ConnectionHandler:
     async def _receive(self, size: int) -> bytes | bool:
         """Bytes from the peer, b"" at its end of stream, False if it broke."""
         try:
-            data = await self.stream.receive_some(size)
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            if self._sock is not None:
+                # wait, then read: no failed recv per request (see there)
+                data = await receive_when_readable(self._sock, size)
+            else:
+                data = await self.stream.receive_some(size)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self._closing_reason = f"connection lost: {exc}"
             return False
         return data
@@ -335,6 +357,36 @@ class ConnectionHandler:
             return False
 
     async def _complete(self, slot: _Slot, event: Request, later: Later) -> None:
+        try:
+            await self._run_later(slot, event, later)
+            if self._awaited is slot and not self._writer_done:
+                await self._write_awaited(slot)
+        finally:
+            assert slot.done is not None
+            slot.done.set()
+            if self._writer_done and isinstance(slot.reply, Streamed):
+                slot.reply.release()  # finished after the writer gave up
+
+    async def _write_awaited(self, slot: _Slot) -> None:
+        """Write the reply the writer is waiting for from the task that made
+        it (a long poll woken by an append), in this step: handing it to the
+        writer costs a task switch and a turn of the event loop. Every
+        earlier response is written (the writer waits for this one) and the
+        writer does not write while it waits, so the order and the single
+        writer at a time hold; the writer then skips the slot."""
+        reply = slot.reply
+        if type(reply) is not bytes and type(reply) is not Streamed:
+            return  # NO_REPLY is not queued; CloseConnection: the writer ends it
+        with trio.move_on_after(self.idle_timeout) as scope:
+            ok = await self._write(reply)
+        if scope.cancelled_caught:
+            slot.reply = CloseConnection(f"peer took no response bytes for {self.idle_timeout:g} s")
+        elif not ok:
+            slot.reply = CloseConnection(self._closing_reason or "connection lost while writing")
+        else:
+            slot.reply = _WRITTEN
+
+    async def _run_later(self, slot: _Slot, event: Request, later: Later) -> None:
         try:
             slot.reply = await later.fn(*later.args)
         except CloseConnection as exc:
@@ -351,10 +403,6 @@ class ConnectionHandler:
             if type(slot.reply) is CloseConnection:
                 self._closing_reason = slot.reply.reason
             self.in_flight -= 1
-            assert slot.done is not None
-            slot.done.set()
-            if self._writer_done and isinstance(slot.reply, Streamed):
-                slot.reply.release()  # finished after the writer gave up
 
     # --- writing -------------------------------------------------------
 
@@ -372,8 +420,14 @@ class ConnectionHandler:
                     except trio.EndOfChannel:
                         break
                 if slot.done is not None:
-                    await slot.done.wait()
+                    self._awaited = slot
+                    try:
+                        await slot.done.wait()
+                    finally:
+                        self._awaited = None
                 reply = slot.reply
+                if reply is _WRITTEN:
+                    continue
                 if isinstance(reply, CloseConnection):
                     break
                 if type(reply) is bytes:
@@ -419,6 +473,32 @@ class ConnectionHandler:
                 return True
             sent = 0
             sock = self._sock if self.info.zero_copy else None
+            if sock is not None and _small(reply):
+                # a small response (a caught-up consumer's few records): its
+                # slices read into memory and written with the header in one
+                # call, so it leaves as one TCP segment and the consumer reads
+                # it with one recv (header then sendfile: two segments, and
+                # often two reads or two wake-ups); still two syscalls here
+                try:
+                    buffers = [reply.prefix]
+                    copied = 0
+                    for part in reply.parts:
+                        if type(part) is SendfileSlice:
+                            src = part.source
+                            data = os.pread(src.fd, src.length, src.position)
+                            if len(data) != src.length:
+                                raise OSError(f"read {len(data)} of {src.length} slice bytes")
+                            buffers.append(data)
+                            copied += src.length
+                        else:
+                            buffers.append(part)
+                    await writev_all(sock, buffers)
+                    sent = sum(map(len, buffers))
+                    _COPIED_BYTES.inc(copied)
+                finally:
+                    _SENT.inc(sent)
+                    reply.release()
+                return True
             if sock is not None:
                 # header, slices and bytes written back to back, no schedule
                 # point between them (stream.send_all yields after each send)
@@ -467,3 +547,12 @@ class ConnectionHandler:
                 return
             if isinstance(slot.reply, Streamed):
                 slot.reply.release()
+
+
+def _small(reply: Streamed) -> bool:
+    size = len(reply.prefix)
+    for part in reply.parts:
+        size += part.source.length if type(part) is SendfileSlice else len(part)
+        if size > SMALL_RESPONSE_BYTES:
+            return False
+    return True

@@ -16,7 +16,7 @@ import os
 
 import trio
 
-__all__ = ["pread_all", "sendfile_all", "write_all"]
+__all__ = ["pread_all", "sendfile_all", "write_all", "writev_all"]
 
 # Give other tasks a turn after this many bytes even if the socket keeps
 # accepting (loopback buffers can be large).
@@ -72,6 +72,22 @@ async def write_all(sock: trio.socket.SocketType, data: bytes) -> None:
         except OSError as exc:  # what trio's send_all reports for a broken socket
             raise trio.BrokenResourceError(f"socket unusable: {exc}") from exc
         view = view[sent:]
+
+
+async def writev_all(sock: trio.socket.SocketType, buffers: list[bytes]) -> None:
+    """Write ``buffers`` back to back with one ``os.writev`` while the socket
+    takes them (the usual case for a small response: one syscall, one TCP
+    segment); a partial write continues with :func:`write_all`."""
+    out = sock.fileno()
+    try:
+        sent = os.writev(out, buffers)
+    except BlockingIOError:
+        sent = 0
+    except OSError as exc:  # what trio's send_all reports for a broken socket
+        raise trio.BrokenResourceError(f"socket unusable: {exc}") from exc
+    total = sum(map(len, buffers))
+    if sent < total:
+        await write_all(sock, b"".join(buffers)[sent:])
 
 
 async def pread_all(stream: trio.abc.SendStream, fd: int, offset: int, count: int) -> int:

@@ -38,7 +38,27 @@ from ..errors import (
 )
 from ..protocol import CLOSED, NEED_DATA, ClientConnection, Limits, ProduceRequest
 
-__all__ = ["BrokerConnection", "PendingResponse"]
+__all__ = ["BrokerConnection", "PendingResponse", "receive_when_readable"]
+
+
+async def receive_when_readable(sock: trio.socket.SocketType, size: int) -> bytes:
+    """Up to ``size`` bytes from a connected trio TCP socket (b"" at the
+    peer's end of stream), waiting for readability *before* the read.
+
+    trio's ``recv`` tries the read first and, when nothing is there, waits
+    and reads again: for a peer that answers one request at a time the
+    first read almost always finds nothing, so every message cost a failed
+    recv (EAGAIN) besides the one that read it. A reader that has used up
+    what it received waits first. Raises trio.ClosedResourceError when the
+    socket is closed under the wait, OSError when the connection broke."""
+    fd = sock.fileno()
+    while True:
+        await trio.lowlevel.wait_readable(sock)
+        try:
+            return os.read(fd, size)
+        except BlockingIOError:  # readable was a false alarm
+            continue
+
 
 log = logging.getLogger(__name__)
 
@@ -278,7 +298,10 @@ class BrokerConnection:
                                 continue
                             wanted = codec.bytes_wanted()
                             size = min(max(wanted, _RECEIVE_MIN), _RECEIVE_MAX)
-                            data = await self.stream.receive_some(size)
+                            if sock is not None:
+                                data = await receive_when_readable(sock, size)
+                            else:
+                                data = await self.stream.receive_some(size)
                         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                             reason = _loss_reason(exc)
                             if type(self.stream) is trio.SSLStream and not self._answered:

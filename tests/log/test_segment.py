@@ -8,6 +8,7 @@ import struct
 import pytest
 from log_helpers import batch, config, open_log, read_records
 
+from tailrace.broker.log.segment import Segment
 from tailrace.client.errors import (
     InvalidRecordError,
     OffsetOutOfRangeError,
@@ -254,3 +255,37 @@ async def test_reads_stop_at_the_high_watermark(tmp_path):
     with log.read(3, 1 << 20) as s:
         assert (s.first_offset, s.last_offset) == (3, 4)
     await log.aclose()
+
+
+def test_a_read_at_a_recent_batch_needs_no_header_walk(tmp_path, monkeypatch):
+    # a caught-up consumer fetches at the start of a batch just appended: the
+    # active segment remembers where its latest appends put each batch
+    log = open_log(tmp_path / "p", config(index_interval_bytes=150))
+    starts = []
+    for k in range(12):
+        starts.append(log.high_watermark)
+        log.append(batch(1 + k % 3, size=30))
+    expected = {}
+    for offset in starts:
+        with log.read(offset, 1 << 20) as s:
+            expected[offset] = (s.position, s.first_offset, s.length, s.read_bytes())
+
+    def no_walk(*args, **kwargs):
+        raise AssertionError("walked the batch headers")
+
+    monkeypatch.setattr(Segment, "walk", no_walk)
+    for offset in starts:
+        with log.read(offset, 1 << 20) as s:
+            assert (s.position, s.first_offset, s.length, s.read_bytes()) == expected[offset]
+        assert log.available_bytes(log.position_of(offset)) == expected[offset][2]
+    # an offset inside a batch is not a batch start: the ordinary lookup
+    with pytest.raises(AssertionError, match="walked"):
+        log.read(starts[-1] + 1, 1 << 20)
+    monkeypatch.undo()
+    log.close()
+    # reopened (recovery), the segment remembers nothing and walks
+    log = open_log(tmp_path / "p", config(index_interval_bytes=150))
+    for offset in starts:
+        with log.read(offset, 1 << 20) as s:
+            assert (s.position, s.first_offset, s.length, s.read_bytes()) == expected[offset]
+    log.close()

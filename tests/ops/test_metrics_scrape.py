@@ -21,6 +21,7 @@ from ops_helpers import (
     value,
 )
 
+from tailrace.broker.server.connection import SMALL_RESPONSE_BYTES
 from tailrace.client.errors import ErrorCode
 from tailrace.client.protocol import (
     OffsetCommitPartition,
@@ -43,7 +44,11 @@ async def test_produce_fetch_and_commit_move_the_counters_by_their_amounts(
     await create_topic(conn, "events", partitions=2)
     before = await scrape(address)
 
-    batches = [batch(i * 10, n=10) for i in range(3)]
+    # 1,000-byte records: the fetch below is larger than SMALL_RESPONSE_BYTES,
+    # so the zero-copy listener sends it with sendfile (a smaller response is
+    # read and written in one call: the copy path, see the next test)
+    batches = [batch(i * 10, n=10, size=1000) for i in range(3)]
+    assert sum(map(len, batches)) > SMALL_RESPONSE_BYTES
     for data in batches:
         response = await produce(conn, "events", data)
         assert response.topics[0].partitions[0].error_code == 0
@@ -185,3 +190,22 @@ async def _wait_until(check, timeout: float = 10.0) -> None:
     with trio.fail_after(timeout):
         while not check():  # noqa: ASYNC110 - the broker's accept loop changes it
             await trio.sleep(0.01)
+
+
+async def test_a_small_fetch_response_is_copied_and_written_in_one_call(nursery, tmp_path):
+    # a caught-up consumer's few records: read into memory and written with
+    # the response header in one writev (one TCP segment), counted as copied
+    broker = metered_broker(tmp_path / "data", fetch_zero_copy=True)
+    listeners = await nursery.start(broker.serve)
+    assert broker.metrics is not None
+    address = broker.metrics.address
+    conn = await BrokerConnection.connect(nursery, listeners[0].address)
+    await create_topic(conn, "events")
+    data = batch(0, n=3)
+    assert (await produce(conn, "events", data)).topics[0].partitions[0].error_code == 0
+    before = await scrape(address)
+    got = await fetch(conn, "events", 0)
+    assert bytes(got.records) == b"".join(_with_offsets([data]))
+    after = await scrape(address)
+    assert delta(before, after, "tailrace_fetch_bytes_total", path="copy") == len(data)
+    assert delta(before, after, "tailrace_fetch_bytes_total", path="sendfile") == 0
