@@ -34,6 +34,7 @@ function startTail(button) {
   source.addEventListener("records", (ev) => {
     // one insertion and one trim per event: the table is laid out once
     const rows = document.createDocumentFragment();
+    let next = button.dataset.offset;
     for (const r of JSON.parse(ev.data)) {
       const row = document.createElement("tr");
       row.dataset.offset = r.offset;
@@ -52,8 +53,9 @@ function startTail(button) {
       const h = cell(row, r.headers.map((kv) => kv[0] + ": " + kv[1]).join("\n"), "headers");
       h.dataset.count = r.headers.length;
       rows.appendChild(row);
-      button.dataset.offset = r.offset + 1;
+      next = r.offset + 1;
     }
+    button.dataset.offset = next;  // one attribute change per event, not one per row
     body.appendChild(rows);
     const extra = body.rows.length - maxRows;
     if (extra > 0) {
