@@ -30,7 +30,11 @@ function startTail(button) {
   const url = button.dataset.url + "?offset=" + encodeURIComponent(button.dataset.offset) +
     "&format=" + encodeURIComponent(button.dataset.format);
   const source = new EventSource(url);
-  const maxRows = 100;
+  // the newest records only, a line each (the whole record: its offset's
+  // link browses from there): what the browser lays out and paints per event
+  // is bounded, and on a small machine shared with the broker that is most
+  // of what a tail costs
+  const maxRows = 20;
   source.addEventListener("records", (ev) => {
     // one insertion and one trim per event: the table is laid out once
     const rows = document.createDocumentFragment();
@@ -39,7 +43,11 @@ function startTail(button) {
       const row = document.createElement("tr");
       row.dataset.offset = r.offset;
       row.className = "new";
-      cell(row, String(r.offset));
+      const at = document.createElement("a");
+      at.href = "?from=offset&offset=" + r.offset + "&limit=20&format=" +
+        encodeURIComponent(button.dataset.format);
+      at.textContent = String(r.offset);
+      cell(row, "").appendChild(at);
       cell(row, r.time).className = "nowrap";
       cell(row, r.key, "key");
       const v = cell(row, r.value, "value");
