@@ -162,7 +162,7 @@ def send_cost() -> float:
     from tailrace.broker.config import load_config
     from tailrace.broker.console.adapter import Core, session_info
     from tailrace.broker.console.web import TAIL_BATCH, TAIL_READ_BYTES, Console
-    from tailrace.client.records.batch import build_batch
+    from tailrace.client.records import build_batch
 
     async def run(tmp: str) -> float:
         config = load_config(env={}, flags={"data_dir": tmp, "listen": "127.0.0.1:0"})

@@ -47,7 +47,8 @@ from tailrace.client.protocol import (
     OffsetCommitRequest,
     OffsetCommitTopic,
 )
-from tailrace.client.records import build_batch, iter_headers, iter_records
+from tailrace.client.records import MAGIC_NATIVE, build_batch, iter_headers, iter_records
+from tailrace.client.records.native import columns as native_columns
 
 from ..log.config import LogConfig
 from ..security.authz import ALTER, DESCRIBE, GROUP, READ, TOPIC
@@ -322,6 +323,27 @@ class Core:
             for pos, h in iter_headers(data):
                 if h.last_offset < offset:
                     continue  # the slice starts at a batch boundary: not decoded
+                if h.magic == MAGIC_NATIVE:
+                    # dense offsets (base + index): only the records wanted are
+                    # turned into Records, not the thousands before them in a
+                    # large batch (a live tail reads the last few of one)
+                    skip = max(0, offset - h.base_offset)
+                    ts0, deltas, keys, values, headers_of = native_columns(
+                        data, h, pos, skip, limit - len(out)
+                    )
+                    out.extend(
+                        Record(
+                            h.base_offset + skip + i,
+                            ts0 + deltas[i],
+                            keys[i],
+                            values[i],
+                            tuple((str(k), bytes(v)) for k, v in (headers_of[i] or ())),
+                        )
+                        for i in range(len(deltas))
+                    )
+                    if len(out) >= limit:
+                        return out
+                    continue
                 for at, timestamp, key, value, headers in iter_records(data, h, pos):
                     if at < offset:
                         continue

@@ -189,3 +189,33 @@ def test_a_tail_far_behind_jumps_to_the_newest_records(broker):
         last - 2,
         last - 1,
     ]
+
+
+def test_a_tail_and_a_page_read_from_the_middle_of_one_large_batch(broker):
+    # one batch of 200 records: the tail starts 20 from its end and a page
+    # at an offset inside it, and each decodes only the records it shows
+    with Admin(broker.address) as admin:
+        admin.create_topic("wide", 1)
+    with Producer(broker.address, linger_ms=60_000) as producer:
+        for i in range(200):
+            producer.send("wide", f"v{i}".encode(), key=f"k{i}".encode(), partition=0,
+                          headers=[("n", str(i).encode())])  # fmt: skip
+        producer.flush()
+    conn = _connect(broker)
+    try:
+        conn.request("GET", "/topics/wide/0/tail?offset=0")
+        r = conn.getresponse()
+        lines = [r.readline() for _ in range(9)]
+    finally:
+        conn.close()
+    assert lines[2:5] == [b"id: 180\n", b"event: skipped\n", b"data: 180\n"]
+    assert lines[6:8] == [b"id: 200\n", b"event: records\n"]
+    records = json.loads(lines[8].removeprefix(b"data: "))
+    assert [(r["offset"], r["key"], r["value"], r["headers"]) for r in records] == [
+        (i, f"k{i}", f"v{i}", [["n", str(i)]]) for i in range(180, 200)
+    ]
+    status, _, page = _request(broker, "GET", "/topics/wide/0?from=offset&offset=37&limit=3")
+    assert status == 200
+    assert re.findall(rb'<tr data-offset="(\d+)">', page) == [b"37", b"38", b"39"]
+    assert b"v37" in page
+    assert b"v40" not in page

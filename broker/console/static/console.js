@@ -30,15 +30,24 @@ function startTail(button) {
   const url = button.dataset.url + "?offset=" + encodeURIComponent(button.dataset.offset) +
     "&format=" + encodeURIComponent(button.dataset.format);
   const source = new EventSource(url);
-  const maxRows = 100;
+  // the newest records only, a line each (the whole record: its offset's
+  // link browses from there): what the browser lays out and paints per event
+  // is bounded, and on a small machine shared with the broker that is most
+  // of what a tail costs
+  const maxRows = 20;
   source.addEventListener("records", (ev) => {
     // one insertion and one trim per event: the table is laid out once
     const rows = document.createDocumentFragment();
+    let next = button.dataset.offset;
     for (const r of JSON.parse(ev.data)) {
       const row = document.createElement("tr");
       row.dataset.offset = r.offset;
       row.className = "new";
-      cell(row, String(r.offset));
+      const at = document.createElement("a");
+      at.href = "?from=offset&offset=" + r.offset + "&limit=20&format=" +
+        encodeURIComponent(button.dataset.format);
+      at.textContent = String(r.offset);
+      cell(row, "").appendChild(at);
       cell(row, r.time).className = "nowrap";
       cell(row, r.key, "key");
       const v = cell(row, r.value, "value");
@@ -52,8 +61,9 @@ function startTail(button) {
       const h = cell(row, r.headers.map((kv) => kv[0] + ": " + kv[1]).join("\n"), "headers");
       h.dataset.count = r.headers.length;
       rows.appendChild(row);
-      button.dataset.offset = r.offset + 1;
+      next = r.offset + 1;
     }
+    button.dataset.offset = next;  // one attribute change per event, not one per row
     body.appendChild(rows);
     const extra = body.rows.length - maxRows;
     if (extra > 0) {
