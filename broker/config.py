@@ -307,6 +307,14 @@ SETTINGS: tuple[Setting, ...] = (
         _LOG.max_compaction_lag_ms,
         "compacted topics: clean a segment whose oldest record is this old, whatever the ratio",
     ),
+    Setting(
+        "topic_defaults",
+        "min_insync_replicas",
+        int,
+        _LOG.min_insync_replicas,
+        "cluster mode: an acks=all write needs this many in-sync replicas; "
+        "-1: min(2, replication factor)",
+    ),
     # --- [cleaner]: the log cleaner of compacted topics ---------------------
     Setting(
         "cleaner",
@@ -571,6 +579,15 @@ SETTINGS: tuple[Setting, ...] = (
         int,
         3,
         "replicas of a topic created without one (capped at the live brokers)",
+        _at_least(1),
+    ),
+    Setting(
+        "cluster",
+        "replica_lag_time_max_ms",
+        int,
+        10_000,
+        "a follower that has not caught up with its leader for this long leaves the in-sync "
+        "replicas (acks=all stops waiting for it)",
         _at_least(1),
     ),
 )

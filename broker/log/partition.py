@@ -327,6 +327,9 @@ class PartitionLog:
         #: and the epoch stamped into appended batches (see become_leader).
         self._epochs = LeaderEpochCache()
         self._leader_epoch = 0
+        #: cluster mode: the high watermark is the replication's (see
+        #: set_replicated), not the flush mode's
+        self._replicated = False
         #: Compaction (cleaner.py): below this offset the log is cleaned.
         self._clean_to = 0
         self._cleaning = False
@@ -960,7 +963,7 @@ class PartitionLog:
         self._leo = last + 1
         if idempotent:
             self._producers.record(headers, base)
-        if cfg.flush != "sync":
+        if cfg.flush != "sync" and not self._replicated:
             self._set_hw(self._leo, seg, seg.size)
         return AppendResult(base, last, now, self._log_start, False)
 
@@ -995,6 +998,34 @@ class PartitionLog:
         self._hw_seg = seg
         self._hw_pos = pos
         self.wake_hw_watchers()
+
+    # Stand-ins of i16-log's replicated mode (its branch replaces them).
+    def set_replicated(self) -> None:
+        """From now on the high watermark moves only by set_high_watermark."""
+        self._replicated = True
+
+    @property
+    def durable_offset(self) -> int:
+        """Below this offset the data is fsynced."""
+        return self._flushed
+
+    def set_high_watermark(self, offset: int) -> None:
+        """Raise the high watermark to ``offset`` (a batch boundary at or
+        below the log end); never lowers it."""
+        offset = min(offset, self._leo)
+        if offset <= self._hw:
+            return
+        if offset == self._leo:
+            seg = self._active
+            pos = seg.size
+        else:
+            seg = self._segment_for(offset)
+            seg.acquire()
+            try:
+                pos, _first = seg.find_batch(offset)
+            finally:
+                seg.release()
+        self._set_hw(offset, seg, pos)
 
     def wake_hw_watchers(self) -> None:
         """Wake everything waiting for the next high-watermark advance (called
@@ -1153,7 +1184,7 @@ class PartitionLog:
             if full:
                 self._flushed = max(self._flushed, target)
                 self._last_flush_ms = self._clock_ms()
-                if self._ctx.config.flush == "sync" and target > self._hw:
+                if self._ctx.config.flush == "sync" and target > self._hw and not self._replicated:
                     self._set_hw(target, active, target_pos)
             elif sealed:
                 self._flushed = max(self._flushed, sealed[-1].next_offset)
@@ -1644,7 +1675,12 @@ class PartitionLog:
         """
         self._ctx.config = config
         self._producers.expiration_ms = config.producer_id_expiration_ms
-        if config.flush != "sync" and self._hw < self._leo and self._offline is None:
+        if (
+            config.flush != "sync"
+            and self._hw < self._leo
+            and self._offline is None
+            and not self._replicated
+        ):
             active = self._active
             self._set_hw(self._leo, active, active.size)
 
