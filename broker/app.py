@@ -52,7 +52,7 @@ from .server.listeners import BoundListener, ConnectionCounter, open_listener, s
 
 if TYPE_CHECKING:
     from .cluster.member import ClusterMember
-    from .cluster.replicas import FetcherFactory, ReplicaManager
+    from .cluster.replicas import ReplicaManager
     from .console.web import Console
 
 __all__ = ["Broker"]
@@ -175,6 +175,7 @@ class Broker:
         and the controller campaign go on there; the lease is revoked when
         the nursery ends, before the logs close."""
         # imported only in cluster mode: a single node never loads httpx
+        from .cluster.fetcher import fetcher_factory
         from .cluster.member import ClusterMember, ClusterSettings
         from .cluster.replicas import ReplicaManager, ReplicaSettings
 
@@ -194,7 +195,7 @@ class Broker:
         self.replicas = ReplicaManager(
             self.cluster,
             self.context.manager,
-            _fetcher_factory(self.config),
+            fetcher_factory(self.config),
             ReplicaSettings(
                 replica_lag_time_max_ms=self.config.get("cluster", "replica_lag_time_max_ms")
             ),
@@ -353,19 +354,6 @@ def _is_kafka(listener: BoundListener) -> bool:
     """Whether the listener speaks Kafka's wire protocol (its config is
     given by BrokerSecurity.bind)."""
     return getattr(listener.config, "protocol", "tailrace") == "kafka"
-
-
-def _fetcher_factory(config: BrokerConfig) -> FetcherFactory:
-    """How the replica manager makes the ReplicaFetcher of one leader broker."""
-    from .cluster.fetcher import ReplicaFetcher
-
-    bind_host = config.get("cluster", "bind_host") or None
-    node_id = config.get("cluster", "node_id")
-
-    def make(nursery: trio.Nursery, leader_id: int, address: str) -> ReplicaFetcher:
-        return ReplicaFetcher(nursery, node_id, leader_id, address, bind_host=bind_host)
-
-    return make
 
 
 def _cleaner_settings(config: BrokerConfig) -> CleanerSettings:

@@ -18,8 +18,10 @@ sans-I/O decisions of :mod:`..replication` to the partition's log::
         -> neither produce nor reads; stop following
 
 The log is in replicated mode from the first state on: the high watermark
-is what the leader logic says (``log.set_high_watermark``), not the flush
-mode's "durable up to here".
+is what the leader logic says (``log.set_replicated_high_watermark``), not
+the flush mode's "durable up to here"; it restarts at the log start (a
+restarted replica does not know what was committed) and a new leader's
+watermark is established once it reaches the start of its epoch.
 
 Leader side (called by the front-ends through ``ctx.replicas``):
 
@@ -52,7 +54,7 @@ import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
 import trio
 
@@ -82,6 +84,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Fetcher",
     "FetcherFactory",
+    "FollowerFetch",
     "Leadership",
     "ReplicaManager",
     "ReplicaSettings",
@@ -113,6 +116,14 @@ class Fetcher(Protocol):
 #: ``make(nursery, leader_node_id, leader_address) -> Fetcher``: the fetcher
 #: runs its tasks in ``nursery`` (the manager's) until it is cancelled
 FetcherFactory = Callable[[trio.Nursery, int, str], Fetcher]
+
+
+class FollowerFetch(NamedTuple):
+    """What :meth:`ReplicaManager.follower_fetch` returns."""
+
+    log: PartitionLog
+    high_watermark: int
+    log_end_offset: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,7 +284,7 @@ class ReplicaManager:
         elif spec is not None and local.partitions < spec.partitions:
             await self.logs.grow_topic(topic, spec.partitions)
         plog = self.logs.get(topic, p)
-        plog.set_replicated()
+        plog.set_replicated(True)
         r = self.replicas[(topic, p)] = Replica(topic, p, plog)
         return r
 
@@ -425,10 +436,7 @@ class ReplicaManager:
     def _counted_offset(self, plog: PartitionLog) -> int:
         """The part of the leader's log that counts toward the high
         watermark: with flush ``sync`` only what is fsynced."""
-        leo = plog.log_end_offset
-        if plog.config.flush == "sync":
-            return min(leo, plog.durable_offset)
-        return leo
+        return plog.durable_offset
 
     def _update_hw(self, r: Replica) -> None:
         leader = r.leader
@@ -438,7 +446,7 @@ class ReplicaManager:
             self._publish_hw(r, leader)
 
     def _publish_hw(self, r: Replica, leader: LeaderState) -> None:
-        r.log.set_high_watermark(leader.high_watermark)
+        r.log.set_replicated_high_watermark(leader.high_watermark)
         r.notify()
 
     # ------------------------------------------------ leader: followers
@@ -459,7 +467,7 @@ class ReplicaManager:
         replica_id: int,
         fetch_offset: int,
         current_leader_epoch: int,
-    ) -> tuple[PartitionLog, int, int]:
+    ) -> FollowerFetch:
         """A follower fetches at ``fetch_offset`` (its log end, durable as
         its topic's flush mode says). Fenced by ``current_leader_epoch``
         (FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH); the position counts
@@ -493,7 +501,7 @@ class ReplicaManager:
             and leader.can_join(replica_id, view.brokers)
         ):
             self._isr_wake.set()
-        return plog, leader.high_watermark, leo
+        return FollowerFetch(plog, leader.high_watermark, leo)
 
     def offset_for_epoch(
         self, topic: str, partition: int, epoch: int, current_leader_epoch: int

@@ -999,22 +999,36 @@ class PartitionLog:
         self._hw_pos = pos
         self.wake_hw_watchers()
 
-    # Stand-ins of i16-log's replicated mode (its branch replaces them).
-    def set_replicated(self) -> None:
-        """From now on the high watermark moves only by set_high_watermark."""
-        self._replicated = True
+    # Stand-ins of i16-log's replicated mode, same names and meaning (its
+    # branch replaces them; see its docstrings for the contract).
+    @property
+    def replicated(self) -> bool:
+        return self._replicated
+
+    def set_replicated(self, replicated: bool, *, high_watermark: int | None = None) -> None:
+        """On: only set_replicated_high_watermark moves the high watermark,
+        which restarts at ``high_watermark`` (default: the log start)."""
+        self._replicated = replicated
+        if replicated:
+            self._move_hw(self._log_start if high_watermark is None else high_watermark)
 
     @property
     def durable_offset(self) -> int:
-        """Below this offset the data is fsynced."""
-        return self._flushed
+        """Below this offset the data is as durable as the flush mode says."""
+        if self._ctx.config.flush == "sync":
+            return min(self._leo, self._flushed)
+        return self._leo
 
-    def set_high_watermark(self, offset: int) -> None:
-        """Raise the high watermark to ``offset`` (a batch boundary at or
-        below the log end); never lowers it."""
-        offset = min(offset, self._leo)
+    def set_replicated_high_watermark(self, offset: int) -> bool:
+        """Raise the high watermark to ``offset`` (a batch boundary, clamped
+        to durable_offset); never lowers it. Whether it moved."""
+        offset = min(offset, self.durable_offset)
         if offset <= self._hw:
-            return
+            return False
+        self._move_hw(offset)
+        return True
+
+    def _move_hw(self, offset: int) -> None:
         if offset == self._leo:
             seg = self._active
             pos = seg.size
