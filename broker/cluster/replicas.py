@@ -62,6 +62,7 @@ from tailrace.client.errors import (
     BrokerError,
     NotLeaderOrFollowerError,
     OffsetOutOfRangeError,
+    UnknownTopicOrPartitionError,
 )
 
 from ..etcd import Compare, EtcdError, EtcdUnavailableError, Op
@@ -455,6 +456,11 @@ class ReplicaManager:
         r = self.replicas.get((topic, partition))
         leader = r.leader if r is not None else None
         if r is None or leader is None or r.role != "leader":
+            view = self.member.snapshot()  # the newest, on this error path only
+            if view is None or (topic, partition) not in view.partitions:
+                raise UnknownTopicOrPartitionError(
+                    f"{topic}-{partition} is not in the cluster metadata"
+                )
             raise NotLeaderOrFollowerError(
                 f"broker {self.node_id} does not lead {topic}-{partition}"
             )

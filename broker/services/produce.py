@@ -38,7 +38,7 @@ from tailrace.client.records import LENGTH_PREFIX
 
 from ..metrics import definitions as metrics
 from ..security.authz import TOPIC, WRITE
-from .topics import partition_for_produce
+from .topics import is_internal, partition_for_produce
 
 if TYPE_CHECKING:
     from ..cluster.replicas import Leadership
@@ -96,10 +96,11 @@ def append(
                     no = denied[w.topic] = not authz.allowed(info, WRITE, TOPIC, w.topic)
                 if no:
                     raise TopicAuthorizationError(f"{info.principal} may not write to {w.topic!r}")
-            plog = partition_for_produce(ctx, w.topic, w.partition)
             lead = None
-            if replicas is not None:
+            if replicas is not None and not is_internal(w.topic):
+                # first: a partition this broker does not host is the leader's
                 lead = replicas.leader_for_append(w.topic, w.partition, acks)
+            plog = partition_for_produce(ctx, w.topic, w.partition)
             records = w.records
             if records is None:
                 raise InvalidRecordError("a partition's records are missing (null)")

@@ -34,6 +34,7 @@ from tailrace.client.errors import (
     NotEnoughReplicasError,
     NotLeaderOrFollowerError,
     UnknownLeaderEpochError,
+    UnknownTopicOrPartitionError,
 )
 from tailrace.client.records.native import build_batch
 
@@ -176,6 +177,11 @@ async def create(c: Cluster, rf: int = 3, configs: dict[str, str] | None = None)
         "every replica takes its role",
     )
     return c.leader()
+
+
+def sees_partition(node: Node) -> bool:
+    view = node.member.snapshot()
+    return view is not None and (TOPIC, 0) in view.partitions
 
 
 async def produce(node: Node, acks: int, data: bytes) -> produce_service.WriteOutcome:
@@ -374,6 +380,16 @@ async def test_isr_shrinks_and_grows_by_cas_in_etcd(cluster: Cluster) -> None:
 
 async def test_a_single_replica_acks_all_at_once(cluster: Cluster) -> None:
     leader = await create(cluster, rf=1)
+    # brokers that hold no replica send clients to the leader; a topic the
+    # cluster does not have is unknown
+    for other in (n for n in cluster.nodes.values() if n is not leader):
+        await until(lambda o=other: sees_partition(o), "the broker sees the partition")
+        assert TOPIC not in other.logs.topics()
+        assert isinstance((await produce(other, -1, batch())).error, NotLeaderOrFollowerError)
+    (unknown,) = produce_service.append(
+        leader.ctx, INFO, [produce_service.Write("nope", 0, batch())], acks=-1
+    )
+    assert isinstance(unknown.error, UnknownTopicOrPartitionError)
     out = await produce(leader, -1, batch())
     assert out.error is None
     assert out.base_offset == 0
