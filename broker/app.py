@@ -52,7 +52,7 @@ from .server.listeners import BoundListener, ConnectionCounter, open_listener, s
 
 if TYPE_CHECKING:
     from .cluster.member import ClusterMember
-    from .cluster.replicas import ReplicaManager
+    from .cluster.replicas import FetcherFactory, ReplicaManager
     from .console.web import Console
 
 __all__ = ["Broker"]
@@ -175,7 +175,6 @@ class Broker:
         and the controller campaign go on there; the lease is revoked when
         the nursery ends, before the logs close."""
         # imported only in cluster mode: a single node never loads httpx
-        from .cluster.fetcher import fetcher_factory
         from .cluster.member import ClusterMember, ClusterSettings
         from .cluster.replicas import ReplicaManager, ReplicaSettings
 
@@ -195,7 +194,7 @@ class Broker:
         self.replicas = ReplicaManager(
             self.cluster,
             self.context.manager,
-            fetcher_factory(self.config),
+            _fetcher_factory(self.config),
             ReplicaSettings(
                 replica_lag_time_max_ms=self.config.get("cluster", "replica_lag_time_max_ms")
             ),
@@ -354,6 +353,26 @@ def _is_kafka(listener: BoundListener) -> bool:
     """Whether the listener speaks Kafka's wire protocol (its config is
     given by BrokerSecurity.bind)."""
     return getattr(listener.config, "protocol", "tailrace") == "kafka"
+
+
+def _fetcher_factory(config: BrokerConfig) -> FetcherFactory:
+    """How the replica manager starts the follower fetcher of one leader
+    broker (in the manager's nursery): from ``cluster.bind_host``, with the
+    ``cluster.peer_*`` credentials."""
+    from .cluster.fetcher import ReplicaFetcher, peer_security
+
+    security = peer_security(config)
+    node_id = config.get("cluster", "node_id")
+    bind_host = config.get("cluster", "bind_host") or None
+
+    async def make(nursery: trio.Nursery, leader_id: int, address: str) -> ReplicaFetcher:
+        fetcher = ReplicaFetcher(
+            node_id, leader_id, address, security=security, local_address=bind_host
+        )
+        await nursery.start(fetcher.run)
+        return fetcher
+
+    return make
 
 
 def _cleaner_settings(config: BrokerConfig) -> CleanerSettings:

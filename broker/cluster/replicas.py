@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
@@ -114,9 +114,9 @@ class Fetcher(Protocol):
     def remove_partition(self, topic: str, partition: int) -> Any: ...
 
 
-#: ``make(nursery, leader_node_id, leader_address) -> Fetcher``: the fetcher
-#: runs its tasks in ``nursery`` (the manager's) until it is cancelled
-FetcherFactory = Callable[[trio.Nursery, int, str], Fetcher]
+#: ``await make(nursery, leader_node_id, leader_address) -> Fetcher``: the
+#: fetcher runs its tasks in ``nursery`` (the manager's) until it is cancelled
+FetcherFactory = Callable[[trio.Nursery, int, str], Awaitable[Fetcher]]
 
 
 class FollowerFetch(NamedTuple):
@@ -380,7 +380,8 @@ class ReplicaManager:
         fetcher = self.fetchers.get(key)
         if fetcher is None:
             assert self._nursery is not None
-            fetcher = self.fetchers[key] = self.make_fetcher(self._nursery, state.leader, address)
+            fetcher = await self.make_fetcher(self._nursery, state.leader, address)
+            self.fetchers[key] = fetcher
         await _maybe_await(
             fetcher.add_partition(r.topic, r.partition, state.leader_epoch, r.log, follower)
         )

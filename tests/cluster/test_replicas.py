@@ -104,7 +104,8 @@ class Cluster:
         logs = LogManager.open(str(data), config.topic_defaults)
         fetchers: dict[int, StandInFetcher] = {}
 
-        def make(_nursery: trio.Nursery, leader: int, address: str) -> StandInFetcher:
+        async def make(_nursery: trio.Nursery, leader: int, address: str) -> StandInFetcher:
+            await trio.lowlevel.checkpoint()
             fetchers[leader] = StandInFetcher(leader, address)
             return fetchers[leader]
 
