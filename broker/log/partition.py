@@ -327,6 +327,13 @@ class PartitionLog:
         #: and the epoch stamped into appended batches (see become_leader).
         self._epochs = LeaderEpochCache()
         self._leader_epoch = 0
+        #: Replicated mode (set_replicated): the high watermark is set by the
+        #: replica manager, not by appends and syncs.
+        self._replicated = False
+        #: callables run when the log end or the durable offset advances
+        self._end_watchers: set[Callable[[], object]] = set()
+        #: a truncate_to / truncate_fully_and_start_at is under way
+        self._truncating = False
         #: Compaction (cleaner.py): below this offset the log is cleaned.
         self._clean_to = 0
         self._cleaning = False
@@ -762,6 +769,138 @@ class PartitionLog:
         self._epochs = cache
         self._leader_epoch = leader_epoch
         return start
+
+    # --- replication: the follower primitives ---------------------------------------
+
+    @property
+    def replicated(self) -> bool:
+        """Whether the high watermark is the replicas' (set by the replica
+        manager through :meth:`set_replicated_high_watermark`) rather than
+        the flush mode's. False on a single node."""
+        return self._replicated
+
+    def set_replicated(self, replicated: bool, *, high_watermark: int | None = None) -> None:
+        """Switch the replicated high-watermark mode on or off.
+
+        On: appends, follower appends and syncs no longer move the high
+        watermark; only :meth:`set_replicated_high_watermark` raises it and
+        only :meth:`truncate_to` lowers it. The watermark restarts at
+        ``high_watermark`` (clamped to [log start, :attr:`durable_offset`]),
+        by default at the log start: a log opened after a restart does not
+        know which of its records were committed, and serving its log end
+        (what a single node does) could show consumers records a new leader
+        never had. Call it right after open, before the log is served.
+
+        Off (a single node, or a replica manager giving the partition up):
+        the watermark is the flush mode's again, i.e. :attr:`durable_offset`.
+        """
+        raise NotImplementedError
+
+    @property
+    def durable_offset(self) -> int:
+        """The offset below which the data is as durable as the topic's flush
+        mode promises: the fdatasynced end with ``flush = sync``, the log end
+        otherwise. What a replica may count toward the high watermark (the
+        leader its own, a follower the position it reports by fetching).
+        On a single node it equals the high watermark."""
+        raise NotImplementedError
+
+    def set_replicated_high_watermark(self, offset: int) -> bool:
+        """Raise the high watermark to ``offset`` (replicated mode only;
+        RuntimeError otherwise). Never above :attr:`durable_offset` (which is
+        at most the log end): a larger offset is clamped to it; never lowered
+        (an offset at or below the current watermark changes nothing; only
+        :meth:`truncate_to` lowers it). An offset inside a batch is rounded
+        down to that batch's start (reads serve whole batches). Wakes the
+        high-watermark watchers as an advance does on a single node. Returns
+        whether the watermark moved. Synchronous: call it on the trio thread.
+        """
+        raise NotImplementedError
+
+    def watch_end(self, wake: Callable[[], object]) -> None:
+        """Call ``wake()`` (trio thread, synchronously) whenever the log end or
+        :attr:`durable_offset` advances, the log is truncated, goes offline or
+        closes, until :meth:`unwatch_end`. For what waits on data past the
+        high watermark: a follower fetch's long poll on the leader, the
+        leader's high-watermark recomputation after its own sync."""
+        raise NotImplementedError
+
+    def unwatch_end(self, wake: Callable[[], object]) -> None:
+        raise NotImplementedError
+
+    async def truncate_to(self, offset: int) -> None:
+        """Remove every record at and above ``offset`` (a follower whose log
+        diverged from its leader's: replication.truncation decides where).
+
+        ``offset`` must be a batch boundary in [log start, log end]: the log
+        end (nothing to cut; the epoch cache is still cut there, see below),
+        the base offset of a batch, or the log start itself, which empties
+        the log and keeps its start offset (a follower whose leader answered
+        an undefined epoch refetches everything). Anything else raises
+        :class:`~tailrace.broker.log.errors.TruncationOffsetError` and
+        changes nothing.
+
+        Crash-safe: a ``truncate-to`` marker is made durable first; a crash
+        before it leaves the old log, a crash after it is completed by the
+        next open (the log recovers truncated), never a mix. Then, in a
+        worker thread: the cut segment's indexes are cut, later segments are
+        deleted (renamed ``.deleted``, then unlinked), the cut segment's log
+        file is cut and fsynced, producer snapshots above ``offset`` are
+        removed, the directory is fsynced. Then the leader-epoch cache is cut
+        from the end at ``offset`` (``truncate_from_end``) and its checkpoint
+        rewritten durably, the idempotent-producer state is rebuilt as of
+        ``offset`` (snapshot + header replay), and the high watermark and
+        recovery point are clamped to ``offset``. The marker stays (it lets
+        the next unclean open rescan from ``offset`` although the recovery
+        point checkpointed before the cut was higher) until the log manager
+        checkpointed a recovery point taken after the cut.
+
+        Waits for a sync in flight; appends (leader or follower), syncs,
+        retention and cleaning wait for or skip the truncation. A failed
+        syscall takes the partition offline (StorageError); the next open
+        completes the truncation. Readers holding a FileSlice past the cut
+        may get a short read (a replica's log is not read by consumers above
+        the high watermark it is cut to).
+        """
+        raise NotImplementedError
+
+    async def truncate_fully_and_start_at(self, offset: int) -> None:
+        """Empty the log and restart it at ``offset`` (>= the log start, any
+        offset, even above the log end): a follower whose leader's log start
+        moved past the follower's log end (retention) starts over there, as
+        Kafka's truncateFullyAndStartAt. Every segment is deleted, a new
+        empty one is created at ``offset``, the log start offset is
+        checkpointed at ``offset``, the epoch cache and producer state are
+        emptied, the high watermark and recovery point become ``offset``.
+        Crash-safe the same way as :meth:`truncate_to`."""
+        raise NotImplementedError
+
+    async def append_as_follower(self, data: bytes | bytearray | memoryview) -> AppendResult:
+        """Append one or more whole batches exactly as the leader stored them.
+
+        The first batch's base offset must be the log end and each next one
+        must start where the one before ended (else
+        :class:`~tailrace.broker.log.errors.FollowerAppendError`); every
+        batch is validated as :meth:`append` validates (bounds, magic 1 or 2,
+        CRC-32C, records; a compacted leader's cleaned batches with offset
+        gaps are accepted), and on any error nothing is written. Offsets,
+        leader epochs and every other byte are kept: the stored bytes are
+        the leader's, byte for byte. Producer ids are not checked (the
+        leader did): their state is updated from the headers, so a new
+        leader deduplicates a producer's retry.
+
+        A batch whose leader epoch is above the epoch cache's latest is
+        assigned in the cache (epoch, its base offset) and the checkpoint is
+        made durable (fsync in a worker thread) before the batch is
+        appended, as :meth:`become_leader` does. Then the bytes are copied
+        (segments roll as on append). The flush mode applies as on append:
+        ``await log.wait_durable(result)`` before reporting the new log end
+        to the leader (flush ``sync``: fdatasync). On a single-node log (not
+        replicated) the high watermark moves as an append moves it; in
+        replicated mode it does not. Raises the errors :meth:`append` raises;
+        StorageError when the checkpoint write fails (offline).
+        """
+        raise NotImplementedError
 
     # --- producer state loading ---------------------------------------------------
 
@@ -1201,7 +1340,7 @@ class PartitionLog:
                 f"offset {offset} is outside [{self._log_start}, {self._leo}] of {self._name}"
             )
 
-    def read(self, offset: int, max_bytes: int) -> FileSlice | None:
+    def read(self, offset: int, max_bytes: int, *, up_to: int | None = None) -> FileSlice | None:
         """Whole batches from the one holding ``offset``, below the HW.
 
         Returns None when ``offset`` is at (or, in sync mode, past) the high
@@ -1211,16 +1350,25 @@ class PartitionLog:
         alone is larger (it is then returned whole, so a consumer always makes
         progress). Raises OffsetOutOfRangeError below the log start or above
         the log end. Release the slice when done (``with``).
+
+        ``up_to`` (replicas only: a follower fetching from its leader) reads
+        whole batches below ``up_to`` instead of below the high watermark,
+        typically ``up_to=log.log_end_offset``; it is capped at the log end,
+        and an ``up_to`` inside a batch stops before that batch.
         """
         self._raise_if_unusable()
         self._check_offset(offset)
-        while offset < self._hw:
+        if up_to is None or up_to == self._hw:
+            limit, limit_seg, limit_pos = self._hw, self._hw_seg, self._hw_pos
+        else:
+            limit, limit_seg, limit_pos = self._boundary_at(min(up_to, self._leo))
+        while offset < limit:
             seg = self._segment_for(offset)
             seg.acquire()  # the fd for the header walk, then for the reader
             try:
                 pos, first = seg.find_batch(offset)
-                if seg is self._hw_seg:
-                    end, end_offset = self._hw_pos, self._hw
+                if seg is limit_seg:
+                    end, end_offset = limit_pos, limit
                 else:
                     end, end_offset = seg.size, seg.next_offset
                 if pos < end and end - pos > max_bytes:
@@ -1234,6 +1382,24 @@ class PartitionLog:
             seg.release()
             offset = end_offset
         return None
+
+    def _boundary_at(self, offset: int) -> tuple[int, Segment, int]:
+        """(b, segment, position) of the last batch boundary b <= ``offset``
+        (``offset`` in [log start, log end]): the log end is the active
+        segment's size; any other offset is looked up (index floor and a
+        header walk) and rounded down to the start of its batch."""
+        active = self._active
+        if offset >= self._leo:
+            return self._leo, active, active.size
+        seg = self._segment_for(offset)
+        if offset == seg.base_offset:
+            return offset, seg, 0
+        seg.acquire()
+        try:
+            pos, base = seg.find_batch(offset)
+        finally:
+            seg.release()
+        return base, seg, pos
 
     def position_of(self, offset: int) -> LogPosition:
         """Where the batch holding ``offset`` starts (for available_bytes)."""
