@@ -142,6 +142,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _U32 = 0xFFFFFFFF
+#: no size limit on a follower's batches: the leader accepted them
+_I32_MAX = 2**31 - 1
 #: Sealed segments kept open (fd and index arrays) per partition.
 MAX_OPEN_SEALED = 8
 #: Producer snapshots kept (the newest, plus one fallback).
@@ -1284,7 +1286,7 @@ class PartitionLog:
         expected = self._leo
         gapped = False
         while pos < n:
-            h = validate_batch(view, pos, max_batch_bytes=n, end=n, allow_gaps=True)
+            h = validate_batch(view, pos, max_batch_bytes=_I32_MAX, end=n, allow_gaps=True)
             if h.base_offset != expected:
                 where = "the log end" if pos == 0 else "the end of the batch before it"
                 raise FollowerAppendError(
