@@ -55,6 +55,17 @@ watermark (HW). What the HW covers depends on the topic's ``flush`` mode:
 * ``none``: the HW advances at append; only roll and close fsync. A power cut
   loses whatever the kernel had not written back.
 
+Replicas (cluster mode) switch the log to the replicated mode
+(``set_replicated(True)``): the HW is then set by the replication logic
+through ``set_replicated_high_watermark`` (capped at ``durable_offset``, what
+the flush mode promises: the fdatasynced end with ``sync``, the log end
+otherwise), and only ``truncate_to`` lowers it. A follower stores its
+leader's batches as they are (``await log.append_as_follower(data)``, then
+``await log.wait_durable(result)``), cuts a diverged tail with ``await
+log.truncate_to(offset)`` (crash-safe: truncation.py) and a leader serves
+it past the HW with ``log.read(offset, max_bytes, up_to=log.log_end_offset)``;
+``watch_end`` wakes what waits on the log end or the durable offset.
+
 ``recovery_point`` is the offset below which the log is durable *and* every
 sealed segment's indexes were fsynced; after an unclean stop, recovery
 rescans from the segment holding it. Index files are never fsynced per ack:
