@@ -441,3 +441,49 @@ async def test_appends_wait_while_truncating_and_syncs_do_not_run(tmp_path):
     assert follower.durable_offset == target
     leader.close()
     follower.close()
+
+
+async def test_follower_of_a_cleaned_compacted_leader_keeps_its_gaps(tmp_path):
+    """The internal offsets topic is compacted: a follower catching up
+    copies batches the leader's cleaner rewrote with offset gaps; its own
+    recovery must accept them."""
+    t0 = 1_000_000
+    cfg = config(cleanup_policy="compact", segment_bytes=600, index_interval_bytes=100)
+    leader = open_log(tmp_path / "l" / "t-0", cfg)
+    for r in range(8):
+        for k in range(5):
+            leader.append(
+                bytes(build_kafka_batch([(t0 + r, b"key-%d" % k, b"v%d" % r + b"x" * 40, [])]))
+            )
+    await leader.flush()
+    assert await leader.clean(now_ms=t0 + 100, force=True) is not None
+    data = stored(leader, up_to=leader.log_end_offset)
+    assert any(h.record_count != h.last_offset_delta + 1 for _p, h in iter_headers(data))
+    follower = open_log(tmp_path / "f" / "t-0", cfg)
+    await replicate(leader, follower)
+    assert stored(follower, up_to=follower.log_end_offset) == data
+    follower.abandon()
+    again = open_log(tmp_path / "f" / "t-0", cfg, recovery_point=0)
+    assert again.log_end_offset == leader.log_end_offset
+    assert stored(again, up_to=again.log_end_offset) == data
+    again.close()
+    leader.close()
+
+
+async def test_replicated_sync_follower_fsyncs_before_its_position_counts(tmp_path):
+    io = FaultIO()
+    log = open_log(tmp_path / "t-0", config(flush="sync"), io=io)
+    log.set_replicated(True)
+    ends = []
+    log.watch_end(lambda: ends.append(log.durable_offset))
+    r = await log.append_as_follower(batch(4))
+    assert log.durable_offset == 0
+    assert log.flush_wanted(0)
+    syncs = io.calls["fdatasync"]
+    await log.wait_durable(r)
+    assert io.calls["fdatasync"] == syncs + 1
+    assert log.durable_offset == 4
+    assert ends[-1] == 4  # the sync woke the end watchers
+    assert log.high_watermark == 0  # still the replication logic's to move
+    assert not log.flush_wanted(0)
+    log.close()
