@@ -19,6 +19,7 @@ from ..server.listeners import BoundListener
 if TYPE_CHECKING:
     from ..cluster.member import ClusterMember
     from ..coordinator import GroupCoordinator
+    from ..replication.ports import ReplicaManagerPort
     from ..security.acl import AclStore
     from ..security.authz import Authorization
 
@@ -53,6 +54,9 @@ class BrokerContext:
         self.authz: Authorization | None = None
         #: this broker's cluster membership, or None on a single node
         self.cluster: ClusterMember | None = None
+        #: the replica manager (leader/follower roles, broker/replication/ports.py),
+        #: or None on a single node: follower fetches are then refused
+        self.replicas: ReplicaManagerPort | None = None
         #: Kafka fetches: down-converted bytes not yet written (kafka/copy_budget.py)
         self.kafka_copy_budget = CopyBudget()
 
