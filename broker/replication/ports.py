@@ -19,20 +19,20 @@ Leader side (broker/handlers/replication.py, broker/services/replica_fetch.py)
     the returned log from ``fetch_offset`` up to its log end with
     ``read(offset, max_bytes, up_to=log_end_offset)`` and sends the bytes
     with sendfile. When nothing is there it holds the request (long poll)
-    until the log's watchers (``watch_hw``) fire and the log end moved past
-    the fetch offset, or ``max_wait_ms`` passes: the log must wake its
-    watchers at every append, also in replicated mode where an append does
-    not move the high watermark. The high watermark and log end sent back
-    are the log's when the response is made.
+    until the log's end watchers (``watch_end``: every append, truncation,
+    going offline) fire and the log end moved past the fetch offset, or
+    ``max_wait_ms`` passes. The high watermark and log end sent back are the
+    log's when the response is made.
 
 Follower side (broker/cluster/fetcher.py)
     :class:`FollowerLog` is the part of
     :class:`~tailrace.broker.log.partition.PartitionLog` the fetcher calls:
     ``truncate_to`` after each OffsetForLeaderEpoch round (it cuts the epoch
-    cache too, also when no record is cut), ``append_as_follower`` with the
-    leader's bytes (whole batches, first base offset == log end),
-    ``flush`` before reporting a position when the topic's flush mode is
-    ``sync``, and ``set_replicated_high_watermark``.
+    cache too, also when no record is cut), ``truncate_fully_and_start_at``
+    when the leader's log starts past this log's end, ``append_as_follower``
+    with the leader's bytes (whole batches, first base offset == log end)
+    and ``wait_durable`` on its result before the next fetch reports the new
+    log end (the topic's flush mode), and ``set_replicated_high_watermark``.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 if TYPE_CHECKING:
-    from ..log.config import LogConfig
+    from collections.abc import Callable
+
     from ..log.partition import AppendResult, FileSlice
     from .epochs import EpochEndOffset, LeaderEpochCache
 
@@ -64,9 +65,9 @@ class LeaderLog(Protocol):
         (default: the high watermark)."""
         ...
 
-    def watch_hw(self, wake: object) -> None: ...
+    def watch_end(self, wake: Callable[[], object]) -> None: ...
 
-    def unwatch_hw(self, wake: object) -> None: ...
+    def unwatch_end(self, wake: Callable[[], object]) -> None: ...
 
 
 class FollowerFetch(NamedTuple):
@@ -106,13 +107,12 @@ class FollowerLog(Protocol):
     @property
     def epoch_cache(self) -> LeaderEpochCache: ...
 
-    @property
-    def config(self) -> LogConfig: ...
-
     async def truncate_to(self, offset: int) -> None: ...
 
-    def append_as_follower(self, data: bytes | memoryview) -> AppendResult: ...
+    async def truncate_fully_and_start_at(self, offset: int) -> None: ...
 
-    async def flush(self) -> None: ...
+    async def append_as_follower(self, data: bytes | memoryview) -> AppendResult: ...
 
-    def set_replicated_high_watermark(self, offset: int) -> None: ...
+    async def wait_durable(self, result: AppendResult | int) -> None: ...
+
+    def set_replicated_high_watermark(self, offset: int) -> bool: ...

@@ -18,8 +18,9 @@ partition at most its ``max_bytes``, the response at most ``max_bytes``,
 except that the first batch always comes whole.
 
 Long poll: when no partition has a record past its fetch offset, :func:`wait`
-waits for any of the logs' watchers (woken at every append), the broker
-draining, or the deadline; no polling. The high watermark, log start and log
+waits for any of the logs' end watchers (``watch_end``: woken at every
+append, truncation, going offline), the broker draining, or the deadline;
+no polling. The high watermark, log start and log
 end sent back are read when the response is made, after the wait.
 
 A single node (``ctx.replicas`` None) leads every partition alone: a
@@ -123,7 +124,7 @@ async def wait(ctx: BrokerContext, reads: list[ReplicaRead], max_wait_ms: int) -
     woken = trio.Event()
     wake = woken.set
     for log in logs:
-        log.watch_hw(wake)
+        log.watch_end(wake)
     try:
         while not has_data(reads) and trio.current_time() < deadline:
             if ctx.draining.is_set():
@@ -131,14 +132,14 @@ async def wait(ctx: BrokerContext, reads: list[ReplicaRead], max_wait_ms: int) -
             with trio.move_on_at(deadline):
                 await woken.wait()
             for log in logs:
-                log.unwatch_hw(wake)
+                log.unwatch_end(wake)
             woken = trio.Event()
             wake = woken.set
             for log in logs:
-                log.watch_hw(wake)
+                log.watch_end(wake)
     finally:
         for log in logs:
-            log.unwatch_hw(wake)
+            log.unwatch_end(wake)
 
 
 def read(reads: list[ReplicaRead], max_bytes: int) -> None:
