@@ -85,6 +85,7 @@ from tailrace.client.protocol import (
     ReplicaFetchRequest,
     ReplicaFetchTopic,
 )
+from tailrace.client.security import SecurityConfig
 from tailrace.client.transport.auth import sasl_authenticate
 from tailrace.client.transport.connection import BrokerConnection
 
@@ -92,12 +93,11 @@ from ..replication.epochs import EpochEndOffset
 from ..replication.truncation import request_epoch, truncation_point
 
 if TYPE_CHECKING:
-    from tailrace.client.security import SecurityConfig
-
+    from ..config import BrokerConfig
     from ..replication.follower import FollowerState
     from ..replication.ports import FollowerLog
 
-__all__ = ["FetcherSettings", "ReplicaFetcher"]
+__all__ = ["FetcherSettings", "ReplicaFetcher", "peer_security"]
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,29 @@ _STATE_ERRORS = frozenset(
         ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
     }
 )
+
+
+def peer_security(config: BrokerConfig) -> SecurityConfig | None:
+    """How this broker secures its connections to other brokers, from
+    ``[cluster] peer_*`` (docs/operations.md, "Cluster settings"): None for
+    plaintext without SASL. Host names are not checked (brokers are reached
+    by the addresses they registered, which their certificates need not
+    name); the CA is. Inconsistent settings raise InvalidConfigError."""
+    v = config.values
+    ca, cert, key = (v[f"cluster.peer_tls_{k}_file"] for k in ("ca", "cert", "key"))
+    user, password_file = v["cluster.peer_sasl_username"], v["cluster.peer_sasl_password_file"]
+    if not (ca or cert or key or user or password_file):
+        return None
+    return SecurityConfig(
+        tls=bool(ca or cert),
+        ssl_cafile=ca or None,
+        ssl_certfile=cert or None,
+        ssl_keyfile=key or None,
+        ssl_check_hostname=False,
+        sasl_mechanism="SCRAM-SHA-256" if user or password_file else None,
+        username=user or None,
+        password_file=password_file or None,
+    )
 
 
 @dataclass(frozen=True, slots=True)

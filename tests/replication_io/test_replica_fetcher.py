@@ -24,10 +24,14 @@ from replica_harness import (
 )
 
 from tailrace.broker.app import Broker
-from tailrace.broker.cluster.fetcher import FetcherSettings, ReplicaFetcher
+from tailrace.broker.cluster.fetcher import FetcherSettings, ReplicaFetcher, peer_security
 from tailrace.broker.log import PartitionLog
 from tailrace.client import AsyncAdmin
-from tailrace.client.errors import FencedLeaderEpochError, UnknownLeaderEpochError
+from tailrace.client.errors import (
+    FencedLeaderEpochError,
+    InvalidConfigError,
+    UnknownLeaderEpochError,
+)
 
 
 @dataclass
@@ -189,3 +193,24 @@ async def test_a_stale_or_unknown_epoch_is_fenced_until_the_new_state_arrives(
     await wait_until(flog, lambda: flog.log_end_offset == plog.log_end_offset)
     assert log_bytes(flog) == log_bytes(plog)
     fetcher.close()
+
+
+def test_peer_security_comes_from_the_cluster_settings(tmp_path: Path) -> None:
+    assert peer_security(broker_config(tmp_path)) is None
+    (tmp_path / "pw").write_text("secret\n")
+    security = peer_security(
+        broker_config(
+            tmp_path,
+            cluster__peer_sasl_username="broker-2",
+            cluster__peer_sasl_password_file=str(tmp_path / "pw"),
+        )
+    )
+    assert security is not None
+    assert (security.sasl_mechanism, security.username, security.uses_tls) == (
+        "SCRAM-SHA-256",
+        "broker-2",
+        False,
+    )
+    assert security.resolve_password() == "secret"
+    with pytest.raises(InvalidConfigError, match="password"):
+        peer_security(broker_config(tmp_path, cluster__peer_sasl_username="broker-2"))
