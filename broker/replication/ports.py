@@ -69,6 +69,10 @@ class LeaderLog(Protocol):
 
     def unwatch_end(self, wake: Callable[[], object]) -> None: ...
 
+    def watch_hw(self, wake: Callable[[], object]) -> None: ...
+
+    def unwatch_hw(self, wake: Callable[[], object]) -> None: ...
+
 
 class FollowerFetch(NamedTuple):
     """What :meth:`ReplicaManagerPort.follower_fetch` returns."""

@@ -19,8 +19,8 @@ except that the first batch always comes whole.
 
 Long poll: when no partition has a record past its fetch offset, :func:`wait`
 waits for any of the logs' end watchers (``watch_end``: woken at every
-append, truncation, going offline), the broker draining, or the deadline;
-no polling. The high watermark, log start and log
+append, truncation, going offline) or high-watermark watchers (which a
+draining broker wakes), or the deadline; no polling. The high watermark, log start and log
 end sent back are read when the response is made, after the wait.
 
 A single node (``ctx.replicas`` None) leads every partition alone: a
@@ -125,6 +125,7 @@ async def wait(ctx: BrokerContext, reads: list[ReplicaRead], max_wait_ms: int) -
     wake = woken.set
     for log in logs:
         log.watch_end(wake)
+        log.watch_hw(wake)  # a draining broker wakes these
     try:
         while not has_data(reads) and trio.current_time() < deadline:
             if ctx.draining.is_set():
@@ -133,13 +134,16 @@ async def wait(ctx: BrokerContext, reads: list[ReplicaRead], max_wait_ms: int) -
                 await woken.wait()
             for log in logs:
                 log.unwatch_end(wake)
+                log.unwatch_hw(wake)
             woken = trio.Event()
             wake = woken.set
             for log in logs:
                 log.watch_end(wake)
+                log.watch_hw(wake)
     finally:
         for log in logs:
             log.unwatch_end(wake)
+            log.unwatch_hw(wake)
 
 
 def read(reads: list[ReplicaRead], max_bytes: int) -> None:
