@@ -550,6 +550,43 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "cluster",
+        "peer_tls_ca_file",
+        str,
+        "",
+        "CA file (PEM) to verify other brokers' native listeners with; set: this broker's "
+        "connections to them use TLS",
+    ),
+    Setting(
+        "cluster",
+        "peer_tls_cert_file",
+        str,
+        "",
+        "certificate (PEM) this broker presents to other brokers' mutual-TLS listeners",
+    ),
+    Setting(
+        "cluster",
+        "peer_tls_key_file",
+        str,
+        "",
+        "key (PEM) of peer_tls_cert_file, unless in the same file",
+    ),
+    Setting(
+        "cluster",
+        "peer_sasl_username",
+        str,
+        "",
+        "SCRAM-SHA-256 user this broker authenticates as on other brokers' SASL listeners; "
+        "grant it cluster_action on the cluster",
+    ),
+    Setting(
+        "cluster",
+        "peer_sasl_password_file",
+        str,
+        "",
+        "file holding that user's password (read at each connection)",
+    ),
+    Setting(
+        "cluster",
         "etcd_prefix",
         str,
         "/tailrace",
