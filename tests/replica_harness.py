@@ -53,6 +53,13 @@ class LeaderReplicas:
         self.positions: list[int] = []
         self.changed = trio.Event()
 
+    def check_readable(self, topic: str, partition: int) -> None:
+        if (topic, partition) not in self.parts:
+            raise NotLeaderOrFollowerError(f"not the leader of {topic}-{partition}")
+
+    def served_high_watermark(self, topic: str, partition: int) -> int:
+        return self.parts[(topic, partition)][1].served_high_watermark()
+
     async def lead(
         self, topic: str, partition: int, plog: PartitionLog, epoch: int, isr=(1, 2)
     ) -> LeaderState:
