@@ -330,6 +330,8 @@ class PartitionLog:
         #: cluster mode: the high watermark is the replication's (see
         #: set_replicated), not the flush mode's
         self._replicated = False
+        #: callables run when the log end or the durable offset advances
+        self._end_watchers: set[Callable[[], object]] = set()
         #: Compaction (cleaner.py): below this offset the log is cleaned.
         self._clean_to = 0
         self._cleaning = False
@@ -965,6 +967,8 @@ class PartitionLog:
             self._producers.record(headers, base)
         if cfg.flush != "sync" and not self._replicated:
             self._set_hw(self._leo, seg, seg.size)
+        if self._end_watchers:
+            self._wake_end()
         return AppendResult(base, last, now, self._log_start, False)
 
     def _roll(self) -> Segment:
@@ -1027,6 +1031,17 @@ class PartitionLog:
             return False
         self._move_hw(offset)
         return True
+
+    def watch_end(self, wake: Callable[[], object]) -> None:
+        """Call ``wake()`` whenever the log end or durable_offset advances."""
+        self._end_watchers.add(wake)
+
+    def unwatch_end(self, wake: Callable[[], object]) -> None:
+        self._end_watchers.discard(wake)
+
+    def _wake_end(self) -> None:
+        for wake in tuple(self._end_watchers):
+            wake()
 
     def _move_hw(self, offset: int) -> None:
         if offset == self._leo:
@@ -1196,10 +1211,13 @@ class PartitionLog:
                     self._unsynced.remove(seg)
             self._dir_synced_gen = max(self._dir_synced_gen, dir_gen)
             if full:
+                advanced = target > self._flushed
                 self._flushed = max(self._flushed, target)
                 self._last_flush_ms = self._clock_ms()
                 if self._ctx.config.flush == "sync" and target > self._hw and not self._replicated:
                     self._set_hw(target, active, target_pos)
+                if advanced and self._end_watchers:
+                    self._wake_end()
             elif sealed:
                 self._flushed = max(self._flushed, sealed[-1].next_offset)
             self._evict_sealed()
