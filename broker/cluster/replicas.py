@@ -157,6 +157,8 @@ class Replica:
     follower: FollowerState | None = None
     #: the fetcher this partition is handed to (following only)
     fetcher_key: tuple[int, str] | None = None
+    #: while leading: registered with log.watch_end (appends, fsyncs)
+    end_watch: Callable[[], object] | None = None
     #: set (and replaced) at every high-watermark advance or role change:
     #: what acks=all produces wait on
     changed: trio.Event = field(default_factory=trio.Event)
@@ -354,6 +356,10 @@ class ReplicaManager:
         r.leader, r.follower = leader, None
         r.state, r.version = state, version
         r.role = "leader"
+        # the leader's own log end and fsyncs count toward the watermark:
+        # recompute it whenever they move (acks=0/1 traffic, the flush loop)
+        r.end_watch = lambda: self._update_hw(r)
+        plog.watch_end(r.end_watch)
         self._update_hw(r)
         r.notify()
         log_event(
@@ -420,6 +426,9 @@ class ReplicaManager:
 
     def _drop_leadership(self, r: Replica) -> None:
         """Forget the LeaderState (waiting acks=all produces see it gone)."""
+        if r.end_watch is not None:
+            r.log.unwatch_end(r.end_watch)
+            r.end_watch = None
         if r.leader is not None:
             r.leader = None
             r.notify()
@@ -530,7 +539,8 @@ class ReplicaManager:
 
     def appended(self, lead: Leadership) -> None:
         """After the append: with the ISR this broker alone (or flush not
-        ``sync``) the watermark may move at once."""
+        ``sync``) the watermark may move at once (the log's end watcher
+        does this too; this keeps the produce path from depending on it)."""
         if lead.replica.leader is lead.leader:
             self._update_hw(lead.replica)
 

@@ -394,4 +394,15 @@ async def test_a_single_replica_acks_all_at_once(cluster: Cluster) -> None:
     out = await produce(leader, -1, batch())
     assert out.error is None
     assert out.base_offset == 0
-    assert leader.logs.get(TOPIC, 0).high_watermark == 3
+    plog = leader.logs.get(TOPIC, 0)
+    assert plog.high_watermark == 3
+    # acks=0 (flush sync): nothing waits, the flush loop's fsync later moves
+    # the watermark (through the log's end watcher)
+    (zero,) = produce_service.append(
+        leader.ctx, INFO, [produce_service.Write(TOPIC, 0, batch())], acks=0
+    )
+    assert zero.error is None
+    assert plog.log_end_offset == 6
+    assert plog.high_watermark == 3
+    await plog.flush()
+    assert plog.high_watermark == 6
