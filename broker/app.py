@@ -52,6 +52,7 @@ from .server.listeners import BoundListener, ConnectionCounter, open_listener, s
 
 if TYPE_CHECKING:
     from .cluster.member import ClusterMember
+    from .cluster.replicas import FetcherFactory, ReplicaManager
     from .console.web import Console
 
 __all__ = ["Broker"]
@@ -110,6 +111,8 @@ class Broker:
         self._kafka_dispatcher: Any = None
         #: this broker's membership of a cluster (cluster mode only)
         self.cluster: ClusterMember | None = None
+        #: leader and follower roles of this broker's replicas (cluster mode only)
+        self.replicas: ReplicaManager | None = None
 
     @property
     def stopping(self) -> bool:
@@ -173,6 +176,7 @@ class Broker:
         the nursery ends, before the logs close."""
         # imported only in cluster mode: a single node never loads httpx
         from .cluster.member import ClusterMember, ClusterSettings
+        from .cluster.replicas import ReplicaManager, ReplicaSettings
 
         assert self.context is not None
         settings = ClusterSettings.from_config(self.config)
@@ -187,6 +191,16 @@ class Broker:
         self.context.node_id = settings.node_id
         self.context.cluster = self.cluster
         await nursery.start(self.cluster.run)
+        self.replicas = ReplicaManager(
+            self.cluster,
+            self.context.manager,
+            _fetcher_factory(self.config),
+            ReplicaSettings(
+                replica_lag_time_max_ms=self.config.get("cluster", "replica_lag_time_max_ms")
+            ),
+        )
+        self.context.replicas = self.replicas
+        await nursery.start(self.replicas.run)
         log_event(
             log,
             logging.INFO,
@@ -339,6 +353,26 @@ def _is_kafka(listener: BoundListener) -> bool:
     """Whether the listener speaks Kafka's wire protocol (its config is
     given by BrokerSecurity.bind)."""
     return getattr(listener.config, "protocol", "tailrace") == "kafka"
+
+
+def _fetcher_factory(config: BrokerConfig) -> FetcherFactory:
+    """How the replica manager starts the follower fetcher of one leader
+    broker (in the manager's nursery): from ``cluster.bind_host``, with the
+    ``cluster.peer_*`` credentials."""
+    from .cluster.fetcher import ReplicaFetcher, peer_security
+
+    security = peer_security(config)
+    node_id = config.get("cluster", "node_id")
+    bind_host = config.get("cluster", "bind_host") or None
+
+    async def make(nursery: trio.Nursery, leader_id: int, address: str) -> ReplicaFetcher:
+        fetcher = ReplicaFetcher(
+            node_id, leader_id, address, security=security, local_address=bind_host
+        )
+        await nursery.start(fetcher.run)
+        return fetcher
+
+    return make
 
 
 def _cleaner_settings(config: BrokerConfig) -> CleanerSettings:

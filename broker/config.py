@@ -307,6 +307,14 @@ SETTINGS: tuple[Setting, ...] = (
         _LOG.max_compaction_lag_ms,
         "compacted topics: clean a segment whose oldest record is this old, whatever the ratio",
     ),
+    Setting(
+        "topic_defaults",
+        "min_insync_replicas",
+        int,
+        _LOG.min_insync_replicas,
+        "cluster mode: an acks=all write needs this many in-sync replicas; "
+        "-1: min(2, replication factor)",
+    ),
     # --- [cleaner]: the log cleaner of compacted topics ---------------------
     Setting(
         "cleaner",
@@ -542,6 +550,43 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "cluster",
+        "peer_tls_ca_file",
+        str,
+        "",
+        "CA file (PEM) to verify other brokers' native listeners with; set: this broker's "
+        "connections to them use TLS",
+    ),
+    Setting(
+        "cluster",
+        "peer_tls_cert_file",
+        str,
+        "",
+        "certificate (PEM) this broker presents to other brokers' mutual-TLS listeners",
+    ),
+    Setting(
+        "cluster",
+        "peer_tls_key_file",
+        str,
+        "",
+        "key (PEM) of peer_tls_cert_file, unless in the same file",
+    ),
+    Setting(
+        "cluster",
+        "peer_sasl_username",
+        str,
+        "",
+        "SCRAM-SHA-256 user this broker authenticates as on other brokers' SASL listeners; "
+        "grant it cluster_action on the cluster",
+    ),
+    Setting(
+        "cluster",
+        "peer_sasl_password_file",
+        str,
+        "",
+        "file holding that user's password (read at each connection)",
+    ),
+    Setting(
+        "cluster",
         "etcd_prefix",
         str,
         "/tailrace",
@@ -571,6 +616,15 @@ SETTINGS: tuple[Setting, ...] = (
         int,
         3,
         "replicas of a topic created without one (capped at the live brokers)",
+        _at_least(1),
+    ),
+    Setting(
+        "cluster",
+        "replica_lag_time_max_ms",
+        int,
+        10_000,
+        "a follower that has not caught up with its leader for this long leaves the in-sync "
+        "replicas (acks=all stops waiting for it)",
         _at_least(1),
     ),
 )

@@ -154,7 +154,7 @@ class GroupPartitionOffset:
 @dataclass(frozen=True, slots=True, order=True)
 class Acl:
     """One ACL binding: ``principal`` (``User:<name>`` or ``*``) may do
-    ``operation`` (read, write, create, delete, alter, describe) on the
+    ``operation`` (read, write, create, delete, alter, describe, cluster_action) on the
     resources of ``resource_type`` (topic, group, cluster) named
     ``resource_name`` exactly (``pattern_type`` "literal"; ``*`` is every
     one) or starting with it ("prefixed")."""

@@ -64,6 +64,21 @@ def _table(cls: type) -> list[str]:
     return rows
 
 
+def _messages(request: type, response: type) -> list[str]:
+    out: list[str] = []
+    doc = (request.__doc__ or "").strip()
+    if doc and not doc.startswith(request.__name__ + "("):
+        out.append(" ".join(doc.split()))
+        out.append("")
+    for root in (request, response):
+        seen: list[type] = []
+        _structs(root, seen)
+        for cls in seen:
+            out.extend(_table(cls))
+            out.append("")
+    return out
+
+
 def render() -> str:
     out: list[str] = []
     for key in sorted(APIS):
@@ -71,16 +86,16 @@ def render() -> str:
         versions = f"{spec.min_version}-{spec.max_version}"
         out.append(f"### {ApiKey(key).name} (api_key {int(key)}, versions {versions})")
         out.append("")
-        doc = (spec.request.__doc__ or "").strip()
-        if doc and not doc.startswith(spec.request.__name__ + "("):
-            out.append(" ".join(doc.split()))
+        own = {v for v, _request, _response in spec.versions}
+        if own:
+            rest = [v for v in range(spec.min_version, spec.max_version + 1) if v not in own]
+            out.append(f"Version {', '.join(map(str, rest))}:")
             out.append("")
-        for root in (spec.request, spec.response):
-            seen: list[type] = []
-            _structs(root, seen)
-            for cls in seen:
-                out.extend(_table(cls))
-                out.append("")
+        out.extend(_messages(spec.request, spec.response))
+        for version, request, response in spec.versions:
+            out.append(f"Version {version}:")
+            out.append("")
+            out.extend(_messages(request, response))
     out.append("### Error codes")
     out.append("")
     out.append("| code | name | retriable | exception | meaning |")

@@ -30,7 +30,7 @@ from .common import (
 )
 from .output import table, write_json
 
-OPERATIONS = ["read", "write", "create", "delete", "alter", "describe"]
+OPERATIONS = ["read", "write", "create", "delete", "alter", "describe", "cluster_action"]
 CLUSTER_NAME = "tailrace-cluster"
 
 

@@ -20,8 +20,8 @@ Rules (Kafka's ZooKeeper-era controller, without unclean election):
   becomes :data:`NO_LEADER` (offline) and the ISR stays as it was, so only
   one of those replicas (each holds every committed record) may lead again
   when it comes back.
-* Nothing else: growing the ISR back is the leader's job once a follower has
-  caught up (replication, not built yet).
+* Nothing else: shrinking the ISR of a live but lagging follower and growing
+  it back once it caught up is the partition leader's job (replicas.py).
 """
 
 from __future__ import annotations

@@ -14,10 +14,24 @@ default), values are JSON (readable with ``etcdctl get --prefix``)::
                                             "isr", "controller_epoch",
                                             "leader_broker_epoch"}
 
-A partition's state changes only by compare-and-swap on its mod revision,
-in a txn that also checks the controller key's create revision (the writer
-is still the controller it was). :class:`ClusterView` is one consistent
-reading of all of it, built from a PrefixView's items.
+A partition's state changes only by compare-and-swap on its mod revision.
+Two writers:
+
+* the controller (controller.py): new partitions, leader elections and
+  dead brokers leaving the ISR, in a txn that also checks the controller
+  key's create revision (the writer is still the controller it was);
+* the partition's leader (replicas.py), for ISR changes only (a follower
+  out of sync for ``replica_lag_time_max_ms`` leaves, a caught-up one
+  rejoins): it puts the state it read with only ``isr`` changed, in a txn
+  that compares the partition key's mod revision with the one that state
+  had -- so leader, leader epoch and every other field are still the ones
+  it leads with -- and ``<prefix>/brokers/<its node_id>``'s create revision
+  with its broker epoch (a leader whose session expired writes nothing).
+  The change counts toward the high watermark only once the txn succeeded
+  (KIP-497); a refused one is dropped and decided again from the new state.
+
+:class:`ClusterView` is one consistent reading of all of it, built from a
+PrefixView's items.
 """
 
 from __future__ import annotations

@@ -611,6 +611,11 @@ def audit_data_dir(data_dir: str) -> list[str]:
     return problems
 
 
+#: a partition's small files besides segments and snapshots: the log start
+#: DeleteRecords set, the leader-epoch checkpoint, a truncation marker
+_PARTITION_FILES = frozenset({"log-start-offset", "leader-epoch-checkpoint", "truncation"})
+
+
 def _audit_partition(path: str) -> list[str]:
     problems = []
     by_base: dict[str, set[str]] = defaultdict(set)
@@ -624,6 +629,8 @@ def _audit_partition(path: str) -> list[str]:
                     gaps_below = CleanerCheckpoint.from_bytes(f.read()).gaps_below
             except (OSError, ValueError, KeyError) as exc:
                 problems.append(f"unreadable {os.path.join(path, name)}: {exc}")
+            continue
+        if name in _PARTITION_FILES:
             continue
         stem, dot, suffix = name.partition(".")
         if (

@@ -34,6 +34,7 @@ from .groups import (
 from .metadata import handle_api_versions, handle_metadata
 from .offsets import handle_init_producer_id, handle_list_offsets
 from .produce import handle_produce
+from .replication import handle_offset_for_leader_epoch
 from .sasl import handle_sasl_authenticate, handle_sasl_handshake
 
 __all__ = ["HANDLERS", "BrokerContext"]
@@ -48,6 +49,7 @@ HANDLERS: dict[int, Callable] = {
     ApiKey.DELETE_TOPICS: handle_delete_topics,
     ApiKey.CREATE_PARTITIONS: handle_create_partitions,
     ApiKey.INIT_PRODUCER_ID: handle_init_producer_id,
+    ApiKey.OFFSET_FOR_LEADER_EPOCH: handle_offset_for_leader_epoch,
     ApiKey.DESCRIBE_CONFIGS: handle_describe_configs,
     ApiKey.ALTER_CONFIGS: handle_alter_configs,
     ApiKey.OFFSET_COMMIT: handle_offset_commit,

@@ -18,6 +18,7 @@ from ..server.listeners import BoundListener
 
 if TYPE_CHECKING:
     from ..cluster.member import ClusterMember
+    from ..cluster.replicas import ReplicaManager
     from ..coordinator import GroupCoordinator
     from ..security.acl import AclStore
     from ..security.authz import Authorization
@@ -53,6 +54,9 @@ class BrokerContext:
         self.authz: Authorization | None = None
         #: this broker's cluster membership, or None on a single node
         self.cluster: ClusterMember | None = None
+        #: the replica manager (cluster mode only): produce, reads and the
+        #: replication requests ask it who leads and wait on it for acks=all
+        self.replicas: ReplicaManager | None = None
         #: Kafka fetches: down-converted bytes not yet written (kafka/copy_budget.py)
         self.kafka_copy_budget = CopyBudget()
 

@@ -23,6 +23,7 @@ from tailrace.client.protocol import (
 from ..server.connection import ConnectionInfo, Later, Streamed
 from ..services import fetch as service
 from .errors import fill
+from .replication import handle_replica_fetch
 
 if TYPE_CHECKING:
     from .context import BrokerContext
@@ -31,6 +32,8 @@ __all__ = ["handle_fetch"]
 
 
 def handle_fetch(ctx: BrokerContext, info: ConnectionInfo, request: Request) -> object:
+    if request.api_version:  # version 1: a follower's fetch
+        return handle_replica_fetch(ctx, info, request)
     body: FetchRequest = request.body
     reads = [
         service.Read(t.name, p.partition, p.fetch_offset, p.max_bytes)

@@ -36,8 +36,10 @@ log = logging.getLogger(__name__)
 
 def handle_produce(ctx: BrokerContext, info: ConnectionInfo, request: Request) -> object:
     body: ProduceRequest = request.body
-    if body.acks not in (0, 1):
-        raise InvalidRequestError(f"acks must be 0 or 1, not {body.acks}")
+    if body.acks not in (0, 1) and not (body.acks == -1 and ctx.replicas is not None):
+        raise InvalidRequestError(
+            f"acks must be 0 or 1 (or -1, all, in cluster mode), not {body.acks}"
+        )
     missing = topics.topics_to_auto_create(ctx, info, [t.name for t in body.topics])
     if missing:
         # Later requests on this connection may write to the same topics:
@@ -64,7 +66,7 @@ def _produce(ctx: BrokerContext, info: ConnectionInfo, request: Request) -> obje
     writes = [
         service.Write(t.name, p.partition, p.records) for t in body.topics for p in t.partitions
     ]
-    outcomes = service.append(ctx, info, writes)
+    outcomes = service.append(ctx, info, writes, body.acks)
     if body.acks == 0:
         failed = [f"{o.topic}/{o.partition}: {o.error.message}" for o in outcomes if o.error]
         if failed:

@@ -6,7 +6,8 @@ tailrace's ACLs are allow-only, per principal, without hosts, on topics,
 groups and the cluster, literal or prefixed. Kafka's numbering maps onto
 them: resource types 2 topic, 3 group, 4 cluster; patterns 3 literal, 4
 prefixed; operations 3 read, 4 write, 5 create, 6 delete, 7 alter, 8
-describe (2, ALL, grants the six); permission 3 allow. A creation outside
+describe, 9 cluster_action (2, ALL, grants them all; cluster_action only on
+the cluster); permission 3 allow. A creation outside
 that (DENY, a host other than ``*``, another resource type or operation)
 fails alone with INVALID_REQUEST; a filter naming something tailrace never
 stores (DENY, a transactional id) matches nothing; MATCH filters are
@@ -36,7 +37,15 @@ __all__ = ["handle_create_acls", "handle_delete_acls", "handle_describe_acls"]
 ANY = 1
 _RESOURCES = {2: "topic", 3: "group", 4: "cluster"}
 _PATTERNS = {3: "literal", 4: "prefixed"}
-_OPERATIONS = {3: "read", 4: "write", 5: "create", 6: "delete", 7: "alter", 8: "describe"}
+_OPERATIONS = {
+    3: "read",
+    4: "write",
+    5: "create",
+    6: "delete",
+    7: "alter",
+    8: "describe",
+    9: "cluster_action",
+}
 ALL_OPERATIONS = 2
 MATCH = 2
 ALLOW, DENY = 3, 2
@@ -57,7 +66,11 @@ def _bindings(c: Any) -> list[AclBinding]:
     if c.resource_pattern_type not in _PATTERNS:
         raise InvalidRequestError(f"pattern type {c.resource_pattern_type}: literal or prefixed")
     if c.operation == ALL_OPERATIONS:
-        operations = list(_OPERATIONS.values())
+        operations = [
+            op
+            for op in _OPERATIONS.values()
+            if op != "cluster_action" or _RESOURCES[c.resource_type] == "cluster"
+        ]
     elif c.operation in _OPERATIONS:
         operations = [_OPERATIONS[c.operation]]
     else:

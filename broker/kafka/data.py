@@ -69,7 +69,7 @@ def handle_produce(ctx: BrokerContext, info: ConnectionInfo, request: KafkaReque
         )
         outcomes = [produce_service.WriteOutcome(w.topic, w.partition, refused) for w in writes]
     else:
-        outcomes = produce_service.append(ctx, info, writes)
+        outcomes = produce_service.append(ctx, info, writes, body.acks)
     if body.acks == 0:
         failed = [f"{o.topic}/{o.partition}: {o.error.message}" for o in outcomes if o.error]
         if failed:

@@ -69,6 +69,9 @@ class LogConfig:
     * ``min_compaction_lag_ms`` / ``max_compaction_lag_ms``: a segment is
       cleaned only once its newest record is this old / is cleaned, whatever
       the dirty ratio, once its oldest record is that old.
+    * ``min_insync_replicas``: cluster mode: an acks=all write is refused
+      (NOT_ENOUGH_REPLICAS) while fewer replicas are in sync; -1 means
+      min(2, the topic's replication factor). A single node ignores it.
     """
 
     segment_bytes: int = 256 * MiB
@@ -87,6 +90,7 @@ class LogConfig:
     min_cleanable_dirty_ratio: float = 0.5
     min_compaction_lag_ms: int = 0
     max_compaction_lag_ms: int = _I64_MAX
+    min_insync_replicas: int = -1
 
     #: key -> (minimum, maximum) for the integer keys.
     _INT_RANGES: ClassVar[dict[str, tuple[int, int]]] = {
@@ -105,6 +109,7 @@ class LogConfig:
         "delete_retention_ms": (0, _I64_MAX),
         "min_compaction_lag_ms": (0, _I64_MAX),
         "max_compaction_lag_ms": (1, _I64_MAX),
+        "min_insync_replicas": (-1, _I32_MAX),
     }
 
     def __post_init__(self) -> None:
@@ -133,6 +138,8 @@ class LogConfig:
             raise InvalidConfigError(
                 f"min_cleanable_dirty_ratio: {ratio!r} is not a number in [0, 1]"
             )
+        if self.min_insync_replicas == 0:
+            raise InvalidConfigError("min_insync_replicas: 0 is not -1 (the default) or 1 or more")
         if self.min_compaction_lag_ms > self.max_compaction_lag_ms:
             raise InvalidConfigError(
                 f"min_compaction_lag_ms: {self.min_compaction_lag_ms} is above "

@@ -11,9 +11,19 @@ offsets to the user, as they do for a batch that fails its CRC on arrival.
 
 from __future__ import annotations
 
-from tailrace.client.errors import CorruptRecordError, StorageError
+from tailrace.client.errors import (
+    CorruptRecordError,
+    InvalidRecordError,
+    OffsetOutOfRangeError,
+    StorageError,
+)
 
-__all__ = ["CorruptCheckpointError", "CorruptLogError"]
+__all__ = [
+    "CorruptCheckpointError",
+    "CorruptLogError",
+    "FollowerAppendError",
+    "TruncationOffsetError",
+]
 
 
 class CorruptLogError(CorruptRecordError, StorageError):
@@ -52,3 +62,29 @@ class CorruptCheckpointError(StorageError):
         super().__init__(f"corrupt checkpoint {path}: {reason}")
         self.path = path
         self.reason = reason
+
+
+class TruncationOffsetError(OffsetOutOfRangeError):
+    """:meth:`PartitionLog.truncate_to` was given an offset the log cannot
+    end at: below the log start, above the log end, or inside a batch
+    (``batch`` is then that batch's (first, last) offsets). Nothing was
+    changed."""
+
+    def __init__(self, message: str, offset: int, batch: tuple[int, int] | None = None) -> None:
+        super().__init__(message)
+        self.offset = offset
+        self.batch = batch
+
+
+class FollowerAppendError(InvalidRecordError):
+    """:meth:`PartitionLog.append_as_follower` was given data that does not
+    continue this log: its first batch does not start at the log end, or a
+    batch does not start where the one before it ended. ``expected`` is the
+    offset the batch should have started at, ``actual`` its base offset.
+    Nothing was written. (Structural damage and a bad CRC raise the errors
+    :func:`validate_batch` raises, as :meth:`PartitionLog.append` does.)"""
+
+    def __init__(self, message: str, expected: int, actual: int) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual

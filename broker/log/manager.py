@@ -523,7 +523,12 @@ class LogManager:
                     await log.write_producer_snapshot()
                 except (StorageError, OSError) as exc:
                     logger.error("producer snapshot of %s-%d failed: %s", key[0], key[1], exc)
+            # read with the points, no await between: a truncation marker
+            # may go once a point taken after its cut is durable
+            generations = [(log, log.truncation_generation) for _key, log in self.logs()]
             await trio.to_thread.run_sync(self._write_checkpoint, self._recovery_points())
+            for log, generation in generations:
+                await log.recovery_point_saved(generation)
 
     def _recovery_points(self) -> dict[tuple[str, int], int]:
         points = {k: v for k, v in self._loaded_points.items() if k in self.failed}

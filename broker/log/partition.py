@@ -55,6 +55,17 @@ watermark (HW). What the HW covers depends on the topic's ``flush`` mode:
 * ``none``: the HW advances at append; only roll and close fsync. A power cut
   loses whatever the kernel had not written back.
 
+Replicas (cluster mode) switch the log to the replicated mode
+(``set_replicated(True)``): the HW is then set by the replication logic
+through ``set_replicated_high_watermark`` (capped at ``durable_offset``, what
+the flush mode promises: the fdatasynced end with ``sync``, the log end
+otherwise), and only ``truncate_to`` lowers it. A follower stores its
+leader's batches as they are (``await log.append_as_follower(data)``, then
+``await log.wait_durable(result)``), cuts a diverged tail with ``await
+log.truncate_to(offset)`` (crash-safe: truncation.py) and a leader serves
+it past the HW with ``log.read(offset, max_bytes, up_to=log.log_end_offset)``;
+``watch_end`` wakes what waits on the log end or the durable offset.
+
 ``recovery_point`` is the offset below which the log is durable *and* every
 sealed segment's indexes were fsynced; after an unclean stop, recovery
 rescans from the segment holding it. Index files are never fsynced per ack:
@@ -93,14 +104,19 @@ from tailrace.client.records import BatchHeader, iter_records, validate_batch
 from ..logs import log_event
 from ..metrics import definitions as metrics
 from ..replication.epochs import EpochEndOffset, LeaderEpochCache
-from . import cleaner
+from . import cleaner, truncation
 from .config import LogConfig
 from .epoch_checkpoint import (
     EPOCH_CHECKPOINT_NAME,
     read_epoch_checkpoint,
     write_epoch_checkpoint,
 )
-from .errors import CorruptCheckpointError, CorruptLogError
+from .errors import (
+    CorruptCheckpointError,
+    CorruptLogError,
+    FollowerAppendError,
+    TruncationOffsetError,
+)
 from .files import (
     DELETED_SUFFIX,
     INDEX_SUFFIX,
@@ -112,11 +128,18 @@ from .files import (
     offset_file_name,
     parse_offset_file_name,
 )
-from .index import IndexCorruptError
+from .index import IndexCorruptError, OffsetIndex, TimeIndex
 from .producer_state import ProducerStateManager
 from .recovery import scan_segment
 from .segment import NO_TIMESTAMP, Segment, SegmentContext
 from .storage_io import StorageIO
+from .truncation import (
+    TRUNCATION_FILE,
+    TruncationMarker,
+    cut_files,
+    remove_marker,
+    write_marker,
+)
 
 __all__ = [
     "AppendResult",
@@ -130,6 +153,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _U32 = 0xFFFFFFFF
+#: no size limit on a follower's batches: the leader accepted them
+_I32_MAX = 2**31 - 1
 #: Sealed segments kept open (fd and index arrays) per partition.
 MAX_OPEN_SEALED = 8
 #: Producer snapshots kept (the newest, plus one fallback).
@@ -275,6 +300,8 @@ def init_partition_dir(path: str, io: StorageIO) -> None:
 
 #: the partition file DeleteRecords checkpoints the log start offset in
 LOG_START_FILE = "log-start-offset"
+#: partition files that are not segments nor snapshots (see _scan_directory)
+_KNOWN_FILES = (LOG_START_FILE, TRUNCATION_FILE, cleaner.CHECKPOINT_FILE, cleaner.MANIFEST_FILE)
 #: DeleteRecords' offset for "up to the high watermark"
 DELETE_TO_HIGH_WATERMARK = -1
 
@@ -327,6 +354,20 @@ class PartitionLog:
         #: and the epoch stamped into appended batches (see become_leader).
         self._epochs = LeaderEpochCache()
         self._leader_epoch = 0
+        #: Replicated mode (set_replicated): the high watermark is set by the
+        #: replica manager, not by appends and syncs.
+        self._replicated = False
+        #: callables run when the log end or the durable offset advances
+        self._end_watchers: set[Callable[[], object]] = set()
+        #: a truncate_to / truncate_fully_and_start_at is under way
+        self._truncating = False
+        self._truncate_done: trio.Event | None = None
+        #: set (and replaced) when a sync, retention or cleaning finishes
+        self._idle_event: trio.Event | None = None
+        #: the truncation marker's offset while one is on disk (see
+        #: truncation.py), and a count of truncations (recovery_point_saved)
+        self._truncation_marker: int | None = None
+        self._truncations = 0
         #: Compaction (cleaner.py): below this offset the log is cleaned.
         self._clean_to = 0
         self._cleaning = False
@@ -370,6 +411,7 @@ class PartitionLog:
         checkpoint = cleaner.recover_swap(self._dir, self._io)
         self._clean_to = checkpoint.clean_to
         self._ctx.gaps_below = checkpoint.gaps_below
+        recovery_point, clean = self._complete_truncation(recovery_point, clean)
         bases = self._scan_directory()
         if not bases:
             if recovery_point:
@@ -406,11 +448,40 @@ class PartitionLog:
             max(self._segments[0].base_offset, self._stored_log_start()), self._leo
         )
         self._flushed = self._leo
+        self._clean_to = min(self._clean_to, self._leo)
         self._set_hw(self._leo, active, active.size)
         self._producers.expire(self._clock_ms())
         self._snapshot_version = self._producers.version
         self._prune_snapshots()
         self._load_epochs()
+
+    def _complete_truncation(
+        self, recovery_point: int | None, clean: bool
+    ) -> tuple[int | None, bool]:
+        """Finish a truncation a crash interrupted (truncation.py); while a
+        truncation marker names an offset, the recovery point checkpointed
+        before the cut may lie above the log end: recover from the cut."""
+        try:
+            was = truncation.read_marker(self._dir)
+            marker = truncation.complete(self._io, self._dir, self._name)
+        except ValueError as exc:
+            # written atomically, so damaged at rest: whether a truncation
+            # was under way is unknown; rescan everything
+            logger.warning(
+                "%s: ignoring an unreadable truncation marker (%s); recovering from the start",
+                self._name,
+                exc,
+            )
+            remove_marker(self._io, self._dir)
+            return None, False
+        if marker is None:
+            return recovery_point, clean
+        self._truncation_marker = marker.offset
+        if was is not None and not was.done:
+            clean = False
+        if recovery_point is not None:
+            recovery_point = min(recovery_point, marker.offset)
+        return recovery_point, clean
 
     def _stored_log_start(self) -> int:
         """The log start offset DeleteRecords last moved (0 if never)."""
@@ -439,7 +510,12 @@ class PartitionLog:
                 self._io.unlink(full)
                 removed = True
                 continue
-            if name == LOG_START_FILE or name in (cleaner.CHECKPOINT_FILE, cleaner.MANIFEST_FILE):
+            if name in (
+                LOG_START_FILE,
+                TRUNCATION_FILE,
+                cleaner.CHECKPOINT_FILE,
+                cleaner.MANIFEST_FILE,
+            ):
                 continue
             parsed = parse_offset_file_name(name)
             if parsed is None:
@@ -763,6 +839,541 @@ class PartitionLog:
         self._leader_epoch = leader_epoch
         return start
 
+    # --- replication: the follower primitives ---------------------------------------
+
+    @property
+    def replicated(self) -> bool:
+        """Whether the high watermark is the replicas' (set by the replica
+        manager through :meth:`set_replicated_high_watermark`) rather than
+        the flush mode's. False on a single node."""
+        return self._replicated
+
+    @replicated.setter
+    def replicated(self, value: bool) -> None:
+        self.set_replicated(value)
+
+    def set_replicated(self, replicated: bool, *, high_watermark: int | None = None) -> None:
+        """Switch the replicated high-watermark mode on or off.
+
+        On: appends, follower appends and syncs no longer move the high
+        watermark; only :meth:`set_replicated_high_watermark` raises it and
+        only :meth:`truncate_to` lowers it. The watermark restarts at
+        ``high_watermark`` (clamped to [log start, :attr:`durable_offset`]),
+        by default at the log start: a log opened after a restart does not
+        know which of its records were committed, and serving its log end
+        (what a single node does) could show consumers records a new leader
+        never had. Call it right after open, before the log is served.
+
+        Off (a single node, or a replica manager giving the partition up):
+        the watermark is the flush mode's again, i.e. :attr:`durable_offset`.
+        """
+        if replicated:
+            if self._replicated and high_watermark is None:
+                return  # already on: the watermark stays
+            self._replicated = True
+            start = self._log_start if high_watermark is None else high_watermark
+            target = max(self._log_start, min(start, self.durable_offset))
+        else:
+            if not self._replicated:
+                return
+            self._replicated = False
+            target = self.durable_offset
+        offset, seg, pos = self._boundary_at(target)
+        self._set_hw(max(offset, self._log_start), seg, pos)
+
+    @property
+    def durable_offset(self) -> int:
+        """The offset below which the data is as durable as the topic's flush
+        mode promises: the fdatasynced end with ``flush = sync``, the log end
+        otherwise. What a replica may count toward the high watermark (the
+        leader its own, a follower the position it reports by fetching).
+        On a single node it equals the high watermark."""
+        if self._ctx.config.flush == "sync":
+            return min(self._flushed, self._leo)
+        return self._leo
+
+    def set_replicated_high_watermark(self, offset: int) -> bool:
+        """Raise the high watermark to ``offset`` (replicated mode only;
+        RuntimeError otherwise). Never above :attr:`durable_offset` (which is
+        at most the log end): a larger offset is clamped to it; never lowered
+        (an offset at or below the current watermark changes nothing; only
+        :meth:`truncate_to` lowers it). An offset inside a batch is rounded
+        down to that batch's start (reads serve whole batches). Wakes the
+        high-watermark watchers as an advance does on a single node. Returns
+        whether the watermark moved. Synchronous: call it on the trio thread.
+        """
+        if not self._replicated:
+            raise RuntimeError(f"{self._name}: the high watermark is not replicated")
+        if self._offline is not None or self._closed or self._truncating:
+            return False
+        target = min(offset, self.durable_offset)
+        if target <= self._hw:
+            return False
+        boundary, seg, pos = self._boundary_at(target)
+        if boundary <= self._hw:
+            return False
+        self._set_hw(boundary, seg, pos)
+        return True
+
+    #: The brief's and i16-roles' name for set_replicated_high_watermark.
+    set_high_watermark = set_replicated_high_watermark
+
+    def watch_end(self, wake: Callable[[], object]) -> None:
+        """Call ``wake()`` (trio thread, synchronously) whenever the log end or
+        :attr:`durable_offset` advances, the log is truncated, goes offline or
+        closes, until :meth:`unwatch_end`. For what waits on data past the
+        high watermark: a follower fetch's long poll on the leader, the
+        leader's high-watermark recomputation after its own sync."""
+        self._end_watchers.add(wake)
+
+    def unwatch_end(self, wake: Callable[[], object]) -> None:
+        self._end_watchers.discard(wake)
+
+    def _wake_end(self) -> None:
+        for wake in tuple(self._end_watchers):
+            wake()
+
+    def _wake_idle(self) -> None:
+        ev = self._idle_event
+        if ev is not None:
+            self._idle_event = None
+            ev.set()
+
+    async def _begin_truncation(self) -> None:
+        """Mark a truncation under way (appends, syncs, retention and
+        cleaning stop starting) and wait for those already running."""
+        self._truncating = True
+        self._truncate_done = trio.Event()
+        try:
+            while self._syncing or self._retention_running or self._cleaning:
+                ev = self._idle_event
+                if ev is None:
+                    ev = self._idle_event = trio.Event()
+                await ev.wait()
+            self._raise_if_unusable()
+        except BaseException:
+            self._end_truncation()
+            raise
+
+    def _end_truncation(self) -> None:
+        self._truncating = False
+        done, self._truncate_done = self._truncate_done, None
+        if done is not None:
+            done.set()
+        self._wake_end()
+
+    async def truncate_to(self, offset: int) -> None:
+        """Remove every record at and above ``offset`` (a follower whose log
+        diverged from its leader's: replication.truncation decides where).
+
+        ``offset`` must be a batch boundary in [log start, log end]: the log
+        end (nothing to cut; the epoch cache is still cut there, see below),
+        the base offset of a batch, or the log start itself, which empties
+        the log and keeps its start offset (a follower whose leader answered
+        an undefined epoch refetches everything). Anything else raises
+        :class:`~tailrace.broker.log.errors.TruncationOffsetError` and
+        changes nothing.
+
+        Crash-safe: a ``truncate-to`` marker is made durable first; a crash
+        before it leaves the old log, a crash after it is completed by the
+        next open (the log recovers truncated), never a mix. Then, in a
+        worker thread: the cut segment's indexes are cut, later segments are
+        deleted (renamed ``.deleted``, then unlinked), the cut segment's log
+        file is cut and fsynced, producer snapshots above ``offset`` are
+        removed, the directory is fsynced. Then the leader-epoch cache is cut
+        from the end at ``offset`` (``truncate_from_end``) and its checkpoint
+        rewritten durably, the idempotent-producer state is rebuilt as of
+        ``offset`` (snapshot + header replay), and the high watermark and
+        recovery point are clamped to ``offset``. The marker stays (it lets
+        the next unclean open rescan from ``offset`` although the recovery
+        point checkpointed before the cut was higher) until the log manager
+        checkpointed a recovery point taken after the cut.
+
+        Waits for a sync in flight; appends (leader or follower), syncs,
+        retention and cleaning wait for or skip the truncation. A failed
+        syscall takes the partition offline (StorageError); the next open
+        completes the truncation. Readers holding a FileSlice past the cut
+        may get a short read (a replica's log is not read by consumers above
+        the high watermark it is cut to).
+        """
+        async with self._start_lock:
+            self._raise_if_unusable()
+            if offset < self._log_start or offset > self._leo:
+                raise TruncationOffsetError(
+                    f"{self._name}: cannot truncate to {offset}, outside "
+                    f"[{self._log_start}, {self._leo}]",
+                    offset,
+                )
+            if offset == self._leo:
+                await self._truncate_epochs(offset)
+                return
+            seg = self._segment_for(offset)
+            pos = 0
+            if offset != seg.base_offset:
+                seg.acquire()
+                try:
+                    pos, base = seg.find_batch(offset)
+                    last = next(seg.walk(pos, seg.size))[1].last_offset
+                finally:
+                    seg.release()
+                if base != offset:
+                    if offset == self._log_start:
+                        # the start is inside a batch (DeleteRecords): empty
+                        # the log at its start
+                        await self._reset_locked(offset)
+                        return
+                    raise TruncationOffsetError(
+                        f"{self._name}: cannot truncate to {offset}, inside the batch of "
+                        f"offsets {base}..{last}",
+                        offset,
+                        (base, last),
+                    )
+            await self._cut_locked(TruncationMarker("cut", offset, seg.base_offset, pos))
+
+    async def _truncate_epochs(self, offset: int) -> None:
+        """truncate_to the log end: no record goes, the epoch cache is cut."""
+        cache = self._epochs.copy()
+        if not cache.truncate_from_end(offset):
+            return
+        await self._begin_truncation()
+        try:
+            entries = cache.entries()
+            await trio.to_thread.run_sync(write_epoch_checkpoint, self._io, self._dir, entries)
+            self._epochs = cache
+        except OSError as exc:
+            self._go_offline(f"writing the leader-epoch checkpoint failed: {_describe(exc)}")
+            raise StorageError(f"partition {self._name} is offline: {exc}") from exc
+        finally:
+            self._end_truncation()
+
+    def _write_marker(self, marker: TruncationMarker) -> None:
+        # worker thread
+        write_marker(self._io, self._dir, marker)
+        self._io.crash_point("truncation.marked")
+
+    async def _cut_locked(self, marker: TruncationMarker) -> None:
+        offset = marker.offset
+        await self._begin_truncation()
+        gone: list[Segment] = []
+        try:
+            self._truncations += 1
+            self._truncation_marker = offset
+            await trio.to_thread.run_sync(self._write_marker, marker)
+            # in memory first (readers see the cut log at once), then the files
+            i = bisect_right(self._bases, marker.segment_base) - 1
+            cut = self._segments[i]
+            new = cut.truncated(marker.position, offset)
+            index_bytes, timeindex_bytes = new.index_file_bytes
+            gone = self._segments[i:]
+            self._segments = [*self._segments[:i], new]
+            del self._bases[i + 1 :]
+            self._unsynced = [x for x in self._unsynced if x not in gone]
+            for x in gone:
+                self._lru.pop(x.base_offset, None)
+                x.close()  # unmapped before its file shrinks; fds when released
+            self._leo = offset
+            self._flushed = min(self._flushed, offset)
+            self._clean_to = min(self._clean_to, offset)
+            if self._hw >= offset:
+                self._set_hw(offset, new, marker.position)
+            elif self._hw_seg is cut:
+                self._hw_seg = new
+            cache = self._epochs.copy()
+            entries = cache.entries() if cache.truncate_from_end(offset) else None
+            cleaner_doc = self._clean_checkpoint_if_cut(offset)
+
+            def files() -> None:
+                cut_files(self._io, self._dir, marker, index_bytes, timeindex_bytes)
+                if entries is not None:
+                    write_epoch_checkpoint(self._io, self._dir, entries)
+                if cleaner_doc is not None:
+                    atomic_write(
+                        self._io, os.path.join(self._dir, cleaner.CHECKPOINT_FILE), cleaner_doc
+                    )
+                write_marker(self._io, self._dir, marker._replace(done=True))
+
+            await trio.to_thread.run_sync(files)
+            self._dir_synced_gen = self._dir_gen
+            self._epochs = cache
+            self._snapshots = [x for x in self._snapshots if x <= offset]
+            self._producers = await self._rebuild_producers(offset)
+            self._snapshot_version = -1
+            logger.info(
+                "%s: truncated to offset %d (%d segment(s) removed)",
+                self._name,
+                offset,
+                len(gone) - 1,
+            )
+        except OSError as exc:
+            self._go_offline(f"truncation to {offset} failed: {_describe(exc)}")
+            raise StorageError(f"partition {self._name} is offline: {exc}") from exc
+        finally:
+            self._end_truncation()
+
+    def _write_cleaner_checkpoint(self, doc: bytes) -> None:
+        # worker thread
+        atomic_write(self._io, os.path.join(self._dir, cleaner.CHECKPOINT_FILE), doc)
+
+    def _clean_checkpoint_if_cut(self, offset: int) -> bytes | None:
+        """The cleaner checkpoint to write when the cut went below its
+        clean_to (the log above the cut is new, nothing of it is clean)."""
+        path = os.path.join(self._dir, cleaner.CHECKPOINT_FILE)
+        if not os.path.exists(path):
+            return None
+        stored = cleaner.read_checkpoint(self._dir)
+        if stored.clean_to <= offset:
+            return None
+        return cleaner.CleanerCheckpoint(offset, stored.gaps_below).to_bytes()
+
+    async def _rebuild_producers(self, offset: int) -> ProducerStateManager:
+        """Producer state as of ``offset`` (a snapshot and a header replay)
+        in a worker thread; the segments it may read stay pinned (open)."""
+        snaps = [x for x in self._snapshots if x <= offset]
+        start = snaps[0] if snaps else self._segments[0].base_offset
+        i = max(0, bisect_right(self._bases, start) - 1)
+        pinned = self._segments[i:]
+        for x in pinned:
+            x.acquire()
+        try:
+            state = await trio.to_thread.run_sync(self._producer_state_at, offset)
+        finally:
+            for x in pinned:
+                x.release()
+                if x.sealed:
+                    self._touch(x)
+        state.expire(self._clock_ms())
+        return state
+
+    async def truncate_fully_and_start_at(self, offset: int) -> None:
+        """Empty the log and restart it at ``offset`` (>= the log start, any
+        offset, even above the log end): a follower whose leader's log start
+        moved past the follower's log end (retention) starts over there, as
+        Kafka's truncateFullyAndStartAt. Every segment is deleted, a new
+        empty one is created at ``offset``, the log start offset is
+        checkpointed at ``offset``, the epoch cache and producer state are
+        emptied, the high watermark and recovery point become ``offset``.
+        Crash-safe the same way as :meth:`truncate_to`."""
+        async with self._start_lock:
+            self._raise_if_unusable()
+            if offset < self._log_start:
+                raise TruncationOffsetError(
+                    f"{self._name}: cannot restart at {offset}, below the log start "
+                    f"{self._log_start}",
+                    offset,
+                )
+            await self._reset_locked(offset)
+
+    async def _reset_locked(self, offset: int) -> None:
+        marker = TruncationMarker("reset", offset, offset, 0)
+        await self._begin_truncation()
+        try:
+            self._truncations += 1
+            self._truncation_marker = offset
+            await trio.to_thread.run_sync(self._write_marker, marker)
+            gone = self._segments
+            for x in gone:
+                self._lru.pop(x.base_offset, None)
+                x.close()
+            new = Segment(self._ctx, self._dir, offset, size=0, next_offset=offset, sealed=False)
+            new.set_indexes(OffsetIndex(), TimeIndex(), NO_TIMESTAMP)
+            self._segments = [new]
+            self._bases = [offset]
+            self._unsynced = []
+            self._leo = self._log_start = self._flushed = offset
+            self._clean_to = min(self._clean_to, offset)
+            self._set_hw(offset, new, 0)
+            self._epochs = LeaderEpochCache()
+            self._producers = ProducerStateManager(self._ctx.config.producer_id_expiration_ms)
+            self._snapshot_version = -1
+            self._snapshots = []
+            cleaner_doc = self._clean_checkpoint_if_cut(offset)
+
+            def files() -> None:
+                cut_files(self._io, self._dir, marker)
+                if cleaner_doc is not None:
+                    atomic_write(
+                        self._io, os.path.join(self._dir, cleaner.CHECKPOINT_FILE), cleaner_doc
+                    )
+                write_marker(self._io, self._dir, marker._replace(done=True))
+
+            await trio.to_thread.run_sync(files)
+            self._dir_synced_gen = self._dir_gen
+            logger.info("%s: emptied, restarting at offset %d", self._name, offset)
+        except OSError as exc:
+            self._go_offline(f"restarting the log at {offset} failed: {_describe(exc)}")
+            raise StorageError(f"partition {self._name} is offline: {exc}") from exc
+        finally:
+            self._end_truncation()
+
+    @property
+    def truncation_generation(self) -> int:
+        """A token for :meth:`recovery_point_saved`: read it together with
+        :attr:`recovery_point` (no await between); -1 while a truncation
+        runs."""
+        return -1 if self._truncating else self._truncations
+
+    async def recovery_point_saved(self, generation: int) -> None:
+        """The log manager made durable a recovery point it read together
+        with ``generation`` (:attr:`truncation_generation`): if no truncation
+        happened since, the truncation marker is no longer needed (see
+        truncation.py) and is removed."""
+        if generation < 0 or self._truncation_marker is None or self._closed:
+            return
+        async with self._start_lock:
+            if generation != self._truncations or self._truncation_marker is None:
+                return
+            try:
+                await trio.to_thread.run_sync(remove_marker, self._io, self._dir)
+            except OSError as exc:
+                logger.warning("%s: removing the truncation marker failed: %s", self._name, exc)
+                return
+            self._truncation_marker = None
+
+    async def append_as_follower(self, data: bytes | bytearray | memoryview) -> AppendResult:
+        """Append one or more whole batches exactly as the leader stored them.
+
+        The first batch's base offset must be the log end and each next one
+        must start where the one before ended (else
+        :class:`~tailrace.broker.log.errors.FollowerAppendError`); every
+        batch is validated as :meth:`append` validates (bounds, magic 1 or 2,
+        CRC-32C, records; a compacted leader's cleaned batches with offset
+        gaps are accepted), and on any error nothing is written. Offsets,
+        leader epochs and every other byte are kept: the stored bytes are
+        the leader's, byte for byte. Producer ids are not checked (the
+        leader did): their state is updated from the headers, so a new
+        leader deduplicates a producer's retry.
+
+        A batch whose leader epoch is above the epoch cache's latest is
+        assigned in the cache (epoch, its base offset) and the checkpoint is
+        made durable (fsync in a worker thread) before the batch is
+        appended, as :meth:`become_leader` does. Then the bytes are copied
+        (segments roll as on append). The flush mode applies as on append:
+        ``await log.wait_durable(result)`` before reporting the new log end
+        to the leader (flush ``sync``: fdatasync). On a single-node log (not
+        replicated) the high watermark moves as an append moves it; in
+        replicated mode it does not. Raises the errors :meth:`append` raises;
+        StorageError when the checkpoint write fails (offline).
+        """
+        if self._offline is not None or self._closed or self._truncating:
+            self._raise_if_unappendable()
+        view = data if type(data) is memoryview else memoryview(data)
+        headers, gapped = self._check_follower_batches(view)
+        end = headers[-1].next_offset
+        cache = self._epochs
+        if not cache and self._leo > self._log_start:
+            # records from before any epoch was given (a single node's)
+            cache = self._epochs_from_headers()
+        new_cache = None if cache is self._epochs else cache.copy()
+        latest = cache.latest_epoch
+        for h in headers:
+            if h.leader_epoch > latest:
+                if new_cache is None:
+                    new_cache = cache.copy()
+                new_cache.assign(h.leader_epoch, h.base_offset)
+                latest = h.leader_epoch
+        gaps_doc = None
+        if gapped and self._ctx.gaps_below < end:
+            # a compacted leader's cleaned batches: recovery must accept
+            # their gaps here too (cleaner.py's gaps_below)
+            gaps_doc = cleaner.CleanerCheckpoint(self._clean_to, end).to_bytes()
+        if new_cache is not None or gaps_doc is not None:
+            async with self._start_lock:
+                await self._prepare_follower_append(headers[0].base_offset, new_cache, gaps_doc)
+                if gaps_doc is not None:
+                    self._ctx.gaps_below = max(self._ctx.gaps_below, end)
+                if new_cache is not None:
+                    self._epochs = new_cache
+                return self._append_follower_now(view, headers)
+        return self._append_follower_now(view, headers)
+
+    def _check_follower_batches(self, view: memoryview) -> tuple[list[BatchHeader], bool]:
+        """Validate a follower append (nothing written): every batch whole
+        and valid, the first at the log end, each where the last ended."""
+        n = view.nbytes
+        if not n:
+            raise InvalidRecordError("empty records section")
+        headers = []
+        pos = 0
+        expected = self._leo
+        gapped = False
+        while pos < n:
+            h = validate_batch(view, pos, max_batch_bytes=_I32_MAX, end=n, allow_gaps=True)
+            if h.base_offset != expected:
+                where = "the log end" if pos == 0 else "the end of the batch before it"
+                raise FollowerAppendError(
+                    f"{self._name}: a follower append's batch starts at offset {h.base_offset}, "
+                    f"{where} is {expected}",
+                    expected,
+                    h.base_offset,
+                )
+            if h.record_count != h.last_offset_delta + 1:
+                gapped = True
+            expected = h.next_offset
+            pos += h.batch_length + 12
+            headers.append(h)
+        return headers, gapped
+
+    async def _prepare_follower_append(
+        self, base: int, cache: LeaderEpochCache | None, gaps_doc: bytes | None
+    ) -> None:
+        """Make the epoch (and gaps) checkpoints durable before the batches
+        that need them are appended."""
+        self._raise_if_unappendable()
+        entries = cache.entries() if cache is not None else None
+
+        def files() -> None:
+            if gaps_doc is not None:
+                self._write_cleaner_checkpoint(gaps_doc)
+            if entries is not None:
+                write_epoch_checkpoint(self._io, self._dir, entries)
+            self._io.crash_point("follower.epoch")
+
+        try:
+            await trio.to_thread.run_sync(files)
+        except OSError as exc:
+            self._go_offline(f"writing the leader-epoch checkpoint failed: {_describe(exc)}")
+            raise StorageError(f"partition {self._name} is offline: {exc}") from exc
+        self._raise_if_unappendable()
+        if self._leo != base:
+            raise FollowerAppendError(
+                f"{self._name}: the log end moved to {self._leo} during a follower append "
+                f"at {base}",
+                self._leo,
+                base,
+            )
+
+    def _append_follower_now(self, data: memoryview, headers: list[BatchHeader]) -> AppendResult:
+        """The synchronous half of append_as_follower (validated batches
+        starting at the log end): copy the bytes as they are."""
+        n = data.nbytes
+        cfg = self._ctx.config
+        base = self._leo
+        last = headers[-1].base_offset + headers[-1].last_offset_delta
+        max_ts = max(h.max_timestamp for h in headers)
+        now = self._clock_ms()
+        try:
+            seg = self._active
+            if not seg.writable:
+                seg.open_for_append()
+            if seg.size and (
+                seg.size + n > cfg.segment_bytes
+                or (seg.roll_base_ts is not None and max_ts - seg.roll_base_ts > cfg.segment_ms)
+                or last - seg.base_offset > _U32
+                or seg.index_is_full
+            ):
+                seg = self._roll()
+            seg.ensure_capacity(seg.size + n)
+            seg.append(data, headers, base, None)
+        except OSError as exc:
+            self._go_offline(f"append failed: {_describe(exc)}")
+            raise StorageError(f"partition {self._name} is offline: {_describe(exc)}") from exc
+        self._leo = last + 1
+        self._producers.record(headers, base)
+        if cfg.flush != "sync" and not self._replicated:
+            self._set_hw(self._leo, seg, seg.size)
+        self._wake_end()
+        return AppendResult(base, last, now, self._log_start, False)
+
     # --- producer state loading ---------------------------------------------------
 
     def _snapshot_at_or_below(self, offset: int | None) -> tuple[ProducerStateManager, int] | None:
@@ -890,11 +1501,17 @@ class PartitionLog:
         if self._closed:
             raise StorageError(f"partition {self._name} is closed")
 
+    def _raise_if_unappendable(self) -> None:
+        self._raise_if_unusable()
+        if self._truncating:
+            raise StorageError(f"partition {self._name} is being truncated")
+
     def _go_offline(self, reason: str) -> None:
         if self._offline is None:
             self._offline = reason
             logger.error("partition %s is OFFLINE until restart: %s", self._name, reason)
         self.wake_hw_watchers()
+        self._wake_end()
 
     # ---------------------------------------------------------------- append
 
@@ -910,8 +1527,8 @@ class PartitionLog:
         StorageFullError (nothing written; retry later) or StorageError
         (offline). Synchronous, no await: never yields to other tasks.
         """
-        if self._offline is not None or self._closed:
-            self._raise_if_unusable()
+        if self._offline is not None or self._closed or self._truncating:
+            self._raise_if_unappendable()
         data = records if type(records) is memoryview else memoryview(records)
         n = data.nbytes
         cfg = self._ctx.config
@@ -960,8 +1577,10 @@ class PartitionLog:
         self._leo = last + 1
         if idempotent:
             self._producers.record(headers, base)
-        if cfg.flush != "sync":
+        if cfg.flush != "sync" and not self._replicated:
             self._set_hw(self._leo, seg, seg.size)
+        if self._end_watchers:
+            self._wake_end()
         return AppendResult(base, last, now, self._log_start, False)
 
     def _roll(self) -> Segment:
@@ -1046,6 +1665,9 @@ class PartitionLog:
         first (a failed fsync): the data must not be acknowledged.
         """
         target = result.last_offset + 1 if isinstance(result, AppendResult) else result
+        if self._replicated:
+            await self._wait_durable_offset(target)
+            return
         if self._hw >= target:
             await trio.lowlevel.checkpoint()
             return
@@ -1053,6 +1675,8 @@ class PartitionLog:
         # cancellation check is needed first (saves a task switch per ack).
         await trio.lowlevel.checkpoint_if_cancelled()
         while self._hw < target:
+            if await self._wait_truncation(target):
+                continue
             closing = self._close_done
             if closing is not None and not closing.is_set():
                 await closing.wait()  # a clean close syncs everything: see then
@@ -1064,13 +1688,51 @@ class PartitionLog:
             else:
                 await self._sync(full=True)
 
+    async def _wait_durable_offset(self, target: int) -> None:
+        """wait_durable in replicated mode: the durable offset, not the HW."""
+        if self.durable_offset >= target:
+            await trio.lowlevel.checkpoint()
+            return
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while self.durable_offset < target:
+            if await self._wait_truncation(target):
+                continue
+            closing = self._close_done
+            if closing is not None and not closing.is_set():
+                await closing.wait()
+                continue
+            self._raise_if_unusable()
+            if self._syncing:
+                assert self._sync_done is not None
+                await self._sync_done.wait()
+            else:
+                await self._sync(full=True)
+
+    async def _wait_truncation(self, target: int) -> bool:
+        """For durability waits: wait out a truncation under way (True: look
+        again); raise OffsetOutOfRangeError when the offsets waited for were
+        truncated away (they will never be durable)."""
+        if self._truncating:
+            assert self._truncate_done is not None
+            await self._truncate_done.wait()
+            return True
+        if target > self._leo and self._offline is None and not self._closed:
+            raise OffsetOutOfRangeError(
+                f"{self._name}: offsets below {target} are not in the log (it ends at "
+                f"{self._leo}): they were truncated"
+            )
+        return False
+
     async def flush(self) -> None:
         """Make everything appended so far durable (fdatasync)."""
         target = self._leo
         await trio.lowlevel.checkpoint()
-        while self._flushed < target or self._unsynced:
+        while self._flushed < min(target, self._leo) or self._unsynced:
             self._raise_if_unusable()
-            if self._syncing:
+            if self._truncating:
+                assert self._truncate_done is not None
+                await self._truncate_done.wait()
+            elif self._syncing:
                 assert self._sync_done is not None
                 await self._sync_done.wait()
             else:
@@ -1079,10 +1741,12 @@ class PartitionLog:
     def flush_wanted(self, now_ms: int) -> bool:
         """Whether :meth:`maybe_flush` would sync now (cheap, synchronous:
         a flush loop over many partitions only starts work where needed)."""
-        if self._offline is not None or self._closed or self._syncing:
+        if self._offline is not None or self._closed or self._syncing or self._truncating:
             return False
         mode = self._ctx.config.flush
         if mode == "sync":
+            if self._replicated:  # the HW may lag the log end: it is not the synced end
+                return self._flushed < self._leo or bool(self._unsynced)
             return self._hw < self._leo or bool(self._unsynced)
         if mode == "interval":
             dirty = self._flushed < self._leo or bool(self._unsynced)
@@ -1151,16 +1815,20 @@ class PartitionLog:
                     self._unsynced.remove(seg)
             self._dir_synced_gen = max(self._dir_synced_gen, dir_gen)
             if full:
+                advanced = target > self._flushed
                 self._flushed = max(self._flushed, target)
                 self._last_flush_ms = self._clock_ms()
-                if self._ctx.config.flush == "sync" and target > self._hw:
+                if self._ctx.config.flush == "sync" and target > self._hw and not self._replicated:
                     self._set_hw(target, active, target_pos)
+                if advanced and self._end_watchers:
+                    self._wake_end()
             elif sealed:
                 self._flushed = max(self._flushed, sealed[-1].next_offset)
             self._evict_sealed()
         finally:
             self._syncing = False
             done.set()
+            self._wake_idle()
 
     def _sync_files(self, sealed: list[Segment], sync_dir: bool, active: Segment | None) -> None:
         # Worker thread: only fds and the seam, no shared Python state.
@@ -1201,7 +1869,7 @@ class PartitionLog:
                 f"offset {offset} is outside [{self._log_start}, {self._leo}] of {self._name}"
             )
 
-    def read(self, offset: int, max_bytes: int) -> FileSlice | None:
+    def read(self, offset: int, max_bytes: int, *, up_to: int | None = None) -> FileSlice | None:
         """Whole batches from the one holding ``offset``, below the HW.
 
         Returns None when ``offset`` is at (or, in sync mode, past) the high
@@ -1211,16 +1879,25 @@ class PartitionLog:
         alone is larger (it is then returned whole, so a consumer always makes
         progress). Raises OffsetOutOfRangeError below the log start or above
         the log end. Release the slice when done (``with``).
+
+        ``up_to`` (replicas only: a follower fetching from its leader) reads
+        whole batches below ``up_to`` instead of below the high watermark,
+        typically ``up_to=log.log_end_offset``; it is capped at the log end,
+        and an ``up_to`` inside a batch stops before that batch.
         """
         self._raise_if_unusable()
         self._check_offset(offset)
-        while offset < self._hw:
+        if up_to is None or up_to == self._hw:
+            limit, limit_seg, limit_pos = self._hw, self._hw_seg, self._hw_pos
+        else:
+            limit, limit_seg, limit_pos = self._boundary_at(min(up_to, self._leo))
+        while offset < limit:
             seg = self._segment_for(offset)
             seg.acquire()  # the fd for the header walk, then for the reader
             try:
                 pos, first = seg.find_batch(offset)
-                if seg is self._hw_seg:
-                    end, end_offset = self._hw_pos, self._hw
+                if seg is limit_seg:
+                    end, end_offset = limit_pos, limit
                 else:
                     end, end_offset = seg.size, seg.next_offset
                 if pos < end and end - pos > max_bytes:
@@ -1234,6 +1911,24 @@ class PartitionLog:
             seg.release()
             offset = end_offset
         return None
+
+    def _boundary_at(self, offset: int) -> tuple[int, Segment, int]:
+        """(b, segment, position) of the last batch boundary b <= ``offset``
+        (``offset`` in [log start, log end]): the log end is the active
+        segment's size; any other offset is looked up (index floor and a
+        header walk) and rounded down to the start of its batch."""
+        active = self._active
+        if offset >= self._leo:
+            return self._leo, active, active.size
+        seg = self._segment_for(offset)
+        if offset == seg.base_offset:
+            return offset, seg, 0
+        seg.acquire()
+        try:
+            pos, base = seg.find_batch(offset)
+        finally:
+            seg.release()
+        return base, seg, pos
 
     def position_of(self, offset: int) -> LogPosition:
         """Where the batch holding ``offset`` starts (for available_bytes)."""
@@ -1305,7 +2000,13 @@ class PartitionLog:
         renamed to ``.deleted`` before they are unlinked) and safe against
         readers (a FileSlice keeps its fd open). Returns segments deleted.
         """
-        if self._offline is not None or self._closed or self._retention_running or self._cleaning:
+        if (
+            self._offline is not None
+            or self._closed
+            or self._retention_running
+            or self._cleaning
+            or self._truncating
+        ):
             return 0
         cfg = self._ctx.config
         deleted_records = len(self._segments) > 1 and self._bases[1] <= self._log_start
@@ -1350,6 +2051,7 @@ class PartitionLog:
             await self._drop_segments(victims, "retention")
         finally:
             self._retention_running = False
+            self._wake_idle()
         return len(victims)
 
     async def _drop_segments(self, victims: list[Segment], why: str) -> None:
@@ -1435,6 +2137,7 @@ class PartitionLog:
                     await self._drop_segments(victims, "DeleteRecords")
                 finally:
                     self._retention_running = False
+                    self._wake_idle()
             return self._log_start
 
     def _delete_segment_files(self, victims: list[Segment]) -> None:
@@ -1557,6 +2260,7 @@ class PartitionLog:
             or self._closed
             or self._cleaning
             or self._retention_running
+            or self._truncating
         ):
             return None
         settings = settings or cleaner.CleanerSettings()
@@ -1584,6 +2288,7 @@ class PartitionLog:
             return result
         finally:
             self._cleaning = False
+            self._wake_idle()
             for src in job.sources:
                 src.segment.release()
 
@@ -1644,9 +2349,13 @@ class PartitionLog:
         """
         self._ctx.config = config
         self._producers.expiration_ms = config.producer_id_expiration_ms
-        if config.flush != "sync" and self._hw < self._leo and self._offline is None:
-            active = self._active
-            self._set_hw(self._leo, active, active.size)
+        if config.flush != "sync" and self._offline is None:
+            if self._replicated:
+                if self._flushed < self._leo:
+                    self._wake_end()  # the durable offset is the log end now
+            elif self._hw < self._leo:
+                active = self._active
+                self._set_hw(self._leo, active, active.size)
 
     # ------------------------------------------------------------ snapshots
 
@@ -1693,9 +2402,13 @@ class PartitionLog:
         failed: its files are then closed as they are and the next start
         recovers them.
         """
-        while self._syncing:
-            assert self._sync_done is not None
-            await self._sync_done.wait()
+        while self._syncing or self._truncating:
+            if self._truncating:
+                assert self._truncate_done is not None
+                await self._truncate_done.wait()
+            else:
+                assert self._sync_done is not None
+                await self._sync_done.wait()
         plan = self._prepare_close()
         if plan is None:
             return False
@@ -1774,8 +2487,9 @@ class PartitionLog:
         self._unsynced.clear()
         self._flushed = self._leo
         active = self._active
-        if self._hw < self._leo:
+        if self._hw < self._leo and not self._replicated:
             self._set_hw(self._leo, active, active.size)
+        self._wake_end()
         for seg in self._segments:
             seg.close()
         self._lru.clear()
@@ -1788,6 +2502,7 @@ class PartitionLog:
             seg.close()
         self._lru.clear()
         self.wake_hw_watchers()
+        self._wake_end()
 
 
 #: Seconds between two "recovery progress" lines of one partition.

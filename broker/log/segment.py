@@ -46,6 +46,7 @@ import logging
 import mmap
 import os
 import struct
+from bisect import bisect_left
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -645,11 +646,17 @@ class Segment:
         self._grow_at = new_alloc if new_alloc >= cap else new_alloc - step // 2
 
     def append(
-        self, data: memoryview, headers: list[BatchHeader], base_offset: int, leader_epoch: int = 0
+        self,
+        data: memoryview,
+        headers: list[BatchHeader],
+        base_offset: int,
+        leader_epoch: int | None = 0,
     ) -> None:
         """Copy ``data`` (whole, validated batches) at ``size`` and patch
-        their offsets and leader epoch. The caller checked capacity
-        (ensure_capacity) and rolled if needed."""
+        their offsets and leader epoch (``leader_epoch`` None: a follower's
+        append, the bytes are kept as they are, offsets and epochs
+        included). The caller checked capacity (ensure_capacity) and rolled
+        if needed."""
         start = self.size
         end = start + len(data)
         w_start, w_end, window = self._windows[0]
@@ -739,6 +746,44 @@ class Segment:
             if hi > lo:
                 window.madvise(mmap.MADV_DONTNEED, lo - w_start, hi - lo)
         self._release_at = pos + RELEASE_BYTES
+
+    def truncated(self, position: int, next_offset: int) -> Segment:
+        """A new, active Segment object for this segment's files cut at byte
+        ``position`` (where the batch at ``next_offset`` starts): index
+        entries at or past the cut dropped, the largest timestamp
+        recomputed from the index and the headers after its last kept entry
+        (at most one index interval). Reads the files (below the cut: they
+        are not changed); changes nothing on disk or in this object: the
+        caller cuts the files (truncation.cut_files) and closes this one."""
+        oi_old, ti_old = self.offset_index, self.time_index
+        k = bisect_left(oi_old.positions, position)
+        oi = OffsetIndex()
+        oi.rel_offsets = oi_old.rel_offsets[:k]
+        oi.positions = oi_old.positions[:k]
+        rel_end = next_offset - self.base_offset
+        k = bisect_left(ti_old.rel_offsets, rel_end)
+        ti = TimeIndex()
+        ti.timestamps = ti_old.timestamps[:k]
+        ti.rel_offsets = ti_old.rel_offsets[:k]
+        max_ts = ti.last_timestamp if ti else NO_TIMESTAMP
+        for _p, h in self.walk(oi.last()[1], position):
+            if h.max_timestamp > max_ts:
+                max_ts = h.max_timestamp
+        new = Segment(
+            self.ctx,
+            self.dir,
+            self.base_offset,
+            size=position,
+            next_offset=next_offset,
+            sealed=False,
+        )
+        new.set_indexes(oi, ti, max_ts)
+        return new
+
+    @property
+    def index_file_bytes(self) -> tuple[int, int]:
+        """Bytes the in-memory offset and time indexes take in their files."""
+        return len(self.offset_index) * OFFSET_ENTRY.size, len(self.time_index) * TIME_ENTRY.size
 
     def trim(self) -> None:
         """Unmap, write the final time-index entry and cut the files down to

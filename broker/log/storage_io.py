@@ -48,6 +48,10 @@ CRASH_POINTS = (
     "cleaner.committed",  # swap manifest in place, no segment renamed yet
     "cleaner.swapping",  # the first cleaned segment renamed over the old one, others not
     "cleaner.swapped",  # every segment renamed, checkpoint written, manifest not yet removed
+    "truncation.marked",  # truncation marker durable, no file changed yet
+    "truncation.deleted",  # segments after the cut deleted, the cut segment not cut yet
+    "truncation.cut",  # segment files cut, snapshots / epoch checkpoint / done marker not yet
+    "follower.epoch",  # a follower append's new epoch checkpointed, its batches not appended
 )
 
 

@@ -6,7 +6,9 @@ The model is Kafka's, allow-only. An :class:`AclBinding` is::
 
 * principal: ``User:<name>`` (see :mod:`.principal`) or ``*`` for anyone,
   including ``User:ANONYMOUS``;
-* operation: read, write, create, delete, alter, describe;
+* operation: read, write, create, delete, alter, describe, and
+  cluster_action (on the cluster only: the requests brokers send each other,
+  Kafka's ClusterAction; grant it to the brokers' own principal);
 * resource_type: topic, group, cluster (whose one resource is named
   :data:`CLUSTER_NAME`, always literal);
 * pattern_type: ``literal`` matches the name exactly, or every resource of
@@ -108,6 +110,7 @@ class Operation(StrEnum):
     DELETE = "delete"
     ALTER = "alter"
     DESCRIBE = "describe"
+    CLUSTER_ACTION = "cluster_action"
 
 
 class ResourceType(StrEnum):
@@ -159,6 +162,10 @@ class AclBinding:
             self.resource_name != CLUSTER_NAME or self.pattern_type is not PatternType.LITERAL
         ):
             raise InvalidRequestError(f"the cluster resource is the literal {CLUSTER_NAME!r}")
+        if self.operation is Operation.CLUSTER_ACTION and self.resource_type is not (
+            ResourceType.CLUSTER
+        ):
+            raise InvalidRequestError("cluster_action is granted on the cluster only")
         if self.pattern_type is PatternType.PREFIXED and self.resource_name == WILDCARD:
             raise InvalidRequestError("'*' is a literal wildcard, not a prefix")
 

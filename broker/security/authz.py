@@ -39,6 +39,7 @@ __all__ = [
     "ALTER",
     "CACHE_MAX",
     "CLUSTER",
+    "CLUSTER_ACTION",
     "CLUSTER_NAME",
     "CREATE",
     "DELETE",
@@ -59,6 +60,8 @@ READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE = (
     "alter",
     "describe",
 )
+#: the requests brokers send each other (follower fetches, OffsetForLeaderEpoch)
+CLUSTER_ACTION = "cluster_action"
 TOPIC, GROUP, CLUSTER = "topic", "group", "cluster"
 
 CACHE_MAX = 4096

@@ -81,6 +81,8 @@ def plan(ctx: BrokerContext, info: ConnectionInfo, reads: list[Read]) -> list[Re
                     no = denied[r.topic] = not authz.allowed(info, READ, TOPIC, r.topic)
                 if no:
                     raise TopicAuthorizationError(f"{info.principal} may not read {r.topic!r}")
+            if ctx.replicas is not None:  # consumers read at the leader only
+                ctx.replicas.check_readable(r.topic, r.partition)
             plog = partition_for_fetch(ctx, r.topic, r.partition)
             out.high_watermark = plog.high_watermark
             out.log_start_offset = plog.log_start_offset

@@ -57,7 +57,13 @@ def list_offsets(
                     no = denied[q.topic] = not authz.allowed(info, READ, TOPIC, q.topic)
                 if no:
                     raise TopicAuthorizationError(f"{info.principal} may not read {q.topic!r}")
+            if ctx.replicas is not None:
+                # at the leader only; a new leader's watermark once established
+                ctx.replicas.check_readable(q.topic, q.partition)
             plog = partition_for_fetch(ctx, q.topic, q.partition)
+            if ctx.replicas is not None and q.timestamp == LATEST:
+                q.offset = ctx.replicas.served_high_watermark(q.topic, q.partition)
+                continue
             if q.timestamp == LATEST:
                 q.offset = plog.high_watermark
             elif q.timestamp == EARLIEST:

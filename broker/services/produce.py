@@ -8,6 +8,17 @@ and raises). Each partition's outcome is a :class:`WriteOutcome` whose
 ``error`` is a ``BrokerError`` or None. Only when some partition's data is
 not yet as durable as its topic's flush mode promises does the caller need
 :func:`wait_durable` (group commit), which it runs in a task of its own.
+
+Cluster mode (``ctx.replicas`` set): only the partition's leader appends
+(NOT_LEADER_OR_FOLLOWER elsewhere); acks=all (-1) is refused before the
+append while the ISR is below ``min_insync_replicas`` (NOT_ENOUGH_REPLICAS)
+and answered once the replicated high watermark covers the batch
+(NOT_ENOUGH_REPLICAS_AFTER_APPEND when the ISR shrank below the minimum
+meanwhile, NOT_LEADER_OR_FOLLOWER when the leadership moved first: both
+after the append, so the outcome is indefinite and an idempotent retry is
+stored once); acks=1 is answered once the batch is as durable on this
+broker as the topic's flush mode says. A single node has no replicas and
+treats acks=-1 as acks=1.
 """
 
 from __future__ import annotations
@@ -27,9 +38,10 @@ from tailrace.client.records import LENGTH_PREFIX
 
 from ..metrics import definitions as metrics
 from ..security.authz import TOPIC, WRITE
-from .topics import partition_for_produce
+from .topics import is_internal, partition_for_produce
 
 if TYPE_CHECKING:
+    from ..cluster.replicas import Leadership
     from ..handlers.context import BrokerContext
     from ..log.partition import AppendResult, PartitionLog
     from ..server.connection import ConnectionInfo
@@ -58,12 +70,19 @@ class WriteOutcome:
     #: set while the append still waits for durability
     plog: PartitionLog | None = None
     appended: AppendResult | None = None
+    #: cluster mode: the leadership the append was checked against, while
+    #: the answer waits on it (acks=all: the high watermark)
+    lead: Leadership | None = None
+    acks: int = 1
 
 
-def append(ctx: BrokerContext, info: ConnectionInfo, writes: list[Write]) -> list[WriteOutcome]:
+def append(
+    ctx: BrokerContext, info: ConnectionInfo, writes: list[Write], acks: int = 1
+) -> list[WriteOutcome]:
     """Append each write; one outcome per write, in order. Outcomes with
     ``plog`` set are appended but not yet durable (see :func:`wait_durable`)."""
     outcomes: list[WriteOutcome] = []
+    replicas = ctx.replicas
     records_in = bytes_in = 0
     authz = ctx.authz
     denied: dict[str, bool] = {}
@@ -77,6 +96,10 @@ def append(ctx: BrokerContext, info: ConnectionInfo, writes: list[Write]) -> lis
                     no = denied[w.topic] = not authz.allowed(info, WRITE, TOPIC, w.topic)
                 if no:
                     raise TopicAuthorizationError(f"{info.principal} may not write to {w.topic!r}")
+            lead = None
+            if replicas is not None and not is_internal(w.topic):
+                # first: a partition this broker does not host is the leader's
+                lead = replicas.leader_for_append(w.topic, w.partition, acks)
             plog = partition_for_produce(ctx, w.topic, w.partition)
             records = w.records
             if records is None:
@@ -100,6 +123,12 @@ def append(ctx: BrokerContext, info: ConnectionInfo, writes: list[Write]) -> lis
         out.log_append_time = appended.log_append_time
         out.log_start_offset = appended.log_start_offset
         out.duplicate = appended.duplicate
+        if lead is not None:
+            assert replicas is not None
+            replicas.appended(lead)
+            if replicas.must_wait(lead, appended, acks):
+                out.plog, out.appended, out.lead, out.acks = plog, appended, lead, acks
+            continue
         if plog.high_watermark <= appended.last_offset:
             out.plog = plog
             out.appended = appended
@@ -118,16 +147,21 @@ async def wait_durable(outcomes: list[WriteOutcome], timeout: float) -> None:
     durable as its topic promises; a failure or the timeout becomes that
     outcome's error."""
     waits = [o for o in outcomes if o.plog is not None]
+    done: set[int] = set()
 
     async def one(out: WriteOutcome) -> None:
         assert out.plog is not None
         assert out.appended is not None
         try:
-            await out.plog.wait_durable(out.appended)
+            if out.lead is not None:
+                await out.lead.manager.wait_acked(out.lead, out.appended, out.acks)
+            else:
+                await out.plog.wait_durable(out.appended)
         except BrokerError as exc:
             out.error = exc
             out.base_offset = -1
             metrics.count_partition_error("produce", int(exc.code))
+        done.add(id(out))
 
     with trio.move_on_after(max(timeout, 0.0)) as scope:
         if len(waits) == 1:
@@ -140,7 +174,7 @@ async def wait_durable(outcomes: list[WriteOutcome], timeout: float) -> None:
         for out in waits:
             assert out.plog is not None
             assert out.appended is not None
-            if out.error is None and out.plog.high_watermark <= out.appended.last_offset:
+            if out.error is None and id(out) not in done:
                 out.error = RequestTimedOutError(
                     f"not durable within timeout_ms {int(timeout * 1000)}; the batch was "
                     "appended and a retry with idempotence will not duplicate it"
@@ -149,3 +183,4 @@ async def wait_durable(outcomes: list[WriteOutcome], timeout: float) -> None:
     for out in waits:
         out.plog = None
         out.appended = None
+        out.lead = None

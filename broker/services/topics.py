@@ -11,6 +11,9 @@ Rules kept here and nowhere else:
 * auto-creation (produce, metadata) applies the same name check and
   authorization, only when ``auto_create_topics`` is on, with the broker's
   default partition count; a topic created meanwhile by someone else is fine.
+  In cluster mode it publishes the topic in etcd (default replication
+  factor) and the replica managers create the logs where the controller
+  places the replicas.
 """
 
 from __future__ import annotations
@@ -107,7 +110,10 @@ def topics_to_auto_create(ctx: BrokerContext, info: ConnectionInfo, names: list[
     empty when ``auto_create_topics`` is off."""
     if not ctx.config.auto_create_topics:
         return []
-    existing = ctx.manager.topics()
+    existing = set(ctx.manager.topics())
+    if ctx.cluster is not None:  # the cluster's topics, hosted here or not
+        view = ctx.cluster.snapshot()
+        existing |= set(view.topics) if view is not None else set()
     missing = [n for n in dict.fromkeys(names) if n not in existing and _valid_name(n)]
     if missing and ctx.authz is not None:
         missing = [n for n in missing if ctx.authz.may_create_topic(info, n)]
@@ -118,6 +124,12 @@ async def auto_create(ctx: BrokerContext, names: list[str]) -> None:
     """Create ``names`` (from :func:`topics_to_auto_create`) with the broker
     defaults; a topic created meanwhile by someone else is fine."""
     for name in names:
+        if ctx.cluster is not None:
+            # published for the controller to place; the replica managers
+            # create the local logs where it put the replicas
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await ctx.cluster.create_topic(name, ctx.config.default_partitions, -1, {})
+            continue
         if name in ctx.manager.topics():
             continue
         with contextlib.suppress(TopicAlreadyExistsError):  # a racing create won

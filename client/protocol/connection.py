@@ -117,6 +117,10 @@ def encode_request(
         raise LocalProtocolError(f"{type(request).__name__} is not a request")
     if not spec.min_version <= api_version <= spec.max_version:
         raise LocalProtocolError(f"{spec.key.name} has no version {api_version}")
+    if spec.request_type(api_version) is not type(request):
+        raise LocalProtocolError(
+            f"{type(request).__name__} is not {spec.key.name} version {api_version}'s request"
+        )
     try:
         body, buffers = encode_message(request)
     except SchemaError as exc:
@@ -137,9 +141,10 @@ def encode_response(
     :class:`SendfileSlice` placeholders the caller must write itself.
     """
     spec = APIS.get(api_key)
-    if spec is not None and type(response) is not spec.response:
+    if spec is not None and type(response) is not spec.response_type(api_version):
         raise LocalProtocolError(
             f"{type(response).__name__} is not the response of {ApiKey(api_key).name}"
+            f" version {api_version}"
         )
     try:
         body, parts = encode_message(response)
@@ -232,7 +237,7 @@ class ServerConnection(_Connection):
             )
         try:
             body, records = split_body(payload, self.limits)
-            request = decode_message(spec.request, body, records)
+            request = decode_message(spec.request_type(api_version), body, records)
         except RemoteProtocolError as exc:
             return BadRequest(
                 api_key, api_version, correlation_id, InvalidRequestError(str(exc)), size
@@ -268,7 +273,9 @@ class ServerConnection(_Connection):
             return encode_frame_prefix(
                 request.api_key, request.api_version, request.correlation_id, body, 0
             )
-        response = spec.response(error_code=int(error.code), error_message=error.message)
+        response = spec.response_type(request.api_version)(
+            error_code=int(error.code), error_message=error.message
+        )
         return self.send_response(request, response)
 
 
@@ -321,7 +328,7 @@ class ClientConnection(_Connection):
         self._pending.popleft()
         try:
             body, records = split_body(payload, self.limits)
-            response = decode_message(APIS[api_key].response, body, records)
+            response = decode_message(APIS[api_key].response_type(api_version), body, records)
         except (RemoteProtocolError, SchemaError) as exc:
             self._error = RemoteProtocolError(f"{ApiKey(api_key).name} response: {exc}")
             raise self._error from exc

@@ -165,11 +165,16 @@ class BrokerConnection:
         request_timeout: float = 30.0,
         ssl_context: ssl.SSLContext | None = None,
         server_hostname: str | None = None,
+        local_address: str | None = None,
     ) -> BrokerConnection:
+        """``local_address``: the source address to connect from (a broker's
+        ``cluster.bind_host``); None lets the OS choose."""
         host, port = split_address(address)
         try:
             with trio.fail_after(connect_timeout):
-                stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
+                stream: trio.abc.Stream = await trio.open_tcp_stream(
+                    host, port, local_address=local_address
+                )
                 if ssl_context is not None:
                     tls = trio.SSLStream(
                         stream,

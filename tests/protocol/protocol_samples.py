@@ -45,6 +45,8 @@ from tailrace.client.protocol import (
     DescribedMember,
     DescribeGroupsRequest,
     DescribeGroupsResponse,
+    EpochEndOffsetResult,
+    EpochEndOffsetTopicResult,
     FetchPartition,
     FetchPartitionResult,
     FetchRequest,
@@ -75,6 +77,10 @@ from tailrace.client.protocol import (
     OffsetFetchResponse,
     OffsetFetchTopic,
     OffsetFetchTopicResult,
+    OffsetForLeaderEpochPartition,
+    OffsetForLeaderEpochRequest,
+    OffsetForLeaderEpochResponse,
+    OffsetForLeaderEpochTopic,
     PartitionMetadata,
     PartitionsTopic,
     ProducePartition,
@@ -83,6 +89,12 @@ from tailrace.client.protocol import (
     ProduceResponse,
     ProduceTopic,
     ProduceTopicResult,
+    ReplicaFetchPartition,
+    ReplicaFetchPartitionResult,
+    ReplicaFetchRequest,
+    ReplicaFetchResponse,
+    ReplicaFetchTopic,
+    ReplicaFetchTopicResult,
     SaslAuthenticateRequest,
     SaslAuthenticateResponse,
     SaslHandshakeRequest,
@@ -201,6 +213,32 @@ SAMPLES: dict[ApiKey, tuple[object, object]] = {
     ApiKey.INIT_PRODUCER_ID: (
         InitProducerIdRequest(),
         InitProducerIdResponse(producer_id=1000, producer_epoch=0),
+    ),
+    ApiKey.OFFSET_FOR_LEADER_EPOCH: (
+        OffsetForLeaderEpochRequest(
+            replica_id=2,
+            topics=[
+                OffsetForLeaderEpochTopic(
+                    name="t",
+                    partitions=[
+                        OffsetForLeaderEpochPartition(
+                            partition=0, current_leader_epoch=5, leader_epoch=3
+                        )
+                    ],
+                )
+            ],
+        ),
+        OffsetForLeaderEpochResponse(
+            topics=[
+                EpochEndOffsetTopicResult(
+                    name="t",
+                    partitions=[
+                        EpochEndOffsetResult(partition=0, leader_epoch=3, end_offset=140),
+                        EpochEndOffsetResult(partition=1, error_code=74, error_message="stale"),
+                    ],
+                )
+            ]
+        ),
     ),
     ApiKey.DESCRIBE_CONFIGS: (
         DescribeConfigsRequest(
@@ -374,3 +412,38 @@ SAMPLES: dict[ApiKey, tuple[object, object]] = {
         ),
     ),
 }
+
+
+#: Fetch version 1 (a follower's fetch): its own messages, not in SAMPLES
+#: (which holds version 0 of every API)
+REPLICA_FETCH = (
+    ReplicaFetchRequest(
+        replica_id=2,
+        max_wait_ms=500,
+        topics=[
+            ReplicaFetchTopic(
+                name="t",
+                partitions=[
+                    ReplicaFetchPartition(partition=0, current_leader_epoch=5, fetch_offset=7)
+                ],
+            )
+        ],
+    ),
+    ReplicaFetchResponse(
+        topics=[
+            ReplicaFetchTopicResult(
+                name="t",
+                partitions=[
+                    ReplicaFetchPartitionResult(
+                        partition=0,
+                        high_watermark=7,
+                        log_start_offset=0,
+                        log_end_offset=9,
+                        records=BATCH,
+                    ),
+                    ReplicaFetchPartitionResult(partition=1, error_code=6, error_message="moved"),
+                ],
+            )
+        ]
+    ),
+)

@@ -12,8 +12,9 @@ from __future__ import annotations
 import struct
 
 import pytest
-from protocol_samples import BATCH, SAMPLES
+from protocol_samples import BATCH, REPLICA_FETCH, SAMPLES
 
+from tailrace.client.errors import ClusterAuthorizationError, ErrorCode, LocalProtocolError
 from tailrace.client.protocol import (
     CLOSED,
     NEED_DATA,
@@ -139,6 +140,21 @@ GOLDEN: dict[ApiKey, tuple[bytes, bytes]] = {
         bytes.fromhex(
             "00000043001600000000000784aa6572726f725f636f646500ad6572726f725f6d657373616765c0"
             "ab70726f64756365725f6964cd03e8ae70726f64756365725f65706f636800"
+        ),
+    ),
+    ApiKey.OFFSET_FOR_LEADER_EPOCH: (
+        bytes.fromhex(
+            "00000061001700000000000782aa7265706c6963615f696402a6746f706963739182a46e616d65a1"
+            "74aa706172746974696f6e739183a9706172746974696f6e00b463757272656e745f6c6561646572"
+            "5f65706f636805ac6c65616465725f65706f636803"
+        ),
+        bytes.fromhex(
+            "000000c8001700000000000783aa6572726f725f636f646500ad6572726f725f6d657373616765c0"
+            "a6746f706963739182a46e616d65a174aa706172746974696f6e739285a9706172746974696f6e00"
+            "aa6572726f725f636f646500ad6572726f725f6d657373616765c0ac6c65616465725f65706f6368"
+            "03aa656e645f6f6666736574cc8c85a9706172746974696f6e01aa6572726f725f636f64654aad65"
+            "72726f725f6d657373616765a57374616c65ac6c65616465725f65706f6368ffaa656e645f6f6666"
+            "736574ff"
         ),
     ),
     ApiKey.DESCRIBE_CONFIGS: (
@@ -294,6 +310,27 @@ GOLDEN: dict[ApiKey, tuple[bytes, bytes]] = {
     ),
 }
 
+#: Fetch version 1 (a follower's fetch), REPLICA_FETCH's bytes
+REPLICA_FETCH_GOLDEN = (
+    bytes.fromhex(
+        "0000008e000100010000000784aa7265706c6963615f696402ab6d61785f776169745f6d73cd01f4"
+        "a96d61785f6279746573ce00a00000a6746f706963739182a46e616d65a174aa706172746974696f"
+        "6e739184a9706172746974696f6e00b463757272656e745f6c65616465725f65706f636805ac6665"
+        "7463685f6f666673657407a96d61785f6279746573ce00100000"
+    ),
+    bytes.fromhex(
+        "0000015e000100010000000783aa6572726f725f636f646500ad6572726f725f6d657373616765c0"
+        "a6746f706963739182a46e616d65a174aa706172746974696f6e739287a9706172746974696f6e00"
+        "aa6572726f725f636f646500ad6572726f725f6d657373616765c0ae686967685f77617465726d61"
+        "726b07b06c6f675f73746172745f6f666673657400ae6c6f675f656e645f6f666673657409ae7265"
+        "636f7264735f6c656e6774684787a9706172746974696f6e01aa6572726f725f636f646506ad6572"
+        "726f725f6d657373616765a56d6f766564ae686967685f77617465726d61726bffb06c6f675f7374"
+        "6172745f6f6666736574ffae6c6f675f656e645f6f6666736574ffae7265636f7264735f6c656e67"
+        "74680000000000000000000000003bffffffff01a3d5774e0000000000000000018bcfe568000000"
+        "018bcfe56800ffffffffffffffffffffffffffff00000001919400c4016bc40176c0"
+    ),
+)
+
 APIS = list(SAMPLES)
 
 
@@ -418,3 +455,62 @@ def test_client_decodes_response(api, how):
     assert events[0].correlation_id == 7
     assert _normalise(events[0].body) == _normalise(response)
     assert client.in_flight == 0
+
+
+# --- Fetch version 1: a message pair of its own ---------------------------
+
+
+def test_replica_fetch_golden_bytes():
+    request, response = REPLICA_FETCH
+    key, prefix, buffers = encode_request(request, 7, 1)
+    assert key == ApiKey.FETCH
+    assert _join(prefix, buffers) == REPLICA_FETCH_GOLDEN[0]
+    prefix, parts = encode_response(ApiKey.FETCH, 1, 7, response)
+    assert _join(prefix, parts) == REPLICA_FETCH_GOLDEN[1]
+    assert REPLICA_FETCH_GOLDEN[1].endswith(BATCH)
+
+
+def test_fetch_messages_are_tied_to_their_version():
+    with pytest.raises(LocalProtocolError, match="not FETCH version 0"):
+        encode_request(REPLICA_FETCH[0], 7, 0)
+    with pytest.raises(LocalProtocolError, match="not FETCH version 1"):
+        encode_request(SAMPLES[ApiKey.FETCH][0], 7, 1)
+    with pytest.raises(LocalProtocolError, match="version 0"):
+        encode_response(ApiKey.FETCH, 0, 7, REPLICA_FETCH[1])
+
+
+@pytest.mark.parametrize("how", ["whole", "bytewise"])
+def test_server_decodes_a_replica_fetch_by_its_version(how):
+    _, events = _feed_server(_split(REPLICA_FETCH_GOLDEN[0], how))
+    [event] = events
+    assert isinstance(event, Request)
+    assert (event.api_key, event.api_version) == (ApiKey.FETCH, 1)
+    assert _normalise(event.body) == _normalise(REPLICA_FETCH[0])
+
+
+def test_client_decodes_a_replica_fetch_response_by_its_version():
+    client = ClientConnection()
+    for _ in range(7):
+        client.send_request(SAMPLES[ApiKey.METADATA][0])
+    client.abandon_pending()
+    client.send_request(REPLICA_FETCH[0], 1)
+    client.receive_data(REPLICA_FETCH_GOLDEN[1])
+    event = client.next_event()
+    assert isinstance(event, Response)
+    assert _normalise(event.body) == _normalise(REPLICA_FETCH[1])
+
+
+def test_an_error_answer_to_a_replica_fetch_is_its_own_response():
+    server = ServerConnection()
+    server.receive_data(REPLICA_FETCH_GOLDEN[0])
+    request = server.next_event()
+    data = server.error_response(request, ClusterAuthorizationError("no"))
+    client = ClientConnection()
+    for _ in range(7):
+        client.send_request(SAMPLES[ApiKey.METADATA][0])
+    client.abandon_pending()
+    client.send_request(REPLICA_FETCH[0], 1)
+    client.receive_data(data)
+    body = client.next_event().body
+    assert type(body).__name__ == "ReplicaFetchResponse"
+    assert body.error_code == ErrorCode.CLUSTER_AUTHORIZATION_FAILED

@@ -14,7 +14,9 @@ from sec_helpers import raw_connection, start_broker
 from tailrace.client import Acl, AsyncAdmin, AsyncConsumer, AsyncProducer
 from tailrace.client.errors import (
     ClusterAuthorizationError,
+    ErrorCode,
     GroupAuthorizationError,
+    InvalidRequestError,
     TopicAuthorizationError,
 )
 from tailrace.client.protocol import (
@@ -27,6 +29,12 @@ from tailrace.client.protocol import (
     OffsetCommitTopic,
     OffsetFetchRequest,
     OffsetFetchTopic,
+    OffsetForLeaderEpochPartition,
+    OffsetForLeaderEpochRequest,
+    OffsetForLeaderEpochTopic,
+    ReplicaFetchPartition,
+    ReplicaFetchRequest,
+    ReplicaFetchTopic,
 )
 from tailrace.client.transport.auth import sasl_authenticate
 
@@ -279,6 +287,63 @@ async def test_producer_ids_need_write_somewhere(secured):
         response = await conn.request(InitProducerIdRequest())
         assert response.error_code == 0
         assert response.producer_id >= 0
+        await conn.aclose()
+
+
+async def test_replication_requests_need_cluster_action(secured, caplog):
+    """A follower's requests name a replica: a client holding every right on
+    the topic still cannot send them (it would move the high watermark);
+    only cluster_action on the cluster, the brokers' grant, lets them through
+    (to the replica manager: a single node has no followers)."""
+    caplog.set_level(logging.INFO, logger="tailrace.audit")
+    b = secured
+    for op in ("read", "write", "describe", "alter", "delete"):
+        await _grant(b, Acl("User:alice", op, "topic", "orders"))
+    fetch = ReplicaFetchRequest(
+        replica_id=1,
+        max_wait_ms=0,
+        topics=[
+            ReplicaFetchTopic(
+                name="orders",
+                partitions=[
+                    ReplicaFetchPartition(partition=0, current_leader_epoch=0, fetch_offset=0)
+                ],
+            )
+        ],
+    )
+
+    def epochs(replica_id: int) -> OffsetForLeaderEpochRequest:
+        return OffsetForLeaderEpochRequest(
+            replica_id=replica_id,
+            topics=[
+                OffsetForLeaderEpochTopic(
+                    name="orders",
+                    partitions=[OffsetForLeaderEpochPartition(partition=0, leader_epoch=0)],
+                )
+            ],
+        )
+
+    async with trio.open_nursery() as n:
+        conn = await raw_connection(n, b.address("sasl"))
+        await sasl_authenticate(conn, b.scram("alice"))
+        response = await conn.request(fetch, 1)
+        assert response.error_code == ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+        assert response.topics == []
+        response = await conn.request(epochs(1))
+        assert response.error_code == ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+        assert _denials(caplog, "principal=User:alice", "operation=cluster_action")
+        # as a client (no replica id) it only needs describe on the topic
+        (t,) = (await conn.request(epochs(-1))).topics
+        assert (t.partitions[0].error_code, t.partitions[0].end_offset) == (0, -1)
+
+        with pytest.raises(InvalidRequestError, match="on the cluster only"):
+            await _grant(b, Acl("User:alice", "cluster_action", "topic", "orders"))
+        await _grant(b, Acl("User:alice", "cluster_action", "cluster", "tailrace-cluster"))
+        response = await conn.request(fetch, 1)
+        assert response.error_code == 0
+        assert response.topics[0].partitions[0].error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER
+        (t,) = (await conn.request(epochs(1))).topics
+        assert t.partitions[0].error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER
         await conn.aclose()
 
 

@@ -93,6 +93,20 @@ from .groups import (
     OffsetFetchTopicResult,
     TopicPartitions,
 )
+from .replication import (
+    EpochEndOffsetResult,
+    EpochEndOffsetTopicResult,
+    OffsetForLeaderEpochPartition,
+    OffsetForLeaderEpochRequest,
+    OffsetForLeaderEpochResponse,
+    OffsetForLeaderEpochTopic,
+    ReplicaFetchPartition,
+    ReplicaFetchPartitionResult,
+    ReplicaFetchRequest,
+    ReplicaFetchResponse,
+    ReplicaFetchTopic,
+    ReplicaFetchTopicResult,
+)
 from .security import (
     AclCreationResult,
     AclEntry,
@@ -127,6 +141,7 @@ class ApiKey(IntEnum):
     CREATE_TOPICS = 19
     DELETE_TOPICS = 20
     INIT_PRODUCER_ID = 22
+    OFFSET_FOR_LEADER_EPOCH = 23
     DESCRIBE_ACLS = 29
     CREATE_ACLS = 30
     DELETE_ACLS = 31
@@ -140,11 +155,29 @@ class ApiKey(IntEnum):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ApiSpec:
+    """An API: its version-0 request and response classes, the versions the
+    broker speaks, and the versions whose messages are classes of their own
+    (``versions``: (version, request, response); any other version in range
+    uses ``request``/``response``)."""
+
     key: ApiKey
     request: type
     response: type
     min_version: int = 0
     max_version: int = 0
+    versions: tuple[tuple[int, type, type], ...] = ()
+
+    def request_type(self, version: int) -> type:
+        for v, request, _response in self.versions:
+            if v == version:
+                return request
+        return self.request
+
+    def response_type(self, version: int) -> type:
+        for v, _request, response in self.versions:
+            if v == version:
+                return response
+        return self.response
 
 
 #: api_key -> its request and response classes and supported versions.
@@ -152,7 +185,14 @@ APIS: dict[int, ApiSpec] = {
     spec.key: spec
     for spec in (
         ApiSpec(ApiKey.PRODUCE, ProduceRequest, ProduceResponse),
-        ApiSpec(ApiKey.FETCH, FetchRequest, FetchResponse),
+        ApiSpec(
+            ApiKey.FETCH,
+            FetchRequest,
+            FetchResponse,
+            max_version=1,
+            # version 1: a follower's fetch (messages/replication.py)
+            versions=((1, ReplicaFetchRequest, ReplicaFetchResponse),),
+        ),
         ApiSpec(ApiKey.LIST_OFFSETS, ListOffsetsRequest, ListOffsetsResponse),
         ApiSpec(ApiKey.METADATA, MetadataRequest, MetadataResponse),
         ApiSpec(ApiKey.API_VERSIONS, ApiVersionsRequest, ApiVersionsResponse),
@@ -160,6 +200,11 @@ APIS: dict[int, ApiSpec] = {
         ApiSpec(ApiKey.DELETE_TOPICS, DeleteTopicsRequest, DeleteTopicsResponse),
         ApiSpec(ApiKey.CREATE_PARTITIONS, CreatePartitionsRequest, CreatePartitionsResponse),
         ApiSpec(ApiKey.INIT_PRODUCER_ID, InitProducerIdRequest, InitProducerIdResponse),
+        ApiSpec(
+            ApiKey.OFFSET_FOR_LEADER_EPOCH,
+            OffsetForLeaderEpochRequest,
+            OffsetForLeaderEpochResponse,
+        ),
         ApiSpec(ApiKey.DESCRIBE_CONFIGS, DescribeConfigsRequest, DescribeConfigsResponse),
         ApiSpec(ApiKey.ALTER_CONFIGS, AlterConfigsRequest, AlterConfigsResponse),
         ApiSpec(ApiKey.OFFSET_COMMIT, OffsetCommitRequest, OffsetCommitResponse),
@@ -180,8 +225,10 @@ APIS: dict[int, ApiSpec] = {
     )
 }
 
-#: request class -> its ApiSpec
-SPEC_BY_REQUEST: dict[type, ApiSpec] = {spec.request: spec for spec in APIS.values()}
+#: request class (of any version) -> its ApiSpec
+SPEC_BY_REQUEST: dict[type, ApiSpec] = {spec.request: spec for spec in APIS.values()} | {
+    request: spec for spec in APIS.values() for _v, request, _r in spec.versions
+}
 
 __all__ = [
     "APIS",
@@ -230,6 +277,8 @@ __all__ = [
     "DescribeGroupsResponse",
     "DescribedGroup",
     "DescribedMember",
+    "EpochEndOffsetResult",
+    "EpochEndOffsetTopicResult",
     "FetchPartition",
     "FetchPartitionResult",
     "FetchRequest",
@@ -260,6 +309,10 @@ __all__ = [
     "OffsetFetchResponse",
     "OffsetFetchTopic",
     "OffsetFetchTopicResult",
+    "OffsetForLeaderEpochPartition",
+    "OffsetForLeaderEpochRequest",
+    "OffsetForLeaderEpochResponse",
+    "OffsetForLeaderEpochTopic",
     "PartitionMetadata",
     "PartitionsTopic",
     "ProducePartition",
@@ -268,6 +321,12 @@ __all__ = [
     "ProduceResponse",
     "ProduceTopic",
     "ProduceTopicResult",
+    "ReplicaFetchPartition",
+    "ReplicaFetchPartitionResult",
+    "ReplicaFetchRequest",
+    "ReplicaFetchResponse",
+    "ReplicaFetchTopic",
+    "ReplicaFetchTopicResult",
     "SaslAuthenticateRequest",
     "SaslAuthenticateResponse",
     "SaslHandshakeRequest",
