@@ -1363,7 +1363,7 @@ class PartitionLog:
             ):
                 seg = self._roll()
             seg.ensure_capacity(seg.size + n)
-            seg.append(data, headers, base, None)
+            seg.append_as_is(data, headers)
         except OSError as exc:
             self._go_offline(f"append failed: {_describe(exc)}")
             raise StorageError(f"partition {self._name} is offline: {_describe(exc)}") from exc

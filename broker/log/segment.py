@@ -646,17 +646,11 @@ class Segment:
         self._grow_at = new_alloc if new_alloc >= cap else new_alloc - step // 2
 
     def append(
-        self,
-        data: memoryview,
-        headers: list[BatchHeader],
-        base_offset: int,
-        leader_epoch: int | None = 0,
+        self, data: memoryview, headers: list[BatchHeader], base_offset: int, leader_epoch: int = 0
     ) -> None:
         """Copy ``data`` (whole, validated batches) at ``size`` and patch
-        their offsets and leader epoch (``leader_epoch`` None: a follower's
-        append, the bytes are kept as they are, offsets and epochs
-        included). The caller checked capacity (ensure_capacity) and rolled
-        if needed."""
+        their offsets and leader epoch. The caller checked capacity
+        (ensure_capacity) and rolled if needed."""
         start = self.size
         end = start + len(data)
         w_start, w_end, window = self._windows[0]
@@ -746,6 +740,42 @@ class Segment:
             if hi > lo:
                 window.madvise(mmap.MADV_DONTNEED, lo - w_start, hi - lo)
         self._release_at = pos + RELEASE_BYTES
+
+    def append_as_is(self, data: memoryview, headers: list[BatchHeader]) -> None:
+        """A follower's append: copy ``data`` (whole, validated batches that
+        start at this segment's next offset) at ``size`` keeping every byte,
+        offsets and leader epochs included. The caller checked capacity and
+        rolled if needed."""
+        start = self.size
+        end = start + len(data)
+        w_start, w_end, window = self._windows[0]
+        if end <= w_end:
+            window[start - w_start : end - w_start] = data
+        else:
+            self._write_spanning(start, data)
+        interval = self.ctx.config.index_interval_bytes
+        max_index_entries = self.ctx.max_index_entries
+        pos = start
+        base = self.base_offset
+        max_ts = self._max_ts if self._max_ts is not None else NO_TIMESTAMP
+        oi = self.offset_index
+        offset = self.next_offset
+        for h in headers:
+            offset = h.base_offset
+            last = offset + h.last_offset_delta
+            if h.max_timestamp > max_ts:
+                max_ts = h.max_timestamp
+            if pos - self._last_index_pos > interval and len(oi) < max_index_entries:
+                self._add_index_entry(offset - base, pos, max_ts, last - base)
+            if self.roll_base_ts is None:
+                self.roll_base_ts = h.max_timestamp
+            pos += h.batch_length + 12
+            offset = last + 1
+        self._max_ts = max_ts
+        self.size = end
+        self.next_offset = offset
+        if end >= w_end or end >= self._release_at:
+            self._release_written(end)
 
     def truncated(self, position: int, next_offset: int) -> Segment:
         """A new, active Segment object for this segment's files cut at byte
