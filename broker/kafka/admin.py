@@ -19,7 +19,6 @@ from kio.index import load_response_schema
 from tailrace.client.errors import (
     BrokerError,
     InvalidConfigError,
-    InvalidReplicationFactorError,
     InvalidRequestError,
 )
 
@@ -162,11 +161,7 @@ async def _create_topics(ctx: BrokerContext, info: ConnectionInfo, request: Kafk
         configs = {_config_key(c.name): c.value for c in t.configs}
         new = topics_service.NewTopic(t.name, t.num_partitions, configs, t.replication_factor)
         wanted.append(new)
-        if ctx.cluster is None and t.replication_factor not in (-1, 1):
-            refused[i] = InvalidReplicationFactorError(
-                f"replication factor {t.replication_factor}: this broker is a single node (1)"
-            )
-        elif t.assignments:
+        if t.assignments:
             refused[i] = InvalidRequestError("manual replica assignments are not supported")
         else:
             unknown = [c.name for c in t.configs if _config_key(c.name) not in known]

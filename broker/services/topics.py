@@ -5,6 +5,7 @@ Rules kept here and nowhere else:
 * names starting with :data:`INTERNAL_PREFIX` belong to the broker: clients
   may read them, never create, write, alter or delete them;
 * a topic is created with 1..``limits.max_partitions_per_topic`` partitions
+  and, on a single node, replication factor 1 (or -1, the default)
   (``-1`` means the broker default), after the name check and, with an
   authorizer, ``create`` on the cluster or the topic; ``validate_only`` runs
   every check and writes nothing;
@@ -24,6 +25,7 @@ from tailrace.client.errors import (
     BrokerError,
     ClusterAuthorizationError,
     InvalidPartitionsError,
+    InvalidReplicationFactorError,
     InvalidTopicError,
     StorageError,
     TopicAlreadyExistsError,
@@ -155,6 +157,10 @@ async def create_topics(
                 )
             validate_topic_name(t.name)
             refuse_internal(t.name, "create")
+            if ctx.cluster is None and t.replication_factor not in (-1, 1):
+                raise InvalidReplicationFactorError(
+                    f"replication factor {t.replication_factor}: this broker is a single node (1)"
+                )
             if not 1 <= t.partitions <= limit:
                 raise InvalidPartitionsError(
                     f"partition count {t.partitions} is outside [1, {limit}] "
