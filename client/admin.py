@@ -212,7 +212,7 @@ _LEADER_BACKOFF = 0.1
 def _no_leader(topic: str, partition: int) -> Any:
     return ListOffsetsPartitionResult(
         partition=partition,
-        error_code=ErrorCode.LEADER_NOT_AVAILABLE,
+        error_code=int(ErrorCode.LEADER_NOT_AVAILABLE),
         error_message=f"{topic}/{partition} has no leader right now",
     )
 

@@ -37,6 +37,7 @@ thread.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import struct
 import threading
@@ -47,6 +48,7 @@ from dataclasses import dataclass
 import trio
 
 from ..errors import (
+    BrokerError,
     BrokerUnavailableError,
     ErrorCode,
     LeaderNotAvailableError,
@@ -74,6 +76,9 @@ log = logging.getLogger(__name__)
 
 #: Fetches long-poll: they get a connection of their own (see BrokerClient).
 FETCH_LANE = "fetch"
+
+#: How often list_offsets asks again for a partition whose leader moved.
+_LEADER_ATTEMPTS = 4
 
 #: Partition answers that mean the leader moved (or is not there yet).
 _LEADER_ERRORS = frozenset(
@@ -263,40 +268,55 @@ class Fetcher:
         self, query: dict[TopicPartition, int]
     ) -> dict[TopicPartition, tuple[int, int]]:
         """Offsets for ``query`` (partition -> timestamp), each asked of its
-        leader (in a cluster: one request per leader)."""
-        routes = await self._routes_for(list(query))
+        leader (in a cluster: one request per leader). A partition whose
+        leader moved is asked again after a metadata refresh, a few times
+        with a growing back-off, before its error is raised."""
         out: dict[TopicPartition, tuple[int, int]] = {}
-        for node, tps in routes.items():
-            by_topic: dict[str, list[ListOffsetsPartition]] = {}
-            for tp in tps:
-                by_topic.setdefault(tp.topic, []).append(
-                    ListOffsetsPartition(partition=tp.partition, timestamp=query[tp])
-                )
-            response = await self.client.request(
-                ListOffsetsRequest(
-                    topics=[ListOffsetsTopic(name=t, partitions=ps) for t, ps in by_topic.items()]
-                ),
-                node=node,
-            )
-            if response.error_code:
-                raise error_for_code(response.error_code, response.error_message or "")
-            for t in response.topics:
-                for p in t.partitions:
-                    if p.error_code:
+        todo = dict(query)
+        for attempt in range(_LEADER_ATTEMPTS):
+            moved: dict[TopicPartition, BrokerError] = {}
+            for node, tps in (await self._routes_for(list(todo), refresh=attempt > 0)).items():
+                by_topic: dict[str, list[ListOffsetsPartition]] = {}
+                for tp in tps:
+                    by_topic.setdefault(tp.topic, []).append(
+                        ListOffsetsPartition(partition=tp.partition, timestamp=todo[tp])
+                    )
+                asked = [ListOffsetsTopic(name=t, partitions=ps) for t, ps in by_topic.items()]
+                response = await self.client.request(ListOffsetsRequest(topics=asked), node=node)
+                if response.error_code:
+                    raise error_for_code(response.error_code, response.error_message or "")
+                for t in response.topics:
+                    for p in t.partitions:
+                        tp = TopicPartition(t.name, p.partition)
                         if p.error_code in _LEADER_ERRORS:
                             self.client.invalidate(t.name, p.partition)
-                        raise error_for_code(p.error_code, p.error_message or "")
-                    out[TopicPartition(t.name, p.partition)] = (p.offset, p.timestamp)
+                            moved[tp] = error_for_code(p.error_code, p.error_message or "")
+                        elif p.error_code:
+                            raise error_for_code(p.error_code, p.error_message or "")
+                        else:
+                            out[tp] = (p.offset, p.timestamp)
+            if not moved:
+                return out
+            if attempt == _LEADER_ATTEMPTS - 1:
+                raise next(iter(moved.values()))
+            todo = {tp: todo[tp] for tp in moved}
+            await trio.sleep(self.retry_backoff * 2**attempt)
         return out
 
     async def _routes_for(
-        self, tps: list[TopicPartition]
+        self, tps: list[TopicPartition], *, refresh: bool = False
     ) -> dict[int | None, list[TopicPartition]]:
         """``tps`` by where their requests go (see BrokerClient.leader_for),
-        after one metadata refresh when a leader is unknown; raises
-        LeaderNotAvailableError (retriable) when one still is."""
-        if self.client.routed and any(self._route(tp) == -1 for tp in tps):
-            await self.client.refresh_metadata(sorted({tp.topic for tp in tps}))
+        after a metadata refresh when asked, when a topic's metadata is not
+        known yet, or when a leader is unknown; raises LeaderNotAvailableError
+        (retriable) when one still is."""
+        topics = sorted({tp.topic for tp in tps})
+        if (
+            refresh
+            or any(t not in self.client.topics for t in topics)
+            or (self.client.routed and any(self._route(tp) == -1 for tp in tps))
+        ):
+            await self.client.refresh_metadata(topics)
         routes: dict[int | None, list[TopicPartition]] = {}
         for tp in tps:
             node = self._route(tp)
@@ -328,11 +348,24 @@ class Fetcher:
                     if node not in self._loops:
                         self._loops[node] = trio.Event()
                         nursery.start_soon(self._fetch_loop, node)
-                if -1 in routes or self.client.stale:
+                with self._lock:
+                    unknown = any(
+                        tp.topic not in self.client.topics
+                        for tp, s in self.partitions.items()
+                        if s.error is None
+                    )
+                if -1 in routes or self.client.stale or unknown:
+                    topics = sorted({tp.topic for tp in self.partitions})
                     with trio.move_on_after(self.retry_backoff):
-                        await self.client.refresh_if_stale(
-                            sorted({tp.topic for tp in self.partitions})
-                        )
+                        if unknown:
+                            # a topic's leaders were never asked for (an
+                            # assign() needs no metadata): ask now
+                            with contextlib.suppress(
+                                BrokerError, BrokerUnavailableError, TimeoutError
+                            ):
+                                await self.client.refresh_metadata(topics)
+                        else:
+                            await self.client.refresh_if_stale(topics)
                     with trio.move_on_after(self.retry_backoff):
                         await self._supervise.wait()
                     continue
