@@ -35,6 +35,8 @@ class IdleBroker:
 
     def __init__(self) -> None:
         self.fetches: list[float] = []
+        #: the topic's metadata is known: no refresh
+        self.topics = {"t": None}
 
     def leader_for(self, topic: str, partition: int) -> None:
         return None  # the one connection
