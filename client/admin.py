@@ -16,7 +16,14 @@ from typing import Any
 import trio
 
 from .background import BackgroundTrio
-from .errors import ClientClosedError, GroupNotEmptyError, error_for_code
+from .errors import (
+    BrokerUnavailableError,
+    ClientClosedError,
+    ErrorCode,
+    GroupNotEmptyError,
+    TimeoutError,
+    error_for_code,
+)
 from .protocol import (
     EARLIEST_TIMESTAMP,
     LATEST_TIMESTAMP,
@@ -37,6 +44,7 @@ from .protocol import (
     DescribeGroupsRequest,
     ListGroupsRequest,
     ListOffsetsPartition,
+    ListOffsetsPartitionResult,
     ListOffsetsRequest,
     ListOffsetsTopic,
     MetadataRequest,
@@ -80,6 +88,14 @@ class PartitionDescription:
     dirty_bytes: int = 0
     cleanable_bytes: int = 0
     last_clean_ms: int = -1
+    #: the partition's leader (-1: none, the partition is offline), its
+    #: epoch (-1 on a single node), replicas, in-sync replicas, and the
+    #: replicas that are not alive
+    leader: int = 0
+    leader_epoch: int = -1
+    replicas: tuple[int, ...] = ()
+    isr: tuple[int, ...] = ()
+    offline_replicas: tuple[int, ...] = ()
 
     @property
     def dirty_ratio(self) -> float:
@@ -180,6 +196,27 @@ def _pairs(items: list[TopicPartitions]) -> list[tuple[str, int]]:
     return sorted((t.topic, p) for t in items for p in t.partitions)
 
 
+#: ListOffsets answers meaning the partition's leader moved or is not there
+#: yet, and how often (with what first back-off) the admin asks again
+_LEADER_ERRORS = frozenset(
+    {
+        ErrorCode.NOT_LEADER_OR_FOLLOWER,
+        ErrorCode.LEADER_NOT_AVAILABLE,
+        ErrorCode.FENCED_LEADER_EPOCH,
+    }
+)
+_LEADER_ATTEMPTS = 4
+_LEADER_BACKOFF = 0.1
+
+
+def _no_leader(topic: str, partition: int) -> Any:
+    return ListOffsetsPartitionResult(
+        partition=partition,
+        error_code=int(ErrorCode.LEADER_NOT_AVAILABLE),
+        error_message=f"{topic}/{partition} has no leader right now",
+    )
+
+
 def _check(code: int, message: str | None) -> None:
     if code:
         raise error_for_code(code, message or "")
@@ -253,9 +290,12 @@ class AsyncAdmin:
         config: Mapping[str, Any] | None = None,
         *,
         validate_only: bool = False,
+        replication_factor: int | None = None,
     ) -> int:
         """Create a topic; returns its partition count. ``partitions`` None
-        takes the broker's default; ``config`` overrides topic settings."""
+        takes the broker's default; ``config`` overrides topic settings;
+        ``replication_factor`` None takes the cluster's default (a single
+        node accepts only 1)."""
         response = await self._request(
             CreateTopicsRequest(
                 topics=[
@@ -263,6 +303,9 @@ class AsyncAdmin:
                         name=name,
                         partitions=-1 if partitions is None else partitions,
                         configs={k: str(v) for k, v in (config or {}).items()},
+                        replication_factor=(
+                            -1 if replication_factor is None else replication_factor
+                        ),
                     )
                 ],
                 validate_only=validate_only,
@@ -300,9 +343,7 @@ class AsyncAdmin:
 
     async def describe_topic(self, name: str) -> TopicDescription:
         """Partitions (offsets, size, segments) and configuration of a topic."""
-        response = await self._request(MetadataRequest(topics=[name]))
-        (t,) = response.topics
-        _check(t.error_code, t.error_message)
+        t = await self._topic_metadata(name)
         configs = await self.describe_configs(name)
         desc = _topic(t)
         return TopicDescription(desc.name, desc.internal, desc.partitions, configs)
@@ -345,23 +386,64 @@ class AsyncAdmin:
     ) -> dict[tuple[str, int], tuple[int, int]]:
         """``{(topic, partition): 'earliest' | 'latest' | timestamp_ms}`` ->
         ``{(topic, partition): (offset, timestamp)}``; offset -1 when no
-        record has a timestamp at or after the one asked."""
-        by_topic: dict[str, list[ListOffsetsPartition]] = {}
-        for (topic, partition), spec in query.items():
-            by_topic.setdefault(topic, []).append(
-                ListOffsetsPartition(partition=partition, timestamp=_offset_spec(spec))
-            )
-        response = await self._request(
-            ListOffsetsRequest(
-                topics=[ListOffsetsTopic(name=t, partitions=ps) for t, ps in by_topic.items()]
-            )
+        record has a timestamp at or after the one asked. Each partition is
+        asked of its leader."""
+        answers = await self._list_offsets_routed(
+            {tp: _offset_spec(spec) for tp, spec in query.items()}
         )
         out = {}
-        for t in response.topics:
-            for p in t.partitions:
-                _check(p.error_code, p.error_message)
-                out[(t.name, p.partition)] = (p.offset, p.timestamp)
+        for tp, p in answers.items():
+            _check(p.error_code, p.error_message)
+            out[tp] = (p.offset, p.timestamp)
         return out
+
+    async def _list_offsets_routed(self, query: Mapping[tuple[str, int], int]) -> dict[Any, Any]:
+        """ListOffsets for ``{(topic, partition): timestamp}``, one request
+        per leader; a partition whose leader moved (or is not known) is asked
+        again after a metadata refresh, a few times with a growing back-off.
+        Returns each partition's answer (error codes left to the caller)."""
+        client = self._client
+        if client is None or self._stack is None:
+            raise ClientClosedError("the admin client is not open")
+        answers: dict[tuple[str, int], Any] = {}
+        todo = dict(query)
+        for attempt in range(_LEADER_ATTEMPTS):
+            topics = sorted({t for t, _p in todo})
+            if attempt or any(t not in client.topics for t in topics) or client.stale:
+                await client.refresh_metadata(topics)
+            by_node: dict[int | None, dict[str, list[ListOffsetsPartition]]] = {}
+            for (topic, partition), ts in todo.items():
+                node = client.leader_for(topic, partition)
+                if node == -1:
+                    answers[(topic, partition)] = _no_leader(topic, partition)
+                    continue
+                by_node.setdefault(node, {}).setdefault(topic, []).append(
+                    ListOffsetsPartition(partition=partition, timestamp=ts)
+                )
+            for node, by_topic in by_node.items():
+                response = await client.request(
+                    ListOffsetsRequest(
+                        topics=[
+                            ListOffsetsTopic(name=t, partitions=ps) for t, ps in by_topic.items()
+                        ]
+                    ),
+                    node=node,
+                )
+                _check(response.error_code, response.error_message)
+                for t in response.topics:
+                    for p in t.partitions:
+                        answers[(t.name, p.partition)] = p
+            todo = {
+                tp: ts
+                for tp, ts in todo.items()
+                if getattr(answers.get(tp), "error_code", 0) in _LEADER_ERRORS
+            }
+            if not todo:
+                break
+            for tp in todo:
+                client.invalidate(*tp)
+            await trio.sleep(_LEADER_BACKOFF * 2**attempt)
+        return answers
 
     async def topic_offsets(self, topic: str) -> dict[int, tuple[int, int]]:
         """{partition: (earliest, latest)} for every partition of ``topic``."""
@@ -374,10 +456,32 @@ class AsyncAdmin:
         return {p: (earliest[(topic, p)][0], latest[(topic, p)][0]) for _, p in query}
 
     async def describe_topic_partitions(self, topic: str) -> list[PartitionDescription]:
-        response = await self._request(MetadataRequest(topics=[topic]))
+        return _topic(await self._topic_metadata(topic)).partitions
+
+    async def _topic_metadata(self, name: str) -> Any:
+        """The topic's Metadata entry; in a cluster each partition's offsets
+        and sizes are its leader's (the broker answering first may hold
+        only a follower's copy, or none)."""
+        client = self._client
+        if client is None or self._stack is None:
+            raise ClientClosedError("the admin client is not open")
+        response = await client.refresh_metadata([name])
         (t,) = response.topics
         _check(t.error_code, t.error_message)
-        return _topic(t).partitions
+        if not client.routed:
+            return t
+        leaders = {p.leader_id for p in t.partitions if p.leader_id in client.brokers}
+        for node in sorted(leaders):
+            try:
+                answer = await client.request(MetadataRequest(topics=[name]), node=node)
+            except (BrokerUnavailableError, TimeoutError):
+                continue  # keep the first broker's figures for these
+            theirs = {p.partition: p for a in answer.topics if a.name == name for p in a.partitions}
+            for i, p in enumerate(t.partitions):
+                own = theirs.get(p.partition)
+                if p.leader_id == node and own is not None and own.leader_id == node:
+                    t.partitions[i] = own
+        return t
 
     # --- consumer groups ---------------------------------------------------------
 
@@ -424,22 +528,12 @@ class AsyncAdmin:
         ends: dict[tuple[str, int], int] = {}
         errors: dict[tuple[str, int], str] = {}
         if partitions:
-            by_topic: dict[str, list[ListOffsetsPartition]] = {}
-            for topic, p in partitions:
-                by_topic.setdefault(topic, []).append(
-                    ListOffsetsPartition(partition=p, timestamp=LATEST_TIMESTAMP)
-                )
-            listed = await self._request(
-                ListOffsetsRequest(
-                    topics=[ListOffsetsTopic(name=t, partitions=ps) for t, ps in by_topic.items()]
-                )
-            )
-            for t in listed.topics:
-                for p in t.partitions:
-                    if p.error_code:
-                        errors[(t.name, p.partition)] = p.error_message or "unavailable"
-                    else:
-                        ends[(t.name, p.partition)] = p.offset
+            listed = await self._list_offsets_routed(dict.fromkeys(partitions, LATEST_TIMESTAMP))
+            for tp, p in listed.items():
+                if p.error_code:
+                    errors[tp] = p.error_message or "unavailable"
+                else:
+                    ends[tp] = p.offset
         rows = []
         for tp in partitions:
             c = committed.get(tp)
@@ -622,6 +716,11 @@ def _topic(t: Any) -> TopicDescription:
                 dirty_bytes=p.dirty_bytes,
                 cleanable_bytes=p.cleanable_bytes,
                 last_clean_ms=p.last_clean_ms,
+                leader=p.leader_id,
+                leader_epoch=p.leader_epoch,
+                replicas=tuple(p.replicas),
+                isr=tuple(p.isr),
+                offline_replicas=tuple(p.offline_replicas),
             )
             for p in sorted(t.partitions, key=lambda p: p.partition)
         ],
@@ -659,9 +758,16 @@ class Admin:
         config: Mapping[str, Any] | None = None,
         *,
         validate_only: bool = False,
+        replication_factor: int | None = None,
     ) -> int:
         return self._loop.run(
-            lambda: self._admin.create_topic(name, partitions, config, validate_only=validate_only)
+            lambda: self._admin.create_topic(
+                name,
+                partitions,
+                config,
+                validate_only=validate_only,
+                replication_factor=replication_factor,
+            )
         )
 
     def create_partitions(self, name: str, count: int, *, validate_only: bool = False) -> None:

@@ -59,6 +59,7 @@ __all__ = [
     "InvalidSessionTimeoutError",
     "InvalidTimestampError",
     "InvalidTopicError",
+    "LeaderNotAvailableError",
     "LocalProtocolError",
     "MemberIdRequiredError",
     "NotAssignedError",
@@ -105,6 +106,7 @@ class ErrorCode(IntEnum):
     OFFSET_OUT_OF_RANGE = 1
     CORRUPT_MESSAGE = 2
     UNKNOWN_TOPIC_OR_PARTITION = 3
+    LEADER_NOT_AVAILABLE = 5
     NOT_LEADER_OR_FOLLOWER = 6
     REQUEST_TIMED_OUT = 7
     MESSAGE_TOO_LARGE = 10
@@ -528,6 +530,15 @@ class NotAssignedError(BrokerError):
 
 
 # --- replication (docs/replication.md) ---------------------------------------
+
+
+class LeaderNotAvailableError(BrokerError):
+    """The partition has no leader right now (none of its in-sync replicas is
+    alive, or the controller has not placed it yet): refresh metadata and
+    retry after a back-off."""
+
+    code = ErrorCode.LEADER_NOT_AVAILABLE
+    retriable = True
 
 
 class NotLeaderOrFollowerError(BrokerError):

@@ -25,11 +25,17 @@ from typing import Any
 import trio
 
 from tailrace.client import Admin
-from tailrace.client.errors import InvalidConfigError, TailraceError, raise_for_code
+from tailrace.client.errors import (
+    BrokerUnavailableError,
+    InvalidConfigError,
+    TailraceError,
+    raise_for_code,
+)
 from tailrace.client.protocol import ApiVersionsRequest, MetadataRequest
 from tailrace.client.security import SASL_MECHANISMS, SecurityConfig
 from tailrace.client.transport.auth import connection_options
-from tailrace.client.transport.connection import BrokerConnection, split_address
+from tailrace.client.transport.connection import BrokerConnection
+from tailrace.client.transport.pool import split_bootstrap
 
 __all__ = [
     "BOOTSTRAP_ENV",
@@ -86,8 +92,9 @@ def add_bootstrap_option(parser: argparse.ArgumentParser) -> None:
     """``--bootstrap`` and the security options every client subcommand takes."""
     parser.add_argument(
         "--bootstrap",
-        metavar="HOST:PORT",
-        help=f"the broker (default: ${BOOTSTRAP_ENV}, else {DEFAULT_BOOTSTRAP})",
+        metavar="HOST:PORT[,HOST:PORT...]",
+        help=f"the broker, or several brokers of a cluster (default: ${BOOTSTRAP_ENV}, "
+        f"else {DEFAULT_BOOTSTRAP})",
     )
     add_security_options(parser)
 
@@ -176,11 +183,12 @@ def resolve_security(
 
 def resolve_bootstrap(args: argparse.Namespace, environ: dict[str, str] | None = None) -> str:
     """``--bootstrap``, else ``$TAILRACE_BOOTSTRAP``, else the default; checked
-    for the HOST:PORT shape so a typo is a usage error, not a hang."""
+    for the HOST:PORT[,HOST:PORT...] shape so a typo is a usage error, not a
+    hang."""
     env = os.environ if environ is None else environ
     address = getattr(args, "bootstrap", None) or env.get(BOOTSTRAP_ENV) or DEFAULT_BOOTSTRAP
     try:
-        split_address(address)
+        split_bootstrap(address)
     except ValueError as exc:
         source = "--bootstrap" if getattr(args, "bootstrap", None) else BOOTSTRAP_ENV
         raise UsageError(f"{source}: {exc}") from None
@@ -196,7 +204,8 @@ def check_broker(
     security: SecurityConfig | None = None,
 ) -> int:
     """Raise BrokerUnavailableError ("cannot reach broker at ADDR: reason")
-    unless a tailrace broker answers at ``bootstrap`` within ``timeout``.
+    unless a tailrace broker answers at ``bootstrap`` within ``timeout``
+    (several addresses: the first that answers; the error is the last one's).
 
     With ``topic``, also ask for its metadata (the same connection) and
     return its partition count, raising the broker's error (unknown topic,
@@ -246,6 +255,15 @@ def check_broker(
         raise_for_code(t.error_code, t.error_message or "")
         return len(t.partitions)
 
+    addresses = split_bootstrap(bootstrap)
+    for address in addresses[:-1]:
+        try:
+            return check_broker(
+                address, topic, auto_create=auto_create, timeout=timeout, security=security
+            )
+        except BrokerUnavailableError:
+            continue
+    bootstrap = addresses[-1]
     return trio.run(probe)
 
 

@@ -42,6 +42,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--partitions", type=int, metavar="N", help="partition count (default: the broker's)"
     )
     c.add_argument(
+        "--replication-factor",
+        type=int,
+        metavar="R",
+        help="copies of each partition on distinct brokers (cluster; default: "
+        "cluster.default_replication_factor, capped at the live brokers; a single node: 1)",
+    )
+    c.add_argument(
         "--config",
         type=parse_key_value,
         action="append",
@@ -59,8 +66,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "describe",
         help="partitions, offsets, sizes and configuration of a topic",
         description=(
-            "Show each partition (log start, high watermark, log end, size, segments) "
-            "and every configuration key with its value and source."
+            "Show each partition (log start, high watermark, log end, size, segments; in a "
+            "cluster also its leader, leader epoch, replicas and in-sync replicas, the "
+            "figures being the leader's) and every configuration key with its value and source."
         ),
     )
     d.add_argument("name")
@@ -115,10 +123,14 @@ def run_create(args: argparse.Namespace) -> int:
     configs = dict(args.config)
     if args.partitions is not None and args.partitions < 1:
         raise UsageError("--partitions must be at least 1")
+    rf = args.replication_factor
+    if rf is not None and rf < 1:
+        raise UsageError("--replication-factor must be at least 1")
     with open_admin(resolve_bootstrap(args), resolve_security(args)) as admin:
-        count = admin.create_topic(args.name, args.partitions, configs)
+        count = admin.create_topic(args.name, args.partitions, configs, replication_factor=rf)
     plural = "partition" if count == 1 else "partitions"
-    sys.stdout.write(f"created topic {args.name} ({count} {plural})\n")
+    copies = "" if rf is None else f", replication factor {rf}"
+    sys.stdout.write(f"created topic {args.name} ({count} {plural}{copies})\n")
     return 0
 
 
@@ -169,6 +181,11 @@ def run_describe(args: argparse.Namespace) -> int:
     ]
     headers = ["PARTITION", "LOG-START", "HIGH-WATERMARK", "LOG-END", "SIZE", "SEGMENTS"]
     numeric = [True] * 6
+    if is_clustered(desc):
+        # where each partition lives: before the offsets, which are the leader's
+        headers[1:1] = ["LEADER", "EPOCH", "REPLICAS", "ISR"]
+        numeric[1:1] = [True, True, False, False]
+        rows = [(r[0], *placement(p), *r[1:]) for r, p in zip(rows, desc.partitions, strict=True)]
     policy = desc.configs.get("cleanup_policy")
     if policy is not None and "compact" in policy.value:
         # the cleaner's view: dirty share of the sealed bytes, last rewrite
@@ -176,10 +193,10 @@ def run_describe(args: argparse.Namespace) -> int:
         numeric += [True, False]
         rows = [
             (
-                *r[:6],
+                *r[:-1],
                 f"{p.dirty_ratio:.0%}",
                 format_ms(p.last_clean_ms) if p.last_clean_ms >= 0 else "never",
-                r[6],
+                r[-1],
             )
             for r, p in zip(rows, desc.partitions, strict=True)
         ]
@@ -196,6 +213,26 @@ def run_describe(args: argparse.Namespace) -> int:
     ]
     out.write(table(["CONFIG", "VALUE", "SOURCE"], configs, [False, False, False]))
     return 0
+
+
+def is_clustered(desc: TopicDescription) -> bool:
+    """Whether the topic lives in a cluster (leader epochs, or a partition
+    without a leader): a single node shows no placement columns."""
+    return any(p.leader_epoch >= 0 or p.leader < 0 for p in desc.partitions)
+
+
+def _nodes(nodes: tuple[int, ...], offline: tuple[int, ...] = ()) -> str:
+    """``1,2,3``; a replica that is not alive is marked ``3(offline)``."""
+    if not nodes:
+        return "-"
+    return ",".join(f"{n}(offline)" if n in offline else str(n) for n in nodes)
+
+
+def placement(p: Any) -> tuple[str, str, str, str]:
+    """LEADER, EPOCH, REPLICAS, ISR cells of a partition."""
+    leader = "none" if p.leader < 0 else str(p.leader)
+    epoch = "-" if p.leader_epoch < 0 else str(p.leader_epoch)
+    return leader, epoch, _nodes(p.replicas, p.offline_replicas), _nodes(p.isr)
 
 
 def format_ms(ms: int) -> str:
@@ -218,6 +255,11 @@ def describe_json(desc: TopicDescription) -> dict[str, Any]:
                 "dirty_bytes": p.dirty_bytes,
                 "cleanable_bytes": p.cleanable_bytes,
                 "last_clean_ms": p.last_clean_ms,
+                "leader": None if p.leader < 0 else p.leader,
+                "leader_epoch": p.leader_epoch,
+                "replicas": list(p.replicas),
+                "isr": list(p.isr),
+                "offline_replicas": list(p.offline_replicas),
                 "error": p.error,
             }
             for p in desc.partitions

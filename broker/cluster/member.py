@@ -106,16 +106,24 @@ class ClusterMember:
         self.lease: Lease | None = None
         #: set once registered (a new Event per session)
         self.registered = trio.Event()
+        self._snapshot: ClusterView | None = None
+        self._snapshot_of: PrefixView | None = None
 
     @property
     def node_id(self) -> int:
         return self.settings.node_id
 
     def snapshot(self) -> ClusterView | None:
-        """The cluster metadata as this broker last saw it."""
-        if self.view is None or not self.view.revision:
+        """The cluster metadata as this broker last saw it (parsed once per
+        revision: every Metadata request reads it)."""
+        view = self.view
+        if view is None or not view.revision:
             return None
-        return ClusterView.from_items(self.keys, self.view.items, self.view.revision)
+        cached = self._snapshot
+        if cached is None or cached.revision != view.revision or self._snapshot_of is not view:
+            cached = ClusterView.from_items(self.keys, view.items, view.revision)
+            self._snapshot, self._snapshot_of = cached, view
+        return cached
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Be a member until cancelled; started at once (registration follows)."""

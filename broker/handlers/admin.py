@@ -52,7 +52,10 @@ async def _create_topics(ctx: BrokerContext, info: ConnectionInfo, request: Requ
     done = await topics.create_topics(
         ctx,
         info,
-        [topics.NewTopic(t.name, t.partitions, t.configs) for t in body.topics],
+        [
+            topics.NewTopic(t.name, t.partitions, t.configs, t.replication_factor)
+            for t in body.topics
+        ],
         validate_only=body.validate_only,
     )
     results = []

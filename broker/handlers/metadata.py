@@ -17,6 +17,7 @@ from tailrace.client.protocol import (
 )
 
 from ..server.connection import ConnectionInfo, Later
+from ..services import metadata as metadata_service
 from ..services import topics
 from .errors import fill
 
@@ -57,17 +58,23 @@ async def _create_then_describe(
 def describe(
     ctx: BrokerContext, names: list[str] | None, info: ConnectionInfo | None = None
 ) -> MetadataResponse:
-    """Metadata of ``names`` (every topic when None); see
-    :func:`..services.topics.describe_topics` for what an authorizer hides."""
+    """Metadata of ``names`` (every topic when None), from
+    :func:`..services.metadata.describe` (what an authorizer hides:
+    :func:`..services.topics.describe_topics`)."""
+    view = metadata_service.describe(ctx, names, info)
     out = []
-    for state in topics.describe_topics(ctx, names, info):
+    for state in view.topics:
         meta = TopicMetadata(name=state.name, internal=state.internal)
         fill(meta, state.error)
         if state.partitions is not None:
             for p in state.partitions:
                 pm = PartitionMetadata(
                     partition=p.partition,
-                    leader_id=ctx.node_id,
+                    leader_id=p.leader,
+                    leader_epoch=p.leader_epoch,
+                    replicas=list(p.replicas),
+                    isr=list(p.isr),
+                    offline_replicas=list(p.offline_replicas),
                     log_start_offset=p.log_start_offset,
                     high_watermark=p.high_watermark,
                     log_end_offset=p.log_end_offset,
@@ -80,7 +87,7 @@ def describe(
                 fill(pm, p.error)
                 meta.partitions.append(pm)
         out.append(meta)
-    brokers = [BrokerInfo(node_id=ctx.node_id, host=b.host, port=b.port) for b in ctx.listeners[:1]]
+    brokers = [BrokerInfo(node_id=b.node_id, host=b.host, port=b.port) for b in view.brokers]
     return MetadataResponse(
-        cluster_id=ctx.cluster_id, controller_id=ctx.node_id, brokers=brokers, topics=out
+        cluster_id=ctx.cluster_id, controller_id=view.controller_id, brokers=brokers, topics=out
     )

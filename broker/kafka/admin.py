@@ -2,9 +2,12 @@
 
 Adapters over :mod:`..services.topics` (one creation policy, one
 auto-creation rule, one description of topics for both front-ends).
-Metadata names this broker as node 0 at the address of the Kafka listener
-the request came in on, leader of every partition with leader epoch -1 (so
-clients do not validate positions with OffsetForLeaderEpoch).
+Metadata comes from :mod:`..services.metadata`: on a single node this
+broker is node 0 at the address of the Kafka listener the request came in
+on, leader of every partition with leader epoch -1 (so clients do not
+validate positions with OffsetForLeaderEpoch); in a cluster, the live
+brokers at their Kafka listeners and each partition's leader, replicas and
+ISR from etcd (the epoch: see REPORT_LEADER_EPOCHS).
 """
 
 from __future__ import annotations
@@ -16,12 +19,12 @@ from kio.index import load_response_schema
 from tailrace.client.errors import (
     BrokerError,
     InvalidConfigError,
-    InvalidReplicationFactorError,
     InvalidRequestError,
 )
 
 from ..log.config import LogConfig
 from ..server.connection import ConnectionInfo, Later
+from ..services import metadata as metadata_service
 from ..services import topics as topics_service
 from .codec import KafkaRequest
 from .entities import ZERO, make
@@ -38,6 +41,14 @@ __all__ = [
     "handle_delete_topics",
     "handle_metadata",
 ]
+
+#: Whether Kafka clients are told the partitions' leader epochs. A client
+#: told an epoch validates its positions with OffsetForLeaderEpoch and sends
+#: it in Fetch; log_bounds.py still checks those against the single node's
+#: constant epoch, so until the Kafka front-end checks the partition's real
+#: epoch (issue 16, i16-roles) clients are told -1 (no validation), as on a
+#: single node. The native Metadata always carries the real epoch.
+REPORT_LEADER_EPOCHS = False
 
 #: Metadata's "authorized operations not requested"
 _NOT_REQUESTED = -(2**31)
@@ -89,18 +100,18 @@ async def _create_then_describe(
 def _metadata(
     ctx: BrokerContext, info: ConnectionInfo, request: KafkaRequest, names: list[str] | None
 ) -> Any:
-    node = ctx.node_id
+    view = metadata_service.describe(ctx, names, info, kafka=True)
     topics = []
-    for state in topics_service.describe_topics(ctx, names, info):
+    for state in view.topics:
         parts = [
             {
                 "error_code": kafka_error(p.error),
                 "partition_index": p.partition,
-                "leader_id": node,
-                "leader_epoch": -1,
-                "replica_nodes": (node,),
-                "isr_nodes": (node,),
-                "offline_replicas": (node,) if p.error is not None else (),
+                "leader_id": p.leader,
+                "leader_epoch": p.leader_epoch if REPORT_LEADER_EPOCHS else -1,
+                "replica_nodes": p.replicas,
+                "isr_nodes": p.isr,
+                "offline_replicas": p.offline_replicas,
             }
             for p in state.partitions or ()
         ]
@@ -113,13 +124,15 @@ def _metadata(
                 "topic_authorized_operations": _NOT_REQUESTED,
             }
         )
-    node, host, port = ctx.advertised_kafka_address(info)
     return _response(
         request,
         {
-            "brokers": [{"node_id": node, "host": host, "port": port, "rack": None}],
+            "brokers": [
+                {"node_id": b.node_id, "host": b.host, "port": b.port, "rack": None}
+                for b in view.brokers
+            ],
             "cluster_id": ctx.cluster_id,
-            "controller_id": node,
+            "controller_id": view.controller_id,
             "topics": topics,
             "cluster_authorized_operations": _NOT_REQUESTED,
         },
@@ -148,11 +161,7 @@ async def _create_topics(ctx: BrokerContext, info: ConnectionInfo, request: Kafk
         configs = {_config_key(c.name): c.value for c in t.configs}
         new = topics_service.NewTopic(t.name, t.num_partitions, configs, t.replication_factor)
         wanted.append(new)
-        if ctx.cluster is None and t.replication_factor not in (-1, 1):
-            refused[i] = InvalidReplicationFactorError(
-                f"replication factor {t.replication_factor}: this broker is a single node (1)"
-            )
-        elif t.assignments:
+        if t.assignments:
             refused[i] = InvalidRequestError("manual replica assignments are not supported")
         else:
             unknown = [c.name for c in t.configs if _config_key(c.name) not in known]

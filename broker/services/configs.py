@@ -16,7 +16,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from tailrace.client.errors import InvalidConfigError, InvalidRequestError
+from tailrace.client.errors import (
+    InvalidConfigError,
+    InvalidRequestError,
+    UnknownTopicOrPartitionError,
+)
 
 from ..config import SETTINGS
 from ..log.config import LogConfig
@@ -51,11 +55,11 @@ class ConfigValue:
 
 def topic_configs(ctx: BrokerContext, info: ConnectionInfo, name: str) -> list[ConfigValue]:
     check_allowed(ctx, info, DESCRIBE, TOPIC, name)
-    topic = ctx.manager.topic(name)
+    overrides, config = _topic_settings(ctx, name)
     sources = ctx.config.sources
     out = []
     for key in LogConfig.field_names():
-        if key in topic.overrides:
+        if key in overrides:
             source = "topic"
         else:
             setting = (
@@ -63,9 +67,24 @@ def topic_configs(ctx: BrokerContext, info: ConnectionInfo, name: str) -> list[C
             )
             source = "broker" if sources.get(setting, "default") != "default" else "default"
         out.append(
-            ConfigValue(key, str(getattr(topic.config, key)), source, doc=_TOPIC_DOCS.get(key, ""))
+            ConfigValue(key, str(getattr(config, key)), source, doc=_TOPIC_DOCS.get(key, ""))
         )
     return out
+
+
+def _topic_settings(ctx: BrokerContext, name: str) -> tuple[Mapping[str, object], LogConfig]:
+    """The topic's overrides and effective config: this broker's copy's, or
+    in a cluster, for a topic this broker holds no log of, the cluster's
+    (its configs in etcd over this broker's defaults)."""
+    try:
+        topic = ctx.manager.topic(name)
+    except UnknownTopicOrPartitionError:
+        view = ctx.cluster.snapshot() if ctx.cluster is not None else None
+        spec = view.topics.get(name) if view is not None else None
+        if spec is None:
+            raise
+        return spec.configs, ctx.manager.defaults.with_overrides(dict(spec.configs))
+    return topic.overrides, topic.config
 
 
 def broker_configs(ctx: BrokerContext, info: ConnectionInfo) -> list[ConfigValue]:

@@ -5,6 +5,7 @@ Rules kept here and nowhere else:
 * names starting with :data:`INTERNAL_PREFIX` belong to the broker: clients
   may read them, never create, write, alter or delete them;
 * a topic is created with 1..``limits.max_partitions_per_topic`` partitions
+  and, on a single node, replication factor 1 (or -1, the default)
   (``-1`` means the broker default), after the name check and, with an
   authorizer, ``create`` on the cluster or the topic; ``validate_only`` runs
   every check and writes nothing;
@@ -27,6 +28,7 @@ from tailrace.client.errors import (
     BrokerError,
     ClusterAuthorizationError,
     InvalidPartitionsError,
+    InvalidReplicationFactorError,
     InvalidTopicError,
     StorageError,
     TopicAlreadyExistsError,
@@ -167,6 +169,10 @@ async def create_topics(
                 )
             validate_topic_name(t.name)
             refuse_internal(t.name, "create")
+            if ctx.cluster is None and t.replication_factor not in (-1, 1):
+                raise InvalidReplicationFactorError(
+                    f"replication factor {t.replication_factor}: this broker is a single node (1)"
+                )
             if not 1 <= t.partitions <= limit:
                 raise InvalidPartitionsError(
                     f"partition count {t.partitions} is outside [1, {limit}] "
@@ -240,6 +246,15 @@ async def delete_topics(
 class PartitionState:
     partition: int
     error: BrokerError | None = None
+    #: placement (services/metadata.py fills it from the cluster in cluster mode)
+    leader: int = -1
+    leader_epoch: int = -1
+    replicas: tuple[int, ...] = ()
+    isr: tuple[int, ...] = ()
+    offline_replicas: tuple[int, ...] = ()
+    #: False when this broker holds no log of the partition (cluster mode:
+    #: not a replica here, or not created here yet): no offsets
+    local: bool = True
     log_start_offset: int = -1
     high_watermark: int = -1
     log_end_offset: int = -1
@@ -259,14 +274,25 @@ class TopicState:
 
 
 def describe_topics(
-    ctx: BrokerContext, names: list[str] | None, info: ConnectionInfo | None = None
+    ctx: BrokerContext,
+    names: list[str] | None,
+    info: ConnectionInfo | None = None,
+    *,
+    cluster_topics: Mapping[str, int] | None = None,
 ) -> list[TopicState]:
     """The state of ``names`` (every topic when None). With an authorizer,
     every topic is listed only to a principal that may describe it; a topic
     asked for by name that it may not describe is answered with
-    TOPIC_AUTHORIZATION_FAILED whether it exists or not (no existence leak)."""
+    TOPIC_AUTHORIZATION_FAILED whether it exists or not (no existence leak).
+
+    ``cluster_topics`` (cluster mode: name -> partition count in etcd) adds
+    the cluster's topics this broker holds no log of: their partitions are
+    described with ``local`` False and no offsets."""
     manager = ctx.manager
-    topics = manager.topics()
+    local_topics = manager.topics()
+    topics: dict[str, int] = {n: t.partitions for n, t in local_topics.items()}
+    for n, count in (cluster_topics or {}).items():
+        topics[n] = max(count, topics.get(n, 0))
     authz = ctx.authz if info is not None else None
     if names is None:
         wanted = sorted(topics)
@@ -289,8 +315,8 @@ def describe_topics(
                 )
             )
             continue
-        topic = topics.get(name)
-        if topic is None:
+        count = topics.get(name)
+        if count is None:
             error: BrokerError
             try:
                 validate_topic_name(name)
@@ -300,9 +326,13 @@ def describe_topics(
             out.append(TopicState(name, error))
             continue
         partitions = []
-        for p in range(topic.partitions):
+        local = local_topics.get(name)
+        for p in range(count):
             state = PartitionState(p)
             partitions.append(state)
+            if local is None or p >= local.partitions:
+                state.local = False
+                continue
             try:
                 plog = manager.get(name, p)
             except BrokerError as exc:

@@ -11,6 +11,18 @@ the response arrives it buffers each partition's raw records and sends the
 next one at once, so the network works while the user decodes. Decoding
 happens in ``take()``, called by poll, not here.
 
+Leaders. In a cluster (metadata naming several brokers) each partition is
+fetched from its leader: one fetch loop per leader, each with its own
+connection and its own fetch in flight, started by the supervising task
+(:meth:`Fetcher.run`) for every leader that assigned partitions have and
+ending when none is left. A partition whose leader is unknown waits while
+the supervisor refreshes metadata (at most once per ``retry_backoff``); an
+answer NOT_LEADER_OR_FOLLOWER, LEADER_NOT_AVAILABLE or FENCED_LEADER_EPOCH,
+or a broken connection, forgets the leader. A response is applied to a
+partition only while its fetch offset is still the one asked for, so a
+late answer from a former leader never duplicates records. A single
+broker has one loop on the bootstrap connection, as before.
+
 Threads. Everything here runs on the consumer's trio thread except
 ``take_from_thread`` (and ``positions_known``), which the blocking
 ``Consumer.poll`` calls on the application's own thread: taking records
@@ -25,6 +37,7 @@ thread.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import struct
 import threading
@@ -35,8 +48,10 @@ from dataclasses import dataclass
 import trio
 
 from ..errors import (
+    BrokerError,
     BrokerUnavailableError,
     ErrorCode,
+    LeaderNotAvailableError,
     OffsetOutOfRangeError,
     TailraceError,
     TimeoutError,
@@ -61,6 +76,18 @@ log = logging.getLogger(__name__)
 
 #: Fetches long-poll: they get a connection of their own (see BrokerClient).
 FETCH_LANE = "fetch"
+
+#: How often list_offsets asks again for a partition whose leader moved.
+_LEADER_ATTEMPTS = 4
+
+#: Partition answers that mean the leader moved (or is not there yet).
+_LEADER_ERRORS = frozenset(
+    {
+        ErrorCode.NOT_LEADER_OR_FOLLOWER,
+        ErrorCode.LEADER_NOT_AVAILABLE,
+        ErrorCode.FENCED_LEADER_EPOCH,
+    }
+)
 
 
 @dataclass
@@ -111,10 +138,14 @@ class Fetcher:
         self.data_ready = threading.Event()
         #: guards _chunks, _buffered and the partitions against take_from_thread
         self._lock = threading.RLock()
-        self._wake = trio.Event()
-        #: the fetch loop is waiting for buffer space or partitions (not fetching)
-        self._parked = False
-        self._fetch_scope: trio.CancelScope | None = None
+        #: the running fetch loops: route (leader node id, None for the
+        #: bootstrap connection) -> the event that wakes it
+        self._loops: dict[int | None, trio.Event] = {}
+        #: wakes the supervisor (run): a loop ended, leaders changed
+        self._supervise = trio.Event()
+        #: the fetch loops waiting for buffer space or positions (not fetching)
+        self._parked: set[int | None] = set()
+        self._fetch_scopes: dict[int | None, trio.CancelScope] = {}
         #: set by a consumer with a group: (partitions) -> their committed offsets
         self.committed_lookup: (
             Callable[[list[TopicPartition]], Awaitable[dict[TopicPartition, int]]] | None
@@ -189,10 +220,17 @@ class Fetcher:
         """A long-polling fetch for the old positions is pointless now: drop
         it and its connection (the next fetch goes out at once on a new one
         instead of queueing behind the old one's answer)."""
-        if self._fetch_scope is not None:
-            self._fetch_scope.cancel()
+        if self._fetch_scopes:
+            for scope in self._fetch_scopes.values():
+                scope.cancel()
             self.client.drop(FETCH_LANE, "positions changed")
-        self._wake.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        """Wake every fetch loop and the supervisor (trio thread)."""
+        for event in self._loops.values():
+            event.set()
+        self._supervise.set()
 
     async def resolve_positions(self) -> None:
         """Give every partition without a position one, per auto_offset_reset."""
@@ -209,7 +247,7 @@ class Fetcher:
                     if state is not None and state.position is None:
                         state.position = state.fetch_offset = offset
             missing = [tp for tp in missing if tp not in committed]
-            self._wake.set()
+            self._wake()
             if not missing:
                 return
         if self.auto_offset_reset == "none":
@@ -224,78 +262,180 @@ class Fetcher:
                 state = self.partitions.get(tp)
                 if state is not None and state.position is None:
                     state.position = state.fetch_offset = offset
-        self._wake.set()
+        self._wake()
 
     async def list_offsets(
         self, query: dict[TopicPartition, int]
     ) -> dict[TopicPartition, tuple[int, int]]:
-        by_topic: dict[str, list[ListOffsetsPartition]] = {}
-        for tp, ts in query.items():
-            by_topic.setdefault(tp.topic, []).append(
-                ListOffsetsPartition(partition=tp.partition, timestamp=ts)
-            )
-        response = await self.client.request(
-            ListOffsetsRequest(
-                topics=[ListOffsetsTopic(name=t, partitions=ps) for t, ps in by_topic.items()]
-            )
-        )
-        if response.error_code:
-            raise error_for_code(response.error_code, response.error_message or "")
-        out = {}
-        for t in response.topics:
-            for p in t.partitions:
-                if p.error_code:
-                    raise error_for_code(p.error_code, p.error_message or "")
-                out[TopicPartition(t.name, p.partition)] = (p.offset, p.timestamp)
+        """Offsets for ``query`` (partition -> timestamp), each asked of its
+        leader (in a cluster: one request per leader). A partition whose
+        leader moved is asked again after a metadata refresh, a few times
+        with a growing back-off, before its error is raised."""
+        out: dict[TopicPartition, tuple[int, int]] = {}
+        todo = dict(query)
+        for attempt in range(_LEADER_ATTEMPTS):
+            moved: dict[TopicPartition, BrokerError] = {}
+            for node, tps in (await self._routes_for(list(todo), refresh=attempt > 0)).items():
+                by_topic: dict[str, list[ListOffsetsPartition]] = {}
+                for tp in tps:
+                    by_topic.setdefault(tp.topic, []).append(
+                        ListOffsetsPartition(partition=tp.partition, timestamp=todo[tp])
+                    )
+                asked = [ListOffsetsTopic(name=t, partitions=ps) for t, ps in by_topic.items()]
+                response = await self.client.request(ListOffsetsRequest(topics=asked), node=node)
+                if response.error_code:
+                    raise error_for_code(response.error_code, response.error_message or "")
+                for t in response.topics:
+                    for p in t.partitions:
+                        tp = TopicPartition(t.name, p.partition)
+                        if p.error_code in _LEADER_ERRORS:
+                            self.client.invalidate(t.name, p.partition)
+                            moved[tp] = error_for_code(p.error_code, p.error_message or "")
+                        elif p.error_code:
+                            raise error_for_code(p.error_code, p.error_message or "")
+                        else:
+                            out[tp] = (p.offset, p.timestamp)
+            if not moved:
+                return out
+            if attempt == _LEADER_ATTEMPTS - 1:
+                raise next(iter(moved.values()))
+            todo = {tp: todo[tp] for tp in moved}
+            await trio.sleep(self.retry_backoff * 2**attempt)
         return out
 
-    # --- the fetch loop --------------------------------------------------------
+    async def _routes_for(
+        self, tps: list[TopicPartition], *, refresh: bool = False
+    ) -> dict[int | None, list[TopicPartition]]:
+        """``tps`` by where their requests go (see BrokerClient.leader_for),
+        after a metadata refresh when asked, when a topic's metadata is not
+        known yet, or when a leader is unknown; raises LeaderNotAvailableError
+        (retriable) when one still is."""
+        topics = sorted({tp.topic for tp in tps})
+        if (
+            refresh
+            or any(t not in self.client.topics for t in topics)
+            or (self.client.routed and any(self._route(tp) == -1 for tp in tps))
+        ):
+            await self.client.refresh_metadata(topics)
+        routes: dict[int | None, list[TopicPartition]] = {}
+        for tp in tps:
+            node = self._route(tp)
+            if node == -1:
+                raise LeaderNotAvailableError(f"{tp.topic}/{tp.partition} has no known leader")
+            routes.setdefault(node, []).append(tp)
+        return routes
+
+    def _route(self, tp: TopicPartition) -> int | None:
+        return self.client.leader_for(tp.topic, tp.partition)
+
+    # --- the fetch loops ----------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Supervise: a fetch loop for every leader of an assigned partition,
+        metadata refreshed while one has none."""
         task_status.started()
-        while True:
-            with self._lock:  # take_from_thread reads _parked under it
-                request, epochs = self._build_request()
-                self._parked = request is None
-            if request is None:
-                try:
-                    await self._wake.wait()
-                finally:
-                    self._parked = False
-                self._wake = trio.Event()
-                continue
-            response = None
-            try:
-                with trio.CancelScope() as self._fetch_scope:
-                    response = await self.client.request(
-                        request,
-                        timeout=self.client.request_timeout + self.fetch_max_wait_ms / 1000,
-                        lane=FETCH_LANE,
+        async with trio.open_nursery() as nursery:
+            while True:
+                # woken in the step that cancelled us (a loop ending by the
+                # cancellation wakes it): start nothing then
+                await trio.lowlevel.checkpoint_if_cancelled()
+                self._supervise = trio.Event()
+                with self._lock:
+                    routes = {
+                        self._route(tp) for tp, s in self.partitions.items() if s.error is None
+                    }
+                for node in routes - {-1}:
+                    if node not in self._loops:
+                        self._loops[node] = trio.Event()
+                        nursery.start_soon(self._fetch_loop, node)
+                with self._lock:
+                    unknown = any(
+                        tp.topic not in self.client.topics
+                        for tp, s in self.partitions.items()
+                        if s.error is None
                     )
-            except (BrokerUnavailableError, TimeoutError) as exc:
-                log.debug("fetch failed, retrying: %s", exc)
-                with trio.move_on_after(self.retry_backoff):
-                    await self._wake.wait()
-                self._wake = trio.Event()
-                continue
-            finally:
-                self._fetch_scope = None
-            if response is None:  # cancelled by a seek or assignment change
-                self._wake = trio.Event()
-                continue
-            if self._absorb(response, epochs):
-                # Let a poll waiting for these records take them before the
-                # next fetch is built and written (a record's latency is
-                # until poll returns it; the next fetch is a step later).
-                await trio.lowlevel.checkpoint()
+                if -1 in routes or self.client.stale or unknown:
+                    topics = sorted({tp.topic for tp in self.partitions})
+                    with trio.move_on_after(self.retry_backoff):
+                        if unknown:
+                            # a topic's leaders were never asked for (an
+                            # assign() needs no metadata): ask now
+                            with contextlib.suppress(
+                                BrokerError, BrokerUnavailableError, TimeoutError
+                            ):
+                                await self.client.refresh_metadata(topics)
+                        else:
+                            await self.client.refresh_if_stale(topics)
+                    with trio.move_on_after(self.retry_backoff):
+                        await self._supervise.wait()
+                    continue
+                await self._supervise.wait()
 
-    def _build_request(self) -> tuple[FetchRequest | None, dict[TopicPartition, int]]:
+    async def _fetch_loop(self, node: int | None) -> None:
+        """Fetch the partitions routed to ``node`` until none is."""
+        try:
+            while True:
+                with self._lock:  # take_from_thread reads _parked under it
+                    if not any(
+                        self._route(tp) == node and s.error is None
+                        for tp, s in self.partitions.items()
+                    ):
+                        return
+                    request, asked = self._build_request(node)
+                    if request is None:
+                        self._parked.add(node)
+                if request is None:
+                    try:
+                        await self._loops[node].wait()
+                    finally:
+                        self._parked.discard(node)
+                    self._loops[node] = trio.Event()
+                    continue
+                response = None
+                try:
+                    with trio.CancelScope() as self._fetch_scopes[node]:
+                        response = await self.client.request(
+                            request,
+                            timeout=self.client.request_timeout + self.fetch_max_wait_ms / 1000,
+                            lane=FETCH_LANE,
+                            node=node,
+                        )
+                except (BrokerUnavailableError, TimeoutError) as exc:
+                    log.debug("fetch failed, retrying: %s", exc)
+                    if node is not None:
+                        self.client.invalidate_node(node)  # it may be gone
+                        self._supervise.set()
+                    with trio.move_on_after(self.retry_backoff):
+                        await self._loops[node].wait()
+                    self._loops[node] = trio.Event()
+                    continue
+                finally:
+                    self._fetch_scopes.pop(node, None)
+                if response is None:  # cancelled by a seek or assignment change
+                    self._loops[node] = trio.Event()
+                    continue
+                if self._absorb(response, asked):
+                    # Let a poll waiting for these records take them before the
+                    # next fetch is built and written (a record's latency is
+                    # until poll returns it; the next fetch is a step later).
+                    await trio.lowlevel.checkpoint()
+        finally:
+            del self._loops[node]
+            self._supervise.set()
+
+    def _build_request(
+        self, node: int | None
+    ) -> tuple[FetchRequest | None, dict[TopicPartition, tuple[int, int]]]:
+        """The fetch for the partitions routed to ``node``, and per partition
+        the (epoch, fetch offset) it asks for."""
         if self._buffered >= self.max_buffer_bytes:
             return None, {}
         topics: dict[str, list[FetchPartition]] = {}
         epochs = {}
         for tp, state in self.partitions.items():
             if state.fetch_offset is None or state.error is not None:
+                continue
+            if self._route(tp) != node:
                 continue
             topics.setdefault(tp.topic, []).append(
                 FetchPartition(
@@ -304,7 +444,7 @@ class Fetcher:
                     max_bytes=self.max_partition_fetch_bytes,
                 )
             )
-            epochs[tp] = state.epoch
+            epochs[tp] = (state.epoch, state.fetch_offset)
         if not topics:
             return None, {}
         request = FetchRequest(
@@ -315,7 +455,7 @@ class Fetcher:
         )
         return request, epochs
 
-    def _absorb(self, response, epochs: dict[TopicPartition, int]) -> bool:
+    def _absorb(self, response, epochs: dict[TopicPartition, tuple[int, int]]) -> bool:
         """Buffer a fetch response's records; True when poll has news."""
         with self._lock:
             arrived = self._absorb_locked(response, epochs)
@@ -324,7 +464,7 @@ class Fetcher:
                 self.data_ready.set()
         return arrived
 
-    def _absorb_locked(self, response, epochs: dict[TopicPartition, int]) -> bool:
+    def _absorb_locked(self, response, epochs: dict[TopicPartition, tuple[int, int]]) -> bool:
         if response.error_code:
             error = error_for_code(response.error_code, response.error_message or "")
             for tp in epochs:
@@ -337,8 +477,10 @@ class Fetcher:
             for p in t.partitions:
                 tp = TopicPartition(t.name, p.partition)
                 state = self.partitions.get(tp)
-                if state is None or epochs.get(tp) != state.epoch:
-                    continue  # unassigned or sought since the request was sent
+                if state is None or epochs.get(tp) != (state.epoch, state.fetch_offset):
+                    # unassigned or sought since the request was sent, or
+                    # moved on by another leader's answer
+                    continue
                 if p.high_watermark >= 0:
                     state.high_watermark = p.high_watermark
                 if p.error_code:
@@ -375,6 +517,10 @@ class Fetcher:
             state.epoch += 1
             self._drop_chunks(lambda c: c.tp == tp)
             return
+        if code in _LEADER_ERRORS:
+            self.client.invalidate(tp.topic, tp.partition)  # the supervisor asks again
+            self._supervise.set()
+            return
         if error.retriable and code not in (
             ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
             ErrorCode.CORRUPT_MESSAGE,
@@ -407,7 +553,7 @@ class Fetcher:
         with self._lock:
             records = self._take(max_records)
         if self._buffered < self.max_buffer_bytes:
-            self._wake.set()
+            self._wake()
         return records
 
     def take_from_thread(
@@ -419,9 +565,9 @@ class Fetcher:
         take freed (a full buffer), not per call."""
         with self._lock:
             records = self._take(max_records)
-            wake = self._parked and self._buffered < self.max_buffer_bytes
+            wake = bool(self._parked) and self._buffered < self.max_buffer_bytes
         if wake:
-            run_on_loop(self._wake.set)
+            run_on_loop(self._wake)
         return records
 
     def _take(self, max_records: int) -> RecordList:

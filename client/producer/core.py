@@ -50,7 +50,9 @@ _RECORD_OVERHEAD = 16  # bytes charged per record besides key and value (see try
 class ProducerConfig:
     """Producer settings (names follow Kafka's where one exists).
 
-    * ``acks``: 1 waits for the topic's flush mode; 0 expects no answer.
+    * ``acks``: 1 waits for the topic's flush mode on the leader; "all" (or
+      -1) also for the in-sync replicas (a cluster: docs/replication.md;
+      a broker that predates it refuses it); 0 expects no answer.
     * ``linger_ms``: how long a batch waits for more records before it is sent.
     * ``batch_bytes``: a batch is sent once it holds this many bytes.
     * ``buffer_bytes``: bytes of records held before ``send`` blocks.
@@ -69,7 +71,7 @@ class ProducerConfig:
       for a plaintext listener without authentication.
     """
 
-    acks: int = 1
+    acks: int | str = 1
     linger_ms: float = 5
     batch_bytes: int = 512 * 1024
     buffer_bytes: int = 32 * 1024 * 1024
@@ -89,8 +91,10 @@ class ProducerConfig:
     def __post_init__(self) -> None:
         if self.security is not None and not isinstance(self.security, SecurityConfig):
             raise TypeError("security must be a tailrace.client.security.SecurityConfig")
-        if self.acks not in (0, 1):
-            raise ValueError("acks must be 0 or 1")
+        if self.acks == "all":
+            object.__setattr__(self, "acks", -1)
+        if self.acks not in (0, 1, -1):
+            raise ValueError("acks must be 0, 1 or 'all' (-1)")
         if self.record_format not in _MAGICS:
             raise ValueError("record_format must be 'native' or 'kafka'")
         allowed = _CODECS if self.record_format == "kafka" else _NATIVE_CODECS
@@ -197,7 +201,7 @@ class ProducerCore:
             self.sender = Sender(
                 self.client,
                 self.acc,
-                acks=config.acks,
+                acks=int(config.acks),
                 idempotent=config.enable_idempotence,
                 max_in_flight=config.max_in_flight,
                 max_request_bytes=config.max_request_bytes,

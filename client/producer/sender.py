@@ -24,7 +24,19 @@ Rules:
    to ``batch_bytes``: a partition that fell behind (a retry, a reconnect, a
    busy machine) catches up in full batches, not in one linger's worth of
    records per request.
-4. A gap the broker cannot explain (OUT_OF_ORDER_SEQUENCE_NUMBER with no
+4. Leaders. In a cluster each request goes to the leader of its
+   partitions (``BrokerClient.leader_for``), one request per leader, the
+   leaders taken in turn. A partition whose leader is unknown waits; an
+   answer NOT_LEADER_OR_FOLLOWER, LEADER_NOT_AVAILABLE or
+   UNKNOWN_TOPIC_OR_PARTITION (a topic just created), or a broken
+   connection, forgets the leader, and a refresher task asks for metadata
+   again (at most once per ``retry_backoff``) and wakes the sender. The
+   batch is retried as any retriable failure, byte for byte with its
+   sequence numbers: the new leader, whose producer state came with the
+   replicated log, recognises a batch the old one stored. Rule 1 holds
+   across a leader change: a partition's batches still in flight to the
+   old leader are answered (or failed) before any goes to the new one.
+5. A gap the broker cannot explain (OUT_OF_ORDER_SEQUENCE_NUMBER with no
    earlier batch being retried, or UNKNOWN_PRODUCER_ID) bumps the producer
    epoch once every in-flight request has been answered; unsent batches are
    renumbered from 0 under the new epoch.
@@ -118,6 +130,10 @@ class Sender:
         self._all_answered = trio.Event()
         self._all_answered.set()
         self.fatal_error: TailraceError | None = None
+        #: set when a leader must be asked for again (see _refresh_leaders)
+        self._refresh_wanted = trio.Event()
+        #: the leader node served last (requests go to the leaders in turn)
+        self._last_node: int | None = None
 
     def wakeup(self) -> None:
         """Make the sender look at the accumulator (trio thread only)."""
@@ -130,8 +146,31 @@ class Sender:
         task_status.started()
         async with trio.open_nursery() as watchdog:
             watchdog.start_soon(self._expire_requests)
+            watchdog.start_soon(self._refresh_leaders)
             await self._run()
             watchdog.cancel_scope.cancel()
+
+    async def _refresh_leaders(self) -> None:
+        """Ask for metadata when a leader was forgotten or a queued partition
+        has none, then wake the sender; at most once per retry back-off."""
+        while True:
+            await self._refresh_wanted.wait()
+            self._refresh_wanted = trio.Event()
+            topics = sorted({t for (t, _p), q in self._queues.items() if q} | self._stale_topics())
+            try:
+                await self.client.refresh_metadata(topics or None)
+            except (TailraceError, BrokerUnavailableError, TimeoutError) as exc:
+                log.debug("metadata refresh failed, will retry: %s", exc)
+                self._refresh_wanted.set()
+            self._wake.set()
+            await trio.sleep(self.retry_backoff)
+
+    def _stale_topics(self) -> set[str]:
+        return {t for (t, _p) in self._queues if self.client.leader_for(t, _p) == -1}
+
+    def _leader_lost(self, tp: tuple[str, int]) -> None:
+        self.client.invalidate(*tp)
+        self._refresh_wanted.set()
 
     async def _run(self) -> None:
         while True:
@@ -230,7 +269,9 @@ class Sender:
 
     # --- building and sending requests --------------------------------------
 
-    def _take_request(self, conn: object) -> list[ProducerBatch]:
+    def _take_request(
+        self, conn: object, route: set[tuple[str, int]] | None = None
+    ) -> list[ProducerBatch]:
         """One batch from the head of each sendable partition queue.
 
         A partition with batches still in flight on another connection (one
@@ -244,6 +285,8 @@ class Sender:
         total = _REQUEST_OVERHEAD
         for tp, queue in self._queues.items():
             if not queue or self._blocked_until.get(tp, 0.0) > now:
+                continue
+            if route is not None and tp not in route:
                 continue
             if self._in_flight.get(tp, 0) and self._sent_on.get(tp) is not conn:
                 continue
@@ -259,6 +302,33 @@ class Sender:
             total += len(data)
         return taken
 
+    def _next_route(self) -> tuple[int | None, set[tuple[str, int]] | None]:
+        """The broker to send to next and the partitions to take for it:
+        ``(None, None)`` for the bootstrap connection (one broker: every
+        partition), else the next leader after the last one served with
+        sendable partitions, ``(-1, None)`` when none has a known leader
+        (a metadata refresh is asked for)."""
+        if not self.client.routed:
+            return None, None
+        now = trio.current_time()
+        by_node: dict[int, set[tuple[str, int]]] = {}
+        for tp, queue in self._queues.items():
+            if not queue or self._blocked_until.get(tp, 0.0) > now:
+                continue
+            leader = self.client.leader_for(*tp)
+            if leader is None or leader < 0:
+                self._blocked_until[tp] = now + self.retry_backoff
+                self._refresh_wanted.set()
+                continue
+            by_node.setdefault(leader, set()).add(tp)
+        if not by_node:
+            return -1, None
+        nodes = sorted(by_node)
+        after = [n for n in nodes if self._last_node is not None and n > self._last_node]
+        node = after[0] if after else nodes[0]
+        self._last_node = node
+        return node, by_node[node]
+
     def _assign_sequence(self, tp: tuple[str, int], batch: ProducerBatch) -> None:
         seq = self._next_seq.get(tp, 0)
         batch.producer_id = self.producer_id
@@ -271,15 +341,20 @@ class Sender:
             return False
         if self._slots.value == 0:
             return False
+        node, route = self._next_route()
+        if route is None and node == -1:
+            return False  # every sendable partition waits for its leader
         try:
-            conn = await self.client.connection()
+            conn = await self.client.connection(node=node)
         except (BrokerUnavailableError, TimeoutError):
             until = trio.current_time() + self.retry_backoff
             for tp, queue in self._queues.items():
-                if queue:
+                if queue and (route is None or tp in route):
                     self._blocked_until[tp] = max(self._blocked_until.get(tp, 0.0), until)
+                    if route is not None:
+                        self._leader_lost(tp)
             return True
-        batches = self._take_request(conn)
+        batches = self._take_request(conn, route)
         if not batches:
             return False
         # Only this task takes slots and one was free above: take it without
@@ -414,7 +489,10 @@ class Sender:
         return time.monotonic() - batch.created >= self.delivery_timeout
 
     def _retry_all(self, batches: list[ProducerBatch], error: BaseException) -> None:
+        routed = self.client.routed
         for b in batches:
+            if routed:  # the leader's connection broke or timed out: it may be gone
+                self._leader_lost((b.topic, b.partition))
             self._retry(b, error)
 
     def _retry(self, batch: ProducerBatch, error: BaseException) -> None:
@@ -454,6 +532,8 @@ class Sender:
             self._epoch_bump_needed = True
             self._retry(batch, error)
             return
+        if code in _LEADER_ERRORS:
+            self._leader_lost(tp)
         if isinstance(error, InvalidProducerEpochError):
             self.fatal_error = error
             self._finish(batch, -1, error)
@@ -520,6 +600,17 @@ class Sender:
                         b.encoded = None
         return True
 
+
+#: Answers that mean the request went to the wrong broker (or too early):
+#: refresh the partition's leader before the retry.
+_LEADER_ERRORS = frozenset(
+    {
+        ErrorCode.NOT_LEADER_OR_FOLLOWER,
+        ErrorCode.LEADER_NOT_AVAILABLE,
+        ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+        ErrorCode.FENCED_LEADER_EPOCH,
+    }
+)
 
 #: Why a batch sent before an epoch bump is not sent again: it may be stored.
 _UNKNOWN_OUTCOME = (

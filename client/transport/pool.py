@@ -1,10 +1,23 @@
-"""The client's way to the broker: one live connection, re-made when it breaks.
+"""The client's way to the brokers: live connections, re-made when they break.
 
 Every client (producer, consumer, admin) holds a :class:`BrokerClient`. It
-connects lazily, reconnects after the broker restarts (with exponential
+connects lazily, reconnects after a broker restarts (with exponential
 back-off between attempts, capped), caches topic metadata, and offers
 ``request()`` for one-shot calls that retry transient failures until a
 deadline.
+
+Bootstrap and routing. ``bootstrap`` names one broker or several
+(``host:port,host:port``); the *bootstrap* connection of a lane goes to the
+first of them that answers, the next one in the list when it breaks. That
+connection carries everything not addressed to a partition's leader
+(metadata, producer ids, groups, admin). Once metadata names more than one
+broker (a cluster), requests for a partition go to its leader's own
+connection (``connection(node=...)``, one per broker and lane, at the
+address the metadata gives); :meth:`leader_for` says where, and
+:meth:`invalidate` forgets a leader that answered NOT_LEADER_OR_FOLLOWER
+(or died) so the next :meth:`refresh_if_stale` asks again. A single broker
+(metadata naming one) keeps everything on the bootstrap connection, at the
+address the user gave, as before clusters.
 """
 
 from __future__ import annotations
@@ -21,7 +34,7 @@ from ..errors import BrokerError, BrokerUnavailableError, TimeoutError, error_fo
 from ..protocol import ApiVersionsRequest, Limits, MetadataRequest, MetadataResponse
 from .connection import BrokerConnection, split_address
 
-__all__ = ["BrokerClient", "TopicInfo"]
+__all__ = ["BOOTSTRAP", "BrokerClient", "TopicInfo", "split_bootstrap"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +50,21 @@ class TopicInfo:
         self.name = name
         self.partitions = partitions
         self.internal = internal
+
+
+#: connection key of the bootstrap connection (see BrokerClient.connection)
+BOOTSTRAP = "bootstrap"
+
+
+def split_bootstrap(bootstrap: str) -> list[str]:
+    """``host:port[,host:port...]`` as a list; ValueError for a malformed or
+    empty one."""
+    addresses = [a.strip() for a in bootstrap.split(",") if a.strip()]
+    if not addresses:
+        raise ValueError(f"bad bootstrap {bootstrap!r}: expected host:port[,host:port...]")
+    for a in addresses:
+        split_address(a)
+    return addresses
 
 
 class BrokerClient:
@@ -55,7 +83,7 @@ class BrokerClient:
         ssl_context: ssl.SSLContext | None = None,
         authenticate: Any = None,
     ) -> None:
-        split_address(bootstrap)  # ValueError early for a malformed address
+        self.bootstrap_addresses = split_bootstrap(bootstrap)  # ValueError early
         self._nursery = nursery
         self.bootstrap = bootstrap
         self.limits = limits or Limits(max_frame_bytes=256 * 1024 * 1024, max_body_bytes=64 << 20)
@@ -65,16 +93,43 @@ class BrokerClient:
         self.backoff_max = reconnect_backoff_max_ms / 1000
         self.ssl_context = ssl_context
         self._authenticate = authenticate
-        #: lane name -> its connection (see connection())
-        self._conns: dict[str, BrokerConnection] = {}
-        self._connect_lock = trio.Lock()
-        self._failures = 0
-        self._next_attempt = 0.0
+        #: (lane, BOOTSTRAP or a broker's address) -> its connection (see connection())
+        self._conns: dict[tuple[str, str], BrokerConnection] = {}
+        self._connect_locks: dict[tuple[str, str], trio.Lock] = {}
+        #: per connection key: failed attempts in a row, earliest next attempt
+        self._failures: dict[tuple[str, str], int] = {}
+        self._next_attempt: dict[tuple[str, str], float] = {}
+        #: the bootstrap address tried first (the last one that answered)
+        self._bootstrap_index = 0
         self.topics: dict[str, TopicInfo] = {}
+        #: from the last metadata: node id -> "host:port", and each
+        #: partition's leader (-1: none right now)
+        self.brokers: dict[int, str] = {}
+        self.leaders: dict[tuple[str, int], int] = {}
+        #: whether requests for a partition go to its leader (metadata named
+        #: more than one broker)
+        self.routed = False
+        #: partitions whose leader must be asked for again (see invalidate)
+        self._stale: set[tuple[str, int]] = set()
+        self._last_refresh = -math.inf
         self.closed = False
 
-    async def connection(self, lane: str = "main") -> BrokerConnection:
-        """A live connection for ``lane``, made (or re-made) if needed.
+    # --- connections --------------------------------------------------------------
+
+    def _address_of(self, node: int | None) -> str:
+        """The connection key's address part for ``node`` (None: bootstrap)."""
+        if node is None or not self.routed:
+            return BOOTSTRAP
+        address = self.brokers.get(node)
+        if address is None:
+            raise BrokerUnavailableError(
+                f"node {node}", "not in the cluster's metadata (not alive, or not known yet)"
+            )
+        return address
+
+    async def connection(self, lane: str = "main", *, node: int | None = None) -> BrokerConnection:
+        """A live connection for ``lane`` to broker ``node`` (None: the
+        bootstrap connection), made (or re-made) if needed.
 
         Responses on a connection come in request order, so a request that
         waits (a long-polling fetch) holds up everything behind it. Work that
@@ -85,54 +140,88 @@ class BrokerClient:
         Raises BrokerUnavailableError when the attempt fails; callers that
         want to keep trying use :meth:`request` or their own loop.
         """
-        conn = self._conns.get(lane)
+        key = (lane, self._address_of(node))
+        conn = self._conns.get(key)
         if conn is not None and not conn.broken:
             return conn
-        async with self._connect_lock:
-            conn = self._conns.get(lane)
+        lock = self._connect_locks.setdefault(key, trio.Lock())
+        async with lock:
+            conn = self._conns.get(key)
             if conn is not None and not conn.broken:
                 return conn
             if self.closed:
                 raise BrokerUnavailableError(self.bootstrap, "the client is closed")
-            now = trio.current_time()
-            if now < self._next_attempt:
-                await trio.sleep_until(self._next_attempt)
+            next_attempt = self._next_attempt.get(key, 0.0)
+            if trio.current_time() < next_attempt:
+                await trio.sleep_until(next_attempt)
             try:
-                conn = await BrokerConnection.connect(
-                    self._nursery,
-                    self.bootstrap,
-                    limits=self.limits,
-                    connect_timeout=self.connect_timeout,
-                    request_timeout=self.request_timeout,
-                    ssl_context=self.ssl_context,
-                )
-                if self._authenticate is not None:
-                    try:
-                        await self._authenticate(conn)
-                    except BaseException:
-                        conn.abort("authentication did not succeed")
-                        raise
+                if key[1] == BOOTSTRAP:
+                    conn = await self._connect_bootstrap()
+                else:
+                    conn = await self._connect(key[1])
             except BrokerUnavailableError:
-                self._failures += 1
-                delay = min(self.backoff_max, self.backoff * 2 ** min(self._failures - 1, 16))
-                self._next_attempt = trio.current_time() + delay * random.uniform(0.8, 1.2)
+                failures = self._failures[key] = self._failures.get(key, 0) + 1
+                delay = min(self.backoff_max, self.backoff * 2 ** min(failures - 1, 16))
+                self._next_attempt[key] = trio.current_time() + delay * random.uniform(0.8, 1.2)
                 raise
-            self._failures = 0
-            self._conns[lane] = conn
+            self._failures.pop(key, None)
+            self._conns[key] = conn
             return conn
 
-    def drop(self, lane: str, reason: str) -> None:
-        """Abandon a lane's connection (its outstanding requests fail); the
-        next use makes a new one. Cheaper than waiting for a long poll that
-        is no longer wanted."""
-        conn = self._conns.pop(lane, None)
-        if conn is not None:
-            conn.abort(reason)
+    async def _connect_bootstrap(self) -> BrokerConnection:
+        """The first bootstrap address that answers, from the last good one on."""
+        addresses = self.bootstrap_addresses
+        last: BrokerUnavailableError | None = None
+        for i in range(len(addresses)):
+            index = (self._bootstrap_index + i) % len(addresses)
+            try:
+                conn = await self._connect(addresses[index])
+            except BrokerUnavailableError as exc:
+                last = exc
+                continue
+            self._bootstrap_index = index
+            return conn
+        assert last is not None
+        if len(addresses) > 1:
+            raise BrokerUnavailableError(self.bootstrap, f"no bootstrap broker answers ({last})")
+        raise last
 
-    async def request(self, body: Any, *, timeout: float | None = None, lane: str = "main") -> Any:
-        """Send ``body`` on ``lane`` and return the response, retrying
-        connection failures until ``timeout`` (default: the request timeout)
-        passes."""
+    async def _connect(self, address: str) -> BrokerConnection:
+        conn = await BrokerConnection.connect(
+            self._nursery,
+            address,
+            limits=self.limits,
+            connect_timeout=self.connect_timeout,
+            request_timeout=self.request_timeout,
+            ssl_context=self.ssl_context,
+        )
+        if self._authenticate is not None:
+            try:
+                await self._authenticate(conn)
+            except BaseException:
+                conn.abort("authentication did not succeed")
+                raise
+        return conn
+
+    def drop(self, lane: str, reason: str, *, node: int | None = None) -> None:
+        """Abandon a lane's connections (to ``node`` only, when given; their
+        outstanding requests fail); the next use makes new ones. Cheaper than
+        waiting for a long poll that is no longer wanted."""
+        address = None if node is None else self._address_of(node)
+        for key in [k for k in self._conns if k[0] == lane and address in (None, k[1])]:
+            self._conns.pop(key).abort(reason)
+
+    async def request(
+        self,
+        body: Any,
+        *,
+        timeout: float | None = None,
+        lane: str = "main",
+        node: int | None = None,
+    ) -> Any:
+        """Send ``body`` on ``lane`` to ``node`` (None: the bootstrap
+        connection) and return the response, retrying connection failures
+        until ``timeout`` (default: the request timeout) passes."""
         limit = self.request_timeout if timeout is None else timeout
         deadline = trio.current_time() + limit
         last: Exception | None = None
@@ -144,7 +233,7 @@ class BrokerClient:
                 raise TimeoutError(f"no response from {self.bootstrap} within {limit:g} s")
             try:
                 with trio.fail_after(remaining):
-                    conn = await self.connection(lane)
+                    conn = await self.connection(lane, node=node)
                     return await conn.request(body, timeout=remaining)
             except BrokerUnavailableError as exc:
                 last = exc
@@ -152,6 +241,55 @@ class BrokerClient:
                     raise
             except trio.TooSlowError:
                 continue
+
+    # --- leaders --------------------------------------------------------------------
+
+    def leader_for(self, topic: str, partition: int) -> int | None:
+        """Where a request for the partition goes: None for the bootstrap
+        connection (a single broker), else the leader's node id, -1 when the
+        leader is not known (refresh metadata and wait)."""
+        if not self.routed:
+            return None
+        if (topic, partition) in self._stale:
+            return -1
+        leader = self.leaders.get((topic, partition), -1)
+        return leader if leader in self.brokers else -1
+
+    def invalidate(self, topic: str, partition: int) -> None:
+        """Forget the partition's leader (it answered NOT_LEADER_OR_FOLLOWER,
+        LEADER_NOT_AVAILABLE, or could not be reached): the next
+        :meth:`refresh_if_stale` asks for it."""
+        self._stale.add((topic, partition))
+
+    def invalidate_node(self, node: int) -> None:
+        """Forget every leader on ``node`` (its connection broke)."""
+        for tp, leader in self.leaders.items():
+            if leader == node:
+                self._stale.add(tp)
+
+    @property
+    def stale(self) -> bool:
+        return bool(self._stale)
+
+    async def refresh_if_stale(self, topics: list[str] | None = None) -> bool:
+        """Refresh metadata when a leader was invalidated (or ``topics`` has a
+        partition without a known leader), at most once per reconnect
+        back-off; True when it asked. Failures are logged, not raised: the
+        caller retries its work after its own back-off."""
+        wanted = set(topics or ())
+        wanted.update(t for t, _p in self._stale)
+        if self.routed:
+            known = self.brokers
+            wanted.update(t for (t, _p), leader in self.leaders.items() if leader not in known)
+        if not wanted and not self._stale:
+            return False
+        if trio.current_time() - self._last_refresh < self.backoff:
+            return False
+        try:
+            await self.refresh_metadata(sorted(wanted) if wanted else None)
+        except (BrokerError, BrokerUnavailableError, TimeoutError) as exc:
+            log.debug("metadata refresh failed, will retry: %s", exc)
+        return True
 
     async def api_versions(self) -> Any:
         return await self.request(ApiVersionsRequest(client_name=CLIENT_NAME))
@@ -162,16 +300,29 @@ class BrokerClient:
         """Fetch metadata for ``topics`` (all when None) and update the cache;
         ``create`` asks a broker running with auto_create_topics to create
         the missing ones (as a producer does)."""
+        self._last_refresh = trio.current_time()
         response = await self.request(
             MetadataRequest(topics=topics, allow_auto_topic_creation=create)
         )
         if response.error_code:
             raise error_for_code(response.error_code, response.error_message or "")
+        if response.brokers:
+            # a broker that has not read the cluster yet names none: keep
+            # what is known rather than forget every leader
+            self.brokers = {b.node_id: _address(b.host, b.port) for b in response.brokers}
+            self.routed = len(self.brokers) > 1
         for t in response.topics:
             if t.error_code == 0:
                 self.topics[t.name] = TopicInfo(t.name, len(t.partitions), t.internal)
+                for p in t.partitions:
+                    self.leaders[(t.name, p.partition)] = p.leader_id
+                    if p.leader_id in self.brokers:
+                        self._stale.discard((t.name, p.partition))
             else:
                 self.topics.pop(t.name, None)
+                for tp in [tp for tp in self.leaders if tp[0] == t.name]:
+                    del self.leaders[tp]
+                    self._stale.discard(tp)
         return response
 
     async def topic(self, name: str, *, create: bool = False) -> TopicInfo:
@@ -205,6 +356,10 @@ class BrokerClient:
         conns, self._conns = list(self._conns.values()), {}
         for conn in conns:
             await conn.aclose()
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def deadline_after(seconds: float | None) -> float:

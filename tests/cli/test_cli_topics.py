@@ -49,8 +49,21 @@ def test_create_then_list_and_describe_as_json(addr):
         "dirty_bytes",
         "cleanable_bytes",
         "last_clean_ms",
+        "leader",
+        "leader_epoch",
+        "replicas",
+        "isr",
+        "offline_replicas",
         "error",
     }
+    # a single node: this broker (node 0) leads every partition, no epochs
+    placed = desc["partitions"][0]
+    assert (placed["leader"], placed["leader_epoch"], placed["replicas"], placed["isr"]) == (
+        0,
+        -1,
+        [0],
+        [0],
+    )
     assert desc["configs"]["flush"] == {"value": "none", "source": "topic", "read_only": False}
     assert desc["configs"]["retention_ms"]["source"] == "default"
 

@@ -69,11 +69,14 @@ class ScriptedConnection:
 
 class ScriptedClient:
     closed = False
+    routed = False  # one broker: everything on the one connection
 
     def __init__(self) -> None:
         self.conn = ScriptedConnection()
 
-    async def connection(self) -> ScriptedConnection:
+    async def connection(
+        self, lane: str = "main", *, node: int | None = None
+    ) -> ScriptedConnection:
         return self.conn
 
     async def request(self, body: object, timeout: float | None = None) -> object:

@@ -30,11 +30,20 @@ class IdleBroker:
     """Answers each fetch after holding it ``max_wait_ms`` (no records)."""
 
     request_timeout = 30.0
+    routed = False  # one broker
+    stale = False
 
     def __init__(self) -> None:
         self.fetches: list[float] = []
+        #: the topic's metadata is known: no refresh
+        self.topics = {"t": None}
 
-    async def request(self, body: FetchRequest, *, timeout: float, lane: str) -> FetchResponse:
+    def leader_for(self, topic: str, partition: int) -> None:
+        return None  # the one connection
+
+    async def request(
+        self, body: FetchRequest, *, timeout: float, lane: str, node: int | None = None
+    ) -> FetchResponse:
         assert isinstance(body, FetchRequest)
         self.fetches.append(trio.current_time())
         await trio.sleep(body.max_wait_ms / 1000)

@@ -22,6 +22,11 @@ class CreatableTopic:
     name: Name = f("topic name: [A-Za-z0-9._-], 1-249 characters, not '.' or '..'")
     partitions: I32 = f("partition count; -1 for the broker's default", -1)
     configs: ConfigMap = f("topic configuration overriding the broker defaults", factory=dict)
+    replication_factor: I32 = f(
+        "replicas per partition (cluster); -1 for cluster.default_replication_factor "
+        "(capped at the live brokers); a single node accepts only 1 or -1",
+        -1,
+    )
 
 
 @dataclass(slots=True, kw_only=True)

@@ -44,7 +44,7 @@ class MetadataRequest:
 
 @dataclass(slots=True, kw_only=True)
 class BrokerInfo:
-    node_id: I32 = f("the broker's id (0 on a single node)")
+    node_id: I32 = f("the broker's id (0 on a single node, cluster.node_id in a cluster)")
     host: Str = f("host clients should connect to")
     port: U16 = f("port clients should connect to")
 
@@ -52,9 +52,23 @@ class BrokerInfo:
 @dataclass(slots=True, kw_only=True)
 class PartitionMetadata:
     partition: I32 = f("partition index")
-    error_code: I16 = f("0, or STORAGE_ERROR when the partition is offline", 0)
+    error_code: I16 = f(
+        "0, STORAGE_ERROR when the partition is offline, LEADER_NOT_AVAILABLE when it has no "
+        "leader (cluster)",
+        0,
+    )
     error_message: Str | None = f("explanation of error_code", None)
-    leader_id: I32 = f("node id of the partition's leader", 0)
+    leader_id: I32 = f("node id of the partition's leader, -1 when it has none", 0)
+    leader_epoch: I32 = f(
+        "the leader's epoch (cluster; bumped by every leader change), -1 on a single node", -1
+    )
+    replicas: list[I32] = f(
+        "node ids of the partition's replicas, preferred leader first", factory=list
+    )
+    isr: list[I32] = f("node ids of the in-sync replicas", factory=list)
+    offline_replicas: list[I32] = f(
+        "node ids of replicas that are not alive (or whose copy is offline)", factory=list
+    )
     log_start_offset: I64 = f("first offset still in the log", -1)
     high_watermark: I64 = f("offset up to which consumers may read (exclusive)", -1)
     log_end_offset: I64 = f("offset the next record will get", -1)
@@ -85,6 +99,10 @@ class MetadataResponse:
     error_code: I16 = f("request-level error, 0 for none", 0)
     error_message: Str | None = f("explanation of error_code", None)
     cluster_id: Str = f("identifier of this broker's data directory", "")
-    controller_id: I32 = f("node id of the controller (this broker)", 0)
-    brokers: list[BrokerInfo] = f("the brokers (one)", factory=list)
+    controller_id: I32 = f(
+        "node id of the controller (this broker on a single node), -1 while none is elected", 0
+    )
+    brokers: list[BrokerInfo] = f(
+        "the brokers: this one on a single node, every live broker in a cluster", factory=list
+    )
     topics: list[TopicMetadata] = f("the topics asked for", factory=list)
