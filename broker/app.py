@@ -190,6 +190,8 @@ class Broker:
         )
         self.context.node_id = settings.node_id
         self.context.cluster = self.cluster
+        # before any connection is served: ids from a cluster-wide block only
+        self.context.producer_ids.reserve = self.cluster.reserve_producer_ids
         await nursery.start(self.cluster.run)
         self.replicas = ReplicaManager(
             self.cluster,

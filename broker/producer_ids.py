@@ -6,6 +6,11 @@ fsync, rename, fsync directory). After any restart, crash included,
 allocation resumes after the last block written, so an id is unique for the
 life of the data directory.
 
+In a cluster every broker hands out ids for the same partitions, so a block
+is first reserved cluster-wide (``reserve``: the cluster member's
+compare-and-swap on one counter in etcd, at or above this directory's next
+free id), then written to the file as before.
+
 File layout (text, one line)::
 
     tailrace-producer-ids 1 <next free id> crc32c <8 hex digits of the CRC of the part before>
@@ -14,6 +19,7 @@ File layout (text, one line)::
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable, Callable
 
 import crc32c
 import trio
@@ -31,10 +37,16 @@ _MAX_EPOCH = 2**15 - 1
 _HEADER = "tailrace-producer-ids 1"
 
 
+#: ``reserve(size, at_least) -> first id`` of a block reserved for this broker alone
+Reserve = Callable[[int, int], Awaitable[int]]
+
+
 class ProducerIdAllocator:
     def __init__(self, data_dir: str, io: StorageIO | None = None) -> None:
         self.path = os.path.join(data_dir, FILE_NAME)
         self._io = io or StorageIO()
+        #: set in cluster mode (ClusterMember.reserve_producer_ids)
+        self.reserve: Reserve | None = None
         self._next = self._read()
         self._limit = self._next  # nothing reserved yet in this run
         self._lock = trio.Lock()
@@ -67,6 +79,8 @@ class ProducerIdAllocator:
         """A fresh producer id."""
         async with self._lock:
             if self._next >= self._limit:
+                if self.reserve is not None:
+                    self._next = await self.reserve(BLOCK, self._next)
                 limit = self._next + BLOCK
                 try:
                     await trio.to_thread.run_sync(self._write, limit)

@@ -20,6 +20,7 @@ the registration and the controller key go at once instead of after a TTL.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -36,17 +37,19 @@ from tailrace.client.errors import (
 
 from ..config import BrokerConfig, split_urls
 from ..etcd import (
+    Compare,
     EtcdClient,
     EtcdError,
     EtcdRequestError,
     EtcdUnavailableError,
     Lease,
     LeaseExpiredError,
+    Op,
     PrefixView,
 )
 from ..logs import log_event
 from .controller import Controller, ControllerFencedError
-from .state import BrokerInfo, ClusterView, Keys, TopicSpec
+from .state import BrokerInfo, ClusterView, Keys, TopicSpec, dump
 
 __all__ = ["ClusterMember", "ClusterSettings"]
 
@@ -260,3 +263,32 @@ class ClusterMember:
             raise RequestTimedOutError(f"cannot reach etcd: {exc}") from None
         if not result.succeeded:
             raise TopicAlreadyExistsError(f"topic {name!r} already exists in the cluster")
+
+    async def reserve_producer_ids(self, size: int, at_least: int) -> int:
+        """Reserve ``size`` idempotent-producer ids for this broker alone:
+        the first of them, at or above ``at_least`` (what this data
+        directory ever handed out). One counter for the whole cluster in
+        etcd (``<prefix>/producer-ids``, ``{"next": N}``), moved by
+        compare-and-swap, so no two brokers hand out the same id (two
+        producers sharing one would make the second's first batch look like
+        a duplicate of the first's, acknowledged and never stored). A
+        reservation whose answer was lost is wasted, never reused. Raises
+        RequestTimedOutError (retriable) while etcd cannot be reached."""
+        client = self.client
+        if client is None:
+            raise RequestTimedOutError("this broker has not joined the cluster yet: try again")
+        key = self.keys.producer_ids
+        try:
+            while True:
+                kv = await client.get(key)
+                if kv is None:
+                    current, guard = 0, Compare.absent(key)
+                else:
+                    current = int(json.loads(kv.value)["next"])
+                    guard = Compare.mod_revision(key, kv.mod_revision)
+                start = max(current, at_least)
+                result = await client.txn([guard], [Op.put(key, dump({"next": start + size}))])
+                if result.succeeded:
+                    return start
+        except EtcdUnavailableError as exc:
+            raise RequestTimedOutError(f"cannot reach etcd for producer ids: {exc}") from None

@@ -81,6 +81,10 @@ class Keys:
     def partitions(self) -> bytes:
         return self.prefix + b"/partitions/"
 
+    @property
+    def producer_ids(self) -> bytes:
+        return self.prefix + b"/producer-ids"
+
     def broker(self, node_id: int) -> bytes:
         return self.brokers + str(node_id).encode()
 

@@ -99,3 +99,30 @@ def test_clients_follow_a_new_leader_and_lose_nothing_acknowledged(
         while len(got) < 300 and time.monotonic() < deadline:
             got += [r.value for r in consumer.poll(200)]
     assert Counter(got) == Counter(first + second)  # each acknowledged record once
+
+
+def test_producer_ids_are_unique_across_brokers(cluster: BrokerCluster) -> None:
+    """Idempotent producers that asked different brokers for their ids write
+    to one partition: every record is stored (a producer id handed out twice
+    would make the second producer's first batch look like a duplicate)."""
+    procs = {n: cluster.start_broker(n) for n in (1, 2, 3)}
+    cluster.wait_status(lambda d: len([b for b in d["brokers"] if b["alive"]]) == 3, "3 brokers")
+    with Admin(procs[1].address) as admin:
+        admin.create_topic(TOPIC, 1, replication_factor=3)
+    wait_leaders_of_one = time.monotonic() + 60
+    while leaders(cluster).get(0, NO_LEADER) == NO_LEADER:
+        assert time.monotonic() < wait_leaders_of_one, "no leader"
+        time.sleep(0.1)
+    values = []
+    for n, proc in procs.items():  # each producer bootstraps from another broker
+        with Producer(proc.address, acks="all", linger_ms=0) as producer:
+            value = b"from-broker-%d" % n
+            producer.send(TOPIC, value, partition=0).result()
+            values.append(value)
+    got: list[bytes] = []
+    with Consumer(procs[2].address, auto_offset_reset="earliest") as consumer:
+        consumer.assign([TopicPartition(TOPIC, 0)])
+        deadline = time.monotonic() + 30  # the bound only stops a hung test
+        while len(got) < len(values) and time.monotonic() < deadline:
+            got += [r.value for r in consumer.poll(200)]
+    assert got == values

@@ -185,3 +185,38 @@ async def test_the_controller_places_a_new_topic_on_live_brokers(etcd: Any) -> N
         assert v.under_replicated() == []
         assert v.offline() == []
         nursery.cancel_scope.cancel()
+
+
+async def test_producer_id_blocks_never_overlap_across_brokers(etcd: Any, tmp_path: Any) -> None:
+    """Three brokers' allocators reserve blocks concurrently through one
+    etcd counter: every id handed out is unique cluster-wide (each broker's
+    own file alone would start every broker at 0), and a block starts at or
+    above what the broker's data directory already handed out."""
+    from tailrace.broker.producer_ids import BLOCK, ProducerIdAllocator
+
+    for n in (1, 2, 3):
+        (tmp_path / f"b{n}").mkdir()
+    used = ProducerIdAllocator(str(tmp_path / "b3"))
+    for _ in range(5 * BLOCK + 1):  # broker 3's directory handed out ids before
+        await used.allocate()
+    async with trio.open_nursery() as nursery:
+        members = [member(etcd, n) for n in (1, 2, 3)]
+        allocators = []
+        for m in members:
+            await nursery.start(m.run)
+            a = ProducerIdAllocator(str(tmp_path / f"b{m.node_id}"))
+            a.reserve = m.reserve_producer_ids
+            allocators.append(a)
+        taken: dict[int, list[int]] = {1: [], 2: [], 3: []}
+
+        async def take(node_id: int, a: ProducerIdAllocator) -> None:
+            for _ in range(2 * BLOCK + 10):  # three blocks each
+                taken[node_id].append(await a.allocate())
+
+        async with trio.open_nursery() as racing:
+            for m, a in zip(members, allocators, strict=True):
+                racing.start_soon(take, m.node_id, a)
+        ids = [i for got in taken.values() for i in got]
+        assert len(ids) == len(set(ids)) == 3 * (2 * BLOCK + 10)
+        assert min(taken[3]) >= 6 * BLOCK  # past broker 3's file
+        nursery.cancel_scope.cancel()
