@@ -210,6 +210,8 @@ class ReplicaManager:
         self._isr_wake = trio.Event()
         #: set after every pass over the metadata (tests wait on it)
         self.applied = trio.Event()
+        #: ISR changes this broker wrote as a leader, by kind (metrics)
+        self.isr_changes: dict[str, int] = {"shrink": 0, "expand": 0}
 
     # ------------------------------------------------------------ running
 
@@ -652,6 +654,7 @@ class ReplicaManager:
     ) -> None:
         if leader.pending is change:
             leader.confirm_isr_change(change, revision)
+        self.isr_changes[change.kind] = self.isr_changes.get(change.kind, 0) + 1
         # else the watch delivered the write first (apply_state)
         if r.leader is leader and r.version < revision:
             r.state, r.version = new, revision

@@ -62,6 +62,7 @@ class BrokerCollector:
         yield from (open_, accepted, refused)
 
         yield from self._partitions()
+        yield from self._replicas()
         yield from self._groups()
 
     def _partitions(self) -> Iterator[Metric]:
@@ -90,6 +91,38 @@ class BrokerCollector:
         total = _gauge("tailrace_partitions_offline")
         total.add_metric([], len(offline_partitions(self.broker)))
         yield from (start, hw, leo, size, segments, offline, dirty, total)
+
+    def _replicas(self) -> Iterator[Metric]:
+        leading = _gauge("tailrace_partition_leader")
+        isr = _gauge("tailrace_partition_in_sync_replicas")
+        assigned = _gauge("tailrace_partition_assigned_replicas")
+        lag = _gauge("tailrace_partition_follower_lag_records")
+        under = _gauge("tailrace_partitions_under_replicated")
+        changes = _counter("tailrace_isr_changes_total")
+        manager = self.broker.replicas
+        if manager is not None:
+            count = 0
+            for (topic, partition), r in list(manager.replicas.items()):
+                labels = [topic, str(partition)]
+                leader = r.leader if r.role == "leader" else None
+                leading.add_metric(labels, 1 if leader is not None else 0)
+                if leader is None:
+                    continue
+                replicas = r.state.replicas if r.state is not None else ()
+                isr.add_metric(labels, len(leader.isr))
+                assigned.add_metric(labels, len(replicas))
+                if len(leader.isr) < len(replicas):
+                    count += 1
+                end = r.log.log_end_offset
+                for replica_id, progress in leader.followers.items():
+                    if progress.log_end_offset >= 0:
+                        lag.add_metric(
+                            [*labels, str(replica_id)], max(end - progress.log_end_offset, 0)
+                        )
+            under.add_metric([], count)
+            for kind, n in sorted(manager.isr_changes.items()):
+                changes.add_metric([kind], n)
+        yield from (leading, isr, assigned, lag, under, changes)
 
     def _groups(self) -> Iterator[Metric]:
         members = _gauge("tailrace_group_members")

@@ -332,6 +332,53 @@ SPECS: tuple[MetricSpec, ...] = (
         "Partitions offline now (failed fsync, or refused by recovery at start-up).",
         "scrape",
     ),
+    # --- cluster mode: this broker's replicas ------------------------------
+    MetricSpec(
+        "tailrace_partition_leader",
+        "gauge",
+        ("topic", "partition"),
+        "Cluster mode: 1 while this broker leads the partition, 0 while it follows "
+        "or holds a replica it neither leads nor follows.",
+        "scrape",
+    ),
+    MetricSpec(
+        "tailrace_partition_in_sync_replicas",
+        "gauge",
+        ("topic", "partition"),
+        "Cluster mode, partitions this broker leads: replicas in the ISR (leader included).",
+        "scrape",
+    ),
+    MetricSpec(
+        "tailrace_partition_assigned_replicas",
+        "gauge",
+        ("topic", "partition"),
+        "Cluster mode, partitions this broker leads: replicas assigned (the replication factor).",
+        "scrape",
+    ),
+    MetricSpec(
+        "tailrace_partition_follower_lag_records",
+        "gauge",
+        ("topic", "partition", "replica"),
+        "Cluster mode, partitions this broker leads: its log end minus each follower's "
+        "last fetch position (absent until the follower fetched in this leader epoch).",
+        "scrape",
+    ),
+    MetricSpec(
+        "tailrace_partitions_under_replicated",
+        "gauge",
+        (),
+        "Cluster mode: partitions this broker leads whose ISR is smaller than their "
+        "replica set (Kafka's UnderReplicatedPartitions).",
+        "scrape",
+    ),
+    MetricSpec(
+        "tailrace_isr_changes_total",
+        "counter",
+        ("kind",),
+        "Cluster mode: ISR changes this broker wrote to etcd as a leader, by kind "
+        "(shrink, expand).",
+        "scrape",
+    ),
     MetricSpec(
         "tailrace_group_members",
         "gauge",

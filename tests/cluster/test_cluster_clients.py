@@ -6,7 +6,9 @@ retries are stored once."""
 
 from __future__ import annotations
 
+import re
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,6 +57,15 @@ def wait_leaders(cluster: BrokerCluster, ok: Any, what: str) -> dict[int, int]:
         time.sleep(0.1)
 
 
+def scrape(proc: Any) -> dict[str, float]:
+    """``/metrics`` of a broker started with ``--metrics 127.0.0.1:0``:
+    sample (name with labels) -> value."""
+    address = proc.wait_for_line(r"serving metrics.* address=(\S+)").group(1)
+    with urllib.request.urlopen(f"http://{address}/metrics", timeout=30) as response:
+        text = response.read().decode()
+    return {m[0]: float(m[1]) for m in re.findall(r"^(tailrace_\S+) (\S+)$", text, re.M)}
+
+
 def produce(bootstrap: str, values: list[bytes]) -> list[tuple[int, int]]:
     with Producer(bootstrap, acks="all", linger_ms=0) as producer:
         futures = [
@@ -67,7 +78,7 @@ def produce(bootstrap: str, values: list[bytes]) -> list[tuple[int, int]]:
 def test_clients_follow_a_new_leader_and_lose_nothing_acknowledged(
     cluster: BrokerCluster,
 ) -> None:
-    procs = {n: cluster.start_broker(n) for n in (1, 2, 3)}
+    procs = {n: cluster.start_broker(n, "--metrics", "127.0.0.1:0") for n in (1, 2, 3)}
     cluster.wait_status(lambda d: len([b for b in d["brokers"] if b["alive"]]) == 3, "3 brokers")
     bootstrap = ",".join(p.address for p in procs.values())
     with Admin(bootstrap) as admin:
@@ -99,6 +110,33 @@ def test_clients_follow_a_new_leader_and_lose_nothing_acknowledged(
         while len(got) < 300 and time.monotonic() < deadline:
             got += [r.value for r in consumer.poll(200)]
     assert Counter(got) == Counter(first + second)  # each acknowledged record once
+
+    # the survivors' metrics: every partition led by one of them, each
+    # under-replicated (the dead broker is out of every ISR), no lag of a live
+    # follower once the writes are in; the dead one 50 records behind where
+    # it fetched before the kill
+    survivors = [p for n, p in procs.items() if n != victim]
+    deadline = time.monotonic() + 60  # the bound only stops a hung test
+    while True:
+        samples = [scrape(p) for p in survivors]
+        lead = [
+            sum(s.get(f'tailrace_partition_leader{{partition="{p}",topic="{TOPIC}"}}', 0)
+                for s in samples)
+            for p in range(PARTITIONS)
+        ]  # fmt: skip
+        under = sum(s["tailrace_partitions_under_replicated"] for s in samples)
+        lags = {(k, v) for s in samples for k, v in s.items()
+                if k.startswith("tailrace_partition_follower_lag_records{")}  # fmt: skip
+        live = [v for k, v in lags if f'replica="{victim}"' not in k]
+        if lead == [1] * PARTITIONS and under == PARTITIONS and live and max(live) == 0:
+            break
+        assert time.monotonic() < deadline, (lead, under, lags)
+        time.sleep(0.2)
+    isr = [v for s in samples for k, v in s.items()
+           if k.startswith("tailrace_partition_in_sync_replicas{")]  # fmt: skip
+    assert sorted(isr) == [2.0] * PARTITIONS
+    followed = sum(1 for leader in before.values() if leader != victim)
+    assert sorted(v for k, v in lags if f'replica="{victim}"' in k) == [50.0] * followed
 
 
 def test_producer_ids_are_unique_across_brokers(cluster: BrokerCluster) -> None:
