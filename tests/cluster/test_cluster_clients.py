@@ -164,3 +164,59 @@ def test_producer_ids_are_unique_across_brokers(cluster: BrokerCluster) -> None:
         while len(got) < len(values) and time.monotonic() < deadline:
             got += [r.value for r in consumer.poll(200)]
     assert got == values
+
+
+def test_a_kafka_client_follows_a_new_leader_and_loses_nothing_acknowledged(
+    cluster: BrokerCluster,
+) -> None:
+    """The same through the Kafka listeners with confluent-kafka (librdkafka):
+    an idempotent acks=all producer across kill -9 of a leader."""
+    from confluent_kafka import Consumer as KafkaConsumer
+    from confluent_kafka import Producer as KafkaProducer
+    from confluent_kafka import TopicPartition as KafkaTopicPartition
+
+    procs = {n: cluster.start_broker(n, "--kafka-listen", "127.0.0.1:0") for n in (1, 2, 3)}
+    cluster.wait_status(lambda d: len([b for b in d["brokers"] if b["alive"]]) == 3, "3 brokers")
+    bootstrap = ",".join(p.kafka_address() for p in procs.values())
+    with Admin(procs[1].address) as admin:
+        admin.create_topic(TOPIC, PARTITIONS, replication_factor=3)
+    before = wait_leaders(cluster, lambda ls: NO_LEADER not in ls.values(), "leaders")
+
+    def produce_kafka(values: list[bytes]) -> None:
+        errors: list[Any] = []
+        producer = KafkaProducer({
+            "bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
+            "linger.ms": 0, "message.timeout.ms": 60_000,
+        })  # fmt: skip
+        for i, value in enumerate(values):
+            producer.produce(
+                TOPIC, value, partition=i % PARTITIONS,
+                on_delivery=lambda err, _msg: err is not None and errors.append(err),
+            )  # fmt: skip
+        assert producer.flush(90) == 0
+        assert errors == []
+
+    first = [b"first-%03d" % i for i in range(90)]
+    produce_kafka(first)
+    victim = before[0]
+    cluster.kill(victim)
+    wait_leaders(
+        cluster, lambda ls: ls[0] not in (victim, NO_LEADER), "partition 0 has a new leader"
+    )
+    second = [b"second-%03d" % i for i in range(90)]
+    produce_kafka(second)
+
+    consumer = KafkaConsumer({
+        "bootstrap.servers": bootstrap, "group.id": "check", "enable.auto.commit": False,
+    })  # fmt: skip
+    try:
+        consumer.assign([KafkaTopicPartition(TOPIC, p, 0) for p in range(PARTITIONS)])
+        got: list[bytes] = []
+        deadline = time.monotonic() + 60  # the bound only stops a hung test
+        while len(got) < 180 and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and msg.error() is None:
+                got.append(msg.value())
+    finally:
+        consumer.close()
+    assert Counter(got) == Counter(first + second)
