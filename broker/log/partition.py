@@ -1352,17 +1352,7 @@ class PartitionLog:
         max_ts = max(h.max_timestamp for h in headers)
         now = self._clock_ms()
         try:
-            seg = self._active
-            if not seg.writable:
-                seg.open_for_append()
-            if seg.size and (
-                seg.size + n > cfg.segment_bytes
-                or (seg.roll_base_ts is not None and max_ts - seg.roll_base_ts > cfg.segment_ms)
-                or last - seg.base_offset > _U32
-                or seg.index_is_full
-            ):
-                seg = self._roll()
-            seg.ensure_capacity(seg.size + n)
+            seg = self._segment_to_append(n, max_ts, last)
             seg.append_as_is(data, headers)
         except OSError as exc:
             self._go_offline(f"append failed: {_describe(exc)}")
@@ -1559,17 +1549,7 @@ class PartitionLog:
         base = self._leo
         last = base + count - 1
         try:
-            seg = self._active
-            if not seg.writable:
-                seg.open_for_append()
-            if seg.size and (
-                seg.size + n > cfg.segment_bytes
-                or (seg.roll_base_ts is not None and max_ts - seg.roll_base_ts > cfg.segment_ms)
-                or last - seg.base_offset > _U32
-                or seg.index_is_full
-            ):
-                seg = self._roll()
-            seg.ensure_capacity(seg.size + n)
+            seg = self._segment_to_append(n, max_ts, last)
             seg.append(data, headers, base, self._leader_epoch)
         except OSError as exc:
             self._go_offline(f"append failed: {_describe(exc)}")
@@ -1582,6 +1562,25 @@ class PartitionLog:
         if self._end_watchers:
             self._wake_end()
         return AppendResult(base, last, now, self._log_start, False)
+
+    def _segment_to_append(self, n: int, max_ts: int, last: int) -> Segment:
+        """The active segment, opened for appending and with room for ``n``
+        more bytes, rolled first if the batch (largest timestamp ``max_ts``,
+        last offset ``last``) would take it past its size, age, offset or
+        index limits. Raises OSError."""
+        cfg = self._ctx.config
+        seg = self._active
+        if not seg.writable:
+            seg.open_for_append()
+        if seg.size and (
+            seg.size + n > cfg.segment_bytes
+            or (seg.roll_base_ts is not None and max_ts - seg.roll_base_ts > cfg.segment_ms)
+            or last - seg.base_offset > _U32
+            or seg.index_is_full
+        ):
+            seg = self._roll()
+        seg.ensure_capacity(seg.size + n)
+        return seg
 
     def _roll(self) -> Segment:
         """Seal the active segment and start a new one at the log end.

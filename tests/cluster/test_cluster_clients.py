@@ -10,8 +10,6 @@ import re
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,15 +24,6 @@ pytestmark = pytest.mark.slow
 
 TOPIC = "events"
 PARTITIONS = 3
-
-
-@pytest.fixture
-def cluster(tmp_path: Path, etcd: Any) -> Iterator[BrokerCluster]:
-    c = BrokerCluster(tmp_path, etcd)
-    try:
-        yield c
-    finally:
-        c.stop()
 
 
 def leaders(cluster: BrokerCluster) -> dict[int, int]:

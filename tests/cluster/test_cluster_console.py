@@ -10,23 +10,10 @@ import html
 import re
 import time
 import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
-import pytest
 from cluster_harness import BrokerCluster
 
 from tailrace.client import Admin
-
-
-@pytest.fixture
-def cluster(tmp_path: Path, etcd: Any) -> Iterator[BrokerCluster]:
-    c = BrokerCluster(tmp_path, etcd)
-    try:
-        yield c
-    finally:
-        c.stop()
 
 
 def _overview(console: str) -> str:

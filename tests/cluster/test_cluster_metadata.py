@@ -8,8 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pytest
@@ -26,15 +25,6 @@ from tailrace.client.transport.connection import BrokerConnection
 pytestmark = pytest.mark.slow
 
 T = TypeVar("T")
-
-
-@pytest.fixture
-def cluster(tmp_path: Path, etcd: Any) -> Iterator[BrokerCluster]:
-    c = BrokerCluster(tmp_path, etcd)
-    try:
-        yield c
-    finally:
-        c.stop()
 
 
 def native_metadata(address: str, topics: list[str] | None = None) -> MetadataResponse:

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +19,6 @@ from tailrace.broker.faultkit.etcd_cluster import free_port
 from tailrace.client import Admin
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def cluster(tmp_path: Path, etcd: Any) -> Iterator[BrokerCluster]:
-    c = BrokerCluster(tmp_path, etcd)
-    try:
-        yield c
-    finally:
-        c.stop()
 
 
 def controller_of(doc: dict[str, Any]) -> int | None:

@@ -4,8 +4,6 @@ every acknowledged record read back from the new leader."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,15 +28,6 @@ from tailrace.client.transport.connection import BrokerConnection
 pytestmark = pytest.mark.slow
 
 TOPIC = "orders"
-
-
-@pytest.fixture
-def cluster(tmp_path: Path, etcd: Any) -> Iterator[BrokerCluster]:
-    c = BrokerCluster(tmp_path, etcd)
-    try:
-        yield c
-    finally:
-        c.stop()
 
 
 def partition_state(cluster: BrokerCluster) -> PartitionState | None:
