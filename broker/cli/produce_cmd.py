@@ -1,4 +1,4 @@
-"""``tailrace produce TOPIC [--key-separator SEP] [--partition N] [--acks 0|1] [--file PATH]``.
+"""``tailrace produce TOPIC [--key-separator SEP] [--partition N] [--acks 0|1|all] [--file PATH]``.
 
 One record per input line, read as bytes from stdin or ``--file``: the
 trailing newline (b"\\n") is removed and nothing else, so an empty line is a
@@ -55,10 +55,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--partition", type=int, metavar="N", help="send every record to partition N")
     p.add_argument(
         "--acks",
-        type=int,
-        choices=[0, 1],
-        default=1,
-        help="1: wait for the broker's acknowledgement (default); 0: do not",
+        choices=["0", "1", "all"],
+        default="all",
+        help="all: wait for the leader and every in-sync replica (default; a single "
+        "broker: as 1); 1: for the leader alone; 0: do not wait",
     )
     p.add_argument("--file", metavar="PATH", help="read lines from PATH instead of stdin")
     add_bootstrap_option(p)
@@ -152,7 +152,9 @@ def _produce(
     failure: Exception | None = None
     interrupted = False
     with threads_without_signals():  # Ctrl-C must interrupt our read of stdin
-        producer = Producer(bootstrap, acks=args.acks, security=security)
+        producer = Producer(
+            bootstrap, acks="all" if args.acks == "all" else int(args.acks), security=security
+        )
     try:
         send = producer.send
         track = acks.add

@@ -36,10 +36,8 @@ log = logging.getLogger(__name__)
 
 def handle_produce(ctx: BrokerContext, info: ConnectionInfo, request: Request) -> object:
     body: ProduceRequest = request.body
-    if body.acks not in (0, 1) and not (body.acks == -1 and ctx.replicas is not None):
-        raise InvalidRequestError(
-            f"acks must be 0 or 1 (or -1, all, in cluster mode), not {body.acks}"
-        )
+    if body.acks not in (0, 1, -1):
+        raise InvalidRequestError(f"acks must be 0, 1 or -1 (all), not {body.acks}")
     missing = topics.topics_to_auto_create(ctx, info, [t.name for t in body.topics])
     if missing:
         # Later requests on this connection may write to the same topics:

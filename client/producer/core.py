@@ -50,9 +50,11 @@ _RECORD_OVERHEAD = 16  # bytes charged per record besides key and value (see try
 class ProducerConfig:
     """Producer settings (names follow Kafka's where one exists).
 
-    * ``acks``: 1 waits for the topic's flush mode on the leader; "all" (or
-      -1) also for the in-sync replicas (a cluster: docs/replication.md;
-      a broker that predates it refuses it); 0 expects no answer.
+    * ``acks``: "all" (or -1, the default, as in Kafka) waits for the
+      topic's flush mode on the leader and for every in-sync replica (a
+      cluster: docs/replication.md; a single broker answers it as 1, and a
+      broker older than cluster mode refuses it); 1 waits for the leader
+      alone; 0 expects no answer.
     * ``linger_ms``: how long a batch waits for more records before it is sent.
     * ``batch_bytes``: a batch is sent once it holds this many bytes.
     * ``buffer_bytes``: bytes of records held before ``send`` blocks.
@@ -71,7 +73,7 @@ class ProducerConfig:
       for a plaintext listener without authentication.
     """
 
-    acks: int | str = 1
+    acks: int | str = "all"
     linger_ms: float = 5
     batch_bytes: int = 512 * 1024
     buffer_bytes: int = 32 * 1024 * 1024

@@ -69,7 +69,7 @@ def complete(script, cwd, *words: str) -> list[str]:
         (["acls", ""], ["add", "remove", "list"]),
         (["consume", "t", "--from"], ["--from-beginning", "--from-time"]),
         (["consume", "t", "--format", ""], ["value", "json"]),
-        (["produce", "t", "--acks", ""], ["0", "1"]),
+        (["produce", "t", "--acks", ""], ["0", "1", "all"]),
         (["consume", "t", "--bootstrap", ""], []),  # free text: nothing offered
         (["produce", "t", "--file", "in"], ["input.txt"]),
         (["dump-log", "00"], ["00000000000000000000.log"]),

@@ -303,6 +303,33 @@ async def test_produce_with_acks_zero_gets_no_response_and_lands(broker, nursery
     assert offsets_in(response.topics[0].partitions[0].records) == list(range(10))
 
 
+async def test_a_single_broker_answers_acks_all_as_acks_1(broker, nursery):
+    """acks=-1 (all, the producers' default) on a broker without replicas:
+    answered once the topic's flush mode is satisfied, like acks=1; any
+    other value is refused and changes nothing."""
+    conn = await connect(nursery, broker.address)
+    await create(conn, "all", flush="sync")
+    for i in range(3):
+        part = await produce(conn, "all", batch(i), acks=-1)
+        assert (part.error_code, part.base_offset) == (0, i)
+    response = await conn.request(fetch_request("all", 0))  # fsynced: below the HW
+    assert offsets_in(response.topics[0].partitions[0].records) == [0, 1, 2]
+    refused = await conn.request(
+        ProduceRequest(
+            acks=-2,
+            timeout_ms=10_000,
+            topics=[
+                ProduceTopic(
+                    name="all", partitions=[ProducePartition(partition=0, records=batch(3))]
+                )
+            ],
+        )
+    )
+    assert refused.error_code == ErrorCode.INVALID_REQUEST
+    assert "acks must be 0, 1 or -1" in refused.error_message
+    assert (await produce(conn, "all", batch(3))).base_offset == 3
+
+
 async def test_list_offsets(broker, nursery):
     conn = await connect(nursery, broker.address)
     await create(conn, "lo", flush="none")

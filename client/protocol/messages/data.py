@@ -33,7 +33,11 @@ class ProduceTopic:
 class ProduceRequest:
     """Appends batches. With ``acks`` 0 the broker sends no response at all."""
 
-    acks: I8 = f("0: no response; 1: respond once the topic's flush mode is satisfied", 1)
+    acks: I8 = f(
+        "0: no response; 1: respond once the topic's flush mode is satisfied on the "
+        "leader; -1 (all): also once every in-sync replica has it (a single broker: as 1)",
+        1,
+    )
     timeout_ms: I32 = f("longest the broker waits for durability before REQUEST_TIMED_OUT", 30_000)
     topics: list[ProduceTopic] = f("what to append")
 
