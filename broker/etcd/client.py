@@ -368,7 +368,16 @@ class EtcdClient:
                         if reply.events:
                             next_revision = reply.events[-1].kv.mod_revision + 1
                             yield reply
-            except (OSError, trio.TooSlowError, h11.ProtocolError, _Retry) as exc:
+            # trio.BrokenResourceError: a reset connection (a member killed
+            # with unread data in its socket sends RST), which trio's socket
+            # stream raises in place of the OSError
+            except (
+                OSError,
+                trio.BrokenResourceError,
+                trio.TooSlowError,
+                h11.ProtocolError,
+                _Retry,
+            ) as exc:
                 problem = f"{type(exc).__name__}: {exc}"
             except EtcdRequestError as exc:
                 problem = str(exc)

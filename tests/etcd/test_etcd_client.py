@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import socket
+import struct
 from typing import Any
 
 import pytest
@@ -273,6 +275,38 @@ async def test_a_view_watching_a_paused_member_moves_to_another(etcd3: Any) -> N
             paused.resume()
         assert view.items[b"/s/k"].value == b"after the pause"
         assert view.stalls >= 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_watch_whose_connection_is_reset_resumes_on_the_next_member(etcd: Any) -> None:
+    """A member killed while data sat unread in its socket resets the
+    connection (RST, not FIN); trio reports that as BrokenResourceError. The
+    watch must resume on the next endpoint like after any other break (it
+    once escaped and ended the watcher: seen in the three-member test on a
+    busy machine)."""
+
+    async def reset(stream: trio.SocketStream) -> None:
+        await stream.receive_some(65536)  # the watch request
+        await stream.send_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        await trio.sleep(0.05)  # the client is reading the body now
+        # SO_LINGER 0: close() sends RST
+        stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        stream.socket.close()
+
+    async with trio.open_nursery() as nursery:
+        (listener,) = await nursery.start(
+            functools.partial(trio.serve_tcp, reset, 0, host="127.0.0.1")
+        )
+        url = f"http://127.0.0.1:{listener.socket.getsockname()[1]}"
+        async with EtcdClient(etcd.endpoints) as writer:
+            first = await writer.put(b"/r/0", b"0")
+        # the watch starts at the member that resets
+        async with EtcdClient([url, *etcd.endpoints], timeout=2.0) as client:
+            replies = client.watch(b"/r/", prefix=True, start_revision=first, retry_delay=0.05)
+            async with contextlib.aclosing(replies):
+                with trio.fail_after(30):  # the bound only stops a hung test
+                    reply = await replies.__anext__()
+            assert [e.kv.value for e in reply.events] == [b"0"]
         nursery.cancel_scope.cancel()
 
 
