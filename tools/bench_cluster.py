@@ -14,9 +14,9 @@ failover: kill -9 of a partition's leader, then the time until the first
     the old one is dead and reaped before the probe is sent). The killed
     broker is restarted and back in the ISR before the next kill.
 catchup: a follower is stopped (kill -9), N MiB are written to the leader
-    (acks=1), the follower is started again; timed from its start, and from
-    its registration, until the leader puts it back into the ISR (its log
-    end reached the leader's) and until its log files hold the whole log.
+    (acks=1), the follower is started again; timed from its process start,
+    and from its registration in etcd, until the leader puts it back into
+    the ISR (which it does once the follower's log end reached its own).
 
 Everything runs on one machine: etcd, the three brokers and the clients
 share its cores, so these figures say what this machine does, not what a
