@@ -29,6 +29,7 @@ import argparse
 import contextlib
 import json
 import os
+import random
 import signal
 import statistics
 import subprocess
@@ -291,6 +292,10 @@ def failover(cluster: Cluster, *, kills: int, label: str) -> dict[str, Any]:
             state = _wait_in_sync(cluster, topic)
             producer.send(topic, b"warm", partition=0).result(60)  # connected to the leader
             leader = cluster.nodes[state.leader]
+            # at a random point of the leader's keepalive cycle (every third
+            # of the lease TTL): the loop's own rhythm would otherwise kill
+            # at about the same point each time and bias the distribution
+            time.sleep(random.uniform(0.0, 2.0))
             t0 = time.monotonic()
             leader.kill()  # returns once the process is reaped
             future = producer.send(topic, b"probe-%d" % i, partition=0)
@@ -478,7 +483,9 @@ def main() -> int:
     parser.add_argument(
         "sections", nargs="*", metavar="SECTION", help="throughput, failover, catchup (all)"
     )
-    parser.add_argument("--records", type=int, default=300_000, help="full-speed run (100 B)")
+    parser.add_argument(
+        "--records", type=int, default=2_000_000, help="records of the full-speed runs (100 B)"
+    )
     parser.add_argument("--duration", type=float, default=10.0, help="half-rate run, seconds")
     parser.add_argument("--flush", default="none", help="flush modes, comma-separated")
     parser.add_argument("--kills", type=int, default=20)
