@@ -35,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -232,7 +233,7 @@ def throughput(
                 "acks": "all" if acks == -1 else str(acks),
                 "records": full.records,
                 "records_per_sec": round(full.records / full.elapsed_s),
-                "mib_per_sec": round(full.records * 100 / full.elapsed_s / _MIB, 2),
+                "mib_per_sec": round(full.records * full.record_size / full.elapsed_s / _MIB, 2),
                 "full_speed_latency_ms": _latency(full),
                 "half_rate": rate,
                 "half_rate_records": half.records,
@@ -327,8 +328,6 @@ def failover(cluster: Cluster, *, kills: int, label: str) -> dict[str, Any]:
 def _watch_election(cluster: Cluster, topic: str, epoch: int, t0: float) -> Callable[[], Any]:
     """Poll etcd (every 20 ms, in a thread) for the partition's next leader
     epoch; the returned function gives seconds from ``t0`` (None: not seen)."""
-    import threading
-
     seen: list[float] = []
 
     def poll() -> None:
