@@ -493,7 +493,11 @@ def main() -> int:
     )
     parser.add_argument("--catchup-mib", type=int, default=256)
     parser.add_argument("--catchup-record-size", type=int, default=1024)
-    parser.add_argument("--dir", type=Path, help="data and logs here (kept); default: a temp dir")
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        help="data and logs here (a new or empty directory, kept); default: a temp dir",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object on the last line")
     args = parser.parse_args()
     sections = args.sections or ["throughput", "failover", "catchup"]
@@ -506,6 +510,8 @@ def main() -> int:
             base = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-cluster-")))
         else:
             base = args.dir.resolve()
+            if base.exists() and any(base.iterdir()):
+                parser.error(f"--dir {base} is not empty (etcd and the brokers would reuse it)")
         if "throughput" in sections:
             with Cluster(base / "throughput") as cluster:
                 report["throughput"] = throughput(
