@@ -47,7 +47,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, TextIO
 
 from tailrace.client import Admin, Consumer, SecurityConfig
-from tailrace.client.errors import TopicAlreadyExistsError
+from tailrace.client.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
 from .histogram import Histogram
 from .procstats import CLK_TCK, ProcSample, cpu_times, sample, wait_for_idle
@@ -81,8 +81,10 @@ class BenchConfig:
     record_size: int = 100
     partitions: int = 1
     producers: int = 1
-    acks: int = 1
+    acks: int = 1  # 0, 1 or -1 (all)
     flush: str | None = None  # topic flush mode when the bench creates the topic
+    #: replicas of the topics the bench creates (None: the cluster's default)
+    replication_factor: int | None = None
     linger_ms: float = 5
     batch_bytes: int | None = None
     #: the producers' record format: "native" (magic 1) or "kafka" (magic 2)
@@ -122,8 +124,10 @@ class BenchConfig:
             raise ValueError("--partitions and --producers must be at least 1")
         if self.rate is not None and self.rate <= 0:
             raise ValueError("--rate must be positive")
-        if self.acks not in (0, 1):
-            raise ValueError("--acks must be 0 or 1")
+        if self.acks not in (0, 1, -1):
+            raise ValueError("--acks must be 0, 1 or all (-1)")
+        if self.replication_factor is not None and self.replication_factor < 1:
+            raise ValueError("--replication-factor must be at least 1")
         if self.latency_every is not None and self.latency_every < 1:
             raise ValueError("--latency-every must be at least 1")
 
@@ -403,13 +407,17 @@ def _prepare_topics(cfg: BenchConfig, target: Target, status: Status) -> tuple[s
     status(f"creating topic {topic} ({cfg.partitions} partitions)")
     with Admin(target.bootstrap, **target.clients) as admin:
         try:
-            admin.create_topic(topic, cfg.partitions, config)
+            admin.create_topic(
+                topic, cfg.partitions, config, replication_factor=cfg.replication_factor
+            )
             created.append(topic)
         except TopicAlreadyExistsError:
             if cfg.topic is None:
                 raise
         try:
-            admin.create_topic(f"{topic}-warmup", 1, config)
+            admin.create_topic(
+                f"{topic}-warmup", 1, config, replication_factor=cfg.replication_factor
+            )
             created.append(f"{topic}-warmup")
         except TopicAlreadyExistsError:
             pass
@@ -421,7 +429,11 @@ def _drop_topics(target: Target, created: list[str]) -> None:
         return  # a spawned broker's data directory goes away with it
     with Admin(target.bootstrap, **target.clients) as admin:
         for name in created:
-            admin.delete_topic(name)
+            # in a cluster a broker deletes only its own copy (deleting a
+            # cluster's topic is not built yet), and one that holds no
+            # replica of the topic does not know it: left behind
+            with contextlib.suppress(UnknownTopicOrPartitionError):
+                admin.delete_topic(name)
 
 
 def _partition_count(target: Target, topic: str) -> int:

@@ -74,7 +74,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--producers", type=_positive_int, default=1, metavar="K", help="producer processes"
     )
-    p.add_argument("--acks", type=int, choices=[0, 1], default=1)
+    p.add_argument(
+        "--acks",
+        choices=["0", "1", "all"],
+        default="1",
+        help="0: no answer; 1: the leader stored it (default); all: every in-sync replica "
+        "has it (a cluster; a single broker refuses it)",
+    )
+    p.add_argument(
+        "--replication-factor",
+        type=_positive_int,
+        metavar="N",
+        help="replicas of the topics the bench creates (a cluster; default: the cluster's)",
+    )
     p.add_argument(
         "--flush",
         choices=["sync", "interval", "none"],
@@ -168,7 +180,8 @@ def run_command(args: argparse.Namespace) -> int:
             record_size=args.record_size,
             partitions=partitions,
             producers=args.producers,
-            acks=args.acks,
+            acks=-1 if args.acks == "all" else int(args.acks),
+            replication_factor=args.replication_factor,
             flush=args.flush,
             linger_ms=args.linger_ms,
             batch_bytes=args.batch_bytes,
@@ -230,6 +243,10 @@ def run_command(args: argparse.Namespace) -> int:
     return 1 if result.errors else 0
 
 
+def _acks_name(acks: int) -> str:
+    return "all" if acks == -1 else str(acks)
+
+
 def _terminate(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
@@ -248,7 +265,8 @@ def human_report(result: BenchResult, config: BenchConfig, target: Target) -> st
     where = "spawned broker" if target.spawned is not None else target.bootstrap
     lines = [
         f"tailrace bench {config.mode}: {where}, {config.partitions} partition(s), "
-        f"{config.record_size} B records, {config.producers} producer(s), acks={config.acks}, "
+        f"{config.record_size} B records, {config.producers} producer(s), "
+        f"acks={_acks_name(config.acks)}, "
         f"flush={config.flush or 'broker default'}, linger_ms={config.linger_ms:g}"
         + (f", rate={config.rate:,.0f}/s" if config.rate else "")
         + f", api={config.api}"

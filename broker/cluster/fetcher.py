@@ -149,6 +149,13 @@ class FetcherSettings:
     response_max_bytes: int = 10 << 20
     #: wait before fetching a partition again after a partition error
     backoff_ms: int = 1_000
+    #: the same after an error that says the cluster state moved
+    #: (_STATE_ERRORS): a follower hears of a new leader from etcd at about
+    #: the moment the leader does, and often first, so its first fetch gets
+    #: NOT_LEADER_OR_FOLLOWER or UNKNOWN_LEADER_EPOCH from a leader a few
+    #: milliseconds from taking up the partition; waiting backoff_ms then
+    #: held every acks=all write of a failover for a second
+    state_backoff_ms: int = 50
     reconnect_backoff_ms: int = 50
     reconnect_backoff_max_ms: int = 1_000
     connect_timeout_ms: int = 5_000
@@ -493,16 +500,17 @@ class ReplicaFetcher:
         p.state.needs_truncation = True
 
     def _partition_failed(self, p: _Partition, code: int, message: str | None) -> None:
-        level = logging.DEBUG if code in _STATE_ERRORS else logging.WARNING
+        moved = code in _STATE_ERRORS
+        backoff_ms = self.settings.state_backoff_ms if moved else self.settings.backoff_ms
         log.log(
-            level,
+            logging.DEBUG if moved else logging.WARNING,
             "%s: leader %d answered %s; again in %d ms",
             p.name,
             self.leader_id,
             error_for_code(code, message or ""),
-            self.settings.backoff_ms,
+            backoff_ms,
         )
-        p.retry_at = trio.current_time() + self.settings.backoff_ms / 1000
+        p.retry_at = trio.current_time() + backoff_ms / 1000
 
     def _log_failed(self, p: _Partition, what: str, exc: BrokerError) -> None:
         log.warning(

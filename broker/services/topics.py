@@ -185,9 +185,15 @@ async def create_topics(
                 continue
             if ctx.cluster is not None:
                 # published for the controller to place; refused when the
-                # cluster has it or too few brokers are alive
+                # cluster has it or too few brokers are alive. The replica
+                # managers create the local logs where it put the replicas
+                # (as auto_create): creating one here too raced this
+                # broker's replica manager, and the loser either answered
+                # TOPIC_ALREADY_EXISTS for a topic it had just created or
+                # never took up its replica
                 ctx.manager.defaults.with_overrides(configs)
                 await ctx.cluster.create_topic(t.name, t.partitions, t.replication_factor, configs)
+                continue
             await ctx.manager.create_topic(t.name, t.partitions, configs)
         except BrokerError as exc:
             t.error = exc

@@ -345,7 +345,10 @@ class Sender:
         if route is None and node == -1:
             return False  # every sendable partition waits for its leader
         try:
-            conn = await self.client.connection(node=node)
+            # a leader's connection in back-off fails at once (wait=False):
+            # sleeping it out here would keep this loop from sending to the
+            # new leader that the metadata refresh below names meanwhile
+            conn = await self.client.connection(node=node, wait=node is None)
         except (BrokerUnavailableError, TimeoutError):
             until = trio.current_time() + self.retry_backoff
             for tp, queue in self._queues.items():

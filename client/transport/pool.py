@@ -127,7 +127,9 @@ class BrokerClient:
             )
         return address
 
-    async def connection(self, lane: str = "main", *, node: int | None = None) -> BrokerConnection:
+    async def connection(
+        self, lane: str = "main", *, node: int | None = None, wait: bool = True
+    ) -> BrokerConnection:
         """A live connection for ``lane`` to broker ``node`` (None: the
         bootstrap connection), made (or re-made) if needed.
 
@@ -138,7 +140,11 @@ class BrokerClient:
         their own.
 
         Raises BrokerUnavailableError when the attempt fails; callers that
-        want to keep trying use :meth:`request` or their own loop.
+        want to keep trying use :meth:`request` or their own loop. While
+        the back-off after a failed attempt runs, ``wait`` False raises at
+        once instead of sleeping it out: a producer whose leader died asks
+        for metadata meanwhile and must be free to go to the new leader the
+        moment it is named, not up to a second later.
         """
         key = (lane, self._address_of(node))
         conn = self._conns.get(key)
@@ -153,6 +159,8 @@ class BrokerClient:
                 raise BrokerUnavailableError(self.bootstrap, "the client is closed")
             next_attempt = self._next_attempt.get(key, 0.0)
             if trio.current_time() < next_attempt:
+                if not wait:
+                    raise BrokerUnavailableError(key[1], "in back-off after a failed attempt")
                 await trio.sleep_until(next_attempt)
             try:
                 if key[1] == BOOTSTRAP:

@@ -12,7 +12,10 @@ import sys
 from typing import Any
 
 import pytest
+from cluster_harness import BrokerCluster
 from harness import BrokerProcess
+
+from tailrace.client import Admin
 
 KEYS = {"records", "records_per_sec", "mib_per_sec", "latency_ms", "config", "errors"}
 LATENCY_KEYS = {"p50", "p99", "p999", "max"}
@@ -112,3 +115,35 @@ def test_bad_arguments_are_usage_errors():
     proc = bench("e2e", "--spawn-broker", "--records", "10", "--record-size", "4")
     assert proc.returncode == 2
     assert "--record-size" in proc.stderr
+
+
+@pytest.mark.slow
+def test_produce_acks_all_on_a_replicated_cluster(tmp_path, etcd):
+    """--acks all and --replication-factor reach the producer and the topic:
+    every record is acknowledged by the in-sync replicas of an RF=3 topic."""
+    cluster = BrokerCluster(tmp_path, etcd)
+    try:
+        brokers = [cluster.start_broker(n) for n in (1, 2, 3)]
+        cluster.wait_status(
+            lambda d: len([b for b in d["brokers"] if b["alive"]]) == 3, "3 brokers alive"
+        )
+        result = last_json(
+            bench(
+                "produce", "--bootstrap", brokers[0].address, "--json", "--records", "500",
+                "--acks", "all", "--replication-factor", "3", "--flush", "none", "--topic", "rf3",
+            )
+        )  # fmt: skip
+        assert {k: result[k] for k in ("records", "errors", "stored")} == {
+            "records": 500,
+            "errors": 0,
+            "stored": 500,
+        }
+        assert result["config"]["acks"] == -1
+        assert result["config"]["replication_factor"] == 3
+        with Admin(brokers[0].address) as admin:
+            (partition,) = admin.describe_topic("rf3").partitions
+        assert sorted(partition.replicas) == [1, 2, 3]
+    finally:
+        cluster.stop()
+    refused = bench("produce", "--spawn-broker", "--records", "10", "--acks", "2")
+    assert refused.returncode == 2

@@ -320,3 +320,29 @@ async def test_admin_asks_each_leader_for_offsets_and_shows_the_placement() -> N
             (1, 4, (1, 2), (1, 2)),
             (2, 0, (1, 2), (1, 2)),
         ]
+
+
+async def test_a_producer_leaves_a_dead_leader_without_sitting_out_its_back_off() -> None:
+    """kill -9 of a leader: connecting to it is refused, again and again,
+    and the reconnect back-off grows to about a second. Once metadata names
+    the new leader the producer sends there. It used to sleep out the dead
+    leader's back-off first (up to 1.2 s of every failover), so the answer
+    came only after that back-off ended; now it comes before."""
+    async with stand_ins([2]) as cluster:
+        dead = dead_address()
+        cluster.addresses[1] = dead  # registered, but its process is gone
+        cluster.leaders = {0: (1, 0)}
+        async with AsyncProducer(cluster.addresses[2], linger_ms=0, retry_backoff_ms=10) as p:
+            handle = await p.send(TOPIC, b"a", partition=0)
+            pool = p._core.client
+            key = ("main", dead)
+            # 50, 100, ... 800 ms, then 1 s (the pool has no event to wait on)
+            with trio.fail_after(30):  # bounds a hung test only
+                while pool._failures.get(key, 0) < 6:  # noqa: ASYNC110
+                    await trio.sleep(0.02)
+            back_off_ends = pool._next_attempt[key]
+            cluster.leaders[0] = (2, 1)  # the controller's election
+            with trio.fail_after(30):
+                assert (await handle).offset == 0
+            assert trio.current_time() < back_off_ends
+        assert [part for part, _data in cluster.produced[2]] == [0]

@@ -75,7 +75,7 @@ class ScriptedClient:
         self.conn = ScriptedConnection()
 
     async def connection(
-        self, lane: str = "main", *, node: int | None = None
+        self, lane: str = "main", *, node: int | None = None, wait: bool = True
     ) -> ScriptedConnection:
         return self.conn
 

@@ -209,3 +209,28 @@ def test_a_kafka_client_follows_a_new_leader_and_loses_nothing_acknowledged(
     finally:
         consumer.close()
     assert Counter(got) == Counter(first + second)
+
+
+def test_topics_created_through_a_replica_broker_are_taken_up_everywhere(
+    cluster: BrokerCluster,
+) -> None:
+    """CreateTopics at a broker that holds a replica: the answer is success
+    and every broker takes up its replica. The handler used to create the
+    local log as well, racing the broker's own replica manager: the loser
+    answered TOPIC_ALREADY_EXISTS for the topic just created, or logged
+    'cannot take up a replica' and never led or followed the partition (an
+    acks=all write to it then waited forever)."""
+    procs = {n: cluster.start_broker(n) for n in (1, 2, 3)}
+    cluster.wait_status(lambda d: len([b for b in d["brokers"] if b["alive"]]) == 3, "3 brokers")
+    names = [f"created-{i}" for i in range(8)]
+    with Admin(procs[1].address) as admin:
+        for name in names:  # each one's replicas include broker 1 (RF=3)
+            assert admin.create_topic(name, 1, {"flush": "none"}, replication_factor=3) == 1
+    with Producer(procs[1].address, acks="all", linger_ms=0, delivery_timeout_ms=30_000) as p:
+        futures = [p.send(name, b"x", partition=0) for name in names]
+        p.flush()
+        assert [f.result().offset for f in futures] == [0] * len(names)
+    for n in procs.values():
+        for name in names:
+            n.wait_for_line(rf"(leading|following) .*topic={name} partition=0\b")
+        assert not [line for line in n.log_lines if "cannot take up a replica" in line]

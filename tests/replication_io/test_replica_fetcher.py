@@ -195,6 +195,31 @@ async def test_a_stale_or_unknown_epoch_is_fenced_until_the_new_state_arrives(
     fetcher.close()
 
 
+async def test_a_follower_that_heard_of_the_epoch_first_retries_soon(
+    leader: Leader, nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """A failover: the follower learns the new leader from etcd a moment
+    before the leader takes the partition up, and its first fetches are
+    refused (UNKNOWN_LEADER_EPOCH). It asks again after state_backoff_ms,
+    not after backoff_ms (here far beyond the test's bound, which asserts
+    no timing): once the leader leads in that epoch, it catches up."""
+    replicas, plog = leader.replicas, leader.log
+    await replicas.lead("t", 0, plog, epoch=2)
+    await replicas.append("t", 0, [b"x", b"y"])
+    flog = open_follower_log(tmp_path / "follower" / "t" / "0")
+    fetcher = _fetcher(leader, backoff_ms=3_600_000)
+    await nursery.start(fetcher.run)
+    fetcher.add_partition("t", 0, 3, flog, follower_state(3))
+    await wait_for(
+        replicas, lambda: any(isinstance(e, UnknownLeaderEpochError) for e in replicas.refused)
+    )
+    await replicas.lead("t", 0, plog, epoch=3)  # the leader catches up with etcd
+    await replicas.append("t", 0, [b"z"])
+    await wait_until(flog, lambda: flog.log_end_offset == plog.log_end_offset == 3)
+    assert log_bytes(flog) == log_bytes(plog)
+    fetcher.close()
+
+
 def test_peer_security_comes_from_the_cluster_settings(tmp_path: Path) -> None:
     assert peer_security(broker_config(tmp_path)) is None
     (tmp_path / "pw").write_text("secret\n")
