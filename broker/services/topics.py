@@ -188,6 +188,11 @@ async def create_topics(
                 # cluster has it or too few brokers are alive
                 ctx.manager.defaults.with_overrides(configs)
                 await ctx.cluster.create_topic(t.name, t.partitions, t.replication_factor, configs)
+                # the replica manager may have seen the placement first and
+                # made the local copy: the topic this request created is there
+                with contextlib.suppress(TopicAlreadyExistsError):
+                    await ctx.manager.create_topic(t.name, t.partitions, configs)
+                continue
             await ctx.manager.create_topic(t.name, t.partitions, configs)
         except BrokerError as exc:
             t.error = exc
