@@ -67,7 +67,11 @@ Scenario ``replication`` (issue 16's data under faults):
    and the replicas of each partition compared batch by batch (offsets,
    leader epoch, CRC, SHA-256 of the stored bytes: byte-identical).
 
-Scenario ``unclean`` (the checker's negative control): see run_unclean.
+Scenario ``unclean`` (the checker's negative control): every in-sync
+replica of a partition dies while its out-of-sync follower lives; see
+:func:`run_unclean`. Safe, nothing is lost; with ``--unsafe`` (the
+test-only seam TAILRACE_FAULT_UNCLEAN_ELECTION=1) the checker must report
+acknowledged records lost.
 """
 
 from __future__ import annotations
@@ -100,7 +104,7 @@ from .process import BrokerChild
 from .replicas import Monotonic, compare_replicas
 from .workload import read_topic, run_producer
 
-__all__ = ["main", "run_membership", "run_replication"]
+__all__ = ["main", "run_membership", "run_replication", "run_unclean"]
 
 ETCD_HOST = "127.0.1.1"
 PREFIX = "/tailrace"
@@ -385,13 +389,14 @@ class Workload:
     view of the leader epochs), in a trio loop of their own on a thread."""
 
     def __init__(self, cluster: Cluster, run: Run, *, producers: int, rate: float,
-                 partitions: int = PARTITIONS) -> None:  # fmt: skip
+                 partitions: int = PARTITIONS, close_timeout: float = 120.0) -> None:  # fmt: skip
         self.cluster = cluster
         self.run = run
         self.history = History()
         self.producers = producers
         self.rate = rate
         self.partitions = partitions
+        self.close_timeout = close_timeout
         self.bootstrap = ""
         #: (node, partition) -> (pid, high watermark, log end) last reported
         self.latest: dict[tuple[int, int], tuple[int, int, int]] = {}
@@ -477,7 +482,7 @@ class Workload:
                         functools.partial(
                             run_producer, self.bootstrap, TOPIC, self.history, f"p{i}",
                             partitions=self.partitions, stop=stop, rate=self.rate, pad=64,
-                            config=config, close_timeout=120,
+                            config=config, close_timeout=self.close_timeout,
                         )
                     )  # fmt: skip
                 self._ready.set()
@@ -767,14 +772,17 @@ DATA_FAULTS: dict[str, Callable[[DataRun], None]] = {
 
 
 def _start_data(base: Path, deadline_s: float, *, env: dict[str, str] | None = None,
-                partitions: int = PARTITIONS, producers: int = 2,
-                rate: float = 100.0) -> tuple[Cluster, Run, Workload]:  # fmt: skip
+                partitions: int = PARTITIONS, producers: int = 2, rate: float = 100.0,
+                close_timeout: float = 120.0) -> tuple[Cluster, Run, Workload]:  # fmt: skip
     cluster = Cluster(
         base, env={"TAILRACE_CLUSTER_REPLICA_LAG_TIME_MAX_MS": str(LAG_MS), **(env or {})}
     )
     run = Run(cluster, deadline_s)
     # before the brokers start: it watches their logs for the roles they take
-    work = Workload(cluster, run, producers=producers, rate=rate, partitions=partitions)
+    work = Workload(
+        cluster, run, producers=producers, rate=rate, partitions=partitions,
+        close_timeout=close_timeout,
+    )  # fmt: skip
     cluster.start()
     everyone = set(cluster.brokers)
     run.wait_for("three brokers and a controller", lambda d: run.settled(d, everyone))
@@ -858,6 +866,11 @@ def _wait_caught_up(run: Run, work: Workload) -> None:
     run.step("every replica caught up", time.monotonic() - began)
 
 
+def _log_tails(cluster: Cluster, lines: int = 40) -> dict[str, list[str]]:
+    """The last log lines of each broker (kept in a failed run's report)."""
+    return {f"broker{n}": list(c.log_tail)[-lines:] for n, c in cluster.brokers.items()}
+
+
 def run_replication(
     base: Path, *, seed: int, rounds: int, deadline_s: float, faults: list[str] | None = None
 ) -> dict[str, Any]:
@@ -893,10 +906,92 @@ def run_replication(
         "ok": not problems, "problems": problems, "steps": run.steps, "seed": seed,
         "faults": done, "notes": run.notes, "seconds": round(time.monotonic() - started, 1),
         **figures,
+        **({} if not problems else {"broker_logs": _log_tails(cluster)}),
     }  # fmt: skip
 
 
-SCENARIOS = {"membership": run_membership, "replication": run_replication}
+def run_unclean(
+    base: Path, *, seed: int, rounds: int, deadline_s: float, unsafe: bool = False
+) -> dict[str, Any]:
+    """Scenario ``unclean``, the checker's negative control. One partition,
+    replication factor 3, acks=all producers: its follower F is cut off from
+    the other two brokers (not from etcd) until the leader drops it from the
+    ISR, and acknowledgements go on without it; then the leader L is killed
+    (the other in-sync replica G takes over) and G is killed too. The rule:
+    no live ISR member, so the partition stays offline until L or G is back
+    and nothing acknowledged is lost. With ``unsafe`` the brokers run with
+    TAILRACE_FAULT_UNCLEAN_ELECTION=1 (broker/cluster/decisions.py): F
+    leads, L and G come back as its followers and truncate to its log, and
+    the checker must report the acknowledged records that went with it."""
+    rng = random.Random(seed)
+    net = NetFaults()
+    cluster, run, work = None, None, None
+    started = time.monotonic()
+    env = {"TAILRACE_FAULT_UNCLEAN_ELECTION": "1"} if unsafe else {}
+    try:
+        cluster, run, work = _start_data(
+            base, deadline_s, env=env, partitions=1, close_timeout=10.0 if unsafe else 120.0
+        )
+        dr = DataRun(run, work, net, rng)
+        work.start()
+        dr.progress("producers started")
+        for _ in range(rounds):
+            _all_in_sync_replicas_die(dr, unsafe)
+        figures = _finish_data(cluster, run, work, dr)
+        problems = run.problems + run.seen.problems
+    finally:
+        net.heal()
+        if work is not None and work._thread.is_alive():
+            work.close(timeout=30)
+        if cluster is not None:
+            cluster.stop()
+    return {
+        "ok": not problems, "problems": problems, "steps": run.steps, "seed": seed,
+        "unsafe": unsafe, "notes": run.notes, "seconds": round(time.monotonic() - started, 1),
+        **figures,
+        **({} if not problems else {"broker_logs": _log_tails(cluster)}),
+    }  # fmt: skip
+
+
+def _all_in_sync_replicas_die(dr: DataRun, unsafe: bool) -> None:
+    doc = dr.run.observe()
+    d = _detail(doc, 0)
+    leader = d["leader"]
+    follower = dr.rng.choice([r for r in d["replicas"] if r != leader])
+    (other,) = [r for r in d["replicas"] if r not in (leader, follower)]
+    dr.net.isolate(broker_host(follower), [broker_host(leader), broker_host(other)])
+    dr.run.wait_for(
+        f"follower {follower} cut from the brokers: out of the ISR",
+        lambda d: follower not in _detail(d, 0)["isr"],
+    )
+    dr.progress(f"follower {follower} out of sync", records=100)
+    dr.cluster.brokers[leader].kill()
+    # (acks=all waits now: one in-sync replica is below min_insync_replicas)
+    dr.run.wait_for(f"leader {leader} killed: {other} leads", lambda d: _leader_of(d, 0) == other)
+    dr.cluster.brokers[other].kill()
+    if unsafe:
+        dr.run.wait_for(
+            f"{other} killed too: out-of-sync {follower} leads (unclean, the seam)",
+            lambda d: _leader_of(d, 0) == follower,
+        )
+    else:
+        dr.run.wait_for(
+            f"{other} killed too: offline, out-of-sync {follower} does not lead",
+            lambda d: _leader_of(d, 0) == NO_LEADER_ID and follower not in _detail(d, 0)["isr"],
+        )
+    dr.net.heal()
+    dr.cluster.brokers[leader].start()
+    dr.cluster.brokers[other].start()
+    if unsafe:
+        # the producers' sequence numbers run past what the unclean leader
+        # holds: their batches are refused from here on; only the check matters
+        dr.net.heal()
+        dr.run.wait_for(f"brokers {leader} and {other} restarted: in sync again", dr.whole)
+    else:
+        dr.heal_and_rejoin(f"brokers {leader} and {other} restarted")
+
+
+SCENARIOS = {"membership": run_membership, "replication": run_replication, "unclean": run_unclean}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -907,6 +1002,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deadline", type=float, default=30.0, help="seconds per recovery")
     parser.add_argument("--base", help="directory for data and logs (default: a temporary one)")
     parser.add_argument(
+        "--unsafe", action="store_true",
+        help="unclean: run with the test-only seam TAILRACE_FAULT_UNCLEAN_ELECTION=1",
+    )  # fmt: skip
+    parser.add_argument(
         "--faults", help=f"replication: faults, comma-separated (default: {','.join(DATA_FAULTS)})"
     )
     args = parser.parse_args(argv)
@@ -916,7 +1015,9 @@ def main(argv: list[str] | None = None) -> int:
     bring_up_loopback()
     seed = args.seed if args.seed is not None else random.randrange(1 << 32)
     with tempfile.TemporaryDirectory(prefix="tailrace-cluster-", dir=args.base) as base:
-        extra = {"faults": args.faults.split(",")} if args.faults else {}
+        extra: dict[str, Any] = {"faults": args.faults.split(",")} if args.faults else {}
+        if args.unsafe:
+            extra["unsafe"] = True
         report = SCENARIOS[args.scenario](
             Path(base), seed=seed, rounds=args.rounds, deadline_s=args.deadline, **extra
         )
