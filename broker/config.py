@@ -55,6 +55,13 @@ CLIENT_ENV = frozenset(
 )
 
 
+#: Test-only fault seams (``TAILRACE_FAULT_...``): not settings; each is
+#: read by the one module it switches a safety rule off in (e.g.
+#: broker/cluster/decisions.py), so the reliability harness can show that
+#: its checkers catch what the rule prevents.
+FAULT_SEAM_PREFIX = "TAILRACE_FAULT_"
+
+
 class ConfigError(Exception):
     """A configuration key or value the broker cannot start with."""
 
@@ -985,6 +992,8 @@ def load_config(
     for name, raw in env.items():
         if not name.startswith("TAILRACE_") or name in CLIENT_ENV:
             continue
+        if name.startswith(FAULT_SEAM_PREFIX):
+            continue  # read by the code it breaks, for the fault harness only
         if name == "TAILRACE_LISTEN":
             listeners = _listeners_from_text(raw, name)
             continue

@@ -21,6 +21,7 @@ from tailrace.client.errors import ErrorCode
 
 from ..etcd import Compare, EtcdClient, EtcdError, EtcdUnavailableError, Op, PrefixView
 from ..logs import log_event
+from . import decisions
 from .decisions import Change, plan
 from .state import ClusterView, ControllerInfo, Keys
 
@@ -123,6 +124,12 @@ class Controller:
         """Keep the cluster's partition states in line with the rules until
         fenced (raises) or cancelled."""
         assert self.epoch is not None
+        if decisions.UNSAFE_UNCLEAN_ELECTION:
+            log_event(
+                log, logging.WARNING,
+                "TAILRACE_FAULT_UNCLEAN_ELECTION is set: out-of-sync replicas may lead and "
+                "acknowledged records may be lost (a test-only fault seam)",
+            )  # fmt: skip
         while True:
             seen = self.view.revision
             view = ClusterView.from_items(self.keys, self.view.items, seen)

@@ -22,17 +22,29 @@ Rules (Kafka's ZooKeeper-era controller, without unclean election):
   when it comes back.
 * Nothing else: shrinking the ISR of a live but lagging follower and growing
   it back once it caught up is the partition leader's job (replicas.py).
+
+Test-only fault seam: ``TAILRACE_FAULT_UNCLEAN_ELECTION=1`` in the
+controller's environment switches the no-unclean-election rule off (when no
+ISR member is alive, the first live replica leads, alone in the ISR, as
+Kafka's ``unclean.leader.election.enable``). It exists so the reliability
+harness can show its checker reports the records this loses (the
+``unclean`` cluster scenario, docs/reliability.md); no setting, flag or
+config file reaches it, and a controller with it on logs a warning.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from ..replication.election import elect_leader
 from .state import NO_LEADER, ClusterView, PartitionState, TopicSpec
 
-__all__ = ["Change", "assign_replicas", "plan"]
+__all__ = ["UNSAFE_UNCLEAN_ELECTION", "Change", "assign_replicas", "plan"]
+
+#: the test-only fault seam (module docstring); read once, at import
+UNSAFE_UNCLEAN_ELECTION = os.environ.get("TAILRACE_FAULT_UNCLEAN_ELECTION") == "1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +125,13 @@ def reelect(
             state, isr=isr, controller_epoch=controller_epoch,
             leader_broker_epoch=live[state.leader],
         )  # fmt: skip
+    if UNSAFE_UNCLEAN_ELECTION and not set(state.isr) & set(live):
+        for r in state.replicas:  # the fault seam: an out-of-sync replica leads
+            if r in live:
+                return replace(
+                    state, leader=r, leader_epoch=state.leader_epoch + 1, isr=(r,),
+                    controller_epoch=controller_epoch, leader_broker_epoch=live[r],
+                )  # fmt: skip
     if state.leader == NO_LEADER and not set(state.isr) & set(live):
         return state  # offline, and still no in-sync replica is back
     new = elect_leader(state, live)

@@ -239,8 +239,11 @@ class ReplicaManager:
             if (view, revision, epoch) != seen and revision:
                 seen = (view, revision, epoch)
                 snapshot = member.snapshot()
-                if snapshot is not None:
-                    await self._apply(snapshot, epoch)
+                if snapshot is not None and not await self._apply(snapshot, epoch):
+                    # a replica could not be taken up (its topic's local
+                    # creation still under way elsewhere, say): apply the same
+                    # view again after the delay, not only on the next change
+                    seen = (None, -1, -1)
             if view is None or not revision:
                 await trio.sleep(self.settings.retry_delay)
                 continue
@@ -249,8 +252,11 @@ class ReplicaManager:
             with trio.move_on_after(self.settings.retry_delay):
                 await view.wait_beyond(revision)
 
-    async def _apply(self, view: ClusterView, broker_epoch: int) -> None:
+    async def _apply(self, view: ClusterView, broker_epoch: int) -> bool:
+        """Take up this broker's replicas as ``view`` says; False when one
+        of them could not be (the caller tries again)."""
         self.view = view
+        ok = True
         self.broker_epoch = broker_epoch
         mine: set[tuple[str, int]] = set()
         for (topic, p), (state, version) in sorted(view.partitions.items()):
@@ -262,6 +268,7 @@ class ReplicaManager:
                 await self._become(r, state, version, view, broker_epoch)
             except (BrokerError, ValueError) as exc:
                 # ValueError: an epoch below the log's latest (become_leader)
+                ok = False
                 log_event(
                     log,
                     logging.ERROR,
@@ -275,6 +282,7 @@ class ReplicaManager:
                 await self._become_none(r, "no longer assigned here")
         self.applied.set()
         self.applied = trio.Event()
+        return ok
 
     async def _replica(self, view: ClusterView, topic: str, p: int) -> Replica:
         r = self.replicas.get((topic, p))

@@ -33,16 +33,59 @@ wants):
    every partition led by a live member of its ISR, or offline when no ISR
    member lives; the ISR never empty; leader epochs never lowered; a
    restarted broker registered again with a higher broker epoch.
+
+Scenario ``replication`` (issue 16's data under faults):
+
+1. three etcd members, three brokers (``replica_lag_time_max_ms`` 2 s, a
+   2 s session), a topic of three partitions with replication factor 3;
+   two idempotent acks=all producers (tailrace's AsyncProducer, a bootstrap
+   list of all three brokers; it routes to leaders and retries
+   NOT_LEADER_OR_FOLLOWER) write numbered values whose outcomes go to the
+   oracle's History (oracle.py, workload.py);
+2. a sampler asks every broker for Metadata four times a second: each
+   broker's view of every leader epoch must never go back, nor each
+   replica's high watermark within one broker process once it has taken
+   up its replica (its "leading"/"following" log line; before that a
+   restarted broker's log reports its own flush point), nor may a high
+   watermark exceed its log end;
+3. the faults, each followed by a heal and a wait until every broker is
+   registered, every partition led and every replica back in the ISR, and
+   acknowledgements going on in every partition: kill -9 of a partition's
+   leader (restarted), kill -9 of a follower (restarted), the leader
+   paused (SIGSTOP) until another is elected and past its lag limit and
+   lease, then resumed; the leader cut from its followers but not from
+   etcd (it shrinks its ISR to itself; acks=all waits), the leader cut
+   from etcd but not from its followers (another is elected), a follower
+   cut from everything until it is out of every ISR, then rejoined, and
+   the controller killed (restarted). Round 1 runs each once in a seeded
+   order; later rounds a seeded random mix;
+4. then: producers closed, every replica caught up (same log end, high
+   watermark there), the topic read through a consumer and checked by the
+   oracle (nothing acknowledged lost, nothing duplicated, each producer's
+   order kept per partition, each value at its acknowledged offset); the
+   brokers stopped; each broker's files checked by the oracle on their own,
+   and the replicas of each partition compared batch by batch (offsets,
+   leader epoch, CRC, SHA-256 of the stored bytes: byte-identical).
+
+Scenario ``unclean`` (the checker's negative control): every in-sync
+replica of a partition dies while its out-of-sync follower lives; see
+:func:`run_unclean`. Safe, nothing is lost; with ``--unsafe`` (the
+test-only seam TAILRACE_FAULT_UNCLEAN_ELECTION=1) the checker must report
+acknowledged records lost.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import os
 import random
+import re
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -50,12 +93,18 @@ from typing import Any
 
 import trio
 
+from tailrace.client.errors import TailraceError
+from tailrace.client.protocol import MetadataRequest
+from tailrace.client.transport import BrokerConnection
+
 from .etcd_cluster import EtcdCluster
 from .netns import NetFaults, bring_up_loopback, in_private_namespace, namespace_argv, pause, resume
+from .oracle import ACKED, FAILED, UNKNOWN, History, check, read_topic_dir
 from .process import BrokerChild
-from .replicas import Monotonic
+from .replicas import Monotonic, compare_replicas
+from .workload import read_topic, run_producer
 
-__all__ = ["main", "run_membership"]
+__all__ = ["main", "run_membership", "run_replication", "run_unclean"]
 
 ETCD_HOST = "127.0.1.1"
 PREFIX = "/tailrace"
@@ -69,7 +118,8 @@ class Cluster:
     """The processes of one scenario, each stopped through its own handle."""
 
     def __init__(self, base: Path, *, brokers: int = 3, etcd_members: int = 3,
-                 session_timeout_ms: int = 2_000) -> None:  # fmt: skip
+                 session_timeout_ms: int = 2_000,
+                 env: dict[str, str] | None = None) -> None:  # fmt: skip
         self.base = base
         self.etcd = EtcdCluster(base / "etcd", members=etcd_members, host=ETCD_HOST)
         self.session_timeout_ms = session_timeout_ms
@@ -82,6 +132,7 @@ class Cluster:
                     "TAILRACE_CLUSTER_ETCD_ENDPOINTS": ",".join(self.etcd.endpoints),
                     "TAILRACE_CLUSTER_BIND_HOST": broker_host(n),
                     "TAILRACE_CLUSTER_SESSION_TIMEOUT_MS": str(session_timeout_ms),
+                    **(env or {}),
                 },
             )
             child.listen = f"{broker_host(n)}:0"
@@ -107,7 +158,7 @@ class Cluster:
         doc = status_document(view)
         doc["partitions_detail"] = [
             {"topic": t, "partition": p, "leader": s.leader, "leader_epoch": s.leader_epoch,
-             "isr": list(s.isr)}
+             "isr": list(s.isr), "replicas": list(s.replicas)}
             for (t, p), (s, _rev) in sorted(view.partitions.items())
         ]  # fmt: skip
         return doc
@@ -135,6 +186,8 @@ class Run:
         self.seen = Monotonic()
         self.problems: list[str] = []
         self.steps: list[dict[str, Any]] = []
+        #: what was seen that is no violation (a known liveness limit)
+        self.notes: list[str] = []
 
     def observe(self) -> dict[str, Any]:
         doc = self.cluster.status()
@@ -156,8 +209,14 @@ class Run:
                 break
             time.sleep(0.1)
             doc = self.observe()
-        self.steps.append({"step": what, "seconds": round(time.monotonic() - start, 3)})
+        self.step(what, time.monotonic() - start)
         return doc
+
+    def step(self, what: str, seconds: float) -> None:
+        """Record a step (and show it on stderr as it happens)."""
+        self.steps.append({"step": what, "seconds": round(seconds, 3)})
+        sys.stderr.write(f"{time.strftime('%H:%M:%S')} {seconds:7.2f} s  {what}\n")
+        sys.stderr.flush()
 
     def settled(self, doc: dict[str, Any], alive: set[int]) -> bool:
         """Every broker in ``alive`` registered, a controller among them, and
@@ -311,7 +370,628 @@ def _pause_etcd_member(run: Run, net: NetFaults, rng: random.Random) -> None:
         member.resume()
 
 
-SCENARIOS = {"membership": run_membership}
+# --- scenario "replication": data under the faults ---------------------------------
+
+TOPIC = "rep"
+PARTITIONS = 3
+#: a follower that has not caught up for this long leaves the ISR (the
+#: broker's default is 10 s; short here so the faults take effect quickly)
+LAG_MS = 2_000
+
+
+_ROLE = re.compile(r"\b(?:leading|following)\b.*\btopic=(\S+) partition=(\d+)\b")
+
+
+class Workload:
+    """Idempotent acks=all producers (tailrace's AsyncProducer, a bootstrap
+    list of every broker) feeding an oracle History, and a sampler of every
+    broker's Metadata (its own replica's high watermark and log end, its
+    view of the leader epochs), in a trio loop of their own on a thread."""
+
+    def __init__(self, cluster: Cluster, run: Run, *, producers: int, rate: float,
+                 partitions: int = PARTITIONS, close_timeout: float = 120.0) -> None:  # fmt: skip
+        self.cluster = cluster
+        self.run = run
+        self.history = History()
+        self.producers = producers
+        self.rate = rate
+        self.partitions = partitions
+        self.close_timeout = close_timeout
+        self.bootstrap = ""
+        #: (node, partition) -> (pid, high watermark, log end) last reported
+        self.latest: dict[tuple[int, int], tuple[int, int, int]] = {}
+        self.samples = 0
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._stop: trio.Event | None = None
+        self._ready = threading.Event()
+        self._closing: trio.Event | None = None
+        #: (pid, partition) whose replica the broker process has taken up
+        #: (its "leading" or "following" line): its high watermark is the
+        #: replicated one from then on (before, a restarted broker's log
+        #: reports what its own flush mode made durable)
+        self.roles: set[tuple[int, int]] = set()
+        for child in cluster.brokers.values():
+            child.line_hooks.append(self._line)
+        self._error: list[BaseException] = []
+        self._producers_done = threading.Event()
+        self._thread = threading.Thread(target=self._main, daemon=True)
+
+    def start(self) -> None:
+        self.bootstrap = ",".join(c.address for c in self.cluster.brokers.values())
+        self._thread.start()
+        self._ready.wait(60)
+        if self._error:
+            raise self._error[0]
+
+    def _line(self, pid: int, line: str) -> None:
+        m = _ROLE.search(line)
+        if m and m.group(1) == TOPIC:
+            self.roles.add((pid, int(m.group(2))))
+
+    def stop(self, timeout: float = 180.0) -> None:
+        """Stop sending; wait (a hang guard) for the producers to close:
+        what is still unanswered after their close timeout is unknown. The
+        sampler goes on until :meth:`close`."""
+        self._signal(self._stop)
+        began = time.monotonic()
+        while self.history.pending and time.monotonic() - began < timeout:
+            time.sleep(0.1)
+        self._producers_done.wait(max(1.0, timeout - (time.monotonic() - began)))
+        if not self._producers_done.is_set():
+            self.run.problems.append(f"workload: producers not closed within {timeout:.0f} s")
+        self.history.finish()
+
+    def close(self, timeout: float = 60.0) -> None:
+        self._signal(self._stop)
+        self._signal(self._closing)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self.run.problems.append(f"workload: not finished within {timeout:.0f} s")
+        self.history.finish()
+        if self._error:
+            self.run.problems.append(f"workload failed: {self._error[0]!r}")
+
+    def _signal(self, event: trio.Event | None) -> None:
+        if self._token is not None and event is not None:
+            with contextlib.suppress(trio.RunFinishedError):
+                trio.from_thread.run_sync(event.set, trio_token=self._token)
+
+    def acked(self) -> int:
+        return sum(self.history.acked_in.values())
+
+    def _main(self) -> None:
+        try:
+            trio.run(self._serve)
+        except BaseException as exc:  # reported by stop()
+            self._error.append(exc)
+            self._ready.set()
+            self._producers_done.set()
+
+    async def _serve(self) -> None:
+        self._token = trio.lowlevel.current_trio_token()
+        self._stop = stop = trio.Event()
+        self._closing = trio.Event()
+        config = {"acks": "all", "delivery_timeout_ms": 300_000, "request_timeout_ms": 5_000,
+                  "linger_ms": 5}  # fmt: skip
+        async with trio.open_nursery() as outer:
+            for n in self.cluster.brokers:
+                outer.start_soon(self._sample, n)
+            async with trio.open_nursery() as producers:
+                for i in range(self.producers):
+                    await producers.start(
+                        functools.partial(
+                            run_producer, self.bootstrap, TOPIC, self.history, f"p{i}",
+                            partitions=self.partitions, stop=stop, rate=self.rate, pad=64,
+                            config=config, close_timeout=self.close_timeout,
+                        )
+                    )  # fmt: skip
+                self._ready.set()
+            # the producers closed by themselves once stop was set
+            self._producers_done.set()
+            await self._closing.wait()
+            outer.cancel_scope.cancel()
+
+    async def _sample(self, node: int) -> None:
+        """Every quarter second, ``node``'s Metadata of the topic: its
+        replica's high watermark, per process (a restarted replica starts
+        again from its log start, it does not know what was committed), and
+        the leader epochs it knows, which must never go back."""
+        child = self.cluster.brokers[node]
+        while True:
+            await trio.sleep(0.25)
+            proc = child.proc
+            if proc is None or proc.poll() is not None:
+                continue
+            try:
+                await self._sample_process(node, child, proc.pid)
+            except* (TailraceError, OSError, trio.BrokenResourceError):
+                pass  # dead, paused or cut off: connect again
+
+    async def _sample_process(self, node: int, child: BrokerChild, pid: int) -> None:
+        async with trio.open_nursery() as nursery:
+            conn = await BrokerConnection.connect(
+                nursery, child.address, connect_timeout=2, request_timeout=2
+            )
+            try:
+                while child.proc is not None and child.proc.pid == pid:
+                    answer = await conn.request(MetadataRequest(topics=[TOPIC]))
+                    if child.proc is None or child.proc.pid != pid:
+                        break
+                    self._observe(node, pid, answer)
+                    await trio.sleep(0.25)
+            finally:
+                await conn.aclose()
+                nursery.cancel_scope.cancel()
+
+    def _observe(self, node: int, pid: int, answer: Any) -> None:
+        seen = self.run.seen
+        for t in answer.topics:
+            if t.name != TOPIC:
+                continue
+            for p in t.partitions:
+                where = f"{TOPIC}/{p.partition}"
+                if p.leader_epoch >= 0:
+                    # each broker's view (etcd's, as its watch delivered it) must
+                    # never go back; one cut off from etcd may trail the others
+                    seen.observe("leader_epoch", f"{where}@{node}", p.leader_epoch)
+                if p.high_watermark < 0 or p.log_end_offset < 0:
+                    continue
+                if (pid, p.partition) not in self.roles:
+                    continue
+                self.samples += 1
+                seen.observe("high_watermark", f"{where}@{node} (pid {pid})", p.high_watermark)
+                if p.high_watermark > p.log_end_offset:
+                    self.run.problems.append(
+                        f"broker {node} reports {where} high watermark {p.high_watermark} above "
+                        f"its log end {p.log_end_offset}"
+                    )
+                self.latest[(node, p.partition)] = (pid, p.high_watermark, p.log_end_offset)
+
+
+def _detail(doc: dict[str, Any], partition: int) -> dict[str, Any]:
+    for p in doc["partitions_detail"]:
+        if p["topic"] == TOPIC and p["partition"] == partition:
+            return p
+    raise KeyError(partition)
+
+
+def _leader_of(doc: dict[str, Any], partition: int) -> int:
+    return _detail(doc, partition)["leader"]
+
+
+class DataRun:
+    """Run plus the workload: waits for the cluster to be whole again and
+    for acknowledgements to go on after each fault."""
+
+    def __init__(self, run: Run, work: Workload, net: NetFaults, rng: random.Random) -> None:
+        self.run = run
+        self.cluster = run.cluster
+        self.work = work
+        self.net = net
+        self.rng = rng
+        self.faults = 0
+
+    def whole(self, doc: dict[str, Any]) -> bool:
+        """Every broker registered, every partition led by one of them with
+        every replica in sync."""
+        everyone = set(self.cluster.brokers)
+        return self.run.settled(doc, everyone) and all(
+            len(p["isr"]) == len(p["replicas"]) and p["leader"] in everyone
+            for p in doc["partitions_detail"]
+            if p["topic"] == TOPIC
+        )
+
+    def heal_and_rejoin(self, what: str) -> None:
+        self.net.heal()
+        for child in self.cluster.brokers.values():
+            if child.proc is not None:
+                resume(child.proc)
+        self.run.wait_for(f"{what}: healed, every replica in sync", self.whole)
+        self.progress(what)
+
+    def progress(self, what: str, records: int = 30, *, known_stall: str = "") -> None:
+        """Acknowledgements go on in every partition (a hang guard, not a
+        timing check). ``known_stall``: a known liveness limit (the report's
+        ``notes`` say so when it shows; waited for only a few seconds)."""
+        start = dict(self.work.history.acked_in)
+
+        def moved() -> bool:
+            now = self.work.history.acked_in
+            return all(
+                now.get((TOPIC, p), 0) - start.get((TOPIC, p), 0) >= records
+                for p in range(self.work.partitions)
+            )
+
+        began = time.monotonic()
+        while not moved():
+            if known_stall and time.monotonic() - began > min(10.0, self.run.deadline_s):
+                self.run.notes.append(
+                    f"{what}: acknowledgements stalled ({known_stall}); acked per partition "
+                    f"{dict(self.work.history.acked_in)}"
+                )
+                break
+            if time.monotonic() - began > self.run.deadline_s:
+                self.run.problems.append(
+                    f"{what}: fewer than {records} acknowledgements per partition within "
+                    f"{self.run.deadline_s:.0f} s (acked per partition "
+                    f"{dict(self.work.history.acked_in)})"
+                )
+                break
+            time.sleep(0.1)
+        self.run.step(f"{what}: acknowledgements go on", time.monotonic() - began)
+
+    def pick(self) -> tuple[int, dict[str, Any]]:
+        doc = self.run.observe()
+        return self.rng.randrange(self.work.partitions), doc
+
+    def lag_and_lease(self) -> float:
+        return max(LAG_MS, self.cluster.session_timeout_ms) / 1000
+
+
+def _new_leader(p: int, old: int) -> Callable[[dict[str, Any]], bool]:
+    def check(d: dict[str, Any]) -> bool:
+        return _leader_of(d, p) not in (old, NO_LEADER_ID)
+
+    return check
+
+
+NO_LEADER_ID = -1
+
+
+def _d_kill_leader(dr: DataRun) -> None:
+    p, doc = dr.pick()
+    victim = _leader_of(doc, p)
+    dr.cluster.brokers[victim].kill()
+    dr.run.wait_for(f"leader {victim} of {TOPIC}/{p} killed: new leader", _new_leader(p, victim))
+    dr.progress(f"leader {victim} killed")
+    dr.cluster.brokers[victim].start()
+    dr.heal_and_rejoin(f"leader {victim} restarted")
+
+
+def _d_kill_follower(dr: DataRun) -> None:
+    p, doc = dr.pick()
+    d = _detail(doc, p)
+    victim = dr.rng.choice([r for r in d["replicas"] if r != d["leader"]])
+    dr.cluster.brokers[victim].kill()
+    rest = set(dr.cluster.brokers) - {victim}
+    dr.run.wait_for(
+        f"follower {victim} of {TOPIC}/{p} killed: out of every ISR",
+        lambda d: (
+            dr.run.settled(d, rest) and all(victim not in x["isr"] for x in d["partitions_detail"])
+        ),
+    )
+    dr.progress(f"follower {victim} killed")
+    dr.cluster.brokers[victim].start()
+    dr.heal_and_rejoin(f"follower {victim} restarted")
+
+
+def _d_pause_leader(dr: DataRun) -> None:
+    p, doc = dr.pick()
+    victim = _leader_of(doc, p)
+    proc = dr.cluster.brokers[victim].proc
+    assert proc is not None
+    pause(proc)
+    try:
+        dr.run.wait_for(
+            f"leader {victim} of {TOPIC}/{p} paused past lag limit and lease: new leader",
+            _new_leader(p, victim),
+        )
+        time.sleep(dr.lag_and_lease())  # well past both, whatever the new leader took
+        dr.progress(f"leader {victim} paused")
+    finally:
+        resume(proc)
+    dr.heal_and_rejoin(f"leader {victim} resumed")
+
+
+def _d_cut_leader_from_followers(dr: DataRun) -> None:
+    p, doc = dr.pick()
+    victim = _leader_of(doc, p)
+    others = [broker_host(n) for n in dr.cluster.brokers if n != victim]
+    dr.net.isolate(broker_host(victim), others)
+    try:
+        # the leader keeps etcd: it stays leader, and shrinks its ISR to itself
+        dr.run.wait_for(
+            f"leader {victim} of {TOPIC}/{p} cut from its followers: ISR shrunk to it",
+            lambda d: _detail(d, p)["isr"] == [victim] or _leader_of(d, p) != victim,
+        )
+        time.sleep(dr.lag_and_lease())
+    finally:
+        dr.net.heal()
+    dr.heal_and_rejoin(f"leader {victim} reconnected to its followers")
+
+
+#: A broker cut off from etcd keeps answering Metadata from the view it had
+#: (naming itself leader) after its session is gone and it refuses writes
+#: with NOT_LEADER_OR_FOLLOWER; a client whose bootstrap connection is to
+#: that broker asks it again and again. Records wait (they are not lost)
+#: until the cut heals. docs/reliability.md, "replication".
+ETCD_CUT_STALL = (
+    "known: a leader cut from etcd serves its stale metadata to clients that bootstrap from it"
+)
+
+
+def _d_cut_leader_from_etcd(dr: DataRun) -> None:
+    p, doc = dr.pick()
+    victim = _leader_of(doc, p)
+    dr.net.partition(broker_host(victim), ETCD_HOST)
+    try:
+        dr.run.wait_for(
+            f"leader {victim} of {TOPIC}/{p} cut from etcd: new leader", _new_leader(p, victim)
+        )
+        dr.progress(f"leader {victim} cut from etcd", known_stall=ETCD_CUT_STALL)
+    finally:
+        dr.net.heal()
+    dr.heal_and_rejoin(f"leader {victim} reconnected to etcd")
+
+
+def _d_isolate_follower(dr: DataRun) -> None:
+    p, doc = dr.pick()
+    d = _detail(doc, p)
+    victim = dr.rng.choice([r for r in d["replicas"] if r != d["leader"]])
+    others = [ETCD_HOST] + [broker_host(n) for n in dr.cluster.brokers if n != victim]
+    dr.net.isolate(broker_host(victim), others)
+    rest = set(dr.cluster.brokers) - {victim}
+    try:
+        dr.run.wait_for(
+            f"follower {victim} of {TOPIC}/{p} isolated: out of every ISR",
+            lambda d: (
+                dr.run.settled(d, rest)
+                and all(victim not in x["isr"] for x in d["partitions_detail"])
+            ),
+        )
+        dr.progress(f"follower {victim} isolated")
+    finally:
+        dr.net.heal()
+    dr.heal_and_rejoin(f"follower {victim} rejoined")
+
+
+def _d_kill_controller(dr: DataRun) -> None:
+    before = dr.run.observe()
+    victim = _controller(before)
+    assert victim is not None
+    dr.cluster.brokers[victim].kill()
+    rest = set(dr.cluster.brokers) - {victim}
+    _controller_change(dr.run, before, f"controller {victim} killed: successor elected", rest)
+    dr.run.wait_for(
+        f"controller {victim} dead: partitions re-led", lambda d: dr.run.settled(d, rest)
+    )
+    dr.progress(f"controller {victim} killed")
+    dr.cluster.brokers[victim].start()
+    dr.heal_and_rejoin(f"controller {victim} restarted")
+
+
+DATA_FAULTS: dict[str, Callable[[DataRun], None]] = {
+    "kill-leader": _d_kill_leader,
+    "kill-follower": _d_kill_follower,
+    "pause-leader": _d_pause_leader,
+    "cut-leader-from-followers": _d_cut_leader_from_followers,
+    "cut-leader-from-etcd": _d_cut_leader_from_etcd,
+    "isolate-follower": _d_isolate_follower,
+    "kill-controller": _d_kill_controller,
+}
+
+
+def _start_data(base: Path, deadline_s: float, *, env: dict[str, str] | None = None,
+                partitions: int = PARTITIONS, producers: int = 2, rate: float = 100.0,
+                close_timeout: float = 120.0) -> tuple[Cluster, Run, Workload]:  # fmt: skip
+    cluster = Cluster(
+        base, env={"TAILRACE_CLUSTER_REPLICA_LAG_TIME_MAX_MS": str(LAG_MS), **(env or {})}
+    )
+    run = Run(cluster, deadline_s)
+    # before the brokers start: it watches their logs for the roles they take
+    work = Workload(
+        cluster, run, producers=producers, rate=rate, partitions=partitions,
+        close_timeout=close_timeout,
+    )  # fmt: skip
+    cluster.start()
+    everyone = set(cluster.brokers)
+    run.wait_for("three brokers and a controller", lambda d: run.settled(d, everyone))
+    from tailrace.client import Admin
+
+    bootstrap = ",".join(c.address for c in cluster.brokers.values())
+    with Admin(bootstrap) as admin:
+        admin.create_topic(TOPIC, partitions, replication_factor=3)
+    run.wait_for(
+        f"{TOPIC}: {partitions} partitions on three replicas each, all in sync",
+        lambda d: (
+            d["partitions"] == partitions
+            and not d["unplaced_topics"]
+            and run.settled(d, everyone)
+            and all(len(p["isr"]) == 3 for p in d["partitions_detail"])
+        ),
+    )
+    return cluster, run, work
+
+
+def _finish_data(cluster: Cluster, run: Run, work: Workload, dr: DataRun) -> dict[str, Any]:
+    """Stop the producers, let every replica catch up, read the topic through
+    a consumer, stop the brokers and compare every replica's files."""
+    work.stop()
+    run.wait_for("producers stopped: every replica in sync", dr.whole)
+    _wait_caught_up(run, work)
+    work.close()
+    reads = trio.run(
+        functools.partial(read_topic, work.bootstrap, TOPIC, range(work.partitions), timeout=120)
+    )
+    consumer_report = check(work.history, reads)
+    for child in cluster.brokers.values():
+        child.kill()  # kill -9: the page cache keeps every write; nothing more is appended
+    figures: dict[str, Any] = {"consumer": consumer_report.as_dict()}
+    if not consumer_report.ok:
+        run.problems.append(f"consumer read: {consumer_report}")
+    lost_on_disk = 0
+    for n, child in cluster.brokers.items():
+        disk = check(work.history, read_topic_dir(str(child.data_dir), TOPIC))
+        lost_on_disk = max(lost_on_disk, disk.count("lost"))
+        if not disk.ok:
+            run.problems.append(f"broker {n}'s files: {disk}")
+    for p in range(work.partitions):
+        replicas = {f"broker{n}": str(child.data_dir / TOPIC / str(p))
+                    for n, child in cluster.brokers.items()}  # fmt: skip
+        _logs, problems = compare_replicas(replicas)
+        run.problems.extend(f"{TOPIC}/{p}: {x}" for x in problems)
+    counts = work.history.counts()
+    figures.update(
+        acked=counts[ACKED], failed=counts[FAILED], unknown=counts[UNKNOWN],
+        lost=max(consumer_report.count("lost"), lost_on_disk),
+        duplicated=consumer_report.count("duplicated"),
+        records_read=consumer_report.records_read, hw_samples=work.samples,
+    )  # fmt: skip
+    return figures
+
+
+def _wait_caught_up(run: Run, work: Workload) -> None:
+    """Every replica of every partition reports the same log end, with the
+    high watermark there (nothing is being written any more)."""
+
+    def done() -> bool:
+        for p in range(work.partitions):
+            seen = [work.latest.get((n, p)) for n in run.cluster.brokers]
+            if None in seen:
+                return False
+            ends = {(hw, leo) for _pid, hw, leo in seen}  # type: ignore[misc]
+            if len(ends) != 1 or next(iter(ends))[0] != next(iter(ends))[1]:
+                return False
+        return True
+
+    began = time.monotonic()
+    while not done():
+        if time.monotonic() - began > run.deadline_s:
+            run.problems.append(
+                f"replicas not caught up within {run.deadline_s:.0f} s: "
+                f"{sorted(work.latest.items())}"
+            )
+            break
+        time.sleep(0.2)
+    run.step("every replica caught up", time.monotonic() - began)
+
+
+def _log_tails(cluster: Cluster, lines: int = 40) -> dict[str, list[str]]:
+    """The last log lines of each broker (kept in a failed run's report)."""
+    return {f"broker{n}": list(c.log_tail)[-lines:] for n, c in cluster.brokers.items()}
+
+
+def run_replication(
+    base: Path, *, seed: int, rounds: int, deadline_s: float, faults: list[str] | None = None
+) -> dict[str, Any]:
+    """Scenario ``replication`` (the module docstring says what it checks).
+    Round 1 runs every fault once in a seeded order; later rounds a seeded
+    random mix of as many."""
+    rng = random.Random(seed)
+    net = NetFaults()
+    cluster, run, work, dr = None, None, None, None
+    started = time.monotonic()
+    try:
+        cluster, run, work = _start_data(base, deadline_s)
+        dr = DataRun(run, work, net, rng)
+        work.start()
+        dr.progress("producers started")
+        names = list(faults or DATA_FAULTS)
+        done: list[str] = []
+        for r in range(rounds):
+            todo = names[:] if r == 0 else [rng.choice(names) for _ in names]
+            rng.shuffle(todo)
+            for name in todo:
+                DATA_FAULTS[name](dr)
+                done.append(name)
+        figures = _finish_data(cluster, run, work, dr)
+        problems = run.problems + run.seen.problems
+    finally:
+        net.heal()
+        if work is not None and work._thread.is_alive():
+            work.close(timeout=30)
+        if cluster is not None:
+            cluster.stop()
+    return {
+        "ok": not problems, "problems": problems, "steps": run.steps, "seed": seed,
+        "faults": done, "notes": run.notes, "seconds": round(time.monotonic() - started, 1),
+        **figures,
+        **({} if not problems else {"broker_logs": _log_tails(cluster)}),
+    }  # fmt: skip
+
+
+def run_unclean(
+    base: Path, *, seed: int, rounds: int, deadline_s: float, unsafe: bool = False
+) -> dict[str, Any]:
+    """Scenario ``unclean``, the checker's negative control. One partition,
+    replication factor 3, acks=all producers: its follower F is cut off from
+    the other two brokers (not from etcd) until the leader drops it from the
+    ISR, and acknowledgements go on without it; then the leader L is killed
+    (the other in-sync replica G takes over) and G is killed too. The rule:
+    no live ISR member, so the partition stays offline until L or G is back
+    and nothing acknowledged is lost. With ``unsafe`` the brokers run with
+    TAILRACE_FAULT_UNCLEAN_ELECTION=1 (broker/cluster/decisions.py): F
+    leads, L and G come back as its followers and truncate to its log, and
+    the checker must report the acknowledged records that went with it."""
+    rng = random.Random(seed)
+    net = NetFaults()
+    cluster, run, work = None, None, None
+    started = time.monotonic()
+    env = {"TAILRACE_FAULT_UNCLEAN_ELECTION": "1"} if unsafe else {}
+    try:
+        cluster, run, work = _start_data(
+            base, deadline_s, env=env, partitions=1, close_timeout=10.0 if unsafe else 120.0
+        )
+        dr = DataRun(run, work, net, rng)
+        work.start()
+        dr.progress("producers started")
+        for _ in range(rounds):
+            _all_in_sync_replicas_die(dr, unsafe)
+        figures = _finish_data(cluster, run, work, dr)
+        problems = run.problems + run.seen.problems
+    finally:
+        net.heal()
+        if work is not None and work._thread.is_alive():
+            work.close(timeout=30)
+        if cluster is not None:
+            cluster.stop()
+    return {
+        "ok": not problems, "problems": problems, "steps": run.steps, "seed": seed,
+        "unsafe": unsafe, "notes": run.notes, "seconds": round(time.monotonic() - started, 1),
+        **figures,
+        **({} if not problems else {"broker_logs": _log_tails(cluster)}),
+    }  # fmt: skip
+
+
+def _all_in_sync_replicas_die(dr: DataRun, unsafe: bool) -> None:
+    doc = dr.run.observe()
+    d = _detail(doc, 0)
+    leader = d["leader"]
+    follower = dr.rng.choice([r for r in d["replicas"] if r != leader])
+    (other,) = [r for r in d["replicas"] if r not in (leader, follower)]
+    dr.net.isolate(broker_host(follower), [broker_host(leader), broker_host(other)])
+    dr.run.wait_for(
+        f"follower {follower} cut from the brokers: out of the ISR",
+        lambda d: follower not in _detail(d, 0)["isr"],
+    )
+    dr.progress(f"follower {follower} out of sync", records=100)
+    dr.cluster.brokers[leader].kill()
+    # (acks=all waits now: one in-sync replica is below min_insync_replicas)
+    dr.run.wait_for(f"leader {leader} killed: {other} leads", lambda d: _leader_of(d, 0) == other)
+    dr.cluster.brokers[other].kill()
+    if unsafe:
+        dr.run.wait_for(
+            f"{other} killed too: out-of-sync {follower} leads (unclean, the seam)",
+            lambda d: _leader_of(d, 0) == follower,
+        )
+    else:
+        dr.run.wait_for(
+            f"{other} killed too: offline, out-of-sync {follower} does not lead",
+            lambda d: _leader_of(d, 0) == NO_LEADER_ID and follower not in _detail(d, 0)["isr"],
+        )
+    dr.net.heal()
+    dr.cluster.brokers[leader].start()
+    dr.cluster.brokers[other].start()
+    if unsafe:
+        # the producers' sequence numbers run past what the unclean leader
+        # holds: their batches are refused from here on; only the check matters
+        dr.net.heal()
+        dr.run.wait_for(f"brokers {leader} and {other} restarted: in sync again", dr.whole)
+    else:
+        dr.heal_and_rejoin(f"brokers {leader} and {other} restarted")
+
+
+SCENARIOS = {"membership": run_membership, "replication": run_replication, "unclean": run_unclean}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -321,6 +1001,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--deadline", type=float, default=30.0, help="seconds per recovery")
     parser.add_argument("--base", help="directory for data and logs (default: a temporary one)")
+    parser.add_argument(
+        "--unsafe", action="store_true",
+        help="unclean: run with the test-only seam TAILRACE_FAULT_UNCLEAN_ELECTION=1",
+    )  # fmt: skip
+    parser.add_argument(
+        "--faults", help=f"replication: faults, comma-separated (default: {','.join(DATA_FAULTS)})"
+    )
     args = parser.parse_args(argv)
     if not in_private_namespace():
         argv_full = [sys.executable, "-m", "tailrace.broker.faultkit.cluster_scenarios"]
@@ -328,8 +1015,11 @@ def main(argv: list[str] | None = None) -> int:
     bring_up_loopback()
     seed = args.seed if args.seed is not None else random.randrange(1 << 32)
     with tempfile.TemporaryDirectory(prefix="tailrace-cluster-", dir=args.base) as base:
+        extra: dict[str, Any] = {"faults": args.faults.split(",")} if args.faults else {}
+        if args.unsafe:
+            extra["unsafe"] = True
         report = SCENARIOS[args.scenario](
-            Path(base), seed=seed, rounds=args.rounds, deadline_s=args.deadline
+            Path(base), seed=seed, rounds=args.rounds, deadline_s=args.deadline, **extra
         )
     sys.stdout.write(json.dumps(report) + "\n")
     return 0 if report["ok"] else 1

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 __all__ = ["BrokerChild", "proc_status"]
@@ -47,6 +48,8 @@ class BrokerChild:
         self.address = ""
         self.proc: subprocess.Popen[str] | None = None
         self.log_tail: collections.deque[str] = collections.deque(maxlen=100)
+        #: called with (pid, line) for every log line, in the reading thread
+        self.line_hooks: list[Callable[[int, str], None]] = []
         self._pump: threading.Thread | None = None
 
     @property
@@ -73,6 +76,8 @@ class BrokerChild:
             assert proc.stderr is not None
             for line in proc.stderr:
                 self.log_tail.append(line.rstrip("\n"))
+                for hook in self.line_hooks:
+                    hook(proc.pid, line)
                 m = _LISTENING.search(line)
                 if m and not address:
                     address.append(m.group(1))

@@ -239,16 +239,35 @@ class BrokerClient:
                 if isinstance(last, BrokerUnavailableError):
                     raise last
                 raise TimeoutError(f"no response from {self.bootstrap} within {limit:g} s")
+            conn: BrokerConnection | None = None
             try:
                 with trio.fail_after(remaining):
                     conn = await self.connection(lane, node=node)
                     return await conn.request(body, timeout=remaining)
             except BrokerUnavailableError as exc:
                 last = exc
+                self._bootstrap_failed(node, conn)
                 if self.closed:
                     raise
+            except TimeoutError:
+                self._bootstrap_failed(node, conn)
+                raise
             except trio.TooSlowError:
+                self._bootstrap_failed(node, conn)
                 continue
+
+    def _bootstrap_failed(self, node: int | None, conn: BrokerConnection | None) -> None:
+        """A request on the bootstrap connection got no answer (or the
+        connection broke): the next one starts from the next bootstrap
+        address. A broker that is paused (or cut off) still accepts
+        connections in its kernel's backlog, so reconnecting to the one that
+        answered last would find it again, and metadata would stay out of
+        reach for as long as it does not answer."""
+        if self._address_of(node) != BOOTSTRAP or len(self.bootstrap_addresses) < 2:
+            return
+        if conn is not None:
+            conn.abort("no answer: trying the next bootstrap address")
+        self._bootstrap_index = (self._bootstrap_index + 1) % len(self.bootstrap_addresses)
 
     # --- leaders --------------------------------------------------------------------
 

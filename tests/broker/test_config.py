@@ -185,3 +185,11 @@ def test_topic_defaults_flow_into_log_config():
         "topic_defaults.flush": "none",
         "limits.max_batch_bytes": 1 << 20,
     }
+
+
+def test_fault_seams_are_not_settings():
+    """TAILRACE_FAULT_* are test-only fault seams read by the code they
+    break (broker/cluster/decisions.py), never config keys: the loader
+    leaves them alone instead of refusing to start."""
+    cfg = load_config(env={"TAILRACE_FAULT_UNCLEAN_ELECTION": "1"})
+    assert all(source == "default" for source in cfg.sources.values())

@@ -64,6 +64,9 @@ class Cluster:
     seen: dict[int, list[tuple[str, tuple[int, ...]]]] = field(default_factory=dict)
     #: node -> the produce batches it received: (partition, bytes as sent)
     produced: dict[int, list[tuple[int, bytes]]] = field(default_factory=dict)
+    #: nodes that read requests and answer none (a paused process: its
+    #: kernel still accepts connections)
+    silent: set[int] = field(default_factory=set)
 
     def metadata(self, body: MetadataRequest) -> MetadataResponse:
         brokers = [
@@ -199,6 +202,8 @@ async def _serve_one(cluster: Cluster, node: int, stream: trio.SocketStream) -> 
             while (event := codec.next_event()) is not NEED_DATA:
                 if not isinstance(event, Request):
                     return
+                if node in cluster.silent:
+                    continue
                 body = event.body
                 if isinstance(body, FetchRequest) and not any(
                     len(cluster.logs.get(p.partition, ())) > p.fetch_offset
@@ -272,6 +277,27 @@ async def test_a_producer_sends_each_partition_to_its_leader_and_follows_a_move(
         assert len(cluster.requests(1, "metadata")) >= 2
         assert cluster.requests(1, "init_producer_id") == [()]
         assert not cluster.requests(2, "metadata")
+
+
+async def test_a_producer_leaves_a_silent_bootstrap_broker_for_the_next_one() -> None:
+    """A paused leader that is also the first bootstrap broker: its requests
+    time out, and so would every metadata request sent to it (reconnecting
+    finds it again, its kernel still accepts). The producer must ask the
+    next bootstrap broker, learn the new leader and deliver there."""
+    async with stand_ins([1, 2]) as cluster:
+        cluster.leaders = {0: (1, 0)}
+        bootstrap = f"{cluster.addresses[1]},{cluster.addresses[2]}"
+        async with AsyncProducer(
+            bootstrap, linger_ms=0, retry_backoff_ms=10, request_timeout_ms=300
+        ) as producer:
+            assert (await (await producer.send(TOPIC, b"a", partition=0))).offset == 0
+            cluster.silent.add(1)
+            cluster.leaders[0] = (2, 1)
+            with trio.fail_after(30):  # bounds a hung test only
+                moved = await producer.send(TOPIC, b"b", partition=0)
+                assert (await moved).offset == 1
+        assert cluster.requests(2, "metadata")  # asked the next bootstrap broker
+        assert [p for p, _data in cluster.produced[2]] == [0]
 
 
 async def test_a_consumer_fetches_each_partition_from_its_leader_and_follows_a_move() -> None:

@@ -110,6 +110,22 @@ def test_with_no_live_isr_member_the_partition_goes_offline_keeping_its_isr() ->
     assert (back.leader, back.leader_epoch, back.isr) == (2, 6, (2,))
 
 
+def test_the_unclean_election_fault_seam_lets_an_out_of_sync_replica_lead(monkeypatch) -> None:
+    """Test-only (TAILRACE_FAULT_UNCLEAN_ELECTION): the rule switched off
+    for the harness's negative control; off, the same state stays offline."""
+    from tailrace.broker.cluster import decisions
+
+    state = PartitionState((1, 2, 3), leader=1, leader_epoch=4, isr=(1, 2))
+    assert not decisions.UNSAFE_UNCLEAN_ELECTION
+    assert reelect(state, {3: 30}, controller_epoch=9).leader == NO_LEADER
+    monkeypatch.setattr(decisions, "UNSAFE_UNCLEAN_ELECTION", True)
+    unclean = reelect(state, {3: 30}, controller_epoch=9)
+    assert (unclean.leader, unclean.leader_epoch, unclean.isr) == (3, 5, (3,))
+    assert unclean.leader_broker_epoch == 30
+    # with an ISR member alive it changes nothing
+    assert reelect(state, {2: 20, 3: 30}, controller_epoch=9).leader == 2
+
+
 def test_a_healthy_cluster_needs_no_writes() -> None:
     state = PartitionState((1, 2), leader=1, leader_epoch=0, isr=(1, 2), leader_broker_epoch=1)
     v = view([1, 2], [TopicSpec("t", 1, 2)], {("t", 0): (state, 33)})

@@ -379,6 +379,40 @@ async def test_isr_shrinks_and_grows_by_cas_in_etcd(cluster: Cluster) -> None:
     assert (await produce(leader, 1, batch())).error is None
 
 
+async def test_a_replica_whose_local_topic_is_still_being_created_is_taken_up_later(
+    cluster: Cluster,
+) -> None:
+    """The broker that handled CreateTopics creates its local copy right
+    after publishing the topic; when the controller's placement reaches its
+    replica manager first, the manager's own create finds the topic pending
+    (TOPIC_ALREADY_EXISTS). It must try again, not wait for the next change
+    of the cluster metadata (found by the cluster 'unclean' scenario: the
+    leader never took up its partition and nothing was acknowledged)."""
+    # broker 2 is the partition's preferred leader (assign_replicas): while
+    # it has not taken up its replica nobody changes the partition's state
+    node = cluster.nodes[2]
+    node.logs._pending.add(TOPIC)  # a CreateTopics' local create under way
+    try:
+        await node.member.create_topic(TOPIC, 1, 3, {})
+        await until(
+            lambda: node.replicas.view is not None and (TOPIC, 0) in node.replicas.view.partitions,
+            "broker 2's replica manager applied the placement (and failed)",
+        )
+        assert cluster.roles()[2] == "-"
+        assert cluster.state()[0].leader == 2  # type: ignore[index]
+    finally:
+        node.logs._pending.discard(TOPIC)
+    await node.logs.create_topic(TOPIC, 1)  # the CreateTopics' create completes
+    state, _ = cluster.state()  # type: ignore[misc]
+    await until(
+        lambda: all(
+            cluster.roles()[n] == ("leader" if n == state.leader else "follower")
+            for n in state.replicas
+        ),
+        "every replica takes its role, broker 2's without another metadata change",
+    )
+
+
 async def test_a_single_replica_acks_all_at_once(cluster: Cluster) -> None:
     leader = await create(cluster, rf=1)
     # brokers that hold no replica send clients to the leader; a topic the
