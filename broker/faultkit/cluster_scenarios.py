@@ -12,12 +12,10 @@ each), broker N on 127.0.0.(N+1) with its outgoing connections bound there
 (``cluster.bind_host``), so an nftables rule can cut one broker from etcd
 or from another broker by address.
 
-Scenario ``membership`` (what exists of issue 16 today: registration,
-controller election, partition leadership in etcd; no data is replicated
-yet, so nothing here checks records, and a broker that died stays out of
-the ISR: without replication nothing shows it caught up, so partitions
-whose every ISR member died stay offline, as the no-unclean-election rule
-wants):
+Scenario ``membership`` (registration, controller election, partition
+leadership in etcd; it writes no records, so nothing here checks them:
+scenario ``replication`` below does; partitions whose every ISR member
+died stay offline, as the no-unclean-election rule wants):
 
 1. three brokers register, one becomes controller; a topic with three
    partitions of replication factor 3 is created through a broker and
