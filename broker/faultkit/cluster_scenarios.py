@@ -869,6 +869,16 @@ def _log_tails(cluster: Cluster, lines: int = 40) -> dict[str, list[str]]:
     return {f"broker{n}": list(c.log_tail)[-lines:] for n, c in cluster.brokers.items()}
 
 
+def _stop_data(net: NetFaults, work: Any, cluster: Cluster | None) -> None:
+    """Heal the network, close the producers if still running, stop every
+    process through its own handle: a data scenario's teardown."""
+    net.heal()
+    if work is not None and work._thread.is_alive():
+        work.close(timeout=30)
+    if cluster is not None:
+        cluster.stop()
+
+
 def run_replication(
     base: Path, *, seed: int, rounds: int, deadline_s: float, faults: list[str] | None = None
 ) -> dict[str, Any]:
@@ -895,11 +905,7 @@ def run_replication(
         figures = _finish_data(cluster, run, work, dr)
         problems = run.problems + run.seen.problems
     finally:
-        net.heal()
-        if work is not None and work._thread.is_alive():
-            work.close(timeout=30)
-        if cluster is not None:
-            cluster.stop()
+        _stop_data(net, work, cluster)
     return {
         "ok": not problems, "problems": problems, "steps": run.steps, "seed": seed,
         "faults": done, "notes": run.notes, "seconds": round(time.monotonic() - started, 1),
@@ -938,11 +944,7 @@ def run_unclean(
         figures = _finish_data(cluster, run, work, dr)
         problems = run.problems + run.seen.problems
     finally:
-        net.heal()
-        if work is not None and work._thread.is_alive():
-            work.close(timeout=30)
-        if cluster is not None:
-            cluster.stop()
+        _stop_data(net, work, cluster)
     return {
         "ok": not problems, "problems": problems, "steps": run.steps, "seed": seed,
         "unsafe": unsafe, "notes": run.notes, "seconds": round(time.monotonic() - started, 1),

@@ -1086,11 +1086,7 @@ class PartitionLog:
                 cut_files(self._io, self._dir, marker, index_bytes, timeindex_bytes)
                 if entries is not None:
                     write_epoch_checkpoint(self._io, self._dir, entries)
-                if cleaner_doc is not None:
-                    atomic_write(
-                        self._io, os.path.join(self._dir, cleaner.CHECKPOINT_FILE), cleaner_doc
-                    )
-                write_marker(self._io, self._dir, marker._replace(done=True))
+                self._finish_cut(marker, cleaner_doc)
 
             await trio.to_thread.run_sync(files)
             self._dir_synced_gen = self._dir_gen
@@ -1113,6 +1109,13 @@ class PartitionLog:
     def _write_cleaner_checkpoint(self, doc: bytes) -> None:
         # worker thread
         atomic_write(self._io, os.path.join(self._dir, cleaner.CHECKPOINT_FILE), doc)
+
+    def _finish_cut(self, marker: TruncationMarker, cleaner_doc: bytes | None) -> None:
+        """The last steps of a cut's files (worker thread): the cleaner
+        checkpoint lowered if the cut went below it, then the marker done."""
+        if cleaner_doc is not None:
+            atomic_write(self._io, os.path.join(self._dir, cleaner.CHECKPOINT_FILE), cleaner_doc)
+        write_marker(self._io, self._dir, marker._replace(done=True))
 
     def _clean_checkpoint_if_cut(self, offset: int) -> bytes | None:
         """The cleaner checkpoint to write when the cut went below its
@@ -1190,11 +1193,7 @@ class PartitionLog:
 
             def files() -> None:
                 cut_files(self._io, self._dir, marker)
-                if cleaner_doc is not None:
-                    atomic_write(
-                        self._io, os.path.join(self._dir, cleaner.CHECKPOINT_FILE), cleaner_doc
-                    )
-                write_marker(self._io, self._dir, marker._replace(done=True))
+                self._finish_cut(marker, cleaner_doc)
 
             await trio.to_thread.run_sync(files)
             self._dir_synced_gen = self._dir_gen
