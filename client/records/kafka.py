@@ -447,9 +447,15 @@ def build_deltas(
         raise ValueError(f"unknown compression {compression}")
     if _crecords is None:
         load_codec()
-    b = _crecords.DefaultRecordBatchBuilder(
-        MAGIC, compression, 0, producer_id, producer_epoch, base_sequence, _NO_LIMIT
-    )
+    builder = _crecords.DefaultRecordBatchBuilder
+    if base_timestamp + records[0][0] == -1:
+        # The Cython builder keeps its first timestamp in -1 while unset, so
+        # a first record stamped -1 is re-based on the next record's
+        # timestamp and read back with it; aiokafka's pure-Python builder
+        # (same bytes otherwise) does not. Found by
+        # tests/records/test_convert.py's property test.
+        from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy as builder
+    b = builder(MAGIC, compression, 0, producer_id, producer_epoch, base_sequence, _NO_LIMIT)
     append = b.append
     # append returns an object per record (dropped at once): keep those
     # allocations from triggering collections, as in _parse

@@ -153,6 +153,16 @@ def test_down_convert_refuses_a_corrupt_native_batch():
         down_convert(bytes(unknown))
 
 
+def test_a_first_record_stamped_minus_one_keeps_its_timestamp():
+    """Found by the property test below: aiokafka's Cython builder holds its
+    first timestamp in -1 while unset, so a first record stamped -1 came
+    back with the next record's timestamp after down-conversion."""
+    native = _native([(-1, None, None, None), (0, None, b"v", None)], base=0)
+    conv = down_convert(native)
+    h = validate_batch(conv, max_batch_bytes=MAX)
+    assert [(o, ts) for o, ts, *_ in iter_records(conv, h)] == [(0, -1), (1, 0)]
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     st.lists(
