@@ -21,8 +21,11 @@ def _fds() -> set[str]:
 def _children() -> set[str]:
     kids: set[str] = set()
     for task in os.listdir("/proc/self/task"):
-        with open(f"/proc/self/task/{task}/children") as f:
-            kids.update(f.read().split())
+        try:
+            with open(f"/proc/self/task/{task}/children") as f:
+                kids.update(f.read().split())
+        except FileNotFoundError:
+            continue  # the thread ended between the listing and the open
     return kids
 
 
