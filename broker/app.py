@@ -51,6 +51,7 @@ from .server.connection import ConnectionHandler, ConnectionInfo
 from .server.listeners import BoundListener, ConnectionCounter, open_listener, serve_listeners
 
 if TYPE_CHECKING:
+    from .cluster.liveness import PeerWatch
     from .cluster.member import ClusterMember
     from .cluster.replicas import FetcherFactory, ReplicaManager
     from .console.web import Console
@@ -111,6 +112,8 @@ class Broker:
         self._kafka_dispatcher: Any = None
         #: this broker's membership of a cluster (cluster mode only)
         self.cluster: ClusterMember | None = None
+        #: its watch of the other brokers' processes (cluster.peer_liveness)
+        self.peer_watch: PeerWatch | None = None
         #: leader and follower roles of this broker's replicas (cluster mode only)
         self.replicas: ReplicaManager | None = None
 
@@ -193,6 +196,11 @@ class Broker:
         # before any connection is served: ids from a cluster-wide block only
         self.context.producer_ids.reserve = self.cluster.reserve_producer_ids
         await nursery.start(self.cluster.run)
+        if self.config.get("cluster", "peer_liveness"):
+            from .cluster.liveness import PeerWatch
+
+            self.peer_watch = PeerWatch(self.cluster, bind_host=settings.bind_host)
+            await nursery.start(self.peer_watch.run)
         self.replicas = ReplicaManager(
             self.cluster,
             self.context.manager,

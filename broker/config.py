@@ -611,6 +611,15 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "cluster",
+        "peer_liveness",
+        bool,
+        True,
+        "keep an idle connection to every other broker; when one's port refuses "
+        "connections after it closed (its process died), end its session at once "
+        "instead of after session_timeout_ms",
+    ),
+    Setting(
+        "cluster",
         "etcd_timeout_ms",
         int,
         2_000,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -81,6 +82,40 @@ def test_kill_9_of_the_controller_elects_another_with_a_higher_epoch(
     assert "3 under-replicated, 0 offline" in text.stdout
     rows = {line.split()[0]: line.split() for line in text.stdout.splitlines() if line[:1] == " "}
     assert rows[str(old)][1] == "no"
+
+
+def test_kill_9_ends_the_dead_brokers_session_without_waiting_for_its_lease(
+    tmp_path: Path, etcd: Any
+) -> None:
+    # a two-minute lease: within the minute this test allows, only the
+    # other brokers' peer watch (cluster.peer_liveness) can end the session
+    cluster = BrokerCluster(tmp_path, etcd, session_timeout_ms=120_000)
+    try:
+        for n in (1, 2, 3):
+            cluster.start_broker(n)
+        first = cluster.wait_status(lambda d: d["controller"] is not None, "a controller")
+        old = controller_of(first)
+        assert old is not None
+        survivors = [p for n, p in cluster.brokers.items() if n != old]
+        marks = [len(p.log_lines) for p in survivors]
+
+        cluster.kill(old)
+
+        doc = cluster.wait_status(
+            lambda d: controller_of(d) not in (None, old)
+            and not any(b["alive"] for b in d["brokers"] if b["node_id"] == old),
+            "the dead controller's registration gone and another controller",
+        )
+        assert doc["controller"]["controller_epoch"] > first["controller"]["controller_epoch"]
+        # it was a survivor's watch that ended it, saying so
+        pattern = rf"port refuses connections.*node_id={old}\b"
+        seen = [
+            any(re.search(pattern, line) for line in p.log_lines[mark:])
+            for p, mark in zip(survivors, marks, strict=True)
+        ]
+        assert any(seen), "no survivor logged the refused port"
+    finally:
+        cluster.stop()
 
 
 def test_a_controller_paused_past_its_lease_is_replaced_and_rejoins_as_a_broker(
