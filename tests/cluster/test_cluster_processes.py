@@ -102,8 +102,10 @@ def test_kill_9_ends_the_dead_brokers_session_without_waiting_for_its_lease(
         cluster.kill(old)
 
         doc = cluster.wait_status(
-            lambda d: controller_of(d) not in (None, old)
-            and not any(b["alive"] for b in d["brokers"] if b["node_id"] == old),
+            lambda d: (
+                controller_of(d) not in (None, old)
+                and not any(b["alive"] for b in d["brokers"] if b["node_id"] == old)
+            ),
             "the dead controller's registration gone and another controller",
         )
         assert doc["controller"]["controller_epoch"] > first["controller"]["controller_epoch"]
