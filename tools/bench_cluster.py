@@ -13,6 +13,11 @@ failover: kill -9 of a partition's leader, then the time until the first
     acks=all write sent after the kill is acknowledged (by the new leader:
     the old one is dead and reaped before the probe is sent). The killed
     broker is restarted and back in the ISR before the next kill.
+    Configurations (``--failover``): ``defaults`` (every setting at its
+    default: the other brokers notice the dead port at once,
+    cluster.peer_liveness), ``lease`` (peer_liveness off: the dead broker's
+    lease must expire, as a paused or unreachable broker's always must),
+    ``lease-fast`` (the same with a 1 s session and a faster etcd).
 catchup: a follower is stopped (kill -9), N MiB are written to the leader
     (acks=1), the follower is started again; timed from its process start,
     and from its registration in etcd, until the leader puts it back into
@@ -426,10 +431,13 @@ def catchup(cluster: Cluster, *, mib: int, record_size: int) -> dict[str, Any]:
 
 # --- the report ----------------------------------------------------------------------
 
-#: failover configurations: (label, session_timeout_ms, etcd heartbeat, etcd election)
+#: failover configurations: label -> (session_timeout_ms, etcd heartbeat, etcd election,
+#: cluster.peer_liveness); "lease" and "lease-fast" leave a dead broker to its lease,
+#: as a paused or unreachable one always is
 FAILOVER = {
-    "defaults": (None, 100, 1000),
-    "fast": (1000, 50, 500),
+    "defaults": (None, 100, 1000, True),
+    "lease": (None, 100, 1000, False),
+    "lease-fast": (1000, 50, 500, False),
 }
 
 
@@ -489,7 +497,9 @@ def main() -> int:
     parser.add_argument("--flush", default="none", help="flush modes, comma-separated")
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument(
-        "--failover", default="defaults,fast", help=f"configurations: {', '.join(FAILOVER)}"
+        "--failover",
+        default="defaults,lease,lease-fast",
+        help=f"configurations: {', '.join(FAILOVER)}",
     )
     parser.add_argument("--catchup-mib", type=int, default=256)
     parser.add_argument("--catchup-record-size", type=int, default=1024)
@@ -523,16 +533,18 @@ def main() -> int:
         if "failover" in sections:
             report["failover"] = []
             for label in args.failover.split(","):
-                session, hb, election = FAILOVER[label]
+                session, hb, election, liveness = FAILOVER[label]
                 with Cluster(
                     base / f"failover-{label}",
                     session_timeout_ms=session,
                     etcd_heartbeat_ms=hb,
                     etcd_election_ms=election,
+                    broker_env={} if liveness else {"TAILRACE_CLUSTER_PEER_LIVENESS": "false"},
                 ) as cluster:
                     result = failover(cluster, kills=args.kills, label=label)
                 result["settings"] = (
                     f"cluster.session_timeout_ms={session or 'default 6000'}, "
+                    f"cluster.peer_liveness={'default true' if liveness else 'false'}, "
                     f"etcd --heartbeat-interval {hb} --election-timeout {election}"
                 )
                 report["failover"].append(result)

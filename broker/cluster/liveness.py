@@ -123,12 +123,12 @@ class PeerWatch:
                     self._watching[new] = scope
                     nursery.start_soon(self._watch_scoped, new, scope)
                 view = self.member.view
+                if view is None or not view.revision:
+                    await trio.sleep(0.05)  # the first session's view is being read
+                    continue
                 # a new session makes a new view: look again now and then
                 with trio.move_on_after(self.retry_delay):
-                    if view is not None:
-                        await view.wait_beyond(view.revision)
-                    else:
-                        await trio.sleep_forever()
+                    await view.wait_beyond(view.revision)
 
     async def _watch_scoped(self, reg: Registration, scope: trio.CancelScope) -> None:
         with scope:
