@@ -128,6 +128,17 @@ class ClusterMember:
             self._snapshot, self._snapshot_of = cached, view
         return cached
 
+    def serving_snapshot(self) -> ClusterView | None:
+        """What this broker may tell clients: :meth:`snapshot` while it is
+        registered, None otherwise. A broker whose session ended (cut off
+        from etcd for a whole TTL) still holds its last view, in which it
+        may still lead partitions that have moved: answering with it would
+        keep its clients sending to it, so until it registers again it says
+        it knows nothing, and clients ask another broker."""
+        if not self.registered.is_set():
+            return None
+        return self.snapshot()
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Be a member until cancelled; started at once (registration follows)."""
         s = self.settings

@@ -20,9 +20,12 @@ metadata in etcd (:meth:`..cluster.member.ClusterMember.snapshot`):
   it); offline replicas are the replicas that are not alive. Offsets and
   sizes are this broker's own copy's, when it has one.
 
-Until the broker has read the cluster (just started, or etcd unreachable
-since start), Metadata answers with no brokers and every partition
-leaderless: a client asks another broker or again after a back-off.
+Until the broker has read the cluster and registered in it (just started,
+or etcd unreachable since start), and again from the moment its session
+ends until it has registered anew (cut off from etcd for a whole session
+timeout: its last view may name it leader of partitions that have moved),
+Metadata answers with no brokers and every partition leaderless: a client
+asks another broker or again after a back-off.
 """
 
 from __future__ import annotations
@@ -69,7 +72,7 @@ def describe(
     with ``kafka`` for a Kafka client (Kafka listener addresses)."""
     if ctx.cluster is None:
         return _single_node(ctx, names, info, kafka=kafka)
-    return _cluster(ctx, names, info, ctx.cluster.snapshot(), kafka=kafka)
+    return _cluster(ctx, names, info, ctx.cluster.serving_snapshot(), kafka=kafka)
 
 
 def _single_node(

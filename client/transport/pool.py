@@ -334,10 +334,15 @@ class BrokerClient:
         if response.error_code:
             raise error_for_code(response.error_code, response.error_message or "")
         if response.brokers:
-            # a broker that has not read the cluster yet names none: keep
-            # what is known rather than forget every leader
             self.brokers = {b.node_id: _address(b.host, b.port) for b in response.brokers}
             self.routed = len(self.brokers) > 1
+        else:
+            # a cluster broker that is not registered (just started, or its
+            # session ended: cut off from etcd) names none: keep what is
+            # known rather than forget every leader, and ask the next
+            # bootstrap broker next time, since this one may stay out of the
+            # cluster for as long as its fault lasts
+            self._bootstrap_failed(None, self._conns.get(("main", BOOTSTRAP)))
         for t in response.topics:
             if t.error_code == 0:
                 self.topics[t.name] = TopicInfo(t.name, len(t.partitions), t.internal)
@@ -363,6 +368,11 @@ class BrokerClient:
         if info is not None:
             return info
         response = await self.refresh_metadata([name], create=create)
+        for _ in range(len(self.bootstrap_addresses) - 1):
+            if response.brokers:
+                break
+            # a broker out of its cluster knows no topic: ask the next one
+            response = await self.refresh_metadata([name], create=create)
         for t in response.topics:
             if t.name == name and t.error_code:
                 raise error_for_code(t.error_code, t.error_message or "")

@@ -14,11 +14,14 @@ from typing import Any
 
 import pytest
 import trio
-from cluster_harness import BrokerCluster
+from cluster_harness import BrokerCluster, ClusterBrokerProcess
 
-from tailrace.broker.cluster.state import NO_LEADER
+from tailrace.broker.cluster.state import NO_LEADER, BrokerInfo, Keys
 from tailrace.broker.cluster.status import read_view
+from tailrace.broker.etcd import EtcdClient
 from tailrace.client import Admin, Consumer, Producer, TopicPartition
+from tailrace.client.protocol import MetadataRequest, MetadataResponse
+from tailrace.client.transport import BrokerConnection
 
 pytestmark = pytest.mark.slow
 
@@ -53,6 +56,15 @@ def scrape(proc: Any) -> dict[str, float]:
     with urllib.request.urlopen(f"http://{address}/metrics", timeout=30) as response:
         text = response.read().decode()
     return {m[0]: float(m[1]) for m in re.findall(r"^(tailrace_\S+) (\S+)$", text, re.M)}
+
+
+async def metadata_of(address: str) -> MetadataResponse:
+    async with trio.open_nursery() as nursery:
+        conn = await BrokerConnection.connect(nursery, address, request_timeout=30)
+        try:
+            return await conn.request(MetadataRequest(topics=None))
+        finally:
+            await conn.aclose()
 
 
 def produce(bootstrap: str, values: list[bytes]) -> list[tuple[int, int]]:
@@ -234,3 +246,40 @@ def test_topics_created_through_a_replica_broker_are_taken_up_everywhere(
         for name in names:
             n.wait_for_line(rf"(leading|following) .*topic={name} partition=0\b")
         assert not [line for line in n.log_lines if "cannot take up a replica" in line]
+
+
+def test_a_broker_out_of_the_cluster_sends_clients_to_the_next_bootstrap_broker(
+    cluster: BrokerCluster, tmp_path: Any
+) -> None:
+    """A broker that is not a member of the cluster (here: waiting for an
+    earlier session of its node id to expire; the same holds once a broker
+    cut off from etcd lost its session) tells clients nothing: Metadata
+    names no brokers, and a client whose bootstrap list starts with it
+    moves on to the next address instead of asking it again and again."""
+    procs = {n: cluster.start_broker(n) for n in (2, 3)}
+    with Admin(procs[2].address) as admin:
+        admin.create_topic(TOPIC, 1, replication_factor=2)
+    deadline = time.monotonic() + 60  # the bound only stops a hung test
+    while leaders(cluster).get(0, NO_LEADER) == NO_LEADER:
+        assert time.monotonic() < deadline, "no leader"
+        time.sleep(0.1)
+
+    async def hold_node_1() -> None:  # an earlier session of node 1, still leased
+        async with EtcdClient(cluster.etcd.endpoints) as client:
+            lease = await client.grant(120)
+            info = BrokerInfo(1, "127.0.0.1:1")  # refuses: never watched as alive
+            await client.put(Keys().broker(1), info.value(), lease=lease.id)
+
+    trio.run(hold_node_1)
+    outsider = ClusterBrokerProcess(tmp_path / "outsider", 1, cluster.etcd.endpoints)
+    outsider.start()
+    try:
+        outsider.wait_for_line(r"registered by another session")
+        answer = trio.run(metadata_of, outsider.address)
+        assert answer.brokers == []  # it vouches for nothing
+        assert all(p.leader_id == -1 for t in answer.topics for p in t.partitions)
+        with Producer(f"{outsider.address},{procs[2].address}", acks="all") as producer:
+            stored = producer.send(TOPIC, b"past the outsider", partition=0).result(60)
+        assert stored.offset == 0
+    finally:
+        outsider.kill()

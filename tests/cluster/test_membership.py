@@ -138,9 +138,17 @@ async def test_the_same_node_id_waits_for_the_earlier_session(
             "the second session to wait",
         )
         assert not second.registered.is_set()
+        # it has read the cluster, but tells clients nothing while it is
+        # not a member (Metadata then names no brokers: clients go elsewhere)
+        await until(lambda: second.snapshot() is not None, "the second member's view")
+        assert second.serving_snapshot() is None
+        assert first.serving_snapshot() is not None
         scope.cancel()
         await second.registered.wait()
         assert second.broker_epoch > first.broker_epoch
+        served = second.serving_snapshot()
+        assert served is not None
+        assert 1 in served.brokers
         nursery.cancel_scope.cancel()
 
 
