@@ -33,6 +33,7 @@ from tailrace.client.errors import (
     InvalidReplicationFactorError,
     RequestTimedOutError,
     TopicAlreadyExistsError,
+    UnknownTopicOrPartitionError,
 )
 
 from ..config import BrokerConfig, split_urls
@@ -274,6 +275,57 @@ class ClusterMember:
             raise RequestTimedOutError(f"cannot reach etcd: {exc}") from None
         if not result.succeeded:
             raise TopicAlreadyExistsError(f"topic {name!r} already exists in the cluster")
+
+    async def topic_spec(self, name: str) -> tuple[TopicSpec, int] | None:
+        """The topic's spec as etcd has it now, and the key's mod revision
+        (None: no such topic in the cluster). Raises RequestTimedOutError
+        (retriable) while etcd cannot be reached."""
+        client = self.client
+        if client is None or not self.registered.is_set():
+            raise RequestTimedOutError("this broker has not joined the cluster yet: try again")
+        try:
+            kv = await client.get(self.keys.topic(name))
+        except EtcdUnavailableError as exc:
+            raise RequestTimedOutError(f"cannot reach etcd: {exc}") from None
+        return None if kv is None else (TopicSpec.from_kv(name, kv), kv.mod_revision)
+
+    async def grow_topic(self, spec: TopicSpec, revision: int, partitions: int) -> None:
+        """Raise the topic's partition count in etcd (compare-and-swap on the
+        spec read at ``revision``); the controller places the new
+        partitions. Raises RequestTimedOutError (retriable) when etcd cannot
+        be reached or the spec changed meanwhile."""
+        assert self.client is not None
+        grown = TopicSpec(spec.name, partitions, spec.replication_factor, spec.configs)
+        key = self.keys.topic(spec.name)
+        try:
+            result = await self.client.txn(
+                [Compare.mod_revision(key, revision)], [Op.put(key, grown.value())]
+            )
+        except EtcdUnavailableError as exc:
+            raise RequestTimedOutError(f"cannot reach etcd: {exc}") from None
+        if not result.succeeded:
+            raise RequestTimedOutError(f"topic {spec.name!r} changed meanwhile: try again")
+
+    async def delete_topic(self, name: str) -> None:
+        """Delete a topic from the cluster: its spec and every partition
+        state go in one etcd transaction; each replica's broker then deletes
+        its copy when its view no longer has the topic (ReplicaManager).
+        Raises UnknownTopicOrPartitionError when the cluster has no such
+        topic, RequestTimedOutError (retriable) while etcd cannot be reached."""
+        client = self.client
+        if client is None or not self.registered.is_set():
+            raise RequestTimedOutError("this broker has not joined the cluster yet: try again")
+        key = self.keys.topic(name)
+        states = self.keys.partitions + name.encode() + b"/"
+        try:
+            result = await client.txn(
+                [Compare(key, "CREATE", 0, "GREATER")],  # the topic exists
+                [Op.delete(key), Op.delete(states, prefix=True)],
+            )
+        except EtcdUnavailableError as exc:
+            raise RequestTimedOutError(f"cannot reach etcd: {exc}") from None
+        if not result.succeeded:
+            raise UnknownTopicOrPartitionError(f"unknown topic {name!r} in the cluster")
 
     async def reserve_producer_ids(self, size: int, at_least: int) -> int:
         """Reserve ``size`` idempotent-producer ids for this broker alone:

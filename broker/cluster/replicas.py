@@ -280,20 +280,54 @@ class ReplicaManager:
         for key, r in self.replicas.items():
             if key not in mine and r.role != "none":
                 await self._become_none(r, "no longer assigned here")
+        await self._delete_gone_topics(view)
         self.applied.set()
         self.applied = trio.Event()
         return ok
 
+    async def _delete_gone_topics(self, view: ClusterView) -> None:
+        """Delete the local copy of every cluster topic (one whose topic.json
+        records the etcd create revision it was made for) that the cluster
+        no longer has (DeleteTopics removed its spec and partition states,
+        maybe while this broker was down), or has again under a new create
+        revision (deleted and created anew: the old copy is another topic's
+        data). Local topics (revision 0) are never touched."""
+        placed = {t for t, _p in view.partitions}
+        doomed = set()
+        for topic, info in self.logs.topics().items():
+            if not info.cluster_revision:
+                continue
+            spec = view.topics.get(topic)
+            gone = spec is None and topic not in placed
+            recreated = spec is not None and spec.revision != info.cluster_revision
+            if gone or recreated:
+                doomed.add(topic)
+        for topic in sorted(doomed):
+            for key in [k for k in self.replicas if k[0] == topic]:
+                r = self.replicas.pop(key)
+                await self._become_none(r, "topic deleted from the cluster")
+            if topic in self.logs.topics():
+                await self.logs.delete_topic(topic)
+            log_event(log, logging.INFO, "deleted a topic the cluster no longer has", topic=topic)
+
     async def _replica(self, view: ClusterView, topic: str, p: int) -> Replica:
         r = self.replicas.get((topic, p))
-        if r is not None:
-            return r
         spec = view.topics.get(topic)
         local = self.logs.topics().get(topic)
+        if local is not None and local.cluster_revision and spec is not None:
+            if spec.revision != local.cluster_revision:
+                # deleted and created again since this copy was made: the old
+                # copy goes first
+                await self._delete_gone_topics(view)
+                r, local = None, None
+        if r is not None:
+            return r
         if local is None:
             if spec is None:
                 raise NotLeaderOrFollowerError(f"topic {topic!r} is not in the cluster metadata")
-            await self.logs.create_topic(topic, spec.partitions, dict(spec.configs))
+            await self.logs.create_topic(
+                topic, spec.partitions, dict(spec.configs), cluster_revision=spec.revision
+            )
         elif spec is not None and local.partitions < spec.partitions:
             await self.logs.grow_topic(topic, spec.partitions)
         plog = self.logs.get(topic, p)

@@ -150,6 +150,9 @@ class TopicSpec:
     partitions: int
     replication_factor: int
     configs: Mapping[str, str] = field(default_factory=dict)
+    #: the topic key's create revision (0 before it is written): a topic
+    #: deleted and created again under the same name has a new one
+    revision: int = 0
 
     def value(self) -> bytes:
         return dump(
@@ -164,8 +167,9 @@ class TopicSpec:
     def from_kv(cls, name: str, kv: KeyValue) -> TopicSpec:
         v = _load(kv)
         return cls(
-            name, int(v["partitions"]), int(v["replication_factor"]), dict(v.get("configs") or {})
-        )
+            name, int(v["partitions"]), int(v["replication_factor"]),
+            dict(v.get("configs") or {}), kv.create_revision,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,8 @@ Layout (docs/format.md, "Storage", has the byte formats)::
       ~lock                    flock()ed while a broker owns the directory
       ~clean-shutdown          present only between a clean close and the next open
       ~recovery-points         per partition recovery point (atomic rewrite)
-      <topic>/topic.json       partition count and config overrides (atomic rewrite)
+      <topic>/topic.json       partition count, config overrides and, in cluster
+                               mode, the topic's etcd create revision (atomic rewrite)
       <topic>/<partition>/     one PartitionLog each
       ~staging-<hex>/          a topic being created (removed at open)
       ~deleting-<hex>/         a topic being deleted (removed at open)
@@ -99,6 +100,10 @@ class TopicInfo(NamedTuple):
     overrides: dict[str, Any]
     #: Broker defaults with the overrides applied.
     config: LogConfig
+    #: In cluster mode, the create revision of the topic's key in etcd when
+    #: this copy was made (0: a local topic): a copy whose revision the
+    #: cluster no longer has belongs to a deleted topic (stored in topic.json).
+    cluster_revision: int = 0
 
 
 def _storage_error(what: str, exc: OSError) -> StorageError:
@@ -229,6 +234,9 @@ class LogManager:
                 doc = json.loads(f.read())
             partitions = doc["partitions"]
             overrides = doc["overrides"]
+            cluster_revision = doc.get("cluster_revision", 0)
+            if type(cluster_revision) is not int or cluster_revision < 0:
+                raise ValueError(f"bad cluster revision {cluster_revision!r}")
             if doc.get("format") != 1 or doc.get("name") != name:
                 raise ValueError("unknown format or wrong name")
             if type(partitions) is not int or not 1 <= partitions <= MAX_PARTITIONS:
@@ -238,7 +246,7 @@ class LogManager:
             logger.error("topic %s not loaded: %s is unusable: %s", name, TOPIC_CONFIG_FILE, exc)
             self.failed[(name, -1)] = StorageError(f"topic {name}: config file unusable: {exc}")
             return
-        self._topics[name] = TopicInfo(name, partitions, dict(overrides), config)
+        self._topics[name] = TopicInfo(name, partitions, dict(overrides), config, cluster_revision)
         for p in range(partitions):
             key = (name, p)
             try:
@@ -290,10 +298,16 @@ class LogManager:
     # ------------------------------------------------------- topic changes
 
     async def create_topic(
-        self, name: str, partitions: int, overrides: Mapping[str, Any] | None = None
+        self,
+        name: str,
+        partitions: int,
+        overrides: Mapping[str, Any] | None = None,
+        *,
+        cluster_revision: int = 0,
     ) -> TopicInfo:
         """Create a topic crash-safely: built in a staging directory, renamed
-        into place, then opened. Validates everything before touching disk:
+        into place, then opened (``cluster_revision``: TopicInfo's). Validates
+        everything before touching disk:
         InvalidTopicError, TopicAlreadyExistsError, InvalidPartitionsError,
         InvalidConfigError; a disk error raises StorageError/StorageFullError."""
         validate_topic_name(name)
@@ -311,13 +325,15 @@ class LogManager:
         try:
             async with self._meta_lock:
                 try:
-                    await trio.to_thread.run_sync(self._build_topic, name, partitions, stored)
+                    await trio.to_thread.run_sync(
+                        self._build_topic, name, partitions, stored, cluster_revision
+                    )
                 except FileExistsError as exc:
                     raise TopicAlreadyExistsError(f"topic {name!r} already exists on disk") from exc
                 except OSError as exc:
                     raise _storage_error(f"cannot create topic {name}", exc) from exc
             path = os.path.join(self.data_dir, name)
-            info = TopicInfo(name, partitions, stored, config)
+            info = TopicInfo(name, partitions, stored, config, cluster_revision)
             for p in range(partitions):
                 self._logs[(name, p)] = PartitionLog.open(
                     os.path.join(path, str(p)),
@@ -333,7 +349,9 @@ class LogManager:
         logger.info("created topic %s with %d partition(s)", name, partitions)
         return info
 
-    def _build_topic(self, name: str, partitions: int, overrides: dict[str, Any]) -> None:
+    def _build_topic(
+        self, name: str, partitions: int, overrides: dict[str, Any], cluster_revision: int
+    ) -> None:
         io = self._io
         target = os.path.join(self.data_dir, name)
         if os.path.lexists(target):
@@ -344,7 +362,7 @@ class LogManager:
             _write_file(
                 io,
                 os.path.join(staging, TOPIC_CONFIG_FILE),
-                _topic_doc(name, partitions, overrides),
+                _topic_doc(name, partitions, overrides, cluster_revision),
             )
             for p in range(partitions):
                 init_partition_dir(os.path.join(staging, str(p)), io)
@@ -380,9 +398,7 @@ class LogManager:
                     f"topic {name!r} already has {info.partitions} partition(s)"
                 )
             try:
-                await trio.to_thread.run_sync(
-                    self._grow_topic_dirs, name, info.partitions, partitions, info.overrides
-                )
+                await trio.to_thread.run_sync(self._grow_topic_dirs, info, partitions)
             except OSError as exc:
                 raise _storage_error(f"cannot add partitions to {name}", exc) from exc
             path = os.path.join(self.data_dir, name)
@@ -395,13 +411,14 @@ class LogManager:
                     io=self._io,
                     clock_ms=self._clock_ms,
                 )
-            info = TopicInfo(name, partitions, dict(info.overrides), info.config)
+            info = info._replace(partitions=partitions, overrides=dict(info.overrides))
             self._topics[name] = info
         logger.info("grew topic %s to %d partition(s)", name, partitions)
         return info
 
-    def _grow_topic_dirs(self, name: str, old: int, new: int, overrides: Mapping[str, Any]) -> None:
+    def _grow_topic_dirs(self, info: TopicInfo, new: int) -> None:
         io = self._io
+        name, old = info.name, info.partitions
         topic_dir = os.path.join(self.data_dir, name)
         for p in range(old, new):
             part = os.path.join(topic_dir, str(p))
@@ -411,7 +428,9 @@ class LogManager:
         io.fsync_dir(topic_dir)
         io.crash_point("topic.grow.dirs")
         atomic_write(
-            io, os.path.join(topic_dir, TOPIC_CONFIG_FILE), _topic_doc(name, new, dict(overrides))
+            io,
+            os.path.join(topic_dir, TOPIC_CONFIG_FILE),
+            _topic_doc(name, new, dict(info.overrides), info.cluster_revision),
         )
 
     async def delete_topic(self, name: str) -> None:
@@ -465,12 +484,12 @@ class LogManager:
         stored = {k: getattr(config, k) for k in over}
         async with self._meta_lock:
             path = os.path.join(self.data_dir, name, TOPIC_CONFIG_FILE)
-            doc = _topic_doc(name, info.partitions, stored)
+            doc = _topic_doc(name, info.partitions, stored, info.cluster_revision)
             try:
                 await trio.to_thread.run_sync(atomic_write, self._io, path, doc)
             except OSError as exc:
                 raise _storage_error(f"cannot store config of {name}", exc) from exc
-        info = TopicInfo(name, info.partitions, stored, config)
+        info = info._replace(overrides=stored, config=config)
         if name in self._topics:
             self._topics[name] = info
             for p in range(info.partitions):
@@ -635,8 +654,13 @@ def parse_checkpoint(data: bytes) -> dict[tuple[str, int], int]:
     return points
 
 
-def _topic_doc(name: str, partitions: int, overrides: dict[str, Any]) -> bytes:
-    doc = {"format": 1, "name": name, "partitions": partitions, "overrides": overrides}
+def _topic_doc(
+    name: str, partitions: int, overrides: dict[str, Any], cluster_revision: int = 0
+) -> bytes:
+    doc: dict[str, Any] = {"format": 1, "name": name, "partitions": partitions}
+    doc["overrides"] = overrides
+    if cluster_revision:
+        doc["cluster_revision"] = cluster_revision
     return (json.dumps(doc, sort_keys=True, indent=1) + "\n").encode()
 
 

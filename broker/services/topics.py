@@ -216,14 +216,22 @@ async def create_partitions(
         try:
             check_allowed(ctx, info, ALTER, TOPIC, name)
             refuse_internal(name, "alter")
-            current = ctx.manager.topic(name).partitions
+            found = None if ctx.cluster is None else await ctx.cluster.topic_spec(name)
+            # a cluster's topic grows in etcd (the controller places the new
+            # partitions, each replica's broker grows its copy); a local one here
+            current = ctx.manager.topic(name).partitions if found is None else found[0].partitions
             if not current < count <= limit:
                 raise InvalidPartitionsError(
                     f"topic {name!r} has {current} partition(s): the new count {count} must be "
                     f"above that and at most {limit} (max_partitions_per_topic)"
                 )
-            if not validate_only:
+            if validate_only:
+                pass
+            elif found is None:
                 await ctx.manager.grow_topic(name, count)
+            else:
+                assert ctx.cluster is not None
+                await ctx.cluster.grow_topic(found[0], found[1], count)
         except BrokerError as exc:
             out.append((name, exc))
             continue
@@ -240,12 +248,29 @@ async def delete_topics(
         try:
             check_allowed(ctx, info, DELETE, TOPIC, name)
             refuse_internal(name, "delete")
-            await ctx.manager.delete_topic(name)
+            if ctx.cluster is None:
+                await ctx.manager.delete_topic(name)
+            else:
+                await _delete_in_cluster(ctx, name)
         except BrokerError as exc:
             out.append((name, exc))
             continue
         out.append((name, None))
     return out
+
+
+async def _delete_in_cluster(ctx: BrokerContext, name: str) -> None:
+    """Delete the topic from etcd; every replica's broker (this one
+    included) deletes its copy once its view no longer has the topic. A
+    topic only this broker holds (created here before it joined a cluster)
+    is deleted here."""
+    assert ctx.cluster is not None
+    try:
+        await ctx.cluster.delete_topic(name)
+    except UnknownTopicOrPartitionError:
+        if name not in ctx.manager.topics():
+            raise
+        await ctx.manager.delete_topic(name)
 
 
 @dataclass(slots=True)

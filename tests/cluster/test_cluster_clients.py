@@ -283,3 +283,70 @@ def test_a_broker_out_of_the_cluster_sends_clients_to_the_next_bootstrap_broker(
         assert stored.offset == 0
     finally:
         outsider.kill()
+
+
+def test_delete_topics_deletes_every_replica_and_a_new_topic_of_that_name_starts_empty(
+    cluster: BrokerCluster,
+) -> None:
+    procs = {n: cluster.start_broker(n) for n in (1, 2, 3)}
+    cluster.wait_status(lambda d: len([b for b in d["brokers"] if b["alive"]]) == 3, "3 brokers")
+    with Admin(procs[1].address) as admin:
+        admin.create_topic(TOPIC, PARTITIONS, replication_factor=3)
+    wait_leaders(cluster, lambda found: NO_LEADER not in found.values(), "leaders")
+    produce(",".join(p.address for p in procs.values()), [b"old-%d" % i for i in range(30)])
+    assert all((p.data_dir / TOPIC).is_dir() for p in procs.values())  # acks=all: everywhere
+    cluster.kill(3)  # down across the delete and the re-creation
+    cluster.wait_status(
+        lambda d: not any(b["alive"] for b in d["brokers"] if b["node_id"] == 3), "3 gone"
+    )
+    running = [procs[1], procs[2]]
+    bootstrap = ",".join(p.address for p in running)
+
+    with Admin(procs[2].address) as admin:  # any broker: the cluster's topic goes
+        admin.delete_topic(TOPIC)
+    deadline = time.monotonic() + 60  # the bound only stops a hung test
+    while any((p.data_dir / TOPIC).exists() for p in running) or leaders(cluster):
+        assert time.monotonic() < deadline, "a replica or a partition state is left"
+        time.sleep(0.1)
+    with Admin(procs[1].address) as admin:
+        assert TOPIC not in [t.name for t in admin.list_topics()]
+        admin.create_topic(TOPIC, PARTITIONS, replication_factor=2)  # on 1 and 2
+    wait_leaders(cluster, lambda found: NO_LEADER not in found.values(), "new leaders")
+    assert produce(bootstrap, [b"new"]) == [(0, 0)]  # offsets start again at 0
+
+    # broker 3 comes back with the old topic's copy on disk: a copy made for
+    # another create revision of the name is deleted, not served or followed
+    assert (procs[3].data_dir / TOPIC).is_dir()
+    cluster.start_broker(3)
+    deadline = time.monotonic() + 60
+    while (procs[3].data_dir / TOPIC).exists():
+        assert time.monotonic() < deadline, "broker 3 kept the deleted topic's copy"
+        time.sleep(0.1)
+    got: list[bytes] = []
+    with Consumer(bootstrap, auto_offset_reset="earliest") as consumer:
+        consumer.assign([TopicPartition(TOPIC, p) for p in range(PARTITIONS)])
+        deadline = time.monotonic() + 30
+        while not got and time.monotonic() < deadline:
+            got += [r.value for r in consumer.poll(200)]
+        time.sleep(0.5)
+        got += [r.value for r in consumer.poll(200)]
+    assert got == [b"new"]
+
+
+def test_create_partitions_grows_the_topic_on_every_replica(cluster: BrokerCluster) -> None:
+    procs = {n: cluster.start_broker(n) for n in (1, 2, 3)}
+    cluster.wait_status(lambda d: len([b for b in d["brokers"] if b["alive"]]) == 3, "3 brokers")
+    with Admin(procs[1].address) as admin:
+        admin.create_topic(TOPIC, 1, replication_factor=3)
+    with Admin(procs[2].address) as admin:  # any broker: the cluster's topic grows
+        admin.create_partitions(TOPIC, PARTITIONS)
+    wait_leaders(cluster, lambda found: NO_LEADER not in found.values(), "3 placed partitions")
+    bootstrap = ",".join(p.address for p in procs.values())
+    stored = produce(bootstrap, [b"a", b"b", b"c"])  # partition i % 3, acks=all
+    assert sorted(stored) == [(0, 0), (1, 0), (2, 0)]
+    for proc in procs.values():  # every replica holds every partition
+        assert sorted(d.name for d in (proc.data_dir / TOPIC).iterdir() if d.is_dir()) == [
+            "0",
+            "1",
+            "2",
+        ]
