@@ -428,10 +428,7 @@ def _drop_topics(target: Target, created: list[str]) -> None:
     if not created or target.spawned is not None:
         return  # a spawned broker's data directory goes away with it
     with Admin(target.bootstrap, **target.clients) as admin:
-        for name in created:
-            # in a cluster a broker deletes only its own copy (deleting a
-            # cluster's topic is not built yet), and one that holds no
-            # replica of the topic does not know it: left behind
+        for name in created:  # in a cluster: from every replica
             with contextlib.suppress(UnknownTopicOrPartitionError):
                 admin.delete_topic(name)
 
