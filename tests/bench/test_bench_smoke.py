@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 from typing import Any
 
 import pytest
@@ -140,9 +142,16 @@ def test_produce_acks_all_on_a_replicated_cluster(tmp_path, etcd):
         }
         assert result["config"]["acks"] == -1
         assert result["config"]["replication_factor"] == 3
+        # the controller placed it on three replicas (its log says so)...
+        placed = r"partition state .*topic=rf3 .*replicas=(\S+)"
+        found = [re.search(placed, line) for b in brokers for line in b.log_lines]
+        assert {m.group(1) for m in found if m} == {"1,2,3"}
+        # ...and the bench deleted the topic it created, from every replica
+        deadline = time.monotonic() + 60  # the bound only stops a hung test
         with Admin(brokers[0].address) as admin:
-            (partition,) = admin.describe_topic("rf3").partitions
-        assert sorted(partition.replicas) == [1, 2, 3]
+            while "rf3" in [t.name for t in admin.list_topics()]:
+                assert time.monotonic() < deadline, "rf3 is still listed"
+                time.sleep(0.1)
     finally:
         cluster.stop()
     refused = bench("produce", "--spawn-broker", "--records", "10", "--acks", "2")
