@@ -46,7 +46,12 @@ async def test_brokers_register_with_growing_epochs_and_one_is_controller(etcd: 
         assert len(set(epochs)) == 3
         await until(lambda: any(m.controller_epoch for m in members), "a controller")
         (controller,) = [m for m in members if m.controller_epoch]
-        await until(lambda: _seen(members[0]).controller is not None, "view")
+        await until(
+            lambda: (
+                _seen(members[0]).controller is not None and len(_seen(members[0]).brokers) == 3
+            ),
+            "the first member's view of the controller and of every broker",
+        )
         seen = members[0].snapshot()
         assert seen is not None
         assert set(seen.brokers) == {1, 2, 3}

@@ -365,6 +365,11 @@ async def test_isr_shrinks_and_grows_by_cas_in_etcd(cluster: Cluster) -> None:
     # min_insync_replicas 2 (RF 3) acks=all is then refused
     assert (await produce(leader, 1, batch())).error is None  # LEO 6
     await until(lambda: isr() == (leader.node_id,), "the ISR is the leader alone")
+    # the leader counts the shrink once its CAS was answered, a moment after
+    # etcd has it: wait for that, or the write may pass the check and then
+    # find the ISR too small (NOT_ENOUGH_REPLICAS_AFTER_APPEND)
+    state = leader.replicas.replicas[(TOPIC, 0)].leader
+    await until(lambda: state is not None and set(state.isr) == {leader.node_id}, "counted")
     out = await produce(leader, -1, batch())
     assert isinstance(out.error, NotEnoughReplicasError)
     assert leader.logs.get(TOPIC, 0).log_end_offset == 6  # nothing appended
