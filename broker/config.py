@@ -465,6 +465,24 @@ SETTINGS: tuple[Setting, ...] = (
         "group.initial.rebalance.delay.ms); 0 completes it as soon as all have joined",
         _at_least(0),
     ),
+    Setting(
+        "groups",
+        "offsets_topic_partitions",
+        int,
+        50,
+        "cluster mode: partitions of __consumer_offsets when the cluster creates it (a group's "
+        "coordinator is the leader of its partition); a single node keeps one",
+        _at_least(1),
+    ),
+    Setting(
+        "groups",
+        "offsets_topic_replication_factor",
+        int,
+        -1,
+        "cluster mode: replicas of each __consumer_offsets partition; -1: "
+        "cluster.default_replication_factor, capped at the brokers alive when it is created",
+        _at_least(-1),
+    ),
     # --- [security]: authentication and authorization ---------------------
     Setting(
         "security",

@@ -605,6 +605,31 @@ class ReplicaManager:
         _r, leader = self._leader(topic, partition)
         return leader.served_high_watermark()
 
+    # ---------------------------------------------- the group coordinator
+
+    def leading(self, topic: str) -> dict[int, int]:
+        """The partitions of ``topic`` this broker leads now: partition ->
+        leader epoch (the group coordinator follows ``__consumer_offsets``)."""
+        return {
+            p: r.leader.leader_epoch
+            for (t, p), r in self.replicas.items()
+            if t == topic and r.role == "leader" and r.leader is not None
+        }
+
+    async def wait_established(self, topic: str, partition: int, leader_epoch: int) -> bool:
+        """Until this broker's leadership of the partition in
+        ``leader_epoch`` has its high watermark established (every record of
+        earlier epochs committed, KIP-207): True; False once it no longer
+        leads in that epoch."""
+        while True:
+            r = self.replicas.get((topic, partition))
+            leader = r.leader if r is not None else None
+            if r is None or leader is None or leader.leader_epoch != leader_epoch:
+                return False
+            if leader.established:
+                return True
+            await r.changed.wait()
+
     # ------------------------------------------------------------ ISR
 
     async def _isr_loop(self) -> None:

@@ -46,7 +46,7 @@ from ..server.connection import ConnectionInfo, Later
 
 if TYPE_CHECKING:
     from ..coordinator import GroupCoordinator, HeartbeatResult
-    from ..log.partition import AppendResult
+    from ..coordinator.coordinator import Pending
     from .context import BrokerContext
 
 __all__ = [
@@ -145,7 +145,7 @@ async def _commit_durable(
     coordinator: GroupCoordinator,
     request: Request,
     response: OffsetCommitResponse,
-    appended: AppendResult,
+    appended: Pending,
 ) -> bytes:
     await coordinator.wait_durable(appended)
     return ctx.encode(request, response)
@@ -260,7 +260,7 @@ async def _delete_durable(
     coordinator: GroupCoordinator,
     request: Request,
     response: DeleteGroupsResponse,
-    appended: AppendResult,
+    appended: Pending,
 ) -> bytes:
     await coordinator.wait_durable(appended)
     return ctx.encode(request, response)

@@ -28,10 +28,15 @@ holds the connection's reader except the creation of the offsets topic by
 the first commit (barrier, so pipelined commits stay in order). Every error
 is answered in the API's own error fields, so these handlers raise nothing.
 
-FindCoordinator answers with this broker. The address comes from
-``ctx.advertised_kafka_address(info) -> (node_id, host, port)`` when the
-context has it (the Kafka listener's advertised address), else from the
-listener the request came in on and ``ctx.node_id``.
+FindCoordinator answers, on a single node, with this broker. The address
+comes from ``ctx.advertised_kafka_address(info) -> (node_id, host, port)``
+when the context has it (the Kafka listener's advertised address), else
+from the listener the request came in on and ``ctx.node_id``. In cluster
+mode it answers with the leader of the group's partition of
+``__consumer_offsets`` and its Kafka address (coordinator/placement.py),
+or COORDINATOR_NOT_AVAILABLE while there is none; the first one creates the
+topic in the cluster. Group requests at a broker that does not coordinate
+the group answer NOT_COORDINATOR (the clients find it again).
 """
 
 from __future__ import annotations
@@ -63,7 +68,8 @@ from tailrace.client.errors import (
 )
 
 from ..coordinator.classic import JoinParams, JoinResult, SyncResult, Waiter
-from ..coordinator.coordinator import CommitItem, GroupView, MemberView
+from ..coordinator.coordinator import CommitItem, GroupView, MemberView, Pending
+from ..coordinator.placement import OffsetsPlacement, create_then_unavailable
 from ..security.authz import CLUSTER, CLUSTER_NAME, DELETE, DESCRIBE, GROUP, READ, TOPIC
 from ..server.connection import ConnectionInfo, Later
 from .errors import kafka_error
@@ -72,7 +78,6 @@ from .versions import KafkaApi
 if TYPE_CHECKING:
     from ..coordinator import GroupCoordinator
     from ..handlers.context import BrokerContext
-    from ..log.partition import AppendResult
 
 __all__ = ["GROUP_HANDLERS", "KafkaGroupRequest"]
 
@@ -174,17 +179,15 @@ def handle_find_coordinator(
         coordinator = _coordinator(ctx)
         if coordinator.status != "ready":
             raise CoordinatorNotAvailableError("the group coordinator is loading its offsets")
-        node_id, host, port = _advertised(ctx, info)
+        placement = coordinator.placement
+        if placement is None:
+            node_id, host, port = _advertised(ctx, info)
+        elif placement.needs_topic():
+            return Later(_created_then_unavailable, request, placement)
+        else:
+            node_id, host, port = placement.find(body.key, kafka=True)
     except BrokerError as exc:
-        return _response(
-            request,
-            "FindCoordinatorResponse",
-            error_code=kafka_error(exc),
-            error_message=exc.message,
-            node_id=-1,
-            host="",
-            port=-1,
-        )
+        return _coordinator_unavailable(request, exc)
     return _response(
         request,
         "FindCoordinatorResponse",
@@ -194,6 +197,22 @@ def handle_find_coordinator(
         host=host,
         port=port,
     )
+
+
+def _coordinator_unavailable(request: KafkaGroupRequest, exc: BrokerError) -> Any:
+    return _response(
+        request,
+        "FindCoordinatorResponse",
+        error_code=kafka_error(exc),
+        error_message=exc.message,
+        node_id=-1,
+        host="",
+        port=-1,
+    )
+
+
+async def _created_then_unavailable(request: KafkaGroupRequest, placement: OffsetsPlacement) -> Any:
+    return _coordinator_unavailable(request, await create_then_unavailable(placement))
 
 
 # --- JoinGroup, SyncGroup, Heartbeat, LeaveGroup ---------------------------------------
@@ -399,7 +418,7 @@ def _commit(
     )
     if appended is None:
         return response
-    return Later(_commit_durable, coordinator, response, appended)
+    return Later(_commit_durable, coordinator, response, appended, request)
 
 
 def _commit_response(
@@ -434,9 +453,12 @@ def _commit_failed(request: KafkaGroupRequest, error: BrokerError) -> Any:
 
 
 async def _commit_durable(
-    coordinator: GroupCoordinator, response: Any, appended: AppendResult
+    coordinator: GroupCoordinator, response: Any, appended: Pending, request: KafkaGroupRequest
 ) -> Any:
-    await coordinator.wait_durable(appended)
+    try:
+        await coordinator.wait_durable(appended)
+    except BrokerError as exc:  # cluster mode: the coordinator moved first
+        return _commit_failed(request, exc)
     return response
 
 
@@ -664,9 +686,7 @@ def handle_delete_groups(
     return Later(_delete_durable, _coordinator(ctx), response, appended)
 
 
-async def _delete_durable(
-    coordinator: GroupCoordinator, response: Any, appended: AppendResult
-) -> Any:
+async def _delete_durable(coordinator: GroupCoordinator, response: Any, appended: Pending) -> Any:
     await coordinator.wait_durable(appended)
     return response
 
