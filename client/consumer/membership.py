@@ -47,6 +47,7 @@ from ..errors import (
 )
 from ..protocol import ConsumerGroupHeartbeatRequest, TopicPartitions
 from ..transport.pool import BrokerClient
+from .coordinator import CoordinatorClient
 from .record import TopicPartition
 
 __all__ = ["GroupMembership"]
@@ -76,7 +77,8 @@ class GroupMembership:
         retry_backoff: float = 0.1,
         client_id: str = "",
     ) -> None:
-        self.client = client
+        #: the group's requests go to its coordinator (coordinator.py)
+        self.client = CoordinatorClient(client, group_id)
         self.group_id = group_id
         self.notify = notify
         self.instance_id = instance_id

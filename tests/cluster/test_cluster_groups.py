@@ -22,7 +22,7 @@ from cluster_harness import BrokerCluster
 from tailrace.broker.cluster.state import NO_LEADER
 from tailrace.broker.cluster.status import read_view
 from tailrace.broker.coordinator.ownership import partition_for
-from tailrace.client import Admin, Producer
+from tailrace.client import Admin, Consumer, Producer, TopicPartition
 
 pytestmark = pytest.mark.slow
 
@@ -129,15 +129,63 @@ def test_members_bootstrapped_to_different_brokers_form_one_group(
     assert coordinator_of(cluster, group) in (1, 2, 3)
 
 
+def native_consumer(bootstrap: str, group: str) -> Consumer:
+    return Consumer(
+        bootstrap, group_id=group, auto_offset_reset="earliest", enable_auto_commit=False,
+        session_timeout_ms=10_000,
+    )  # fmt: skip
+
+
+def test_native_members_bootstrapped_to_different_brokers_form_one_group(
+    groups_cluster: BrokerCluster,
+) -> None:
+    """tailrace's own consumer finds the coordinator with FindCoordinator
+    instead of running its group at the broker it bootstrapped to."""
+    cluster = groups_cluster
+    group = "native-one-group"
+    consumers = [native_consumer(cluster.brokers[n].address, group) for n in (1, 2)]
+    try:
+        for c in consumers:
+            c.subscribe([TOPIC])
+
+        def split() -> list[set[int]] | None:
+            for c in consumers:
+                c.poll(100)
+            sets = [{tp.partition for tp in c.assignment()} for c in consumers]
+            return sets if sorted(len(s) for s in sets) == [1, 1] else None
+
+        sets = _until("one native group of two members, one partition each", split)
+        assert sets[0] | sets[1] == {0, 1}
+        # a commit through one member is read through a consumer that
+        # bootstrapped to the third broker
+        mine = TopicPartition(TOPIC, next(iter(sets[0])))
+        consumers[0].commit({mine: 7})
+    finally:
+        for c in consumers:
+            c.close()
+    with native_consumer(cluster.brokers[3].address, group) as reader:
+        found = reader.committed(mine)
+    assert found is not None
+    assert found.offset == 7
+
+
 def test_commits_survive_kill_of_the_coordinator(groups_cluster: BrokerCluster) -> None:
-    from confluent_kafka import TopicPartition
+    """A Kafka group and a native group coordinated by the same broker
+    commit; the broker is killed (-9); a coordinator on another broker
+    serves both groups' commits and consumption resumes exactly there."""
+    from confluent_kafka import TopicPartition as KafkaTopicPartition
 
     cluster = groups_cluster
-    group = "survivor"
-    coordinator = coordinator_of(cluster, group)
+    kafka_group = "survivor"
+    p = partition_for(kafka_group, OFFSETS_PARTITIONS)
+    native_group = next(
+        g for i in range(1000) if partition_for(g := f"native-survivor-{i}", 3) == p
+    )
+    coordinator = coordinator_of(cluster, kafka_group)
     # bootstrap through a broker that is not the coordinator
     other = next(n for n in (1, 2, 3) if n != coordinator)
-    consumer = kafka_consumer(cluster.brokers[other].kafka_address(), group)
+
+    consumer = kafka_consumer(cluster.brokers[other].kafka_address(), kafka_group)
     read: dict[int, list[int]] = {0: [], 1: []}
     try:
         consumer.subscribe([TOPIC])
@@ -149,28 +197,40 @@ def test_commits_survive_kill_of_the_coordinator(groups_cluster: BrokerCluster) 
             return all(len(v) >= 25 for v in read.values())
 
         _until("25 records of each partition", enough)
-        commits = [TopicPartition(TOPIC, p, 20 + p) for p in (0, 1)]
+        commits = [KafkaTopicPartition(TOPIC, q, 20 + q) for q in (0, 1)]
         done = consumer.commit(offsets=commits, asynchronous=False)
         assert all(tp.error is None for tp in done)
     finally:
         consumer.close()
 
-    p = partition_for(group, OFFSETS_PARTITIONS)
+    with native_consumer(cluster.brokers[other].address, native_group) as native:
+        native.subscribe([TOPIC])
+        seen: set[int] = set()
+
+        def both() -> bool:
+            seen.update(r.partition for r in native.poll(200))
+            return seen == {0, 1}
+
+        _until("the native member reads both partitions", both)
+        native.commit({TopicPartition(TOPIC, q): 30 + q for q in (0, 1)})
+
     cluster.brokers[coordinator].wait_for_line(
         rf"coordinating the groups of __consumer_offsets-{p}\b"
     )
     cluster.kill(coordinator)  # kill -9 through its handle
     survivor = _until(
         "a new coordinator on another broker",
-        lambda: (n := coordinator_of(cluster, group)) != coordinator and n,
+        lambda: (n := coordinator_of(cluster, kafka_group)) != coordinator and n,
     )
-    assert survivor != coordinator
-    bootstrap = ",".join(cluster.brokers[n].kafka_address() for n in (1, 2, 3) if n != coordinator)
-    consumer = kafka_consumer(bootstrap, group)
+    live = [n for n in (1, 2, 3) if n != coordinator]
+
+    consumer = kafka_consumer(
+        ",".join(cluster.brokers[n].kafka_address() for n in live), kafka_group
+    )
     try:
         committed = _until(
             "the committed offsets from the new coordinator",
-            lambda: _committed(consumer, TopicPartition),
+            lambda: _committed(consumer, KafkaTopicPartition),
         )
         assert committed == {0: 20, 1: 21}
         consumer.subscribe([TOPIC])
@@ -187,8 +247,19 @@ def test_commits_survive_kill_of_the_coordinator(groups_cluster: BrokerCluster) 
         consumer.close()
     # resumed exactly at the commits: nothing before them read again
     assert first == {0: 20, 1: 21}
+
+    with native_consumer(",".join(cluster.brokers[n].address for n in live), native_group) as c:
+        c.subscribe([TOPIC])
+        native_first: dict[int, int] = {}
+
+        def native_resumed() -> bool:
+            for r in c.poll(200):
+                native_first.setdefault(r.partition, r.offset)
+            return len(native_first) == PARTITIONS
+
+        _until("the native group reads both partitions after the failover", native_resumed)
+    assert native_first == {0: 30, 1: 31}
     # the new coordinator loaded the partition from its replica of the log
-    p = partition_for(group, OFFSETS_PARTITIONS)
     cluster.brokers[survivor].wait_for_line(rf"coordinating the groups of __consumer_offsets-{p}\b")
 
 
