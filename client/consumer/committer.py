@@ -10,7 +10,7 @@ always the newest commit. Each commit carries the member's id and epoch
 queued); a consumer outside group management (``assign()``) sends member
 epoch -1.
 
-Commits and offset fetches go to the group's coordinator (coordinator.py:
+Commits and offset fetches go to the group's coordinator (transport/coordinator.py:
 found with FindCoordinator, found again when it moves). A commit is
 answered once the broker made it durable (in a cluster: once the in-sync
 replicas of the offsets partition hold it). Retriable failures (no
@@ -43,8 +43,8 @@ from ..protocol import (
     OffsetFetchRequest,
     OffsetFetchTopic,
 )
+from ..transport.coordinator import CoordinatorClient
 from ..transport.pool import BrokerClient
-from .coordinator import CoordinatorClient
 from .record import TopicPartition
 
 __all__ = ["CommitHandle", "OffsetAndMetadata", "OffsetCommitter"]
@@ -124,7 +124,7 @@ class OffsetCommitter:
         member: Callable[[], tuple[str, int]],
         retry_backoff: float,
     ) -> None:
-        #: the group's requests go to its coordinator (coordinator.py)
+        #: the group's requests go to its coordinator (transport/coordinator.py)
         self.client = CoordinatorClient(client, group_id)
         self.group_id = group_id
         #: () -> (member_id, member_epoch) to send with a commit now

@@ -46,8 +46,8 @@ from ..errors import (
     error_for_code,
 )
 from ..protocol import ConsumerGroupHeartbeatRequest, TopicPartitions
+from ..transport.coordinator import CoordinatorClient
 from ..transport.pool import BrokerClient
-from .coordinator import CoordinatorClient
 from .record import TopicPartition
 
 __all__ = ["GroupMembership"]
@@ -77,7 +77,7 @@ class GroupMembership:
         retry_backoff: float = 0.1,
         client_id: str = "",
     ) -> None:
-        #: the group's requests go to its coordinator (coordinator.py)
+        #: the group's requests go to its coordinator (transport/coordinator.py)
         self.client = CoordinatorClient(client, group_id)
         self.group_id = group_id
         self.notify = notify

@@ -167,6 +167,15 @@ def test_native_members_bootstrapped_to_different_brokers_form_one_group(
         found = reader.committed(mine)
     assert found is not None
     assert found.offset == 7
+    # the admin client asks the coordinator too, and every broker for the list
+    with Admin(cluster.brokers[3].address) as admin:
+        assert group in {g.group_id for g in admin.list_groups()}
+        described = admin.describe_group(group)
+        assert [(r.partition, r.committed_offset) for r in described.offsets] == [
+            (mine.partition, 7)
+        ]
+        admin.delete_group(group)
+        assert group not in {g.group_id for g in admin.list_groups()}
 
 
 def test_commits_survive_kill_of_the_coordinator(groups_cluster: BrokerCluster) -> None:

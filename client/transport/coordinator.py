@@ -28,7 +28,7 @@ from typing import Any
 
 from ..errors import BrokerUnavailableError, ErrorCode, error_for_code
 from ..protocol import FindCoordinatorRequest
-from ..transport.pool import BrokerClient
+from .pool import BrokerClient
 
 __all__ = ["CoordinatorClient"]
 
