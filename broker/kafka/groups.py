@@ -168,51 +168,83 @@ def _advertised(ctx: BrokerContext, info: ConnectionInfo) -> tuple[int, str, int
 def handle_find_coordinator(
     ctx: BrokerContext, info: ConnectionInfo, request: KafkaGroupRequest
 ) -> Any:
+    """v0-3: one group (``key``); v4 (KIP-699): a batch (``coordinator_keys``),
+    each answered on its own."""
     body = request.body
+    batched = request.api_version >= 4
+    keys = list(body.coordinator_keys) if batched else [body.key]
     try:
         key_type = getattr(body, "key_type", 0)
         if key_type == 1:
             raise InvalidRequestError("transactions are not supported: no transaction coordinator")
         if key_type != 0:
             raise InvalidRequestError(f"unknown coordinator key type {key_type}")
-        _check_group(ctx, info, DESCRIBE, body.key)
         coordinator = _coordinator(ctx)
         if coordinator.status != "ready":
             raise CoordinatorNotAvailableError("the group coordinator is loading its offsets")
-        placement = coordinator.placement
-        if placement is None:
-            node_id, host, port = _advertised(ctx, info)
-        elif placement.needs_topic():
-            return Later(_created_then_unavailable, request, placement)
-        else:
-            node_id, host, port = placement.find(body.key, kafka=True)
     except BrokerError as exc:
-        return _coordinator_unavailable(request, exc)
-    return _response(
-        request,
-        "FindCoordinatorResponse",
-        error_code=KafkaCode.none,
-        error_message=None,
-        node_id=node_id,
-        host=host,
-        port=port,
-    )
+        return _coordinators(request, [(k, exc) for k in keys])
+    placement = coordinator.placement
+    if placement is not None and placement.needs_topic():
+        return Later(_created_then_unavailable, request, keys, placement)
+    found: list[tuple[str, tuple[int, str, int] | BrokerError]] = []
+    for key in keys:
+        try:
+            _check_group(ctx, info, DESCRIBE, key)
+            if placement is None:
+                found.append((key, _advertised(ctx, info)))
+            else:
+                found.append((key, placement.find(key, kafka=True)))
+        except BrokerError as exc:
+            found.append((key, exc))
+    return _coordinators(request, found)
 
 
-def _coordinator_unavailable(request: KafkaGroupRequest, exc: BrokerError) -> Any:
-    return _response(
-        request,
-        "FindCoordinatorResponse",
-        error_code=kafka_error(exc),
-        error_message=exc.message,
-        node_id=-1,
-        host="",
-        port=-1,
-    )
+def _coordinators(
+    request: KafkaGroupRequest, found: list[tuple[str, tuple[int, str, int] | BrokerError]]
+) -> Any:
+    """The response: per key the coordinator (node id, host, port) or the error."""
+    entries = []
+    for key, outcome in found:
+        if isinstance(outcome, BrokerError):
+            entries.append(
+                {
+                    "key": key,
+                    "error_code": kafka_error(outcome),
+                    "error_message": outcome.message,
+                    "node_id": -1,
+                    "host": "",
+                    "port": -1,
+                }
+            )
+        else:
+            node_id, host, port = outcome
+            entries.append(
+                {
+                    "key": key,
+                    "error_code": KafkaCode.none,
+                    "error_message": None,
+                    "node_id": node_id,
+                    "host": host,
+                    "port": port,
+                }
+            )
+    if request.api_version >= 4:
+        return _response(
+            request,
+            "FindCoordinatorResponse",
+            coordinators=tuple(_nested(request, "Coordinator", **e) for e in entries),
+        )
+    (entry,) = entries
+    del entry["key"]
+    return _response(request, "FindCoordinatorResponse", **entry)
 
 
-async def _created_then_unavailable(request: KafkaGroupRequest, placement: OffsetsPlacement) -> Any:
-    return _coordinator_unavailable(request, await create_then_unavailable(placement))
+async def _created_then_unavailable(
+    request: KafkaGroupRequest, keys: list[str], placement: OffsetsPlacement
+) -> Any:
+    error = await create_then_unavailable(placement)
+    return _coordinators(request, [(k, error) for k in keys])
 
 
 # --- JoinGroup, SyncGroup, Heartbeat, LeaveGroup ---------------------------------------
