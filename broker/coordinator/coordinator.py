@@ -240,6 +240,10 @@ class _PartitionCounts(Mapping[str, int]):
         return len(self._topics)
 
 
+def _ignore(_group_id: str, _tp: TP, _entry: OffsetEntry | None) -> None:
+    """on_durable of a store no longer served here."""
+
+
 def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -399,7 +403,11 @@ class GroupCoordinator:
     def unload_partition(self, partition: int) -> None:
         """This broker no longer leads ``partition`` (the ownership forgot
         it): its groups leave memory; held requests answer NOT_COORDINATOR."""
-        self.stores.pop(partition, None)
+        store = self.stores.pop(partition, None)
+        if store is not None:
+            # a commit acknowledged just before must not bring a group back
+            store.on_durable = _ignore
+
         error = NotCoordinatorError(
             f"the coordinator of this group moved ({OFFSETS_TOPIC}-{partition} is led "
             "elsewhere now): find the coordinator again"

@@ -13,8 +13,8 @@ The coordinator is found again when:
   leadership moved, or the broker is shutting down); the response is
   returned as it is, so the caller's retry (after its back-off) goes to the
   new coordinator;
-* the coordinator's connection fails (BrokerUnavailableError, re-raised for
-  the caller to retry).
+* the coordinator's connection fails or it does not answer in time
+  (BrokerUnavailableError, TimeoutError: re-raised for the caller to retry).
 
 While FindCoordinator itself answers a retriable error (no leader yet, the
 leader still loading), :meth:`CoordinatorClient.request` raises
@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..errors import BrokerUnavailableError, ErrorCode, error_for_code
+from ..errors import BrokerUnavailableError, ErrorCode, TimeoutError, error_for_code
 from ..protocol import FindCoordinatorRequest
 from .pool import BrokerClient
 
@@ -91,7 +91,8 @@ class CoordinatorClient:
             address = await self.find(timeout=timeout)
         try:
             response = await self.client.request(body, timeout=timeout, address=address or None)
-        except BrokerUnavailableError:
+        except (BrokerUnavailableError, TimeoutError):
+            # gone or not answering (paused, cut off): ask again next time
             self.address = None
             raise
         if getattr(response, "error_code", 0) in _MOVED:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 import trio
+import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -25,8 +26,10 @@ from tailrace.broker.log.manager import LogManager
 from tailrace.client.errors import (
     CoordinatorLoadInProgressError,
     CoordinatorNotAvailableError,
+    ErrorCode,
     NotCoordinatorError,
 )
+from tailrace.client.protocol import ConsumerGroupHeartbeatRequest
 
 JOIN = JoinParams(
     member_id="",
@@ -118,6 +121,18 @@ def test_a_failed_load_answers_coordinator_not_available() -> None:
 # --- the coordinator over a real offsets topic of three partitions -------------------
 
 
+def _beat(group: str, member_id: str, epoch: int) -> ConsumerGroupHeartbeatRequest:
+    return ConsumerGroupHeartbeatRequest(
+        group_id=group,
+        member_id=member_id,
+        member_epoch=epoch,
+        subscribed_topics=["events"] if epoch == 0 else None,
+        session_timeout_ms=10_000,
+        rebalance_timeout_ms=30_000,
+        max_wait_ms=60_000,
+    )
+
+
 async def test_partitions_load_serve_and_unload(tmp_path) -> None:
     manager = LogManager.open(str(tmp_path / "data"))
     await manager.create_topic("events", 1)
@@ -144,6 +159,19 @@ async def test_partitions_load_serve_and_unload(tmp_path) -> None:
             held = coordinator.join_group(g2, JOIN)
             assert (await held.wait()).error is None
             rejoin = coordinator.join_group(g2, JOIN)  # a second member: held for the rebalance
+            # a native member of another group on partition 2, its heartbeat held
+            native = _group_on(2, 3, "n")
+            joined = coordinator.heartbeat(_beat(native, "", 0), "h")
+            member = joined.member
+            beat = coordinator.heartbeat(_beat(native, member.member_id, member.epoch), "h")
+            assert coordinator.should_hold(beat)
+            answers: list[int] = []
+
+            async def hold() -> None:
+                answers.append((await coordinator.hold(beat)).error_code)
+
+            nursery.start_soon(hold)
+            await trio.testing.wait_all_tasks_blocked()
 
             # partition 2 is led elsewhere now: its group leaves memory and the
             # held join is answered NOT_COORDINATOR; partition 1 stays
@@ -151,6 +179,8 @@ async def test_partitions_load_serve_and_unload(tmp_path) -> None:
             for p in plan.unload:
                 coordinator.unload_partition(p)
             assert isinstance((await rejoin.wait()).error, NotCoordinatorError)
+            await trio.testing.wait_all_tasks_blocked()
+            assert answers == [ErrorCode.NOT_COORDINATOR]
             assert g2 not in coordinator.groups
             with pytest.raises(NotCoordinatorError):
                 coordinator.join_group(g2, JOIN)
