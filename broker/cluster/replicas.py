@@ -592,7 +592,9 @@ class ReplicaManager:
 
     def check_readable(self, topic: str, partition: int) -> None:
         """Consumers read a partition at its leader only. The broker's own
-        topics (``__`` prefix) are local to each broker and pass."""
+        topics (``__`` prefix) pass: readable at any replica, below that
+        replica's high watermark (``__consumer_offsets`` is replicated; the
+        group coordinator reads it at the leader)."""
         if is_internal(topic):
             return
         self._leader(topic, partition)
