@@ -89,6 +89,10 @@ def _at_least(n: int) -> Callable[[Any], str | None]:
     return lambda v: None if v >= n else f"must be at least {n}"
 
 
+def _replication_factor(value: int) -> str | None:
+    return None if value == -1 or value >= 1 else "must be -1 (the default) or at least 1"
+
+
 def _one_of(*choices: str) -> Callable[[Any], str | None]:
     return lambda v: None if v in choices else f"must be one of {', '.join(choices)}"
 
@@ -481,7 +485,7 @@ SETTINGS: tuple[Setting, ...] = (
         -1,
         "cluster mode: replicas of each __consumer_offsets partition; -1: "
         "cluster.default_replication_factor, capped at the brokers alive when it is created",
-        _at_least(-1),
+        _replication_factor,
     ),
     # --- [security]: authentication and authorization ---------------------
     Setting(
