@@ -108,6 +108,38 @@ def test_ownership_loads_what_is_led_and_unloads_what_is_not() -> None:
     assert own.ready() == {0}
 
 
+@given(
+    st.lists(
+        st.tuples(
+            st.dictionaries(st.integers(0, 4), st.integers(0, 3), max_size=5),
+            st.lists(st.integers(0, 4), max_size=5),
+        ),
+        max_size=12,
+    )
+)
+def test_ownership_follows_any_sequence_of_leaderships(
+    steps: list[tuple[dict[int, int], list[int]]],
+) -> None:
+    """Whatever the leaderships and whichever loads finish: after a plan the
+    table holds exactly the partitions led here, each in its epoch, and only
+    a load of the current epoch ever makes one ready."""
+    own = Ownership(5)
+    for leading, finished in steps:
+        before = dict(own.held)
+        plan = own.plan(leading)
+        assert {p: h.leader_epoch for p, h in own.held.items()} == leading
+        assert set(plan.unload) == {
+            p for p, h in before.items() if leading.get(p) != h.leader_epoch
+        }
+        assert {p for p, _ in plan.load} == set(leading) - (set(before) - set(plan.unload))
+        for p in finished:
+            was = own.held.get(p)
+            ok = own.loaded(p, leading.get(p, -1))
+            assert ok == (was is not None and was.status == "loading")
+            if ok:
+                assert own.held[p].status == "ready"
+
+
 def test_a_failed_load_answers_coordinator_not_available() -> None:
     own = Ownership(2)
     own.plan({1: 0})
