@@ -23,6 +23,9 @@ from tailrace.broker.cluster.state import NO_LEADER
 from tailrace.broker.cluster.status import read_view
 from tailrace.broker.coordinator.ownership import partition_for
 from tailrace.client import Admin, Consumer, Producer, TopicPartition
+from tailrace.client.errors import ErrorCode
+from tailrace.client.protocol import FindCoordinatorRequest, OffsetFetchRequest
+from tailrace.client.transport.pool import BrokerClient
 
 pytestmark = pytest.mark.slow
 
@@ -59,11 +62,32 @@ def groups_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerC
             for i in range(RECORDS * PARTITIONS):
                 producer.send(TOPIC, b"v%03d" % i, partition=i % PARTITIONS)
             producer.flush()
+        # the first FindCoordinator creates __consumer_offsets: every test
+        # starts with it placed (each test may run alone)
+        trio.run(_find, cluster.brokers[1].address, "warm-up")
         yield cluster
     finally:
         cluster.stop()
         etcd.stop()
         shutil.rmtree(base / "etcd", ignore_errors=True)  # ~123 MB of WAL
+
+
+async def _find(address: str, group: str) -> Any:
+    """FindCoordinator at ``address`` until it names one (it answers
+    COORDINATOR_NOT_AVAILABLE while the topic is created and loaded)."""
+    async with trio.open_nursery() as nursery:
+        client = BrokerClient(nursery, address)
+        try:
+            with trio.fail_after(60):  # the bound only stops a hung test
+                while True:
+                    found = await client.request(FindCoordinatorRequest(group_id=group))
+                    if found.error_code != ErrorCode.COORDINATOR_NOT_AVAILABLE:
+                        break
+                    await trio.sleep(0.1)
+        finally:
+            await client.aclose()
+    assert found.error_code == 0, found.error_message
+    return found
 
 
 def _until(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
@@ -176,6 +200,38 @@ def test_native_members_bootstrapped_to_different_brokers_form_one_group(
         ]
         admin.delete_group(group)
         assert group not in {g.group_id for g in admin.list_groups()}
+
+
+def test_every_broker_names_the_coordinator_and_others_refuse(
+    groups_cluster: BrokerCluster,
+) -> None:
+    """FindCoordinator at any broker names the leader of the group's offsets
+    partition at its native address; a group request at another broker
+    answers NOT_COORDINATOR."""
+    cluster = groups_cluster
+    group = "asked-everywhere"
+    expected = coordinator_of(cluster, group)
+
+    async def ask() -> list[tuple[int, int, str, int]]:
+        out = []
+        for n, proc in sorted(cluster.brokers.items()):
+            found = await _find(proc.address, group)
+            async with trio.open_nursery() as nursery:
+                client = BrokerClient(nursery, proc.address)
+                try:
+                    fetched = await client.request(OffsetFetchRequest(group_id=group))
+                finally:
+                    await client.aclose()
+            out.append((n, found.node_id, f"{found.host}:{found.port}", fetched.error_code))
+        return out
+
+    answers = trio.run(ask)
+    assert [(n, node, address) for n, node, address, _ in answers] == [
+        (n, expected, cluster.brokers[expected].address) for n in (1, 2, 3)
+    ]
+    assert [(n, code) for n, _, _, code in answers] == [
+        (n, 0 if n == expected else ErrorCode.NOT_COORDINATOR) for n in (1, 2, 3)
+    ]
 
 
 def test_commits_survive_kill_of_the_coordinator(groups_cluster: BrokerCluster) -> None:
