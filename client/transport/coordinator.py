@@ -16,9 +16,11 @@ The coordinator is found again when:
 * the coordinator's connection fails or it does not answer in time
   (BrokerUnavailableError, TimeoutError: re-raised for the caller to retry).
 
-While FindCoordinator itself answers a retriable error (no leader yet, the
-leader still loading), :meth:`CoordinatorClient.request` raises
-BrokerUnavailableError: every caller already retries that after its back-off.
+While FindCoordinator itself answers an error (no leader yet, the leader
+still loading, the group not authorized), :meth:`CoordinatorClient.request`
+returns that response: every group response has ``error_code`` and
+``error_message``, and every caller already retries the retriable ones after
+its back-off and reports the others.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..errors import BrokerUnavailableError, ErrorCode, TimeoutError, error_for_code
+from ..errors import BrokerUnavailableError, ErrorCode, TimeoutError
 from ..protocol import FindCoordinatorRequest
 from .pool import BrokerClient
 
@@ -55,20 +57,16 @@ class CoordinatorClient:
     def request_timeout(self) -> float:
         return self.client.request_timeout
 
-    async def find(self, *, timeout: float | None = None) -> str:
-        """Ask the bootstrap brokers for the coordinator (raises
-        BrokerUnavailableError while there is none, and the broker's error
-        when it refuses)."""
+    async def find(self, *, timeout: float | None = None) -> Any:
+        """Ask the bootstrap brokers for the coordinator and remember it.
+        Returns the FindCoordinator response; when it carries an error
+        (COORDINATOR_NOT_AVAILABLE while there is none, a refusal) nothing
+        is remembered."""
         response = await self.client.request(
             FindCoordinatorRequest(group_id=self.group_id), timeout=timeout
         )
         if response.error_code:
-            error = error_for_code(response.error_code, response.error_message or "")
-            if error.retriable:
-                raise BrokerUnavailableError(
-                    f"the coordinator of group {self.group_id}", error.message
-                )
-            raise error
+            return response
         if not response.host:
             address = _BOOTSTRAP
         else:
@@ -82,13 +80,20 @@ class CoordinatorClient:
                 f" at {address}" if address else " (this broker)",
             )
         self.address = address
-        return address
+        return response
 
     async def request(self, body: Any, *, timeout: float | None = None) -> Any:
-        """Send ``body`` to the coordinator (found first if not known)."""
+        """Send ``body`` to the coordinator (found first if not known).
+        When it cannot be found, the FindCoordinator response with its
+        error is returned instead (``error_code`` and ``error_message``, as
+        every group response has): callers treat it as the answer, retrying
+        the retriable ones (COORDINATOR_NOT_AVAILABLE) after their back-off
+        and raising the others (GROUP_AUTHORIZATION_FAILED)."""
+        if self.address is None:
+            found = await self.find(timeout=timeout)
+            if found.error_code:
+                return found
         address = self.address
-        if address is None:
-            address = await self.find(timeout=timeout)
         try:
             response = await self.client.request(body, timeout=timeout, address=address or None)
         except (BrokerUnavailableError, TimeoutError):
