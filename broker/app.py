@@ -211,6 +211,18 @@ class Broker:
         )
         self.context.replicas = self.replicas
         await nursery.start(self.replicas.run)
+        # the group coordinator follows the leaders of __consumer_offsets
+        from .coordinator.placement import OffsetsPlacement
+
+        assert self.coordinator is not None
+        placement = OffsetsPlacement(
+            self.coordinator,
+            self.cluster,
+            self.replicas,
+            partitions=self.config.get("groups", "offsets_topic_partitions"),
+            replication_factor=self.config.get("groups", "offsets_topic_replication_factor"),
+        )
+        await nursery.start(placement.run)
         log_event(
             log,
             logging.INFO,
@@ -237,7 +249,13 @@ class Broker:
             self.context = BrokerContext(config, manager, producer_ids, self.listeners, cluster_id)
             self.context.acl_store = self.security.acl_store
             self.context.authz = self.security.authz
-            self.coordinator = GroupCoordinator(manager, _group_settings(config))
+            self.coordinator = GroupCoordinator(
+                manager,
+                _group_settings(config),
+                cluster_partitions=(
+                    config.get("groups", "offsets_topic_partitions") if config.clustered else None
+                ),
+            )
             self.context.coordinator = self.coordinator
             kafka = make_dispatch(self.context)
             self._kafka_dispatcher = metered(kafka) if config.metrics_listen else kafka

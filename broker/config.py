@@ -89,6 +89,10 @@ def _at_least(n: int) -> Callable[[Any], str | None]:
     return lambda v: None if v >= n else f"must be at least {n}"
 
 
+def _replication_factor(value: int) -> str | None:
+    return None if value == -1 or value >= 1 else "must be -1 (the default) or at least 1"
+
+
 def _one_of(*choices: str) -> Callable[[Any], str | None]:
     return lambda v: None if v in choices else f"must be one of {', '.join(choices)}"
 
@@ -464,6 +468,24 @@ SETTINGS: tuple[Setting, ...] = (
         "members, again while members keep joining (Kafka's "
         "group.initial.rebalance.delay.ms); 0 completes it as soon as all have joined",
         _at_least(0),
+    ),
+    Setting(
+        "groups",
+        "offsets_topic_partitions",
+        int,
+        50,
+        "cluster mode: partitions of __consumer_offsets when the cluster creates it (a group's "
+        "coordinator is the leader of its partition); a single node keeps one",
+        _at_least(1),
+    ),
+    Setting(
+        "groups",
+        "offsets_topic_replication_factor",
+        int,
+        -1,
+        "cluster mode: replicas of each __consumer_offsets partition; -1: "
+        "cluster.default_replication_factor, capped at the brokers alive when it is created",
+        _replication_factor,
     ),
     # --- [security]: authentication and authorization ---------------------
     Setting(

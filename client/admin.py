@@ -57,6 +57,7 @@ from .protocol import (
 )
 from .security import SecurityConfig
 from .transport.auth import connection_options
+from .transport.coordinator import CoordinatorClient
 from .transport.pool import BrokerClient
 
 __all__ = [
@@ -206,6 +207,14 @@ _LEADER_ERRORS = frozenset(
     }
 )
 _LEADER_ATTEMPTS = 4
+#: a group request's answers after which its coordinator is found again
+_COORDINATOR_ERRORS = frozenset(
+    {
+        ErrorCode.NOT_COORDINATOR,
+        ErrorCode.COORDINATOR_NOT_AVAILABLE,
+        ErrorCode.COORDINATOR_LOAD_IN_PROGRESS,
+    }
+)
 _LEADER_BACKOFF = 0.1
 
 
@@ -251,6 +260,8 @@ class AsyncAdmin:
         self._connection_options = connection_options(security)
         self._client: BrokerClient | None = None
         self._stack: AsyncExitStack | None = None
+        #: group id -> where its requests go (FindCoordinator)
+        self._coordinators: dict[str, CoordinatorClient] = {}
 
     async def __aenter__(self) -> AsyncAdmin:
         stack = AsyncExitStack()
@@ -280,6 +291,33 @@ class AsyncAdmin:
         response = await self._client.request(body)
         _check(response.error_code, response.error_message)
         return response
+
+    async def _group_request(self, group_id: str, body: Any) -> Any:
+        """``body`` at the group's coordinator (FindCoordinator first; found
+        again while it moves or loads, until the request timeout)."""
+        client = self._client
+        if client is None or self._stack is None:
+            raise ClientClosedError("the admin client is not open")
+        coordinator = self._coordinators.get(group_id)
+        if coordinator is None:
+            coordinator = self._coordinators[group_id] = CoordinatorClient(client, group_id)
+        deadline = trio.current_time() + client.request_timeout
+        attempt = 0
+        while True:
+            remaining = max(deadline - trio.current_time(), 0.001)
+            try:
+                response = await coordinator.request(body, timeout=remaining)
+            except BrokerUnavailableError:
+                if trio.current_time() >= deadline:
+                    raise
+            else:
+                if response.error_code not in _COORDINATOR_ERRORS or (
+                    trio.current_time() >= deadline
+                ):
+                    _check(response.error_code, response.error_message)
+                    return response
+            await trio.sleep(min(_LEADER_BACKOFF * 2**attempt, 1.0))
+            attempt += 1
 
     # --- topics --------------------------------------------------------------
 
@@ -486,19 +524,27 @@ class AsyncAdmin:
     # --- consumer groups ---------------------------------------------------------
 
     async def list_groups(self, states: list[str] | None = None) -> list[GroupListing]:
-        """Every group the broker knows (with members or committed offsets),
-        optionally only those in ``states`` ("Empty", "Reconciling", "Stable")."""
-        response = await self._request(ListGroupsRequest(states_filter=states))
-        return [
-            GroupListing(g.group_id, g.state, g.member_count, g.group_epoch)
-            for g in response.groups
-        ]
+        """Every group (with members or committed offsets), optionally only
+        those in ``states`` ("Empty", "Reconciling", "Stable"). In a cluster
+        each broker lists the groups it coordinates: every live broker is asked."""
+        client = self._client
+        if client is None or self._stack is None:
+            raise ClientClosedError("the admin client is not open")
+        await client.refresh_metadata([])
+        nodes: list[int | None] = list(client.brokers) if client.routed else [None]
+        found: dict[str, GroupListing] = {}
+        for node in nodes:
+            response = await client.request(ListGroupsRequest(states_filter=states), node=node)
+            _check(response.error_code, response.error_message)
+            for g in response.groups:
+                found[g.group_id] = GroupListing(g.group_id, g.state, g.member_count, g.group_epoch)
+        return [found[g] for g in sorted(found)]
 
     async def describe_group(self, group_id: str) -> GroupDescription:
         """State, members and their assignments, and per partition the
         committed offset, the log end and the lag. GroupIdNotFoundError for
         an unknown group."""
-        response = await self._request(DescribeGroupsRequest(group_ids=[group_id]))
+        response = await self._group_request(group_id, DescribeGroupsRequest(group_ids=[group_id]))
         (g,) = response.groups
         _check(g.error_code, g.error_message)
         members = [
@@ -518,7 +564,7 @@ class AsyncAdmin:
             for m in g.members
         ]
         owner = {tp: m.member_id for m in members for tp in m.assignment + m.pending_revocation}
-        fetched = await self._request(OffsetFetchRequest(group_id=group_id))
+        fetched = await self._group_request(group_id, OffsetFetchRequest(group_id=group_id))
         committed = {}
         for t in fetched.topics:
             for p in t.partitions:
@@ -564,7 +610,7 @@ class AsyncAdmin:
     async def delete_group(self, group_id: str) -> None:
         """Delete a group without members and its committed offsets
         (GroupNotEmptyError, GroupIdNotFoundError)."""
-        response = await self._request(DeleteGroupsRequest(group_ids=[group_id]))
+        response = await self._group_request(group_id, DeleteGroupsRequest(group_ids=[group_id]))
         (result,) = response.results
         _check(result.error_code, result.error_message)
 
@@ -613,7 +659,8 @@ class AsyncAdmin:
             )
         if dry_run:
             return targets
-        response = await self._request(
+        response = await self._group_request(
+            group_id,
             OffsetCommitRequest(
                 group_id=group_id,
                 topics=[
@@ -625,7 +672,7 @@ class AsyncAdmin:
                         ],
                     )
                 ],
-            )
+            ),
         )
         for t in response.topics:
             for p in t.partitions:

@@ -63,6 +63,7 @@ __all__ = [
     "LocalProtocolError",
     "MemberIdRequiredError",
     "NotAssignedError",
+    "NotCoordinatorError",
     "NotEnoughReplicasAfterAppendError",
     "NotEnoughReplicasError",
     "NotLeaderOrFollowerError",
@@ -113,6 +114,7 @@ class ErrorCode(IntEnum):
     OFFSET_METADATA_TOO_LARGE = 12
     COORDINATOR_LOAD_IN_PROGRESS = 14
     COORDINATOR_NOT_AVAILABLE = 15
+    NOT_COORDINATOR = 16
     INVALID_TOPIC = 17
     NOT_ENOUGH_REPLICAS = 19
     NOT_ENOUGH_REPLICAS_AFTER_APPEND = 20
@@ -270,6 +272,15 @@ class CoordinatorNotAvailableError(BrokerError):
     or the broker is shutting down); see the broker's log."""
 
     code = ErrorCode.COORDINATOR_NOT_AVAILABLE
+    retriable = True
+
+
+class NotCoordinatorError(BrokerError):
+    """This broker does not coordinate the group (cluster mode: another
+    broker leads the group's partition of ``__consumer_offsets``, or the
+    leadership just moved): find the coordinator again and retry."""
+
+    code = ErrorCode.NOT_COORDINATOR
     retriable = True
 
 

@@ -78,10 +78,19 @@ class ClusterBrokerProcess(BrokerProcess):
 
 
 class BrokerCluster:
-    def __init__(self, base: Path, etcd: Any, *, session_timeout_ms: int = 2000) -> None:
+    def __init__(
+        self,
+        base: Path,
+        etcd: Any,
+        *,
+        session_timeout_ms: int = 2000,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.base = base
         self.etcd = etcd
         self.session_timeout_ms = session_timeout_ms
+        #: extra environment of every broker (TAILRACE_<SECTION>_<KEY> settings)
+        self.env = env
         self.brokers: dict[int, ClusterBrokerProcess] = {}
 
     def start_broker(self, node_id: int, *args: str) -> ClusterBrokerProcess:
@@ -91,6 +100,7 @@ class BrokerCluster:
             self.etcd.endpoints,
             *args,
             session_timeout_ms=self.session_timeout_ms,
+            env=self.env,
         )
         proc.start()
         self.brokers[node_id] = proc

@@ -626,7 +626,9 @@ class ReplicaManager:
 
     def check_readable(self, topic: str, partition: int) -> None:
         """Consumers read a partition at its leader only. The broker's own
-        topics (``__`` prefix) are local to each broker and pass."""
+        topics (``__`` prefix) pass: readable at any replica, below that
+        replica's high watermark (``__consumer_offsets`` is replicated; the
+        group coordinator reads it at the leader)."""
         if is_internal(topic):
             return
         self._leader(topic, partition)
@@ -638,6 +640,31 @@ class ReplicaManager:
             return self.logs.get(topic, partition).high_watermark
         _r, leader = self._leader(topic, partition)
         return leader.served_high_watermark()
+
+    # ---------------------------------------------- the group coordinator
+
+    def leading(self, topic: str) -> dict[int, int]:
+        """The partitions of ``topic`` this broker leads now: partition ->
+        leader epoch (the group coordinator follows ``__consumer_offsets``)."""
+        return {
+            p: r.leader.leader_epoch
+            for (t, p), r in self.replicas.items()
+            if t == topic and r.role == "leader" and r.leader is not None
+        }
+
+    async def wait_established(self, topic: str, partition: int, leader_epoch: int) -> bool:
+        """Until this broker's leadership of the partition in
+        ``leader_epoch`` has its high watermark established (every record of
+        earlier epochs committed, KIP-207): True; False once it no longer
+        leads in that epoch."""
+        while True:
+            r = self.replicas.get((topic, partition))
+            leader = r.leader if r is not None else None
+            if r is None or leader is None or leader.leader_epoch != leader_epoch:
+                return False
+            if leader.established:
+                return True
+            await r.changed.wait()
 
     # ------------------------------------------------------------ ISR
 

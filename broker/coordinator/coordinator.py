@@ -31,6 +31,17 @@ The methods added for the classic protocol and the Kafka front-end take
 plain values and return ``BrokerError | None`` per item (group-level
 errors are raised); the older native ones still take and return native
 messages.
+
+Cluster mode (``cluster_partitions`` set; issue 16, rule 8): the groups
+are spread over the partitions of the replicated ``__consumer_offsets``
+(ownership.py) and this broker coordinates those of the partitions it
+leads. placement.py follows the leadership and calls
+:meth:`GroupCoordinator.load_partition` (one OffsetStore per partition,
+the same loading code as a single node's start) and
+:meth:`GroupCoordinator.unload_partition` (the partition's groups leave
+memory; held requests are answered NOT_COORDINATOR). Every group request
+checks the ownership first: NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS.
+A single node is the same with one partition, loaded at start.
 """
 
 from __future__ import annotations
@@ -42,7 +53,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -60,6 +71,7 @@ from tailrace.client.errors import (
     InvalidRequestError,
     InvalidSessionTimeoutError,
     NotAssignedError,
+    NotCoordinatorError,
     OffsetMetadataTooLargeError,
     OffsetOutOfRangeError,
     UnknownMemberIdError,
@@ -84,11 +96,15 @@ from tailrace.client.protocol import (
 )
 
 from ..log.manager import LogManager
-from ..log.partition import AppendResult
 from .classic import ClassicGroup, JoinParams, Waiter
 from .group import Group, Member
+from .ownership import Ownership
 from .records import OffsetEntry
-from .store import OFFSETS_TOPIC, OffsetStore, StoreSettings
+from .store import OFFSETS_TOPIC, Appended, OffsetStore, StoreSettings
+
+if TYPE_CHECKING:
+    from ..cluster.replicas import ReplicaManager
+    from .placement import OffsetsPlacement
 
 __all__ = [
     "CommitItem",
@@ -102,6 +118,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 TP = tuple[str, int]
+#: what a write returns for the handler to await (:meth:`GroupCoordinator.wait_durable`)
+Pending = Appended | Sequence[Appended]
 
 LOADING = "loading"
 READY = "ready"
@@ -222,6 +240,10 @@ class _PartitionCounts(Mapping[str, int]):
         return len(self._topics)
 
 
+def _ignore(_group_id: str, _tp: TP, _entry: OffsetEntry | None) -> None:
+    """on_durable of a store no longer served here."""
+
+
 def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -236,12 +258,28 @@ class GroupCoordinator:
         *,
         store_settings: StoreSettings | None = None,
         clock_ms: Callable[[], int] = _wall_ms,
+        cluster_partitions: int | None = None,
     ) -> None:
         self.manager = manager
         self.settings = settings or GroupSettings()
+        self.store_settings = store_settings or StoreSettings()
         self.clock_ms = clock_ms
         self.groups: dict[str, Group] = {}
-        self.store = OffsetStore(manager, self._apply_durable, store_settings, clock_ms)
+        #: cluster mode: the partitions of __consumer_offsets and which are held here
+        self.clustered = cluster_partitions is not None
+        self.ownership = Ownership(cluster_partitions or 1)
+        #: one store per offsets partition served here (a single node: partition 0)
+        self.stores: dict[int, OffsetStore] = {}
+        if not self.clustered:
+            self.stores[0] = OffsetStore(
+                manager, self._apply_durable, self.store_settings, clock_ms
+            )
+        #: cluster mode: set by the broker before any partition loads
+        self.replicas: ReplicaManager | None = None
+        self.placement: OffsetsPlacement | None = None
+        #: cluster mode: partition counts of the cluster's topics (the
+        #: native assignor's input; a coordinator need not host them)
+        self.topic_counts: Callable[[], Mapping[str, int]] | None = None
         self.status = LOADING
         self.draining = False
         self._failure = ""
@@ -257,15 +295,17 @@ class GroupCoordinator:
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Load, then run the background loops until cancelled."""
+        """Load, then run the background loops until cancelled (cluster
+        mode: partitions load as this broker comes to lead them)."""
         task_status.started()
-        try:
-            await self.store.load()
-        except Exception as exc:
-            log.exception("group coordinator failed to load %s", OFFSETS_TOPIC)
-            self._failure = f"loading {OFFSETS_TOPIC} failed: {exc}"
-            self.status = FAILED
-            return
+        if not self.clustered:
+            try:
+                await self.store.load()
+            except Exception as exc:
+                log.exception("group coordinator failed to load %s", OFFSETS_TOPIC)
+                self._failure = f"loading {OFFSETS_TOPIC} failed: {exc}"
+                self.status = FAILED
+                return
         self.status = READY
         async with trio.open_nursery() as nursery:
             if draining is not None:
@@ -284,19 +324,109 @@ class GroupCoordinator:
                     CoordinatorNotAvailableError("the broker is shutting down; retry elsewhere")
                 )
 
+    @property
+    def store(self) -> OffsetStore:
+        """A single node's one store (partition 0)."""
+        return self.stores[0]
+
     def _check_ready(self) -> None:
         if self.status == LOADING:
             raise CoordinatorLoadInProgressError(f"loading {OFFSETS_TOPIC}; retry shortly")
         if self.status == FAILED:
             raise CoordinatorNotAvailableError(self._failure)
 
-    @staticmethod
-    def _check_group_id(group_id: str) -> None:
+    def _check_group_id(self, group_id: str) -> None:
+        """The id is valid and (cluster mode) this broker coordinates it now."""
         if not group_id:
             raise InvalidGroupIdError("the group id must not be empty")
+        if self.clustered:
+            self.ownership.check(group_id)
+
+    def _store_for(self, group_id: str) -> OffsetStore:
+        """The store of a group checked by :meth:`_check_group_id`."""
+        if not self.clustered:
+            return self.stores[0]
+        store = self.stores.get(self.ownership.partition(group_id))
+        if store is None:
+            raise NotCoordinatorError(f"this broker does not coordinate group {group_id!r}")
+        return store
+
+    def _view_of(self, group_id: str) -> Mapping[TP, OffsetEntry]:
+        if not self.clustered:
+            return self.stores[0].view.get(group_id, {})
+        store = self.stores.get(self.ownership.partition(group_id))
+        return {} if store is None else store.view.get(group_id, {})
 
     def _partition_counts(self) -> Mapping[str, int]:
+        if self.topic_counts is not None:
+            return self.topic_counts()
         return _PartitionCounts(self.manager.topics())
+
+    # --- cluster mode: partitions come and go -----------------------------------
+
+    async def load_partition(self, partition: int, leader_epoch: int) -> bool:
+        """Load one offsets partition this broker now leads (the ownership
+        marked it loading); True once it serves, False when the load failed
+        or a leadership change overtook it (then nothing of it stays)."""
+        loaded: list[tuple[str, TP, OffsetEntry | None]] = []
+        store = OffsetStore(
+            self.manager,
+            lambda g, tp, e: loaded.append((g, tp, e)),
+            self.store_settings,
+            self.clock_ms,
+            partition=partition,
+            replicas=self.replicas,
+        )
+        try:
+            await store.load()
+            if not store.ready:
+                raise CoordinatorNotAvailableError(f"no local log of {OFFSETS_TOPIC}-{partition}")
+        except Exception as exc:
+            log.exception("group coordinator failed to load %s-%d", OFFSETS_TOPIC, partition)
+            self.ownership.failed(partition, leader_epoch, f"loading failed: {exc}")
+            return False
+        if not self.ownership.loaded(partition, leader_epoch):
+            return False
+        store.on_durable = self._apply_durable
+        self.stores[partition] = store
+        for group_id, tp, entry in loaded:
+            self._apply_durable(group_id, tp, entry)
+        log.info(
+            "coordinating the groups of %s-%d (leader epoch %d): %d group(s)",
+            OFFSETS_TOPIC,
+            partition,
+            leader_epoch,
+            len(store.view),
+        )
+        return True
+
+    def unload_partition(self, partition: int) -> None:
+        """This broker no longer leads ``partition`` (the ownership forgot
+        it): its groups leave memory; held requests answer NOT_COORDINATOR."""
+        store = self.stores.pop(partition, None)
+        if store is not None:
+            # a commit acknowledged just before must not bring a group back
+            store.on_durable = _ignore
+
+        error = NotCoordinatorError(
+            f"the coordinator of this group moved ({OFFSETS_TOPIC}-{partition} is led "
+            "elsewhere now): find the coordinator again"
+        )
+        gone = [g for gid, g in self.groups.items() if self.ownership.partition(gid) == partition]
+        for group in gone:
+            del self.groups[group.group_id]
+            group.wake_all()
+            if group.classic is not None:
+                group.classic.shutdown(error)
+        log.info(
+            "no longer coordinating the groups of %s-%d (%d group(s) unloaded)",
+            OFFSETS_TOPIC,
+            partition,
+            len(gone),
+        )
+
+    def _unloaded(self, group: Group) -> bool:
+        return self.clustered and self.groups.get(group.group_id) is not group
 
     # --- membership: ConsumerGroupHeartbeat -----------------------------------
 
@@ -475,6 +605,7 @@ class GroupCoordinator:
         m = r.member
         return (
             not self.draining
+            and not self._unloaded(r.group)
             and r.group.members.get(m.member_id) is m
             and m.seq == r.seq
             and m.epoch == r.epoch
@@ -505,6 +636,11 @@ class GroupCoordinator:
         m = r.member
         if r.epoch in (-1, -2):
             return ConsumerGroupHeartbeatResponse(member_id=m.member_id, member_epoch=r.epoch)
+        if self._unloaded(r.group) and r.group.members.get(m.member_id) is m:
+            moved = NotCoordinatorError("the group's coordinator moved: find it again")
+            return ConsumerGroupHeartbeatResponse(
+                error_code=int(moved.code), error_message=moved.message
+            )
         if r.group.members.get(m.member_id) is not m:
             error = UnknownMemberIdError(f"member {m.member_id} was removed from the group")
             return ConsumerGroupHeartbeatResponse(
@@ -677,13 +813,14 @@ class GroupCoordinator:
     # --- committed offsets ------------------------------------------------------
 
     def needs_log(self) -> bool:
-        """Whether the offsets topic must be created before a write."""
-        return not self.store.ready
+        """Whether the offsets topic must be created before a write (a
+        single node's first commit; the cluster creates its own)."""
+        return not self.clustered and not self.store.ready
 
     async def ensure_log(self) -> None:
         await self.store.ensure_log()
 
-    def commit(self, body: OffsetCommitRequest) -> tuple[OffsetCommitResponse, AppendResult | None]:
+    def commit(self, body: OffsetCommitRequest) -> tuple[OffsetCommitResponse, Pending | None]:
         """Validate and append a native commit (synchronously). The caller
         awaits :meth:`wait_durable` on the returned append before answering."""
         self._check_ready()
@@ -731,7 +868,7 @@ class GroupCoordinator:
         generation: int = -1,
         member_id: str = "",
         instance_id: str | None = None,
-    ) -> tuple[list[BrokerError | None], AppendResult | None]:
+    ) -> tuple[list[BrokerError | None], Pending | None]:
         """A classic (Kafka) commit: validated against the classic
         generation and member, or, with generation < 0, accepted only while
         the group has no members (assign() consumers, admin tools). Raises
@@ -758,7 +895,7 @@ class GroupCoordinator:
 
     def _append_offsets(
         self, group_id: str, items: Sequence[CommitItem], owned: set[TP] | None, member_id: str
-    ) -> tuple[list[BrokerError | None], AppendResult | None]:
+    ) -> tuple[list[BrokerError | None], Pending | None]:
         """Check each item and append the good ones as one batch."""
         now = self.clock_ms()
         changes: list[tuple[str, TP, OffsetEntry | None]] = []
@@ -776,6 +913,15 @@ class GroupCoordinator:
                         f"offset metadata of {item.topic}/{item.partition} is "
                         f"{len(item.metadata)} characters; at most {limit} are kept"
                     )
+                if self.clustered:
+                    # the partition's leader may be elsewhere: its log end is not known here
+                    if item.offset < 0:
+                        raise OffsetOutOfRangeError(
+                            f"offset {item.offset} of {item.topic}/{item.partition} is negative"
+                        )
+                    errors.append(None)
+                    changes.append((group_id, tp, OffsetEntry(item.offset, item.metadata, now)))
+                    continue
                 plog = self.manager.get(item.topic, item.partition)
                 if item.offset < 0 or item.offset > plog.log_end_offset:
                     raise OffsetOutOfRangeError(
@@ -789,10 +935,19 @@ class GroupCoordinator:
             changes.append((group_id, tp, OffsetEntry(item.offset, item.metadata, now)))
         if not changes:
             return errors, None
-        return errors, self.store.append(changes)
+        return errors, self._store_for(group_id).append(changes)
 
-    async def wait_durable(self, appended: AppendResult) -> None:
-        await self.store.wait_durable(appended)
+    async def wait_durable(self, appended: Pending) -> None:
+        """Until the write is durable (cluster mode: committed to the ISR);
+        raises NOT_COORDINATOR when this broker stopped leading meanwhile."""
+        for one in [appended] if isinstance(appended, Appended) else appended:
+            store = self.stores.get(one.partition)
+            if store is None:
+                raise NotCoordinatorError(
+                    "the group's coordinator moved before the write was committed: "
+                    "find it again and retry"
+                )
+            await store.wait_durable(one)
 
     def _apply_durable(self, group_id: str, tp: TP, entry: OffsetEntry | None) -> None:
         """An offset change became durable: make it visible."""
@@ -808,7 +963,7 @@ class GroupCoordinator:
 
     def _maybe_drop(self, group: Group) -> None:
         """A group with neither members nor offsets no longer exists."""
-        if not group.has_members and not group.offsets and group.group_id not in self.store.view:
+        if not group.has_members and not group.offsets and not self._view_of(group.group_id):
             self.groups.pop(group.group_id, None)
 
     def committed(
@@ -853,13 +1008,20 @@ class GroupCoordinator:
     # --- administration ---------------------------------------------------------
 
     def group_views(self) -> list[GroupView]:
-        """Every group (either protocol), without members, by id."""
+        """Every group (either protocol), without members, by id (cluster
+        mode: the groups this broker coordinates, as Kafka's ListGroups)."""
         self._check_ready()
-        return [self._view(self.groups[gid], members=False) for gid in sorted(self.groups)]
+        return [
+            self._view(self.groups[gid], members=False)
+            for gid in sorted(self.groups)
+            if not self.clustered or self.ownership.serves(gid)
+        ]
 
     def group_view(self, group_id: str) -> GroupView | None:
         """One group with its members, or None when it does not exist."""
         self._check_ready()
+        if self.clustered:
+            self.ownership.check(group_id)
         group = self.groups.get(group_id)
         return None if group is None else self._view(group, members=True)
 
@@ -974,7 +1136,7 @@ class GroupCoordinator:
             members=members,
         )
 
-    def delete_groups(self, group_ids: list[str]) -> tuple[list[DeletedGroup], AppendResult | None]:
+    def delete_groups(self, group_ids: list[str]) -> tuple[list[DeletedGroup], Pending | None]:
         """Native adapter of :meth:`delete`."""
         errors, appended = self.delete(group_ids)
         results = []
@@ -986,9 +1148,7 @@ class GroupCoordinator:
             results.append(result)
         return results, appended
 
-    def delete(
-        self, group_ids: Sequence[str]
-    ) -> tuple[list[BrokerError | None], AppendResult | None]:
+    def delete(self, group_ids: Sequence[str]) -> tuple[list[BrokerError | None], Pending | None]:
         """Check and append the tombstones of every deletable group (either
         protocol; not while it has members); one outcome per group. The
         caller waits for durability before answering."""
@@ -997,9 +1157,9 @@ class GroupCoordinator:
         changes: list[tuple[str, TP, OffsetEntry | None]] = []
         for gid in group_ids:
             group = self.groups.get(gid)
-            entries = self.store.view.get(gid, {})
             try:
                 self._check_group_id(gid)
+                entries = self._view_of(gid)
                 if group is None and not entries:
                     raise GroupIdNotFoundError(f"no group {gid!r}")
                 if group is not None and group.has_members:
@@ -1016,12 +1176,27 @@ class GroupCoordinator:
                 self._maybe_drop(group)
         if not changes:
             return errors, None
-        try:
-            appended = self.store.append(changes)
-        except BrokerError as exc:
-            return [exc if e is None else e for e in errors], None
+        by_store: dict[int, list[tuple[str, TP, OffsetEntry | None]]] = {}
+        for change in changes:
+            p = self.ownership.partition(change[0]) if self.clustered else 0
+            by_store.setdefault(p, []).append(change)
+        appended: list[Appended] = []
+        for p, some in by_store.items():
+            store = self.stores.get(p)
+            try:
+                if store is None:
+                    raise NotCoordinatorError(f"{OFFSETS_TOPIC}-{p} is no longer served here")
+                appended.append(store.append(some))
+            except BrokerError as exc:
+                failed = {c[0] for c in some}
+                errors = [
+                    exc if e is None and gid in failed else e
+                    for gid, e in zip(group_ids, errors, strict=True)
+                ]
+        if not appended:
+            return errors, None
         log.info("deleted group(s) %s", ", ".join(sorted({c[0] for c in changes})))
-        return errors, appended
+        return errors, appended[0] if len(appended) == 1 else appended
 
     # --- background loops ---------------------------------------------------------
 
@@ -1063,7 +1238,7 @@ class GroupCoordinator:
         while True:
             await trio.sleep(interval)
             await self.expire_offsets(self.clock_ms())
-            if self.store.ready:
+            if not self.clustered and self.store.ready:
                 try:
                     await self.store.check_topic_config()
                 except BrokerError as exc:
@@ -1072,11 +1247,18 @@ class GroupCoordinator:
     async def expire_offsets(self, now_ms: int) -> int:
         """Delete the offsets of empty groups older than offsets_retention_ms.
         Returns how many were deleted."""
-        if not self.store.ready or self.status != READY:
+        if self.status != READY:
             return 0
+        expired = 0
+        for store in list(self.stores.values()):
+            if store.ready:
+                expired += await self._expire_in(store, now_ms)
+        return expired
+
+    async def _expire_in(self, store: OffsetStore, now_ms: int) -> int:
         retention = self.settings.offsets_retention_ms
         changes: list[tuple[str, TP, OffsetEntry | None]] = []
-        for gid, entries in self.store.view.items():
+        for gid, entries in store.view.items():
             group = self.groups.get(gid)
             if group is not None and group.has_members:
                 continue
@@ -1087,8 +1269,8 @@ class GroupCoordinator:
         if not changes:
             return 0
         try:
-            appended = self.store.append(changes)
-            await self.store.wait_durable(appended)
+            appended = store.append(changes)
+            await store.wait_durable(appended)
         except BrokerError as exc:
             log.error("expiring committed offsets failed: %s", exc.message)
             return 0

@@ -39,6 +39,20 @@ compacted log has gaps) and accepts a snapshot from which the cleaner
 removed superseded entries (its end marker then counts more entries than
 are left). ``StoreSettings(cleanup_policy="delete")`` keeps the snapshot
 scheme (tests, and operators who prefer it).
+
+Cluster mode (issue 16, rule 8): ``__consumer_offsets`` is a replicated
+topic of many partitions; one OffsetStore per partition this broker leads
+(``partition``, ``replicas``: the broker's ReplicaManager). An append is
+checked against the leadership first (NOT_COORDINATOR when this broker no
+longer leads the partition, COORDINATOR_NOT_AVAILABLE when the ISR is below
+``min_insync_replicas``) and is durable once the high watermark covers it
+(acks=all): :meth:`OffsetStore.wait_durable` raises NOT_COORDINATOR when the
+leadership ends first (the commit may or may not survive; the client
+commits again at the new coordinator). Loading reads the partition up to
+its high watermark, which the coordinator lets it do only once the new
+leader's watermark is established (every record of earlier epochs
+committed). The topic's configuration is the cluster's (etcd), never
+altered here.
 """
 
 from __future__ import annotations
@@ -47,13 +61,20 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import trio
 
 from tailrace.client.errors import (
     BrokerError,
+    CoordinatorNotAvailableError,
     CorruptRecordError,
     InvalidRecordError,
+    NotCoordinatorError,
+    NotEnoughReplicasAfterAppendError,
+    NotEnoughReplicasError,
+    NotLeaderOrFollowerError,
     TopicAlreadyExistsError,
 )
 from tailrace.client.records import build_batch, iter_headers, iter_records, validate_batch
@@ -73,7 +94,10 @@ from .records import (
     encode_snapshot_marker,
 )
 
-__all__ = ["OFFSETS_TOPIC", "OffsetStore", "StoreSettings"]
+if TYPE_CHECKING:
+    from ..cluster.replicas import Leadership, ReplicaManager
+
+__all__ = ["OFFSETS_TOPIC", "Appended", "OffsetStore", "StoreSettings"]
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +143,30 @@ class StoreSettings:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """An append to await (:meth:`OffsetStore.wait_durable`) before answering."""
+
+    result: AppendResult
+    #: cluster mode: the leadership the append was checked against
+    lead: Leadership | None = None
+    #: the offsets partition written
+    partition: int = 0
+
+    @property
+    def last_offset(self) -> int:
+        return self.result.last_offset
+
+
+def _as_coordinator_error(exc: BrokerError) -> BrokerError:
+    """A replication error as a group client reads it (Kafka's mapping)."""
+    if isinstance(exc, NotLeaderOrFollowerError):
+        return NotCoordinatorError(f"{exc.message}: find the coordinator again")
+    if isinstance(exc, NotEnoughReplicasError | NotEnoughReplicasAfterAppendError):
+        return CoordinatorNotAvailableError(exc.message)
+    return exc
+
+
 class OffsetStore:
     """The offsets log: load, append, durability, snapshots."""
 
@@ -128,8 +176,13 @@ class OffsetStore:
         on_durable: Callable[[str, TP, OffsetEntry | None], None],
         settings: StoreSettings | None = None,
         clock_ms: Callable[[], int] | None = None,
+        *,
+        partition: int = 0,
+        replicas: ReplicaManager | None = None,
     ) -> None:
         self.manager = manager
+        self.partition = partition
+        self.replicas = replicas
         self.settings = settings or StoreSettings()
         self.on_durable = on_durable
         self.clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
@@ -153,7 +206,7 @@ class OffsetStore:
         report every live entry through ``on_durable``."""
         if OFFSETS_TOPIC not in self.manager.topics():
             return
-        plog = self.manager.get(OFFSETS_TOPIC, 0)
+        plog = self.manager.get(OFFSETS_TOPIC, self.partition)
         state: dict[tuple[str, TP], OffsetEntry] = {}
         # Every offset record applies to the state; a snapshot's records are
         # the state at its time, so applying them changes nothing but can
@@ -257,14 +310,16 @@ class OffsetStore:
             self._account(group, tp, entry)
             self.on_durable(group, tp, entry)
         log.info(
-            "%s loaded: %d committed offsets in %d groups from offsets %d-%d",
+            "%s-%d loaded: %d committed offsets in %d groups from offsets %d-%d",
             OFFSETS_TOPIC,
+            self.partition,
             len(state),
             len(self.view),
             start,
             offset,
         )
-        await self.check_topic_config()
+        if self.replicas is None:  # the cluster's topic config is etcd's
+            await self.check_topic_config()
 
     # --- the log -------------------------------------------------------------
 
@@ -287,13 +342,20 @@ class OffsetStore:
     def ready(self) -> bool:
         return self.log is not None
 
-    def append(self, changes: list[Change]) -> AppendResult:
+    def append(self, changes: list[Change]) -> Appended:
         """Append ``changes`` as one batch (synchronously, no await) and
         update the view; call :meth:`wait_durable` before acknowledging.
-        Raises the log's BrokerError (StorageError, StorageFullError) and
+        Raises the log's BrokerError (StorageError, StorageFullError) and,
+        in cluster mode, NOT_COORDINATOR / COORDINATOR_NOT_AVAILABLE, and
         then changes nothing."""
         plog = self.log
         assert plog is not None, "ensure_log first"
+        lead = None
+        if self.replicas is not None:
+            try:
+                lead = self.replicas.leader_for_append(OFFSETS_TOPIC, self.partition, -1)
+            except BrokerError as exc:
+                raise _as_coordinator_error(exc) from None
         now = self.clock_ms()
         records = []
         for group, (topic, partition), entry in changes:
@@ -301,6 +363,8 @@ class OffsetStore:
             records.append((now, key, value, None))
         batch = build_batch(records)
         result = plog.append(batch)
+        if self.replicas is not None and lead is not None:
+            self.replicas.appended(lead)
         for group, tp, entry in changes:
             entries = self.view.setdefault(group, {})
             if entry is None:
@@ -315,14 +379,21 @@ class OffsetStore:
         limit = plog.config.retention_bytes
         if limit >= 0 and self._since_snapshot > limit // 2:
             self._write_snapshot(plog, now)
-        return result
+        return Appended(result, lead, self.partition)
 
-    async def wait_durable(self, result: AppendResult) -> None:
-        """Wait until ``result`` is as durable as the topic's flush mode
-        promises, then publish every entry appended up to it, in order."""
+    async def wait_durable(self, appended: Appended) -> None:
+        """Wait until the append is as durable as the topic's flush mode
+        promises (cluster mode: until the high watermark covers it), then
+        publish every entry appended up to it, in order."""
         plog = self.log
         assert plog is not None
-        await plog.wait_durable(result)
+        if appended.lead is not None and self.replicas is not None:
+            try:
+                await self.replicas.wait_acked(appended.lead, appended.result, -1)
+            except BrokerError as exc:
+                raise _as_coordinator_error(exc) from None
+        else:
+            await plog.wait_durable(appended.result)
         hw = plog.high_watermark
         while self._pending and self._pending[0][0] < hw:
             _, changes = self._pending.popleft()

@@ -1,5 +1,11 @@
-"""Consumer groups: ConsumerGroupHeartbeat, OffsetCommit, OffsetFetch,
-ListGroups, DescribeGroups and DeleteGroups.
+"""Consumer groups: FindCoordinator, ConsumerGroupHeartbeat, OffsetCommit,
+OffsetFetch, ListGroups, DescribeGroups and DeleteGroups.
+
+FindCoordinator: a single node answers that it is the coordinator (empty
+host: keep this connection); a cluster broker answers with the leader of
+the group's partition of ``__consumer_offsets`` and its native address
+(coordinator/placement.py), or COORDINATOR_NOT_AVAILABLE; the first one
+creates the topic in the cluster.
 
 The coordinator (broker/coordinator/) does the work; these handlers adapt
 requests to it. Like produce, the synchronous part (validation, state
@@ -18,6 +24,7 @@ from typing import TYPE_CHECKING
 from tailrace.client.errors import (
     CoordinatorNotAvailableError,
     GroupAuthorizationError,
+    InvalidGroupIdError,
     TopicAuthorizationError,
 )
 from tailrace.client.protocol import (
@@ -28,6 +35,8 @@ from tailrace.client.protocol import (
     DescribedGroup,
     DescribeGroupsRequest,
     DescribeGroupsResponse,
+    FindCoordinatorRequest,
+    FindCoordinatorResponse,
     ListGroupsRequest,
     ListGroupsResponse,
     OffsetCommitPartitionResult,
@@ -41,18 +50,20 @@ from tailrace.client.protocol import (
     Request,
 )
 
+from ..coordinator.placement import OffsetsPlacement, create_then_unavailable
 from ..security.authz import CLUSTER, CLUSTER_NAME, DELETE, DESCRIBE, GROUP, READ, TOPIC
 from ..server.connection import ConnectionInfo, Later
 
 if TYPE_CHECKING:
     from ..coordinator import GroupCoordinator, HeartbeatResult
-    from ..log.partition import AppendResult
+    from ..coordinator.coordinator import Pending
     from .context import BrokerContext
 
 __all__ = [
     "handle_consumer_group_heartbeat",
     "handle_delete_groups",
     "handle_describe_groups",
+    "handle_find_coordinator",
     "handle_list_groups",
     "handle_offset_commit",
     "handle_offset_fetch",
@@ -75,6 +86,25 @@ def _check_group(ctx: BrokerContext, info: ConnectionInfo, operation: str, group
 def _topic_denied(ctx: BrokerContext, info: ConnectionInfo, operation: str, topic: str) -> bool:
     authz = ctx.authz
     return authz is not None and not authz.allowed(info, operation, TOPIC, topic)
+
+
+def handle_find_coordinator(ctx: BrokerContext, info: ConnectionInfo, request: Request) -> object:
+    body: FindCoordinatorRequest = request.body
+    _check_group(ctx, info, DESCRIBE, body.group_id)
+    coordinator = _coordinator(ctx)
+    if not body.group_id:
+        raise InvalidGroupIdError("the group id must not be empty")
+    placement = coordinator.placement
+    if placement is None:  # a single node: this broker
+        return ctx.encode(request, FindCoordinatorResponse(node_id=ctx.node_id))
+    if placement.needs_topic():
+        return Later(_created_then_unavailable, placement)
+    node_id, host, port = placement.find(body.group_id, kafka=False)
+    return ctx.encode(request, FindCoordinatorResponse(node_id=node_id, host=host, port=port))
+
+
+async def _created_then_unavailable(placement: OffsetsPlacement) -> bytes:
+    raise await create_then_unavailable(placement)
 
 
 def handle_consumer_group_heartbeat(
@@ -145,7 +175,7 @@ async def _commit_durable(
     coordinator: GroupCoordinator,
     request: Request,
     response: OffsetCommitResponse,
-    appended: AppendResult,
+    appended: Pending,
 ) -> bytes:
     await coordinator.wait_durable(appended)
     return ctx.encode(request, response)
@@ -260,7 +290,7 @@ async def _delete_durable(
     coordinator: GroupCoordinator,
     request: Request,
     response: DeleteGroupsResponse,
-    appended: AppendResult,
+    appended: Pending,
 ) -> bytes:
     await coordinator.wait_durable(appended)
     return ctx.encode(request, response)

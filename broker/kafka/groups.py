@@ -28,10 +28,15 @@ holds the connection's reader except the creation of the offsets topic by
 the first commit (barrier, so pipelined commits stay in order). Every error
 is answered in the API's own error fields, so these handlers raise nothing.
 
-FindCoordinator answers with this broker. The address comes from
-``ctx.advertised_kafka_address(info) -> (node_id, host, port)`` when the
-context has it (the Kafka listener's advertised address), else from the
-listener the request came in on and ``ctx.node_id``.
+FindCoordinator answers, on a single node, with this broker. The address
+comes from ``ctx.advertised_kafka_address(info) -> (node_id, host, port)``
+when the context has it (the Kafka listener's advertised address), else
+from the listener the request came in on and ``ctx.node_id``. In cluster
+mode it answers with the leader of the group's partition of
+``__consumer_offsets`` and its Kafka address (coordinator/placement.py),
+or COORDINATOR_NOT_AVAILABLE while there is none; the first one creates the
+topic in the cluster. Group requests at a broker that does not coordinate
+the group answer NOT_COORDINATOR (the clients find it again).
 """
 
 from __future__ import annotations
@@ -63,7 +68,8 @@ from tailrace.client.errors import (
 )
 
 from ..coordinator.classic import JoinParams, JoinResult, SyncResult, Waiter
-from ..coordinator.coordinator import CommitItem, GroupView, MemberView
+from ..coordinator.coordinator import CommitItem, GroupView, MemberView, Pending
+from ..coordinator.placement import OffsetsPlacement, create_then_unavailable
 from ..security.authz import CLUSTER, CLUSTER_NAME, DELETE, DESCRIBE, GROUP, READ, TOPIC
 from ..server.connection import ConnectionInfo, Later
 from .errors import kafka_error
@@ -72,7 +78,6 @@ from .versions import KafkaApi
 if TYPE_CHECKING:
     from ..coordinator import GroupCoordinator
     from ..handlers.context import BrokerContext
-    from ..log.partition import AppendResult
 
 __all__ = ["GROUP_HANDLERS", "KafkaGroupRequest"]
 
@@ -163,37 +168,83 @@ def _advertised(ctx: BrokerContext, info: ConnectionInfo) -> tuple[int, str, int
 def handle_find_coordinator(
     ctx: BrokerContext, info: ConnectionInfo, request: KafkaGroupRequest
 ) -> Any:
+    """v0-3: one group (``key``); v4 (KIP-699): a batch (``coordinator_keys``),
+    each answered on its own."""
     body = request.body
+    batched = request.api_version >= 4
+    keys = list(body.coordinator_keys) if batched else [body.key]
     try:
         key_type = getattr(body, "key_type", 0)
         if key_type == 1:
             raise InvalidRequestError("transactions are not supported: no transaction coordinator")
         if key_type != 0:
             raise InvalidRequestError(f"unknown coordinator key type {key_type}")
-        _check_group(ctx, info, DESCRIBE, body.key)
         coordinator = _coordinator(ctx)
         if coordinator.status != "ready":
             raise CoordinatorNotAvailableError("the group coordinator is loading its offsets")
-        node_id, host, port = _advertised(ctx, info)
     except BrokerError as exc:
+        return _coordinators(request, [(k, exc) for k in keys])
+    placement = coordinator.placement
+    if placement is not None and placement.needs_topic():
+        return Later(_created_then_unavailable, request, keys, placement)
+    found: list[tuple[str, tuple[int, str, int] | BrokerError]] = []
+    for key in keys:
+        try:
+            _check_group(ctx, info, DESCRIBE, key)
+            if placement is None:
+                found.append((key, _advertised(ctx, info)))
+            else:
+                found.append((key, placement.find(key, kafka=True)))
+        except BrokerError as exc:
+            found.append((key, exc))
+    return _coordinators(request, found)
+
+
+def _coordinators(
+    request: KafkaGroupRequest, found: list[tuple[str, tuple[int, str, int] | BrokerError]]
+) -> Any:
+    """The response: per key the coordinator (node id, host, port) or the error."""
+    entries = []
+    for key, outcome in found:
+        if isinstance(outcome, BrokerError):
+            entries.append(
+                {
+                    "key": key,
+                    "error_code": kafka_error(outcome),
+                    "error_message": outcome.message,
+                    "node_id": -1,
+                    "host": "",
+                    "port": -1,
+                }
+            )
+        else:
+            node_id, host, port = outcome
+            entries.append(
+                {
+                    "key": key,
+                    "error_code": KafkaCode.none,
+                    "error_message": None,
+                    "node_id": node_id,
+                    "host": host,
+                    "port": port,
+                }
+            )
+    if request.api_version >= 4:
         return _response(
             request,
             "FindCoordinatorResponse",
-            error_code=kafka_error(exc),
-            error_message=exc.message,
-            node_id=-1,
-            host="",
-            port=-1,
+            coordinators=tuple(_nested(request, "Coordinator", **e) for e in entries),
         )
-    return _response(
-        request,
-        "FindCoordinatorResponse",
-        error_code=KafkaCode.none,
-        error_message=None,
-        node_id=node_id,
-        host=host,
-        port=port,
-    )
+    (entry,) = entries
+    del entry["key"]
+    return _response(request, "FindCoordinatorResponse", **entry)
+
+
+async def _created_then_unavailable(
+    request: KafkaGroupRequest, keys: list[str], placement: OffsetsPlacement
+) -> Any:
+    error = await create_then_unavailable(placement)
+    return _coordinators(request, [(k, error) for k in keys])
 
 
 # --- JoinGroup, SyncGroup, Heartbeat, LeaveGroup ---------------------------------------
@@ -399,7 +450,7 @@ def _commit(
     )
     if appended is None:
         return response
-    return Later(_commit_durable, coordinator, response, appended)
+    return Later(_commit_durable, coordinator, response, appended, request)
 
 
 def _commit_response(
@@ -434,9 +485,12 @@ def _commit_failed(request: KafkaGroupRequest, error: BrokerError) -> Any:
 
 
 async def _commit_durable(
-    coordinator: GroupCoordinator, response: Any, appended: AppendResult
+    coordinator: GroupCoordinator, response: Any, appended: Pending, request: KafkaGroupRequest
 ) -> Any:
-    await coordinator.wait_durable(appended)
+    try:
+        await coordinator.wait_durable(appended)
+    except BrokerError as exc:  # cluster mode: the coordinator moved first
+        return _commit_failed(request, exc)
     return response
 
 
@@ -664,9 +718,7 @@ def handle_delete_groups(
     return Later(_delete_durable, _coordinator(ctx), response, appended)
 
 
-async def _delete_durable(
-    coordinator: GroupCoordinator, response: Any, appended: AppendResult
-) -> Any:
+async def _delete_durable(coordinator: GroupCoordinator, response: Any, appended: Pending) -> Any:
     await coordinator.wait_durable(appended)
     return response
 

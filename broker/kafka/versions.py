@@ -60,7 +60,7 @@ ADVERTISED: dict[int, tuple[int, int]] = {
     KafkaApi.METADATA: (1, 8),
     KafkaApi.OFFSET_COMMIT: (2, 7),
     KafkaApi.OFFSET_FETCH: (1, 5),
-    KafkaApi.FIND_COORDINATOR: (0, 2),
+    KafkaApi.FIND_COORDINATOR: (0, 4),
     KafkaApi.JOIN_GROUP: (0, 5),
     KafkaApi.HEARTBEAT: (0, 3),
     KafkaApi.LEAVE_GROUP: (0, 3),

@@ -10,8 +10,11 @@ always the newest commit. Each commit carries the member's id and epoch
 queued); a consumer outside group management (``assign()``) sends member
 epoch -1.
 
-A commit is answered once the broker made it durable. Retriable failures
-(no connection, the coordinator still loading) are retried until
+Commits and offset fetches go to the group's coordinator (transport/coordinator.py:
+found with FindCoordinator, found again when it moves). A commit is
+answered once the broker made it durable (in a cluster: once the in-sync
+replicas of the offsets partition hold it). Retriable failures (no
+connection, the coordinator still loading or moved) are retried until
 ``request_timeout_ms``; anything else fails the commit's handle with the
 broker's error.
 """
@@ -40,6 +43,7 @@ from ..protocol import (
     OffsetFetchRequest,
     OffsetFetchTopic,
 )
+from ..transport.coordinator import CoordinatorClient
 from ..transport.pool import BrokerClient
 from .record import TopicPartition
 
@@ -120,7 +124,8 @@ class OffsetCommitter:
         member: Callable[[], tuple[str, int]],
         retry_backoff: float,
     ) -> None:
-        self.client = client
+        #: the group's requests go to its coordinator (transport/coordinator.py)
+        self.client = CoordinatorClient(client, group_id)
         self.group_id = group_id
         #: () -> (member_id, member_epoch) to send with a commit now
         self.member = member
@@ -226,10 +231,16 @@ class OffsetCommitter:
             topics = [OffsetFetchTopic(name=t, partitions=ps) for t, ps in by_topic.items()]
         deadline = trio.current_time() + self.client.request_timeout
         while True:
-            response = await self.client.request(
-                OffsetFetchRequest(group_id=self.group_id, topics=topics),
-                timeout=max(deadline - trio.current_time(), 0.001),
-            )
+            try:
+                response = await self.client.request(
+                    OffsetFetchRequest(group_id=self.group_id, topics=topics),
+                    timeout=max(deadline - trio.current_time(), 0.001),
+                )
+            except BrokerUnavailableError:  # no coordinator now: find it again
+                if trio.current_time() >= deadline:
+                    raise
+                await trio.sleep(self.retry_backoff)
+                continue
             if response.error_code:
                 error = error_for_code(response.error_code, response.error_message or "")
                 if error.retriable and trio.current_time() < deadline:

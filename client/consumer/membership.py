@@ -46,6 +46,7 @@ from ..errors import (
     error_for_code,
 )
 from ..protocol import ConsumerGroupHeartbeatRequest, TopicPartitions
+from ..transport.coordinator import CoordinatorClient
 from ..transport.pool import BrokerClient
 from .record import TopicPartition
 
@@ -76,7 +77,8 @@ class GroupMembership:
         retry_backoff: float = 0.1,
         client_id: str = "",
     ) -> None:
-        self.client = client
+        #: the group's requests go to its coordinator (transport/coordinator.py)
+        self.client = CoordinatorClient(client, group_id)
         self.group_id = group_id
         self.notify = notify
         self.instance_id = instance_id

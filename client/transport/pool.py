@@ -128,7 +128,12 @@ class BrokerClient:
         return address
 
     async def connection(
-        self, lane: str = "main", *, node: int | None = None, wait: bool = True
+        self,
+        lane: str = "main",
+        *,
+        node: int | None = None,
+        wait: bool = True,
+        address: str | None = None,
     ) -> BrokerConnection:
         """A live connection for ``lane`` to broker ``node`` (None: the
         bootstrap connection), made (or re-made) if needed.
@@ -145,8 +150,11 @@ class BrokerClient:
         once instead of sleeping it out: a producer whose leader died asks
         for metadata meanwhile and must be free to go to the new leader the
         moment it is named, not up to a second later.
+
+        ``address`` ("host:port") connects to that broker instead of a node
+        of the metadata (a group's coordinator, named by FindCoordinator).
         """
-        key = (lane, self._address_of(node))
+        key = (lane, address if address is not None else self._address_of(node))
         conn = self._conns.get(key)
         if conn is not None and not conn.broken:
             return conn
@@ -226,10 +234,12 @@ class BrokerClient:
         timeout: float | None = None,
         lane: str = "main",
         node: int | None = None,
+        address: str | None = None,
     ) -> Any:
         """Send ``body`` on ``lane`` to ``node`` (None: the bootstrap
-        connection) and return the response, retrying connection failures
-        until ``timeout`` (default: the request timeout) passes."""
+        connection; ``address``: that broker, see :meth:`connection`) and
+        return the response, retrying connection failures until ``timeout``
+        (default: the request timeout) passes."""
         limit = self.request_timeout if timeout is None else timeout
         deadline = trio.current_time() + limit
         last: Exception | None = None
@@ -242,18 +252,22 @@ class BrokerClient:
             conn: BrokerConnection | None = None
             try:
                 with trio.fail_after(remaining):
-                    conn = await self.connection(lane, node=node)
+                    conn = await self.connection(lane, node=node, address=address)
                     return await conn.request(body, timeout=remaining)
             except BrokerUnavailableError as exc:
                 last = exc
+                if address is not None:
+                    raise  # the caller finds that broker again
                 self._bootstrap_failed(node, conn)
                 if self.closed:
                     raise
             except TimeoutError:
-                self._bootstrap_failed(node, conn)
+                if address is None:
+                    self._bootstrap_failed(node, conn)
                 raise
             except trio.TooSlowError:
-                self._bootstrap_failed(node, conn)
+                if address is None:
+                    self._bootstrap_failed(node, conn)
                 continue
 
     def _bootstrap_failed(self, node: int | None, conn: BrokerConnection | None) -> None:

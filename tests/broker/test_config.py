@@ -90,6 +90,10 @@ def test_listeners_from_file(tmp_path):
         ("[limits]\nmax_connections = 'many'", "limits.max_connections must be an integer"),
         ("[limits]\nmax_connections = 0", "limits.max_connections = 0 must be at least 1"),
         (
+            "[groups]\noffsets_topic_replication_factor = 0",
+            "groups.offsets_topic_replication_factor = 0 must be -1",
+        ),
+        (
             "[topic_defaults]\nflush = 'sometimes'",
             "topic_defaults.flush = 'sometimes' must be one of",
         ),

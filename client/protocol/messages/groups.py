@@ -43,6 +43,35 @@ class TopicPartitions:
     partitions: PartitionList = f("partition indexes")
 
 
+# --- FindCoordinator ---------------------------------------------------------
+
+
+@dataclass(slots=True, kw_only=True)
+class FindCoordinatorRequest:
+    """Which broker coordinates a group: in a cluster, the leader of the
+    group's partition of ``__consumer_offsets``. Every other group request
+    goes there; NOT_COORDINATOR or COORDINATOR_NOT_AVAILABLE mean: ask again."""
+
+    group_id: Name = f("the group")
+
+
+@dataclass(slots=True, kw_only=True)
+class FindCoordinatorResponse:
+    error_code: I16 = f(
+        "COORDINATOR_NOT_AVAILABLE (retriable: no leader yet, or it is loading), "
+        "GROUP_AUTHORIZATION_FAILED, ...",
+        0,
+    )
+    error_message: Str | None = f("explanation of error_code", None)
+    node_id: I32 = f("the coordinator's broker id; -1 on error", -1)
+    host: Str = f(
+        'the coordinator\'s native listener; "" when the broker asked is the coordinator '
+        "(a single node: keep using this connection)",
+        "",
+    )
+    port: I32 = f("its port; -1 with an empty host", -1)
+
+
 # --- ConsumerGroupHeartbeat ---------------------------------------------------
 
 
@@ -301,6 +330,8 @@ __all__ = [
     "DescribeGroupsResponse",
     "DescribedGroup",
     "DescribedMember",
+    "FindCoordinatorRequest",
+    "FindCoordinatorResponse",
     "ListGroupsRequest",
     "ListGroupsResponse",
     "ListedGroup",
