@@ -314,12 +314,16 @@ class ReplicaManager:
         r = self.replicas.get((topic, p))
         spec = view.topics.get(topic)
         local = self.logs.topics().get(topic)
-        if local is not None and local.cluster_revision and spec is not None:
-            if spec.revision != local.cluster_revision:
-                # deleted and created again since this copy was made: the old
-                # copy goes first
-                await self._delete_gone_topics(view)
-                r, local = None, None
+        if (
+            local is not None
+            and local.cluster_revision
+            and spec is not None
+            and spec.revision != local.cluster_revision
+        ):
+            # deleted and created again since this copy was made: the old
+            # copy goes first
+            await self._delete_gone_topics(view)
+            r, local = None, None
         if r is not None:
             return r
         if local is None:
