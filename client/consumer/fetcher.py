@@ -44,7 +44,6 @@ import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from functools import partial
 
 import trio
 
@@ -63,7 +62,6 @@ from ..protocol import (
     LATEST_TIMESTAMP,
     FetchPartition,
     FetchRequest,
-    FetchResponse,
     FetchTopic,
     ListOffsetsPartition,
     ListOffsetsRequest,
@@ -394,18 +392,13 @@ class Fetcher:
                     self._loops[node] = trio.Event()
                     continue
                 response = None
-                scope = self._fetch_scopes[node] = trio.CancelScope()
-                #: what _absorb gave in the reader's step (see absorb_now)
-                absorbed: list[bool | Exception] = []
-
                 try:
-                    with scope:
+                    with trio.CancelScope() as self._fetch_scopes[node]:
                         response = await self.client.request(
                             request,
                             timeout=self.client.request_timeout + self.fetch_max_wait_ms / 1000,
                             lane=FETCH_LANE,
                             node=node,
-                            on_response=partial(self._absorb_now, asked, scope, absorbed),
                         )
                 except (BrokerUnavailableError, TimeoutError) as exc:
                     log.debug("fetch failed, retrying: %s", exc)
@@ -421,10 +414,7 @@ class Fetcher:
                 if response is None:  # cancelled by a seek or assignment change
                     self._loops[node] = trio.Event()
                     continue
-                arrived = absorbed[0] if absorbed else self._absorb(response, asked)
-                if isinstance(arrived, Exception):
-                    raise arrived
-                if arrived:
+                if self._absorb(response, asked):
                     # Let a poll waiting for these records take them before the
                     # next fetch is built and written (a record's latency is
                     # until poll returns it; the next fetch is a step later).
@@ -432,25 +422,6 @@ class Fetcher:
         finally:
             del self._loops[node]
             self._supervise.set()
-
-    def _absorb_now(
-        self,
-        asked: dict[TopicPartition, tuple[int, int]],
-        scope: trio.CancelScope,
-        absorbed: list[bool | Exception],
-        body: FetchResponse,
-    ) -> None:
-        """A fetch's response, in the step that reads it (the connection's
-        reader): the records are buffered and data_ready set there, so a poll
-        waiting on its thread wakes then, not a task switch later when the
-        fetch loop resumes. A fetch cancelled meanwhile is not absorbed (as
-        before); a failure goes to the fetch loop, which raises it."""
-        if scope.cancel_called:
-            return
-        try:
-            absorbed.append(self._absorb(body, asked))
-        except Exception as exc:  # raised by the fetch loop
-            absorbed.append(exc)
 
     def _build_request(
         self, node: int | None

@@ -352,26 +352,11 @@ class BrokerConnection:
         data, self._unsent = self._unsent, b""
         await self.stream.send_all(data)
 
-    async def request(
-        self,
-        body: Any,
-        api_version: int = 0,
-        timeout: float | None = None,
-        on_response: Callable[[Any], None] | None = None,
-    ) -> Any:
-        """Send ``body`` and wait for its response body. ``on_response(body)``,
-        if given, is called in the step that reads the response (the
-        reader's), before the waiting task resumes; it must not raise."""
+    async def request(self, body: Any, api_version: int = 0, timeout: float | None = None) -> Any:
+        """Send ``body`` and wait for its response body."""
         pending = await self.send(body, api_version)
         if pending is None:
             return None
-        if on_response is not None:
-
-            def settled(p: PendingResponse) -> None:
-                if p._error is None:
-                    on_response(p._result)
-
-            pending.on_done(settled)
         return await self.wait(pending, timeout)
 
     async def wait(self, pending: PendingResponse, timeout: float | None = None) -> Any:

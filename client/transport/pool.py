@@ -26,7 +26,6 @@ import logging
 import math
 import random
 import ssl
-from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -238,12 +237,10 @@ class BrokerClient:
         timeout: float | None = None,
         lane: str = "main",
         node: int | None = None,
-        on_response: Callable[[Any], None] | None = None,
     ) -> Any:
         """Send ``body`` on ``lane`` to ``node`` (None: the bootstrap
         connection) and return the response, retrying connection failures
-        until ``timeout`` (default: the request timeout) passes.
-        ``on_response``: see BrokerConnection.request."""
+        until ``timeout`` (default: the request timeout) passes."""
         limit = self.request_timeout if timeout is None else timeout
         deadline = trio.current_time() + limit
         last: Exception | None = None
@@ -257,7 +254,7 @@ class BrokerClient:
             try:
                 with trio.fail_after(remaining):
                     conn = await self.connection(lane, node=node)
-                    return await conn.request(body, timeout=remaining, on_response=on_response)
+                    return await conn.request(body, timeout=remaining)
             except BrokerUnavailableError as exc:
                 last = exc
                 self._bootstrap_failed(node, conn)

@@ -11,8 +11,6 @@ partition); the blocking poll runs against a real broker process.
 
 from __future__ import annotations
 
-from typing import Any
-
 import trio
 from harness import BrokerProcess
 
@@ -20,7 +18,6 @@ from tailrace.client import Admin, Consumer, Producer
 from tailrace.client.background import BackgroundTrio
 from tailrace.client.consumer.fetcher import Fetcher
 from tailrace.client.consumer.record import TopicPartition
-from tailrace.client.producer.batch import ProducerBatch
 from tailrace.client.protocol import (
     FetchPartitionResult,
     FetchRequest,
@@ -45,23 +42,11 @@ class IdleBroker:
         return None  # the one connection
 
     async def request(
-        self,
-        body: FetchRequest,
-        *,
-        timeout: float,
-        lane: str,
-        node: int | None = None,
-        on_response: Any = None,
+        self, body: FetchRequest, *, timeout: float, lane: str, node: int | None = None
     ) -> FetchResponse:
         assert isinstance(body, FetchRequest)
         self.fetches.append(trio.current_time())
         await trio.sleep(body.max_wait_ms / 1000)
-        response = self._answer(body)
-        if on_response is not None:  # as the connection's reader calls it
-            on_response(response)
-        return response
-
-    def _answer(self, body: FetchRequest) -> FetchResponse:
         return FetchResponse(
             topics=[
                 FetchTopicResult(
@@ -147,67 +132,3 @@ def _poll_without_hops(address: str, monkeypatch) -> None:  # type: ignore[no-un
         assert hops == []  # no poll went through the trio thread
         monkeypatch.undo()
         assert consumer.position(("hop", 0)) == 50
-
-
-class HeldAnswer(IdleBroker):
-    """Answers the first fetch with one record, calling ``on_response`` as
-    the connection's reader does, then holds the fetch loop (the task that
-    awaits the request) until ``resume`` is set."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.answered = trio.Event()
-        self.resume = trio.Event()
-        self.fetched_again = trio.Event()
-
-    async def request(
-        self,
-        body: FetchRequest,
-        *,
-        timeout: float,
-        lane: str,
-        node: int | None = None,
-        on_response: Any = None,
-    ) -> FetchResponse:
-        self.fetches.append(trio.current_time())
-        if len(self.fetches) > 1:
-            self.fetched_again.set()
-            await trio.sleep_forever()
-        batch = ProducerBatch("t", 0, 0)
-        batch.records.append((0, None, b"early", None))
-        response = FetchResponse(
-            topics=[
-                FetchTopicResult(
-                    name="t",
-                    partitions=[
-                        FetchPartitionResult(
-                            partition=0, high_watermark=1, records=batch.encode(0, 6)
-                        )
-                    ],
-                )
-            ]
-        )
-        if on_response is not None:
-            on_response(response)
-        self.answered.set()
-        await self.resume.wait()
-        return response
-
-
-async def test_records_are_pollable_in_the_step_that_reads_the_response(autojump_clock):
-    """The fetch response's records are buffered, and a waiting poll woken,
-    before the fetch loop's task resumes (one task switch less per record)."""
-    client = HeldAnswer()
-    f = fetcher(client)
-    f.assign([TopicPartition("t", 0)])
-    f.seek(TopicPartition("t", 0), 0)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(f.run)
-        await client.answered.wait()
-        assert f.data_ready.is_set()
-        assert [r.value for r in f.take(10)] == [b"early"]
-        client.resume.set()
-        # the loop resumes, finds its answer absorbed, and fetches on
-        await client.fetched_again.wait()
-        assert f.take(10) == []  # absorbed once, not again by the loop
-        nursery.cancel_scope.cancel()
