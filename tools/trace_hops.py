@@ -214,6 +214,13 @@ def producer_role(out: str, bootstrap: str, topic: str, records: int, rate: floa
         "send",
         lambda _r, a: "p.request_written" if type(a[1]) is ProduceRequest else None,
     )
+    if hasattr(connection.BrokerConnection, "send_from_thread"):  # the direct path
+        _after(
+            connection.BrokerConnection,
+            "send_from_thread",
+            "p.request_written",
+            lambda r, a: r is not None and type(a[1]) is ProduceRequest,
+        )
     _before(batch.ProducerBatch, "complete", "p.acknowledged")
     count_loops()
     with Producer(bootstrap, **json.loads(config)) as producer:
@@ -264,7 +271,7 @@ def consumer_probes() -> None:
 ORDER = [
     ("p.send_called", "producer: send() called"),
     ("p.send_returned", "producer: send() returned (record in the accumulator)"),
-    ("p.sender_drained", "producer: sender task took the batch (trio thread woke)"),
+    ("p.sender_drained", "producer: batch drained (by the trio thread, or by send() when direct)"),
     ("p.request_written", "producer: Produce request written to the socket"),
     ("b.produce_dispatched", "broker: Produce read, parsed, dispatched"),
     ("b.appended", "broker: appended, high watermark moved (fetch woken)"),

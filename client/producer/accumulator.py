@@ -187,6 +187,12 @@ class Accumulator:
             self._ready.clear()
         return out
 
+    def requeue(self, batches: list[ProducerBatch]) -> None:
+        """Put drained batches back at the head of the ready queue, in their
+        order (a direct send that could not take them: Sender.send_direct)."""
+        with self._lock:
+            self._ready.extendleft(reversed(batches))
+
     def next_deadline(self, hold: Container[tuple[str, int]] = ()) -> float | None:
         """time.monotonic() at which the oldest open batch's linger expires
         (batches ``hold`` keeps open, see drain, are not waited for)."""

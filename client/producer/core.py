@@ -462,7 +462,10 @@ class ProducerCore:
     def unfinished(self) -> list[ProducerBatch]:
         """Every batch accepted and not yet completed (trio thread only)."""
         sender = self.sender
-        return self.acc.pending_batches() + (sender.unfinished() if sender else [])
+        if sender is None:
+            return self.acc.pending_batches()
+        with sender.gate:  # no direct send between the accumulator and the sender
+            return self.acc.pending_batches() + sender.unfinished()
 
     async def flush(self) -> None:
         """Wait until every record accepted so far is acknowledged or failed."""

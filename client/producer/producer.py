@@ -2,7 +2,10 @@
 
 The async core runs on a background trio thread; ``send`` appends to the
 thread-safe accumulator straight from the caller's thread (no thread hop per
-record) and wakes the sender only when a batch is ready.
+record) and wakes the sender only when a batch is ready. When the sender is
+idle (nothing in flight, nothing queued) a batch that is due (linger 0) is
+written by ``send`` itself, on the caller's thread (``Sender.send_direct``):
+a lone record leaves without waking the trio thread; its answer is read there.
 """
 
 from __future__ import annotations
@@ -50,7 +53,8 @@ class Producer:
             return
         if loop.in_loop_thread():
             sender.wakeup()
-        else:
+        elif not sender.send_direct():
+            # the sender was busy, or the batch not due: its thread takes it
             loop.run_sync_soon(sender.wakeup)
 
     def __enter__(self) -> Producer:

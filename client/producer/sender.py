@@ -36,7 +36,21 @@ Rules:
    replicated log, recognises a batch the old one stored. Rule 1 holds
    across a leader change: a partition's batches still in flight to the
    old leader are answered (or failed) before any goes to the new one.
-5. A gap the broker cannot explain (OUT_OF_ORDER_SEQUENCE_NUMBER with no
+5. The direct path. While this task is parked with nothing in flight and
+   nothing queued (``_direct_ok``), the blocking producer's ``send`` may do
+   this task's work for the batches it made due itself, on its own thread
+   (:meth:`Sender.send_direct`): drain, number, encode, register the request
+   exactly as ``_send_some`` does, and write it with
+   ``BrokerConnection.send_from_thread``. ``gate`` (a threading lock) makes
+   that exclusive with this task: the task clears ``_direct_ok`` under it
+   whenever it wakes, and everything a trio-side reader of this state needs
+   (flush's ``unfinished``) takes it too. The response is read and handled
+   on the trio thread as any other; once it is and this task is still
+   parked, ``_direct_ok`` is set again. Whatever the direct path cannot do
+   without waiting (a busy write lock, a second batch of a partition)
+   goes back to the accumulator's ready queue, in order, and the task is
+   woken as before.
+6. A gap the broker cannot explain (OUT_OF_ORDER_SEQUENCE_NUMBER with no
    earlier batch being retried, or UNKNOWN_PRODUCER_ID) bumps the producer
    epoch once every in-flight request has been answered; unsent batches are
    renumbered from 0 under the new epoch.
@@ -46,6 +60,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections import deque
 from functools import partial
@@ -134,6 +149,18 @@ class Sender:
         self._refresh_wanted = trio.Event()
         #: the leader node served last (requests go to the leaders in turn)
         self._last_node: int | None = None
+        #: rule 5: taken by send_direct (any thread, never waiting for it) and
+        #: by the trio side around what it must not share with a direct send
+        self.gate = threading.Lock()
+        #: under gate: a direct send may run now (see _park)
+        self._direct_ok = False
+        #: under gate: this task waits in _park
+        self._idle_parked = False
+        #: trio.current_time() - time.perf_counter() (trio's system clock),
+        #: so another thread can compute a trio deadline
+        self._clock_offset = 0.0
+        #: requests written by send_direct (observability, tests)
+        self.direct_requests = 0
 
     def wakeup(self) -> None:
         """Make the sender look at the accumulator (trio thread only)."""
@@ -143,6 +170,7 @@ class Sender:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Send until the accumulator is closed and every batch completed."""
+        self._clock_offset = trio.current_time() - time.perf_counter()
         task_status.started()
         async with trio.open_nursery() as watchdog:
             watchdog.start_soon(self._expire_requests)
@@ -226,12 +254,16 @@ class Sender:
                 )
 
     def unfinished(self) -> list[ProducerBatch]:
-        """Batches taken from the accumulator and not yet completed."""
+        """Batches taken from the accumulator and not yet completed (call
+        with ``gate`` held when a direct send may be running)."""
         return [*self._sent, *(b for q in self._queues.values() for b in q)]
 
     def abort(self, error: BaseException) -> None:
         """Fail every batch not yet acknowledged (a forced close)."""
-        for batch in self.acc.drain():
+        with self.gate:
+            self._direct_ok = False
+            drained = self.acc.drain()
+        for batch in drained:
             self._finish(batch, -1, error)
         for queue in self._queues.values():
             while queue:
@@ -260,7 +292,105 @@ class Sender:
                 # queued work waits for a free slot: wait for any answer
                 await self._wait_for_wake(trio.current_time() + 0.05)
             return
-        await self._wait_for_wake(deadline)
+        await self._park(deadline)
+
+    def _direct_conditions(self) -> bool:
+        """Whether a direct send (rule 5) may run while this task is parked."""
+        return (
+            self.acks != 0
+            and not self.acc.closed
+            and not self.client.routed
+            and self._requests_in_flight == 0
+            and not self._has_queued()
+            and not self._epoch_bump_needed
+            and not (self.idempotent and self.producer_id < 0)
+            and not self._refresh_wanted.is_set()
+        )
+
+    async def _park(self, deadline: float) -> None:
+        """Wait for a wake-up or ``deadline``, letting send_direct act meanwhile."""
+        with self.gate:
+            self._direct_ok = self._direct_conditions()
+            self._idle_parked = True
+        try:
+            await self._wait_for_wake(deadline)
+        finally:
+            with self.gate:
+                self._direct_ok = False
+                self._idle_parked = False
+
+    def send_direct(self) -> bool:
+        """Rule 5: send what the accumulator has due from the calling thread
+        (not the trio thread), if this task is parked idle. True when
+        everything due went out (or is handed to the connection: see
+        ``BrokerConnection.send_from_thread``), False when the caller must
+        wake this task as before (nothing done, or only part)."""
+        if not self.gate.acquire(blocking=False):
+            return False
+        try:
+            if not self._direct_ok or self.acc.closed:
+                return False
+            conn = self.client.ready_connection()
+            if conn is None or not conn.thread_writable:
+                return False
+            batches = self.acc.drain()
+            if not batches:
+                return False  # a linger not yet over: the task keeps the clock
+            taken: list[ProducerBatch] = []
+            seen: set[tuple[str, int]] = set()
+            total = _REQUEST_OVERHEAD
+            for b in batches:
+                # as _take_request: one batch per partition, within the size
+                tp = (b.topic, b.partition)
+                if tp in seen:
+                    continue
+                seen.add(tp)
+                if self.idempotent and b.sequence < 0:
+                    self._assign_sequence(tp, b)
+                data = b.encode(self.compression, self.compression_level, self.magic)
+                if taken and total + len(data) > self.max_request_bytes:
+                    continue
+                taken.append(b)
+                total += len(data)
+            rest = [b for b in batches if b not in taken]
+            topics: dict[str, list[ProducePartition]] = {}
+            for b in taken:
+                topics.setdefault(b.topic, []).append(
+                    ProducePartition(partition=b.partition, records=b.encoded)
+                )
+            request = ProduceRequest(
+                acks=self.acks,
+                timeout_ms=int(self.request_timeout * 1000),
+                topics=[ProduceTopic(name=t, partitions=ps) for t, ps in topics.items()],
+            )
+            deadline = time.perf_counter() + self._clock_offset + self.request_timeout
+
+            def register(pending: PendingResponse) -> None:
+                # what _send_some does around conn.send, before a byte leaves
+                self._slots.acquire_nowait()  # all free: nothing in flight
+                for b in taken:
+                    b.attempts += 1
+                    tp = (b.topic, b.partition)
+                    self._in_flight[tp] = self._in_flight.get(tp, 0) + 1
+                    self._sent.add(b)
+                    self._sent_on[tp] = conn
+                self._requests_in_flight += 1
+                if self._all_answered.is_set():
+                    self._all_answered = trio.Event()
+                self._awaiting[pending] = (conn, deadline)
+                pending.on_done(partial(self._response_arrived, taken))
+                self._direct_ok = False
+
+            if conn.send_from_thread(request, register) is None:
+                self.acc.requeue(batches)  # the task sends them, in order
+                return False
+            self.direct_requests += 1
+            if rest:
+                self.acc.requeue(rest)
+                return False
+            return True
+        finally:
+            self.gate.release()
 
     async def _wait_for_wake(self, deadline: float) -> None:
         with trio.move_on_at(deadline):
@@ -428,7 +558,8 @@ class Sender:
                     self._awaiting.pop(pending, None)
                     conn.expire(pending, self.request_timeout)  # settles it: retried
             wake = min(
-                (deadline for _conn, deadline in self._awaiting.values()),
+                # list(): a direct send (rule 5) may add one from its thread
+                (deadline for _conn, deadline in list(self._awaiting.values())),
                 default=now + self.request_timeout,
             )
             await trio.sleep_until(wake)
@@ -452,6 +583,11 @@ class Sender:
             # answer at a low rate gives it nothing: a task switch saved.
             if waiting_for_slot or self.acc.closed or self._epoch_bump_needed or self._has_queued():
                 self._wake.set()
+            elif self._idle_parked:
+                # still parked: the next lone record may go out directly
+                with self.gate:
+                    if self._idle_parked:
+                        self._direct_ok = self._direct_conditions()
 
     def _complete_from(self, batches: list[ProducerBatch], response: Any) -> None:
         if response.error_code:

@@ -6,6 +6,15 @@ protocol; this class moves its bytes. Requests are written by whoever calls
 the order they were assigned); one reader task, started in a nursery the
 caller owns, reads responses and hands each to the request waiting for it.
 
+A request can also be written from another thread (:meth:`BrokerConnection.
+send_from_thread`, the blocking producer's direct path): on a plain TCP
+socket, with no write in progress, it assigns the correlation id, registers
+the pending response and writes the frame with one non-blocking send, all
+under ``_write_lock`` (a threading lock the trio side takes too, briefly,
+to assign its correlation ids and to break the connection). What the send
+could not take is left in ``_unsent`` and written by the trio thread before
+anything else, so frames never interleave.
+
 Failure rules:
 
 * The connection breaks as a whole: a lost socket, a fatal protocol error or
@@ -23,6 +32,7 @@ import logging
 import math
 import os
 import ssl
+import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -153,6 +163,18 @@ class BrokerConnection:
         self._reader_scope: trio.CancelScope | None = None
         #: whether any response arrived (a TLS session ended before one is a refusal)
         self._answered = False
+        #: taken (briefly) around correlation-id assignment, the pending
+        #: queue and the start of a write, by the trio side and by
+        #: send_from_thread; never held across a wait
+        self._write_lock = threading.Lock()
+        #: a frame is being written by the trio side (or the rest of one a
+        #: thread could not write is in ``_unsent``): no thread may write
+        self._writing = False
+        #: the tail of a frame send_from_thread could not write at once
+        self._unsent = b""
+        #: set by connect(): where send_from_thread hands ``_unsent`` over
+        self._nursery: trio.Nursery | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
 
     @classmethod
     async def connect(
@@ -197,6 +219,8 @@ class BrokerConnection:
         except (OSError, trio.BrokenResourceError) as exc:
             raise BrokerUnavailableError(address, _connect_failure_reason(exc)) from exc
         conn = cls(stream, address, limits=limits, request_timeout=request_timeout)
+        conn._nursery = nursery
+        conn._token = trio.lowlevel.current_trio_token()
         nursery.start_soon(conn._reader)
         return conn
 
@@ -223,14 +247,18 @@ class BrokerConnection:
         except trio.WouldBlock:
             await self._send_lock.acquire()
         try:
-            if self._broken is not None:
-                raise self._broken
-            correlation_id, prefix, buffers = self.codec.send_request(body, api_version)
-            expects = not (type(body) is ProduceRequest and body.acks == 0)
-            pending = PendingResponse(correlation_id) if expects else None
-            if pending is not None:
-                self._pending.append(pending)
+            with self._write_lock:  # held by another thread only for a non-blocking send
+                if self._broken is not None:
+                    raise self._broken
+                correlation_id, prefix, buffers = self.codec.send_request(body, api_version)
+                expects = not (type(body) is ProduceRequest and body.acks == 0)
+                pending = PendingResponse(correlation_id) if expects else None
+                if pending is not None:
+                    self._pending.append(pending)
+                self._writing = True
             try:
+                if self._unsent:  # a thread's frame goes out first, whole
+                    await self._write_unsent()
                 if buffers:
                     if sum(len(b) for b in buffers) < 64 * 1024:
                         await self.stream.send_all(b"".join([prefix, *buffers]))
@@ -247,9 +275,82 @@ class BrokerConnection:
                 # A half-written frame desynchronises the stream for good.
                 self._break("a request was cancelled while being written")
                 raise
+            finally:
+                self._writing = False
         finally:
             self._send_lock.release()
         return pending
+
+    @property
+    def thread_writable(self) -> bool:
+        """Whether :meth:`send_from_thread` can be used at all: a plain TCP
+        connection made by :meth:`connect` (TLS writes stay on the trio
+        thread)."""
+        return type(self.stream) is trio.SocketStream and self._token is not None
+
+    def send_from_thread(
+        self, body: Any, register: Callable[[PendingResponse], None], api_version: int = 0
+    ) -> PendingResponse | None:
+        """Write a request from a thread other than the trio thread, now.
+
+        Returns None, having changed nothing, when that cannot be done
+        without waiting: not a plain TCP connection, broken, another write
+        in progress (or the lock held by one). Otherwise the request is
+        committed: ``register(pending)`` is called once its correlation id is
+        taken and before any byte leaves (its response may be read by the
+        trio thread the moment they do), then the frame is written with one
+        non-blocking send. What the socket does not take (a full send
+        buffer), or a send that fails, is handed to the trio thread, which
+        writes it before any other request (or breaks the connection, failing
+        the request as a trio-side write would). ``body`` must expect a
+        response."""
+        if not self.thread_writable or not self._write_lock.acquire(blocking=False):
+            return None
+        try:
+            if self._broken is not None or self._writing or self._send_lock.locked():
+                return None
+            correlation_id, prefix, buffers = self.codec.send_request(body, api_version)
+            pending = PendingResponse(correlation_id)
+            register(pending)
+            self._pending.append(pending)
+            frame = b"".join([prefix, *buffers]) if buffers else prefix
+            try:  # the socket is non-blocking (trio's)
+                sent = os.write(self.stream.socket.fileno(), frame)  # type: ignore[attr-defined]
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                sent = 0  # the trio thread's write of it meets the error and breaks
+            if sent < len(frame):
+                self._unsent = frame[sent:]
+                self._writing = True
+                assert self._token is not None
+                self._token.run_sync_soon(self._start_unsent_writer)
+            return pending
+        finally:
+            self._write_lock.release()
+
+    def _start_unsent_writer(self) -> None:
+        # trio thread: the connection's nursery owns the writer task
+        if self._nursery is not None and self._broken is None:
+            self._nursery.start_soon(self._write_unsent_locked)
+        elif self._broken is None:
+            self._break("a request written from another thread could not be finished")
+
+    async def _write_unsent_locked(self) -> None:
+        async with self._send_lock:
+            if not self._unsent:
+                return  # a trio-side send wrote it first
+            try:
+                await self._write_unsent()
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                self._break(f"send failed: {exc}")
+            finally:
+                self._writing = False
+
+    async def _write_unsent(self) -> None:
+        # under _send_lock, _writing set: the rest of a thread's frame
+        data, self._unsent = self._unsent, b""
+        await self.stream.send_all(data)
 
     async def request(self, body: Any, api_version: int = 0, timeout: float | None = None) -> Any:
         """Send ``body`` and wait for its response body."""
@@ -275,11 +376,14 @@ class BrokerConnection:
         self._break(f"no response within {limit:g} s")
 
     def _break(self, reason: str) -> None:
-        if self._broken is None:
-            self._broken = BrokerUnavailableError(self.address, reason)
-            log.debug("connection to %s broken: %s", self.address, reason)
-        while self._pending:
-            self._pending.popleft()._fail(self._broken)
+        with self._write_lock:  # no thread is between registering and writing
+            if self._broken is None:
+                self._broken = BrokerUnavailableError(self.address, reason)
+                log.debug("connection to %s broken: %s", self.address, reason)
+            failed = list(self._pending)
+            self._pending.clear()
+        for pending in failed:
+            pending._fail(self._broken)
         if self._reader_scope is not None:
             self._reader_scope.cancel()
 

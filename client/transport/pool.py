@@ -184,6 +184,17 @@ class BrokerClient:
             self._conns[key] = conn
             return conn
 
+    def ready_connection(self, lane: str = "main") -> BrokerConnection | None:
+        """The bootstrap connection of ``lane`` if it is up and requests are
+        not routed to leaders, else None; never connects, never waits (any
+        thread: one dict look-up)."""
+        if self.routed or self.closed:
+            return None
+        conn = self._conns.get((lane, BOOTSTRAP))
+        if conn is None or conn.broken:
+            return None
+        return conn
+
     async def _connect_bootstrap(self) -> BrokerConnection:
         """The first bootstrap address that answers, from the last good one on."""
         addresses = self.bootstrap_addresses
