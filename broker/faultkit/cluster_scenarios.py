@@ -478,7 +478,7 @@ class Workload:
         self._token = trio.lowlevel.current_trio_token()
         self._stop = stop = trio.Event()
         self._closing = trio.Event()
-        config = {"acks": "all", "delivery_timeout_ms": 300_000, "request_timeout_ms": 5_000,
+        config = {"acks": "all", "delivery_timeout_ms": 300_000, "request_timeout_ms": 3_000,
                   "linger_ms": 5}  # fmt: skip
         async with trio.open_nursery() as outer:
             for n in self.cluster.brokers:
