@@ -55,8 +55,14 @@ Scenario ``replication`` (issue 16's data under faults):
    etcd (it shrinks its ISR to itself; acks=all waits), the leader cut
    from etcd but not from its followers (another is elected), a follower
    cut from everything until it is out of every ISR, then rejoined, and
-   the controller killed (restarted). Round 1 runs each once in a seeded
-   order; later rounds a seeded random mix;
+   the controller killed (restarted); a leader alone in a minority (cut
+   from the other brokers, every etcd member and the clients), the
+   controller paused past its session, one etcd member killed (a leader
+   killed meanwhile) and one paused, quorum kept; the power cut on one
+   broker and on two at once (:func:`_d_power_cut`, powercut_broker.py); a
+   follower's tail damaged while it is down (:func:`_d_corrupt_follower_tail`);
+   a rolling restart (SIGTERM, restart, whole again, next broker). Round 1
+   runs each once in a seeded order; later rounds a seeded random mix;
 4. then: producers closed, every replica caught up (same log end, high
    watermark there), the topic read through a consumer and checked by the
    oracle (nothing acknowledged lost, nothing duplicated, each producer's
@@ -70,6 +76,13 @@ replica of a partition dies while its out-of-sync follower lives; see
 :func:`run_unclean`. Safe, nothing is lost; with ``--unsafe`` (the
 test-only seam TAILRACE_FAULT_UNCLEAN_ELECTION=1) the checker must report
 acknowledged records lost.
+
+Scenario ``kip101`` (the second negative control, rule 7): a follower that
+holds acknowledged records above its own high watermark must truncate in a
+new epoch whose leader it cannot reach, and leads next; see
+:func:`run_kip101`. Safe, nothing is lost; with ``--unsafe`` (the test-only
+seam TAILRACE_FAULT_TRUNCATE_TO_HW=1 in broker/cluster/replicas.py) the
+checker must report acknowledged records lost.
 """
 
 from __future__ import annotations
