@@ -1248,7 +1248,7 @@ def run_kip101(
     truncations: list[str] = []
     try:
         cluster, run, work = _start_data(
-            base, deadline_s, env=env, partitions=1, close_timeout=5.0 if unsafe else 120.0
+            base, deadline_s, env=env, partitions=1, close_timeout=3.0 if unsafe else 120.0
         )
         for child in cluster.brokers.values():
             child.line_hooks.append(
@@ -1260,7 +1260,7 @@ def run_kip101(
             )
         dr = DataRun(run, work, net, rng)
         work.start()
-        dr.progress("producers started", records=100)
+        dr.progress("producers started", records=50)
         for _ in range(rounds):
             _follower_truncates_then_leads(dr, unsafe)
         figures = _finish_data(cluster, run, work, dr)
@@ -1280,7 +1280,7 @@ def _follower_truncates_then_leads(dr: DataRun, unsafe: bool) -> None:
     leader = d["leader"]
     successor, last = [r for r in d["replicas"] if r != leader]  # election order
     dr.net.partition(broker_host(last), broker_host(successor))
-    dr.progress(f"follower {last} cut from {successor} only: in sync through {leader}", 50)
+    dr.progress(f"follower {last} cut from {successor} only: in sync through {leader}", 30)
     # and from the leader's answers: its next fetch still arrives (the
     # leader counts the position it names toward the high watermark and
     # acknowledges up to there) but the answer carrying that watermark does

@@ -50,6 +50,13 @@ def _scenario(*args: str) -> tuple[dict, subprocess.CompletedProcess[str]]:
     return json.loads(lines[-1]), proc
 
 
+#: left out of the short profile (make test's time budget), run by the long
+#: one: power loss on one broker (the two-broker cut covers the mechanism),
+#: an etcd member killed or paused with data flowing (scenario membership
+#: covers both without data)
+LONG_ONLY = ("power-cut-one", "kill-etcd-member", "pause-etcd-member")
+
+
 @pytest.mark.parametrize("seed", seeds(9200, 1, 3))
 def test_replication_keeps_every_acknowledged_record_across_faults(seed: int) -> None:
     """Scenario ``replication``: acks=all producers through the oracle while
@@ -60,9 +67,11 @@ def test_replication_keeps_every_acknowledged_record_across_faults(seed: int) ->
     acknowledged lost or duplicated, order kept, replicas byte-identical,
     epochs and high watermarks never back."""
     rounds = size(1, 3)
+    kinds = [f for f in DATA_FAULTS if f not in size(LONG_ONLY, ())]
     report, proc = _scenario(
-        "replication", "--seed", str(seed), "--rounds", str(rounds), "--deadline", "120"
-    )
+        "replication", "--seed", str(seed), "--rounds", str(rounds), "--deadline", "120",
+        "--faults", ",".join(kinds),
+    )  # fmt: skip
     record_result(
         "cluster-replication", runs=1, seed=seed, rounds=rounds, faults=len(report["faults"]),
         seconds=report["seconds"], acked=report["acked"], unknown=report["unknown"],
@@ -76,8 +85,8 @@ def test_replication_keeps_every_acknowledged_record_across_faults(seed: int) ->
     assert proc.returncode == 0
     assert report["lost"] == 0
     assert report["duplicated"] == 0
-    assert len(report["faults"]) == len(DATA_FAULTS) * rounds
-    assert set(report["faults"]) == set(DATA_FAULTS)  # round 1 runs each once
+    assert len(report["faults"]) == len(kinds) * rounds
+    assert set(report["faults"]) == set(kinds)  # round 1 runs each once
     assert report["acked"] > 0
     assert report["records_read"] >= report["acked"]
     assert report["hw_samples"] > 0
