@@ -87,6 +87,10 @@ def test_replication_keeps_every_acknowledged_record_across_faults(seed: int) ->
     assert report["duplicated"] == 0
     assert len(report["faults"]) == len(kinds) * rounds
     assert set(report["faults"]) == set(kinds)  # round 1 runs each once
+    # the faults that act on files did act: a batch damaged, images written
+    steps = [s["step"] for s in report["steps"]]
+    assert any("bytes flipped at the end of batch" in s for s in steps), steps
+    assert sum("power cut image=" in s for s in steps) >= 2, steps
     assert report["acked"] > 0
     assert report["records_read"] >= report["acked"]
     assert report["hw_samples"] > 0
