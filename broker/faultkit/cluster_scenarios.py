@@ -125,6 +125,8 @@ from .workload import read_topic, run_producer
 __all__ = ["main", "run_kip101", "run_membership", "run_replication", "run_unclean"]
 
 ETCD_HOST = "127.0.1.1"
+#: how long a status read retries while etcd cannot answer
+STATUS_RETRY_S = 30.0
 #: where the harness's clients connect from (sockets that do not bind)
 CLIENT_HOST = "127.0.0.1"
 PREFIX = "/tailrace"
@@ -173,8 +175,19 @@ class Cluster:
     def status(self) -> dict[str, Any]:
         """``tailrace cluster status --json``'s document, read from etcd."""
         from tailrace.broker.cluster.status import read_view, status_document
+        from tailrace.broker.etcd import EtcdUnavailableError
 
-        view = trio.run(read_view, self.etcd.endpoints, PREFIX)
+        began = time.monotonic()
+        while True:
+            try:
+                view = trio.run(read_view, self.etcd.endpoints, PREFIX)
+                break
+            except EtcdUnavailableError:
+                # a member killed or paused while etcd elects a new leader
+                # ("leader changed", no answer within 2 s): read again
+                if time.monotonic() - began > STATUS_RETRY_S:
+                    raise
+                time.sleep(0.2)
         doc = status_document(view)
         doc["partitions_detail"] = [
             {"topic": t, "partition": p, "leader": s.leader, "leader_epoch": s.leader_epoch,
@@ -760,7 +773,9 @@ def _d_isolate_follower(dr: DataRun) -> None:
     p, doc = dr.pick()
     d = _detail(doc, p)
     victim = dr.rng.choice([r for r in d["replicas"] if r != d["leader"]])
-    others = [ETCD_HOST] + [broker_host(n) for n in dr.cluster.brokers if n != victim]
+    # from everything, the clients too: a broker that lost etcd but still
+    # reaches the clients is the leader-cut-from-etcd fault (ETCD_CUT_STALL)
+    others = [ETCD_HOST, CLIENT_HOST] + [broker_host(n) for n in dr.cluster.brokers if n != victim]
     dr.net.isolate(broker_host(victim), others)
     rest = set(dr.cluster.brokers) - {victim}
     try:
@@ -843,6 +858,10 @@ def _d_kill_etcd_member(dr: DataRun) -> None:
     member.kill()
     try:
         dr.progress(f"etcd member {member.name} killed (quorum kept)")
+        # a broker whose requests went to that member may lose its 2 s
+        # session while it fails over (it registers again; its followers
+        # leave the ISRs and rejoin): whole again before a leader dies
+        dr.run.wait_for(f"etcd member {member.name} killed: every replica in sync", dr.whole)
         # the controller still acts on two members: a leader dies meanwhile
         _d_kill_leader(dr)
     finally:
