@@ -317,7 +317,7 @@ def _controller_change(run: Run, before: dict[str, Any], what: str, ok_alive: se
 
 
 def _kill_controller(run: Run, net: NetFaults, rng: random.Random) -> None:
-    before = run.observe()
+    before = run.wait_for("a controller to fault", lambda d: _controller(d) is not None)
     victim = _controller(before)
     assert victim is not None
     old_epochs = _epochs(before)
@@ -333,7 +333,7 @@ def _kill_controller(run: Run, net: NetFaults, rng: random.Random) -> None:
 
 
 def _pause_controller(run: Run, net: NetFaults, rng: random.Random) -> None:
-    before = run.observe()
+    before = run.wait_for("a controller to fault", lambda d: _controller(d) is not None)
     victim = _controller(before)
     assert victim is not None
     proc = run.cluster.brokers[victim].proc
@@ -353,7 +353,7 @@ def _pause_controller(run: Run, net: NetFaults, rng: random.Random) -> None:
 
 
 def _cut_controller_from_etcd(run: Run, net: NetFaults, rng: random.Random) -> None:
-    before = run.observe()
+    before = run.wait_for("a controller to fault", lambda d: _controller(d) is not None)
     victim = _controller(before)
     assert victim is not None
     net.drop(broker_host(victim), ETCD_HOST)
@@ -793,7 +793,7 @@ def _d_isolate_follower(dr: DataRun) -> None:
 
 
 def _d_kill_controller(dr: DataRun) -> None:
-    before = dr.run.observe()
+    before = dr.run.wait_for("a controller to fault", lambda d: _controller(d) is not None)
     victim = _controller(before)
     assert victim is not None
     dr.cluster.brokers[victim].kill()
@@ -833,7 +833,7 @@ def _d_minority_partition(dr: DataRun) -> None:
 
 
 def _d_pause_controller(dr: DataRun) -> None:
-    before = dr.run.observe()
+    before = dr.run.wait_for("a controller to fault", lambda d: _controller(d) is not None)
     victim = _controller(before)
     assert victim is not None
     proc = dr.cluster.brokers[victim].proc
