@@ -42,6 +42,18 @@ live broker) and writes each with one etcd transaction on the partition
 key (state.py says which comparisons); only once it succeeded does the
 change count (LeaderState.confirm_isr_change).
 
+Test-only fault seam: ``TAILRACE_FAULT_TRUNCATE_TO_HW=1`` in
+the broker's environment switches rule 7 off: on every epoch change a
+follower truncates its log to its own high watermark at once, as Kafka did
+before KIP-101, instead of by leader epoch (the fetcher's OffsetForLeaderEpoch
+exchange, which it then skips). Its watermark trails the leader's (by a
+fetch round; after a restart it is the log start), so records the leader
+acknowledged are cut; if this follower leads before it fetched them again,
+they are lost. It exists so the reliability harness can show its checker
+reports that (the ``kip101`` cluster scenario, docs/reliability.md); no
+setting, flag or config file reaches it, and a broker with it on logs a
+warning at start and at each such truncation.
+
 Leaving the leadership (a new epoch, another leader, the session lost)
 fails every acks=all produce still waiting with NOT_LEADER_OR_FOLLOWER:
 their records were appended and may or may not end up committed (the
@@ -52,6 +64,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
@@ -92,6 +105,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("tailrace.cluster")
+
+#: the test-only fault seam (module docstring); read once, at import
+UNSAFE_TRUNCATE_TO_HW = os.environ.get("TAILRACE_FAULT_TRUNCATE_TO_HW") == "1"
 
 Role = Literal["leader", "follower", "none"]
 
@@ -218,6 +234,13 @@ class ReplicaManager:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Follow the cluster metadata until cancelled (in the broker's
         background nursery; the fetchers and the ISR loop run inside)."""
+        if UNSAFE_TRUNCATE_TO_HW:
+            log_event(
+                log, logging.WARNING,
+                "TAILRACE_FAULT_TRUNCATE_TO_HW is set: followers truncate to their "
+                "high watermark, not by leader epoch; acknowledged records may be lost "
+                "(a test-only fault seam)",
+            )  # fmt: skip
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._isr_loop)
@@ -429,6 +452,8 @@ class ReplicaManager:
         await self._stop_following(r)
         follower = FollowerState(self.node_id, r.log.high_watermark)
         follower.on_state(state)  # a new epoch: truncation first (KAFKA-7164)
+        if UNSAFE_TRUNCATE_TO_HW:
+            await self._unsafe_truncate_to_high_watermark(r, follower)
         address = view.brokers[state.leader].address
         key = (state.leader, address)
         fetcher = self.fetchers.get(key)
@@ -452,6 +477,21 @@ class ReplicaManager:
             leader=state.leader,
             leader_epoch=state.leader_epoch,
         )
+
+    async def _unsafe_truncate_to_high_watermark(self, r: Replica, follower: FollowerState) -> None:
+        """The fault seam (module docstring): cut the log at its high
+        watermark now and skip the epoch exchange."""
+        plog = r.log
+        hw = plog.high_watermark
+        log_event(
+            log, logging.WARNING,
+            "truncating to the high watermark (TAILRACE_FAULT_TRUNCATE_TO_HW, a "
+            "test-only fault seam)",
+            topic=r.topic, partition=r.partition, log_end_offset=plog.log_end_offset,
+            high_watermark=hw,
+        )  # fmt: skip
+        await plog.truncate_to(hw)
+        follower.truncated()
 
     async def _become_none(
         self,

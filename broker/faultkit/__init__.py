@@ -16,7 +16,9 @@ the same scenarios with longer profiles and needs the same pieces:
   misplaced value, offset gaps and bad index entries.
 * :mod:`.workload`: idempotent producer tasks that feed a History, and a
   consumer that reads a topic back.
-* :mod:`.powercut`: a StorageIO that models what a power cut leaves on disk.
+* :mod:`.powercut`: a StorageIO that models what a power cut leaves on disk;
+  :mod:`.powercut_broker` runs a broker process over it whose power is cut
+  by SIGUSR1 (the cluster scenarios' power loss).
 * :mod:`.replicas`: the replicas of a partition agree, batch for batch and
   byte for byte (below the high watermark, or whole after healing), leader
   epochs never decrease along a log, observed high watermarks and epochs

@@ -55,8 +55,14 @@ Scenario ``replication`` (issue 16's data under faults):
    etcd (it shrinks its ISR to itself; acks=all waits), the leader cut
    from etcd but not from its followers (another is elected), a follower
    cut from everything until it is out of every ISR, then rejoined, and
-   the controller killed (restarted). Round 1 runs each once in a seeded
-   order; later rounds a seeded random mix;
+   the controller killed (restarted); a leader alone in a minority (cut
+   from the other brokers, every etcd member and the clients), the
+   controller paused past its session, one etcd member killed and one
+   paused past every session, quorum kept; the power cut on one
+   broker and on two at once (:func:`_d_power_cut`, powercut_broker.py); a
+   follower's tail damaged while it is down (:func:`_d_corrupt_follower_tail`);
+   a rolling restart (SIGTERM, restart, whole again, next broker). Round 1
+   runs each once in a seeded order; later rounds a seeded random mix;
 4. then: producers closed, every replica caught up (same log end, high
    watermark there), the topic read through a consumer and checked by the
    oracle (nothing acknowledged lost, nothing duplicated, each producer's
@@ -70,6 +76,13 @@ replica of a partition dies while its out-of-sync follower lives; see
 :func:`run_unclean`. Safe, nothing is lost; with ``--unsafe`` (the
 test-only seam TAILRACE_FAULT_UNCLEAN_ELECTION=1) the checker must report
 acknowledged records lost.
+
+Scenario ``kip101`` (the second negative control, rule 7): a follower that
+holds acknowledged records above its own high watermark must truncate in a
+new epoch whose leader it cannot reach, and leads next; see
+:func:`run_kip101`. Safe, nothing is lost; with ``--unsafe`` (the test-only
+seam TAILRACE_FAULT_TRUNCATE_TO_HW=1 in broker/cluster/replicas.py) the
+checker must report acknowledged records lost.
 """
 
 from __future__ import annotations
@@ -81,6 +94,7 @@ import json
 import os
 import random
 import re
+import signal
 import sys
 import tempfile
 import threading
@@ -91,8 +105,14 @@ from typing import Any
 
 import trio
 
-from tailrace.client.errors import TailraceError
+from tailrace.client.errors import (
+    CorruptRecordError,
+    InvalidRecordError,
+    RecordTooLargeError,
+    TailraceError,
+)
 from tailrace.client.protocol import MetadataRequest
+from tailrace.client.records import validate_batch
 from tailrace.client.transport import BrokerConnection
 
 from .etcd_cluster import EtcdCluster
@@ -102,9 +122,13 @@ from .process import BrokerChild
 from .replicas import Monotonic, compare_replicas
 from .workload import read_topic, run_producer
 
-__all__ = ["main", "run_membership", "run_replication", "run_unclean"]
+__all__ = ["main", "run_kip101", "run_membership", "run_replication", "run_unclean"]
 
 ETCD_HOST = "127.0.1.1"
+#: how long a status read retries while etcd cannot answer
+STATUS_RETRY_S = 30.0
+#: where the harness's clients connect from (sockets that do not bind)
+CLIENT_HOST = "127.0.0.1"
 PREFIX = "/tailrace"
 
 
@@ -151,8 +175,19 @@ class Cluster:
     def status(self) -> dict[str, Any]:
         """``tailrace cluster status --json``'s document, read from etcd."""
         from tailrace.broker.cluster.status import read_view, status_document
+        from tailrace.broker.etcd import EtcdUnavailableError
 
-        view = trio.run(read_view, self.etcd.endpoints, PREFIX)
+        began = time.monotonic()
+        while True:
+            try:
+                view = trio.run(read_view, self.etcd.endpoints, PREFIX)
+                break
+            except EtcdUnavailableError:
+                # a member killed or paused while etcd elects a new leader
+                # ("leader changed", no answer within 2 s): read again
+                if time.monotonic() - began > STATUS_RETRY_S:
+                    raise
+                time.sleep(0.2)
         doc = status_document(view)
         doc["partitions_detail"] = [
             {"topic": t, "partition": p, "leader": s.leader, "leader_epoch": s.leader_epoch,
@@ -282,7 +317,7 @@ def _controller_change(run: Run, before: dict[str, Any], what: str, ok_alive: se
 
 
 def _kill_controller(run: Run, net: NetFaults, rng: random.Random) -> None:
-    before = run.observe()
+    before = run.wait_for("a controller to fault", lambda d: _controller(d) is not None)
     victim = _controller(before)
     assert victim is not None
     old_epochs = _epochs(before)
@@ -298,7 +333,7 @@ def _kill_controller(run: Run, net: NetFaults, rng: random.Random) -> None:
 
 
 def _pause_controller(run: Run, net: NetFaults, rng: random.Random) -> None:
-    before = run.observe()
+    before = run.wait_for("a controller to fault", lambda d: _controller(d) is not None)
     victim = _controller(before)
     assert victim is not None
     proc = run.cluster.brokers[victim].proc
@@ -318,7 +353,7 @@ def _pause_controller(run: Run, net: NetFaults, rng: random.Random) -> None:
 
 
 def _cut_controller_from_etcd(run: Run, net: NetFaults, rng: random.Random) -> None:
-    before = run.observe()
+    before = run.wait_for("a controller to fault", lambda d: _controller(d) is not None)
     victim = _controller(before)
     assert victim is not None
     net.drop(broker_host(victim), ETCD_HOST)
@@ -469,7 +504,7 @@ class Workload:
         self._token = trio.lowlevel.current_trio_token()
         self._stop = stop = trio.Event()
         self._closing = trio.Event()
-        config = {"acks": "all", "delivery_timeout_ms": 300_000, "request_timeout_ms": 5_000,
+        config = {"acks": "all", "delivery_timeout_ms": 300_000, "request_timeout_ms": 3_000,
                   "linger_ms": 5}  # fmt: skip
         async with trio.open_nursery() as outer:
             for n in self.cluster.brokers:
@@ -586,6 +621,18 @@ class DataRun:
                 resume(child.proc)
         self.run.wait_for(f"{what}: healed, every replica in sync", self.whole)
         self.progress(what)
+
+    def rejoin_restarted(self, nodes: dict[int, int], what: str) -> None:
+        """Like :meth:`heal_and_rejoin`, once each restarted broker (node ->
+        its broker epoch before) registered again with a higher epoch: the
+        old registration may outlive a killed process by its session, and
+        the cluster would look whole while the new one has not yet joined."""
+        self.net.heal()
+        self.run.wait_for(
+            f"{what}: registered again",
+            lambda d: all(_epochs(d).get(n, 0) > old for n, old in nodes.items()),
+        )
+        self.heal_and_rejoin(what)
 
     def progress(self, what: str, records: int = 30, *, known_stall: str = "") -> None:
         """Acknowledgements go on in every partition (a hang guard, not a
@@ -726,7 +773,9 @@ def _d_isolate_follower(dr: DataRun) -> None:
     p, doc = dr.pick()
     d = _detail(doc, p)
     victim = dr.rng.choice([r for r in d["replicas"] if r != d["leader"]])
-    others = [ETCD_HOST] + [broker_host(n) for n in dr.cluster.brokers if n != victim]
+    # from everything, the clients too: a broker that lost etcd but still
+    # reaches the clients is the leader-cut-from-etcd fault (ETCD_CUT_STALL)
+    others = [ETCD_HOST, CLIENT_HOST] + [broker_host(n) for n in dr.cluster.brokers if n != victim]
     dr.net.isolate(broker_host(victim), others)
     rest = set(dr.cluster.brokers) - {victim}
     try:
@@ -744,7 +793,7 @@ def _d_isolate_follower(dr: DataRun) -> None:
 
 
 def _d_kill_controller(dr: DataRun) -> None:
-    before = dr.run.observe()
+    before = dr.run.wait_for("a controller to fault", lambda d: _controller(d) is not None)
     victim = _controller(before)
     assert victim is not None
     dr.cluster.brokers[victim].kill()
@@ -758,6 +807,188 @@ def _d_kill_controller(dr: DataRun) -> None:
     dr.heal_and_rejoin(f"controller {victim} restarted")
 
 
+def _d_minority_partition(dr: DataRun) -> None:
+    """A real split: the leader of a partition alone on one side (no other
+    broker, no etcd member: every member shares one address here), the
+    other two brokers, the etcd members and the clients on the other."""
+    p, doc = dr.pick()
+    victim = _leader_of(doc, p)
+    majority = [ETCD_HOST, CLIENT_HOST] + [
+        broker_host(n) for n in dr.cluster.brokers if n != victim
+    ]
+    dr.net.split([broker_host(victim)], majority)
+    rest = set(dr.cluster.brokers) - {victim}
+    try:
+        dr.run.wait_for(
+            f"leader {victim} of {TOPIC}/{p} alone in a minority: the majority re-leads",
+            lambda d: (
+                dr.run.settled(d, rest)
+                and all(victim not in x["isr"] for x in d["partitions_detail"])
+            ),
+        )
+        dr.progress(f"broker {victim} in a minority")
+    finally:
+        dr.net.heal()
+    dr.heal_and_rejoin(f"minority broker {victim} healed")
+
+
+def _d_pause_controller(dr: DataRun) -> None:
+    before = dr.run.wait_for("a controller to fault", lambda d: _controller(d) is not None)
+    victim = _controller(before)
+    assert victim is not None
+    proc = dr.cluster.brokers[victim].proc
+    assert proc is not None
+    pause(proc)
+    rest = set(dr.cluster.brokers) - {victim}
+    try:
+        _controller_change(
+            dr.run, before, f"controller {victim} paused past its session: successor", rest
+        )
+        dr.run.wait_for(
+            f"controller {victim} paused: partitions re-led", lambda d: dr.run.settled(d, rest)
+        )
+        dr.progress(f"controller {victim} paused")
+    finally:
+        resume(proc)
+    dr.heal_and_rejoin(f"controller {victim} resumed")
+
+
+def _d_kill_etcd_member(dr: DataRun) -> None:
+    member = dr.rng.choice(dr.cluster.etcd.members)
+    member.kill()
+    try:
+        dr.progress(f"etcd member {member.name} killed (quorum kept)")
+        # down past every session and lag limit, data still flowing. (A
+        # leader killed meanwhile, as an earlier version did, could find
+        # the ISRs shrunk to itself: brokers whose requests went to the
+        # dead member may lose their 2 s session while failing over and
+        # fall behind; the partitions then stay offline until it is back,
+        # as the rules want; docs/reliability.md)
+        time.sleep(dr.lag_and_lease() * 1.5)
+        dr.progress(f"etcd member {member.name} still down")
+    finally:
+        member.start()
+    dr.cluster.etcd.wait_healthy(dr.run.deadline_s)
+    dr.heal_and_rejoin(f"etcd member {member.name} restarted")
+
+
+def _d_pause_etcd_member(dr: DataRun) -> None:
+    member = dr.rng.choice(dr.cluster.etcd.members)
+    member.pause()
+    try:
+        time.sleep(dr.lag_and_lease() * 1.5)  # past every session and lag limit
+        dr.progress(f"etcd member {member.name} paused (quorum kept)")
+    finally:
+        member.resume()
+    dr.heal_and_rejoin(f"etcd member {member.name} resumed")
+
+
+def _d_rolling_restart(dr: DataRun) -> None:
+    """Each broker in turn stopped cleanly (SIGTERM), restarted, and the
+    cluster whole again (every replica in sync) before the next."""
+    for n, child in sorted(dr.cluster.brokers.items()):
+        old = _epochs(dr.run.observe())[n]
+        code = child.terminate(timeout=dr.run.deadline_s)
+        if code != 0:
+            dr.run.problems.append(f"rolling restart: broker {n} exited {code} on SIGTERM")
+        dr.run.step(f"rolling restart: broker {n} stopped cleanly", 0.0)
+        child.start()
+        dr.rejoin_restarted({n: old}, f"rolling restart: broker {n} back")
+
+
+def _d_corrupt_follower_tail(dr: DataRun) -> None:
+    """A follower crashes (kill -9) and, while it is down, the last bytes of
+    its last batch in its active segment are damaged (bits flipped in place:
+    what a bad sector or a torn page leaves). On restart its recovery must
+    find the bad batch by CRC, cut the log there and fetch the rest again:
+    the final comparison wants its replica byte-identical to the others."""
+    p, doc = dr.pick()
+    d = _detail(doc, p)
+    victim = dr.rng.choice([r for r in d["replicas"] if r != d["leader"]])
+    child = dr.cluster.brokers[victim]
+    old = _epochs(doc)[victim]
+    child.kill()
+    damaged = damage_tail(child.data_dir / TOPIC / str(p), dr.rng)
+    dr.run.step(f"follower {victim} of {TOPIC}/{p} killed; tail damaged: {damaged}", 0.0)
+    child.start()
+    dr.rejoin_restarted({victim: old}, f"follower {victim} restarted on a damaged tail")
+
+
+def damage_tail(partition_dir: Path, rng: random.Random) -> str:
+    """Flip bits in the last stored batch of the partition's active segment
+    (the highest-based non-empty .log); returns what was done."""
+    logs = sorted(partition_dir.glob("*.log"), reverse=True)
+    for path in logs:
+        data = bytearray(path.read_bytes())
+        pos, last = 0, None
+        while pos < len(data):
+            try:
+                h = validate_batch(data, pos, max_batch_bytes=2**31 - 1, end=len(data))
+            except (InvalidRecordError, CorruptRecordError, RecordTooLargeError):
+                break  # the end of the valid batches
+            last = (pos, h.size, h.base_offset, h.last_offset)
+            pos += h.size
+        if last is None:
+            continue
+        start, size, base, end = last
+        n = rng.randint(1, min(16, size - 61))  # inside the records, past the header
+        for i in range(start + size - n, start + size):
+            data[i] ^= 0xFF
+        path.write_bytes(bytes(data))
+        return f"{n} bytes flipped at the end of batch {base}-{end} in {path.name}"
+    return "no batch stored yet: nothing damaged"
+
+
+def _d_power_cut(dr: DataRun, count: int) -> None:
+    """Power lost on ``count`` brokers at once (PowerCutIO's model: what was
+    not fsynced may be lost, torn or written back). Each victim is first
+    restarted cleanly under the model (powercut_broker.py: the model is
+    armed at start, so what is on disk then is durable), the cluster made
+    whole, data goes on; then every victim gets SIGUSR1 at once: its data
+    directory is rewritten as one post-cut image and it ends. They restart
+    as ordinary brokers on those images; flush = sync (the default) keeps
+    every acknowledged record."""
+    victims = sorted(dr.rng.sample(sorted(dr.cluster.brokers), count))
+    for n in victims:
+        child = dr.cluster.brokers[n]
+        old = _epochs(dr.run.observe())[n]
+        child.terminate(timeout=dr.run.deadline_s)
+        child.program = [
+            "-m", "tailrace.broker.faultkit.powercut_broker",
+            "--seed", str(dr.rng.randrange(1 << 32)),
+        ]  # fmt: skip
+        child.start()
+        dr.rejoin_restarted({n: old}, f"broker {n} restarted under the power-cut model")
+    dr.progress(f"brokers {victims} under the power-cut model", records=50)
+    before = _epochs(dr.run.observe())
+    procs = [dr.cluster.brokers[n].proc for n in victims]
+    for proc in procs:
+        assert proc is not None
+        proc.send_signal(signal.SIGUSR1)
+    for n in victims:
+        child = dr.cluster.brokers[n]
+        code = child.stop_by(signal.SIGUSR1, timeout=dr.run.deadline_s)
+        images = [line for line in child.log_tail if "power cut" in line]
+        dr.run.step(
+            f"power cut on broker {n} (exit {code}): {images[-1] if images else 'no image line'}",
+            0.0,
+        )
+        if not images:
+            dr.run.problems.append(f"broker {n}: power cut without its image line (exit {code})")
+        child.program = list(DEFAULT_PROGRAM)
+    rest = set(dr.cluster.brokers) - set(victims)
+    if len(rest) >= 2:
+        dr.progress(f"power lost on brokers {victims}")
+    for n in victims:
+        dr.cluster.brokers[n].start()
+    dr.rejoin_restarted(
+        {n: before[n] for n in victims}, f"brokers {victims} restarted after the power cut"
+    )
+
+
+DEFAULT_PROGRAM = ("-m", "tailrace.broker.cli", "broker")
+
+
 DATA_FAULTS: dict[str, Callable[[DataRun], None]] = {
     "kill-leader": _d_kill_leader,
     "kill-follower": _d_kill_follower,
@@ -766,6 +997,14 @@ DATA_FAULTS: dict[str, Callable[[DataRun], None]] = {
     "cut-leader-from-etcd": _d_cut_leader_from_etcd,
     "isolate-follower": _d_isolate_follower,
     "kill-controller": _d_kill_controller,
+    "minority-partition": _d_minority_partition,
+    "pause-controller": _d_pause_controller,
+    "kill-etcd-member": _d_kill_etcd_member,
+    "pause-etcd-member": _d_pause_etcd_member,
+    "power-cut-one": functools.partial(_d_power_cut, count=1),
+    "power-cut-two": functools.partial(_d_power_cut, count=2),
+    "corrupt-follower-tail": _d_corrupt_follower_tail,
+    "rolling-restart": _d_rolling_restart,
 }
 
 
@@ -773,7 +1012,13 @@ def _start_data(base: Path, deadline_s: float, *, env: dict[str, str] | None = N
                 partitions: int = PARTITIONS, producers: int = 2, rate: float = 100.0,
                 close_timeout: float = 120.0) -> tuple[Cluster, Run, Workload]:  # fmt: skip
     cluster = Cluster(
-        base, env={"TAILRACE_CLUSTER_REPLICA_LAG_TIME_MAX_MS": str(LAG_MS), **(env or {})}
+        base,
+        env={
+            "TAILRACE_CLUSTER_REPLICA_LAG_TIME_MAX_MS": str(LAG_MS),
+            # small steps: PowerCutIO reads a whole file at each fsync
+            "TAILRACE_TOPIC_DEFAULTS_PREALLOCATE_BYTES": str(64 * 1024),
+            **(env or {}),
+        },
     )
     run = Run(cluster, deadline_s)
     # before the brokers start: it watches their logs for the roles they take
@@ -991,7 +1236,121 @@ def _all_in_sync_replicas_die(dr: DataRun, unsafe: bool) -> None:
         dr.heal_and_rejoin(f"brokers {leader} and {other} restarted")
 
 
-SCENARIOS = {"membership": run_membership, "replication": run_replication, "unclean": run_unclean}
+#: scenario kip101's lag limit: the follower cut from the next leader must
+#: stay in the ISR for the moment that leader lives (a few tenths of a second)
+KIP101_LAG_MS = 15_000
+
+TRUNCATE_SEAM = "TAILRACE_FAULT_TRUNCATE_TO_HW"
+
+
+def run_kip101(
+    base: Path, *, seed: int, rounds: int, deadline_s: float, unsafe: bool = False
+) -> dict[str, Any]:
+    """Scenario ``kip101``, the second negative control (rule 7, KIP-101).
+    One partition, replicas L (leader), N (next in line), C; acks=all
+    producers. C is cut from N only (it still fetches from L and stays in
+    sync). L is killed: N is elected, and C, its follower now in a new
+    epoch, must truncate. By epoch (the broker as shipped) it asks N, which
+    it cannot reach: it keeps its log. Then N is killed before C fetched
+    anything from it, and C, the last in-sync replica, leads. The rule:
+    C's log holds every acknowledged record (L acknowledged only what every
+    ISR member had), so nothing is lost. With ``unsafe`` (the test-only
+    seam TAILRACE_FAULT_TRUNCATE_TO_HW=1, broker/cluster/replicas.py) C cut
+    its log at its high watermark on N's epoch, as Kafka did before KIP-101;
+    its watermark trails L's by a fetch round, so the acknowledged records
+    in between go, and the checker must report them lost."""
+    rng = random.Random(seed)
+    net = NetFaults()
+    cluster, run, work = None, None, None
+    started = time.monotonic()
+    env = {"TAILRACE_CLUSTER_REPLICA_LAG_TIME_MAX_MS": str(KIP101_LAG_MS)}
+    if unsafe:
+        env[TRUNCATE_SEAM] = "1"
+    truncations: list[str] = []
+    try:
+        cluster, run, work = _start_data(
+            base, deadline_s, env=env, partitions=1, close_timeout=3.0 if unsafe else 120.0
+        )
+        for child in cluster.brokers.values():
+            child.line_hooks.append(
+                lambda _pid, line: (
+                    truncations.append(line.strip())
+                    if "truncating to the high watermark" in line
+                    else None
+                )
+            )
+        dr = DataRun(run, work, net, rng)
+        work.start()
+        dr.progress("producers started", records=50)
+        for _ in range(rounds):
+            _follower_truncates_then_leads(dr, unsafe)
+        figures = _finish_data(cluster, run, work, dr)
+        problems = run.problems + run.seen.problems
+    finally:
+        _stop_data(net, work, cluster)
+    return {
+        "ok": not problems, "problems": problems, "steps": run.steps, "seed": seed,
+        "unsafe": unsafe, "notes": run.notes, "seconds": round(time.monotonic() - started, 1),
+        "truncations_to_hw": truncations, **figures,
+        **({} if not problems else {"broker_logs": _log_tails(cluster)}),
+    }  # fmt: skip
+
+
+def _follower_truncates_then_leads(dr: DataRun, unsafe: bool) -> None:
+    d = _detail(dr.run.observe(), 0)
+    leader = d["leader"]
+    successor, last = [r for r in d["replicas"] if r != leader]  # election order
+    dr.net.partition(broker_host(last), broker_host(successor))
+    dr.progress(f"follower {last} cut from {successor} only: in sync through {leader}", 30)
+    # and from the leader's answers: its next fetch still arrives (the
+    # leader counts the position it names toward the high watermark and
+    # acknowledges up to there) but the answer carrying that watermark does
+    # not, so `last` holds acknowledged records above its own watermark;
+    # the acknowledgements then stop (the ISR waits for `last`)
+    dr.net.drop(broker_host(leader), broker_host(last))
+    _wait_acks_stop(dr)
+    dr.cluster.brokers[leader].kill()
+    dr.run.wait_for(
+        f"leader {leader} killed: {successor} leads, {last} must truncate",
+        lambda d: _leader_of(d, 0) == successor,
+    )
+    dr.cluster.brokers[successor].kill()  # before `last` could fetch from it
+    dr.run.wait_for(
+        f"{successor} killed too: {last}, the last in-sync replica, leads",
+        lambda d: _leader_of(d, 0) == last,
+    )
+    dr.net.heal()
+    dr.cluster.brokers[leader].start()
+    dr.cluster.brokers[successor].start()
+    if unsafe:
+        # the producers' sequence numbers may run past what the new leader
+        # holds: their batches are refused from here on; only the check matters
+        dr.run.wait_for(f"brokers {leader} and {successor} restarted: in sync again", dr.whole)
+    else:
+        dr.heal_and_rejoin(f"brokers {leader} and {successor} restarted")
+
+
+def _wait_acks_stop(dr: DataRun, quiet_s: float = 1.0) -> None:
+    """Until no acknowledgement came for ``quiet_s`` (a deadline guards)."""
+    began = time.monotonic()
+    last, since = dr.work.acked(), time.monotonic()
+    while time.monotonic() - since < quiet_s:
+        if time.monotonic() - began > dr.run.deadline_s:
+            dr.run.problems.append("acknowledgements did not stop")
+            break
+        time.sleep(0.05)
+        now = dr.work.acked()
+        if now != last:
+            last, since = now, time.monotonic()
+    dr.run.step(f"acknowledgements stopped at {last}", time.monotonic() - began)
+
+
+SCENARIOS = {
+    "membership": run_membership,
+    "replication": run_replication,
+    "unclean": run_unclean,
+    "kip101": run_kip101,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1003,7 +1362,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base", help="directory for data and logs (default: a temporary one)")
     parser.add_argument(
         "--unsafe", action="store_true",
-        help="unclean: run with the test-only seam TAILRACE_FAULT_UNCLEAN_ELECTION=1",
+        help="unclean, kip101: run with the scenario's test-only seam (TAILRACE_FAULT_"
+        "UNCLEAN_ELECTION=1, TAILRACE_FAULT_TRUNCATE_TO_HW=1)",
     )  # fmt: skip
     parser.add_argument(
         "--faults", help=f"replication: faults, comma-separated (default: {','.join(DATA_FAULTS)})"

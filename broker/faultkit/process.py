@@ -44,6 +44,9 @@ class BrokerChild:
         #: a command prefix (e.g. ``unshare`` to give the broker a small
         #: filesystem of its own); it must exec the command it is given
         self.wrap = wrap or []
+        #: what runs after ``python``: the broker's CLI, or a faultkit
+        #: stand-in taking the same flags (powercut_broker.py)
+        self.program: list[str] = ["-m", "tailrace.broker.cli", "broker"]
         self.listen = "127.0.0.1:0"
         self.address = ""
         self.proc: subprocess.Popen[str] | None = None
@@ -60,7 +63,7 @@ class BrokerChild:
     def start(self, timeout: float = 120.0) -> BrokerChild:
         """Start (again, on the same address after the first time)."""
         cmd = [
-            *self.wrap, sys.executable, "-m", "tailrace.broker.cli", "broker",
+            *self.wrap, sys.executable, *self.program,
             "--data-dir", str(self.data_dir), "--listen", self.listen, "--log-format", "kv",
         ]  # fmt: skip
         env = {k: v for k, v in os.environ.items() if not k.startswith("TAILRACE_")}
@@ -108,6 +111,16 @@ class BrokerChild:
         assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout)
+        self._reap()
+        return code
+
+    def stop_by(self, signum: int, timeout: float = 60.0) -> int:
+        """Send ``signum`` (a stand-in's own stop, e.g. SIGUSR1 for
+        powercut_broker's power cut), wait for the exit; the exit code."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signum)
         code = self.proc.wait(timeout)
         self._reap()
         return code

@@ -193,7 +193,13 @@ def test_topic_defaults_flow_into_log_config():
 
 def test_fault_seams_are_not_settings():
     """TAILRACE_FAULT_* are test-only fault seams read by the code they
-    break (broker/cluster/decisions.py), never config keys: the loader
-    leaves them alone instead of refusing to start."""
-    cfg = load_config(env={"TAILRACE_FAULT_UNCLEAN_ELECTION": "1"})
+    break (broker/cluster/decisions.py, broker/cluster/replicas.py), never
+    config keys: the loader leaves them alone instead of refusing to start;
+    and both are off unless the environment sets them."""
+    from tailrace.broker.cluster import decisions, replicas
+
+    env = {"TAILRACE_FAULT_UNCLEAN_ELECTION": "1", "TAILRACE_FAULT_TRUNCATE_TO_HW": "1"}
+    cfg = load_config(env=env)
     assert all(source == "default" for source in cfg.sources.values())
+    assert not decisions.UNSAFE_UNCLEAN_ELECTION
+    assert not replicas.UNSAFE_TRUNCATE_TO_HW
