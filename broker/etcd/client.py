@@ -147,15 +147,18 @@ class EtcdClient:
 
     # --- one request ---------------------------------------------------------
 
-    async def call(self, path: str, body: dict[str, Any], *, idempotent: bool) -> dict[str, Any]:
-        """POST ``body`` to ``/v3/<path>`` with failover; the JSON reply."""
+    async def call(
+        self, path: str, body: dict[str, Any], *, idempotent: bool, timeout: float | None = None
+    ) -> dict[str, Any]:
+        """POST ``body`` to ``/v3/<path>`` with failover; the JSON reply.
+        ``timeout``: each endpoint's deadline, when shorter than the client's."""
         reasons: list[str] = []
         start = self._current
         n = len(self.endpoints)
         for attempt in range(n):
             index = (start + attempt) % n
             try:
-                return await self._post_once(index, path, body)
+                return await self._post_once(index, path, body, timeout)
             except _Retry as exc:
                 reasons.append(f"{self.endpoints[index]}: {exc.reason}")
                 self._rotate(index)
@@ -167,9 +170,12 @@ class EtcdClient:
                     ) from None
         raise EtcdUnavailableError(f"etcd {path}: no endpoint answered ({'; '.join(reasons)})")
 
-    async def _post_once(self, index: int, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def _post_once(
+        self, index: int, path: str, body: dict[str, Any], timeout: float | None = None
+    ) -> dict[str, Any]:
         url = f"{self.endpoints[index]}/v3/{path}"
-        with trio.move_on_after(self.timeout) as deadline:
+        limit = self.timeout if timeout is None else min(timeout, self.timeout)
+        with trio.move_on_after(limit) as deadline:
             try:
                 async with self._http.stream("POST", url, json=body) as response:
                     raw = await self._read_bounded(response)
@@ -183,7 +189,7 @@ class EtcdClient:
         if deadline.cancelled_caught:
             # a connection to a stopped member opens (the kernel accepts it):
             # whether the request got further cannot be told
-            raise _Retry(f"no answer within {self.timeout:g} s", sent=True)
+            raise _Retry(f"no answer within {limit:g} s", sent=True)
         reply = _decode(raw, url)
         if status == 200:
             return reply
@@ -284,9 +290,12 @@ class EtcdClient:
             if exc.grpc_code != _GRPC_NOT_FOUND:
                 raise
 
-    async def keepalive_once(self, lease_id: int) -> int:
-        """Renew the lease; its remaining TTL. :class:`LeaseExpiredError` when gone."""
-        reply = await self.call("lease/keepalive", {"ID": str(lease_id)}, idempotent=True)
+    async def keepalive_once(self, lease_id: int, *, timeout: float | None = None) -> int:
+        """Renew the lease; its remaining TTL. :class:`LeaseExpiredError` when
+        gone. ``timeout``: each endpoint's deadline (see :meth:`call`)."""
+        reply = await self.call(
+            "lease/keepalive", {"ID": str(lease_id)}, idempotent=True, timeout=timeout
+        )
         result = reply.get("result", reply)
         if "error" in reply and "result" not in reply:
             raise EtcdUnavailableError(f"etcd lease/keepalive: {reply['error']}")
@@ -303,6 +312,9 @@ class EtcdClient:
         renewal got through for a whole TTL (it may be gone: the holder must
         act as if it were). Start it in the nursery that owns the lease."""
         interval = max(lease.ttl / 3, 0.05)
+        # a member that hangs (paused, cut off) must not use up the TTL before
+        # the next endpoint is tried: each gets at most one interval
+        per_endpoint = min(self.timeout, interval)
         await self.keepalive_once(lease.id)  # a lease already gone fails the start
         last_renewed = trio.current_time()
         task_status.started()
@@ -313,7 +325,7 @@ class EtcdClient:
             renewed = False
             with trio.move_on_after(max(left, 0)):
                 try:
-                    await self.keepalive_once(lease.id)
+                    await self.keepalive_once(lease.id, timeout=per_endpoint)
                     renewed = True
                 except EtcdUnavailableError as exc:
                     log_event(log, logging.WARNING, "lease keepalive failed", error=str(exc))

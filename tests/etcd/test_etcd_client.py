@@ -361,3 +361,26 @@ async def test_keep_alive_gives_up_after_a_ttl_without_renewal(etcd: Any) -> Non
                     etcd.members[0].pause()
         finally:
             etcd.members[0].resume()
+
+
+async def test_keep_alive_moves_past_a_hung_member_within_the_ttl(etcd3: Any) -> None:
+    # a member that hangs (paused) while the others keep their quorum: the
+    # renewal must reach the next endpoint before the TTL runs out, though
+    # one request may wait etcd_timeout (2 s, the TTL here) for an answer
+    follower = next(m for m in etcd3.members if not m.is_leader())
+    endpoints = [follower.client_url] + [m.client_url for m in etcd3.members if m is not follower]
+    async with EtcdClient(endpoints, timeout=2.0) as client, EtcdClient(endpoints[1:]) as other:
+        lease = await client.grant(2)
+        assert lease.ttl == 2
+        async with trio.open_nursery() as nursery:
+            await nursery.start(client.keep_alive, lease)
+            follower.pause()
+            try:
+                # three TTLs: without a renewal elsewhere the task would have
+                # raised LeaseExpiredError and failed this nursery by now
+                await trio.sleep(3 * lease.ttl)
+                assert client.endpoint != follower.client_url
+                assert await other.keepalive_once(lease.id) > 0  # alive in etcd too
+            finally:
+                follower.resume()
+            nursery.cancel_scope.cancel()
