@@ -353,16 +353,7 @@ class Sender:
                 taken.append(b)
                 total += len(data)
             rest = [b for b in batches if b not in taken]
-            topics: dict[str, list[ProducePartition]] = {}
-            for b in taken:
-                topics.setdefault(b.topic, []).append(
-                    ProducePartition(partition=b.partition, records=b.encoded)
-                )
-            request = ProduceRequest(
-                acks=self.acks,
-                timeout_ms=int(self.request_timeout * 1000),
-                topics=[ProduceTopic(name=t, partitions=ps) for t, ps in topics.items()],
-            )
+            request = self._produce_request(taken)
             deadline = time.perf_counter() + self._clock_offset + self.request_timeout
 
             def register(pending: PendingResponse) -> None:
@@ -432,6 +423,19 @@ class Sender:
             total += len(data)
         return taken
 
+    def _produce_request(self, batches: list[ProducerBatch]) -> ProduceRequest:
+        """One Produce request carrying ``batches`` (encoded), grouped by topic."""
+        topics: dict[str, list[ProducePartition]] = {}
+        for b in batches:
+            topics.setdefault(b.topic, []).append(
+                ProducePartition(partition=b.partition, records=b.encoded)
+            )
+        return ProduceRequest(
+            acks=self.acks,
+            timeout_ms=int(self.request_timeout * 1000),
+            topics=[ProduceTopic(name=t, partitions=ps) for t, ps in topics.items()],
+        )
+
     def _next_route(self) -> tuple[int | None, set[tuple[str, int]] | None]:
         """The broker to send to next and the partitions to take for it:
         ``(None, None)`` for the bootstrap connection (one broker: every
@@ -496,16 +500,7 @@ class Sender:
             self._slots.acquire_nowait()
         except trio.WouldBlock:
             await self._slots.acquire()
-        topics: dict[str, list[ProducePartition]] = {}
-        for b in batches:
-            topics.setdefault(b.topic, []).append(
-                ProducePartition(partition=b.partition, records=b.encoded)
-            )
-        request = ProduceRequest(
-            acks=self.acks,
-            timeout_ms=int(self.request_timeout * 1000),
-            topics=[ProduceTopic(name=t, partitions=ps) for t, ps in topics.items()],
-        )
+        request = self._produce_request(batches)
         for b in batches:
             b.attempts += 1
             tp = (b.topic, b.partition)
