@@ -62,19 +62,29 @@ def member(etcd: Any, node_id: int, address: str) -> ClusterMember:
     return ClusterMember(settings, address=address)
 
 
+async def watched_peer(
+    nursery: trio.Nursery, etcd: Any, watcher_id: int, peer_id: int
+) -> tuple[PeerPort, ClusterMember, ClusterMember, PeerWatch]:
+    """A registered peer at a real listening port, and another member's
+    PeerWatch connected to it."""
+    port = PeerPort()
+    await nursery.start(port.run)
+    watcher = member(etcd, watcher_id, "127.0.0.1:1")
+    peer = member(etcd, peer_id, port.address)
+    for m in (watcher, peer):
+        await nursery.start(m.run)
+        await m.registered.wait()
+    watch = PeerWatch(watcher, retry_delay=0.2)
+    await nursery.start(watch.run)
+    await until(lambda: len(port.accepted) == 1, "the watch to connect to the peer")
+    return port, watcher, peer, watch
+
+
 async def test_a_peer_whose_port_refuses_after_it_accepted_loses_its_session_at_once(
     etcd: Any,
 ) -> None:
     async with trio.open_nursery() as nursery:
-        port = PeerPort()
-        await nursery.start(port.run)
-        watcher, peer = member(etcd, 1, "127.0.0.1:1"), member(etcd, 2, port.address)
-        for m in (watcher, peer):
-            await nursery.start(m.run)
-            await m.registered.wait()
-        watch = PeerWatch(watcher, retry_delay=0.2)
-        await nursery.start(watch.run)
-        await until(lambda: len(port.accepted) == 1, "the watch to connect to the peer")
+        port, watcher, peer, watch = await watched_peer(nursery, etcd, 1, 2)
         old_epoch = peer.broker_epoch
         assert peer.lease is not None
         old_lease = peer.lease.id
@@ -96,15 +106,7 @@ async def test_a_peer_that_closes_an_idle_connection_is_watched_again_not_revoke
     etcd: Any,
 ) -> None:
     async with trio.open_nursery() as nursery:
-        port = PeerPort()
-        await nursery.start(port.run)
-        watcher, peer = member(etcd, 3, "127.0.0.1:1"), member(etcd, 4, port.address)
-        for m in (watcher, peer):
-            await nursery.start(m.run)
-            await m.registered.wait()
-        watch = PeerWatch(watcher, retry_delay=0.2)
-        await nursery.start(watch.run)
-        await until(lambda: len(port.accepted) == 1, "the first connection")
+        port, _watcher, peer, watch = await watched_peer(nursery, etcd, 3, 4)
         epoch = peer.broker_epoch
 
         await port.drop_connections()  # as its idle timeout would: still listening
