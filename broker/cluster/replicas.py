@@ -81,6 +81,7 @@ from tailrace.client.errors import (
 from ..etcd import Compare, EtcdError, EtcdUnavailableError, Op
 from ..logs import log_event
 from ..replication import (
+    UNDEFINED_EPOCH,
     EpochEndOffset,
     FollowerState,
     IsrChange,
@@ -668,14 +669,20 @@ class ReplicaManager:
 
     # -------------------------------------------------- leader: reads
 
-    def check_readable(self, topic: str, partition: int) -> None:
-        """Consumers read a partition at its leader only. The broker's own
-        topics (``__`` prefix) pass: readable at any replica, below that
-        replica's high watermark (``__consumer_offsets`` is replicated; the
-        group coordinator reads it at the leader)."""
+    def check_readable(
+        self, topic: str, partition: int, current_leader_epoch: int = UNDEFINED_EPOCH
+    ) -> None:
+        """Consumers read a partition at its leader only, fenced by the
+        leader epoch their metadata gave (a Kafka client's
+        ``current_leader_epoch``, KIP-320: FENCED_LEADER_EPOCH when older than
+        this leader's, UNKNOWN_LEADER_EPOCH when newer; -1 is not checked).
+        The broker's own topics (``__`` prefix) pass: readable at any
+        replica, below that replica's high watermark (``__consumer_offsets``
+        is replicated; the group coordinator reads it at the leader)."""
         if is_internal(topic):
             return
-        self._leader(topic, partition)
+        _r, leader = self._leader(topic, partition)
+        leader.check_epoch(current_leader_epoch)
 
     def served_high_watermark(self, topic: str, partition: int) -> int:
         """The watermark to report (ListOffsets latest); OFFSET_NOT_AVAILABLE

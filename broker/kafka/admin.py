@@ -7,7 +7,7 @@ broker is node 0 at the address of the Kafka listener the request came in
 on, leader of every partition with leader epoch -1 (so clients do not
 validate positions with OffsetForLeaderEpoch); in a cluster, the live
 brokers at their Kafka listeners and each partition's leader, replicas and
-ISR from etcd (the epoch: see REPORT_LEADER_EPOCHS).
+ISR from etcd, with the partition's leader epoch (KIP-320).
 """
 
 from __future__ import annotations
@@ -42,13 +42,6 @@ __all__ = [
     "handle_metadata",
 ]
 
-#: Whether Kafka clients are told the partitions' leader epochs. A client
-#: told an epoch validates its positions with OffsetForLeaderEpoch and sends
-#: it in Fetch; log_bounds.py still checks those against the single node's
-#: constant epoch, so until the Kafka front-end checks the partition's real
-#: epoch (issue 16, i16-roles) clients are told -1 (no validation), as on a
-#: single node. The native Metadata always carries the real epoch.
-REPORT_LEADER_EPOCHS = False
 
 #: Metadata's "authorized operations not requested"
 _NOT_REQUESTED = -(2**31)
@@ -108,7 +101,11 @@ def _metadata(
                 "error_code": kafka_error(p.error),
                 "partition_index": p.partition,
                 "leader_id": p.leader,
-                "leader_epoch": p.leader_epoch if REPORT_LEADER_EPOCHS else -1,
+                # in a cluster the partition's leader epoch: clients send it
+                # back in Fetch, ListOffsets and OffsetForLeaderEpoch, where
+                # the leader fences it, and validate their positions after a
+                # leader change (KIP-320); a single node says -1 (no epochs)
+                "leader_epoch": p.leader_epoch if ctx.cluster is not None else -1,
                 "replica_nodes": p.replicas,
                 "isr_nodes": p.isr,
                 "offline_replicas": p.offline_replicas,

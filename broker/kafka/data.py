@@ -118,7 +118,13 @@ def _produce_response(request: KafkaRequest, outcomes: list[produce_service.Writ
 def handle_fetch(ctx: BrokerContext, info: ConnectionInfo, request: KafkaRequest) -> object:
     body = request.body
     reads = [
-        fetch_service.Read(t.topic, p.partition, p.fetch_offset, p.partition_max_bytes)
+        fetch_service.Read(
+            t.topic,
+            p.partition,
+            p.fetch_offset,
+            p.partition_max_bytes,
+            getattr(p, "current_leader_epoch", -1),  # v9+
+        )
         for t in body.topics
         for p in t.partitions
     ]
@@ -258,7 +264,9 @@ def handle_list_offsets(ctx: BrokerContext, info: ConnectionInfo, request: Kafka
         ctx,
         info,
         [
-            offsets_service.OffsetQuery(t.name, p.partition_index, p.timestamp)
+            offsets_service.OffsetQuery(
+                t.name, p.partition_index, p.timestamp, getattr(p, "current_leader_epoch", -1)
+            )
             for t in body.topics
             for p in t.partitions
         ],

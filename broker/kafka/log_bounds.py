@@ -2,12 +2,15 @@
 :mod:`..services.log_bounds` (the rules are there).
 
 OffsetForLeaderEpoch also checks the request's ``current_leader_epoch``
-(v2+) as a Kafka leader does: -1 skips the check, 0 (this broker's only
-epoch) passes, a larger one is UNKNOWN_LEADER_EPOCH (the client knows an
-epoch this broker never had) and a smaller one FENCED_LEADER_EPOCH. Those
-two codes exist only on the Kafka side (the native protocol has no leader
-epochs yet), so they are written as Kafka's codes here. ``replica_id`` is
-accepted and ignored: no follower fetches from this broker.
+(v2+) as a Kafka leader does: -1 skips the check; on a single node 0 (its
+only epoch) passes, a larger one is UNKNOWN_LEADER_EPOCH (the client knows
+an epoch this broker never had) and a smaller one FENCED_LEADER_EPOCH; in a
+cluster the partition must be led here (NOT_LEADER_OR_FOLLOWER) and the
+epoch is compared with its leader epoch the same way (KIP-320; Fetch and
+ListOffsets are fenced alike, in the replica manager). The answer is the
+partition's own epoch cache: the end offset of the asked epoch. Kafka
+clients' ``replica_id`` is accepted and ignored: followers use the native
+protocol.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from kio.index import load_response_schema
 from kio.schema.errors import ErrorCode as KafkaErrorCode
+
+from tailrace.client.errors import BrokerError
 
 from ..server.connection import ConnectionInfo, Later
 from ..services import log_bounds as service
@@ -71,6 +76,18 @@ def _epoch_check(current: int) -> KafkaErrorCode | None:
     return KafkaErrorCode.fenced_leader_epoch  # pragma: no cover - epochs start at 0
 
 
+def _fence(ctx: BrokerContext, topic: str, partition: int, current: int) -> KafkaErrorCode:
+    """In a cluster: the partition must be led here, in the epoch the
+    client's metadata gave (KIP-320); on a single node, epoch 0."""
+    if ctx.replicas is None:
+        return _epoch_check(current) or KafkaErrorCode.none
+    try:
+        ctx.replicas.check_readable(topic, partition, current)
+    except BrokerError as exc:
+        return kafka_error(exc)
+    return KafkaErrorCode.none
+
+
 def handle_offset_for_leader_epoch(
     ctx: BrokerContext, info: ConnectionInfo, request: KafkaRequest
 ) -> Any:
@@ -88,7 +105,7 @@ def handle_offset_for_leader_epoch(
             a = next(it)
             error = kafka_error(a.error)
             if a.error is None:
-                error = _epoch_check(p.current_leader_epoch) or error
+                error = _fence(ctx, t.topic, p.partition, p.current_leader_epoch)
             ok = error == KafkaErrorCode.none
             parts.append(
                 {

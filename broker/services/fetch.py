@@ -43,6 +43,8 @@ class Read:
     partition: int
     offset: int
     max_bytes: int
+    #: the leader epoch of the reader's metadata (Kafka Fetch v9+), -1: unsaid
+    current_leader_epoch: int = -1
 
 
 @dataclass(slots=True)
@@ -82,7 +84,7 @@ def plan(ctx: BrokerContext, info: ConnectionInfo, reads: list[Read]) -> list[Re
                 if no:
                     raise TopicAuthorizationError(f"{info.principal} may not read {r.topic!r}")
             if ctx.replicas is not None:  # consumers read at the leader only
-                ctx.replicas.check_readable(r.topic, r.partition)
+                ctx.replicas.check_readable(r.topic, r.partition, r.current_leader_epoch)
             plog = partition_for_fetch(ctx, r.topic, r.partition)
             out.high_watermark = plog.high_watermark
             out.log_start_offset = plog.log_start_offset

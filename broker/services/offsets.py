@@ -38,6 +38,8 @@ class OffsetQuery:
     topic: str
     partition: int
     timestamp: int
+    #: the leader epoch of the asker's metadata (Kafka ListOffsets v4+), -1: unsaid
+    current_leader_epoch: int = -1
     #: filled by list_offsets: -1 / -1 when no record is at or after the time
     error: BrokerError | None = None
     offset: int = -1
@@ -59,7 +61,7 @@ def list_offsets(
                     raise TopicAuthorizationError(f"{info.principal} may not read {q.topic!r}")
             if ctx.replicas is not None:
                 # at the leader only; a new leader's watermark once established
-                ctx.replicas.check_readable(q.topic, q.partition)
+                ctx.replicas.check_readable(q.topic, q.partition, q.current_leader_epoch)
             plog = partition_for_fetch(ctx, q.topic, q.partition)
             if ctx.replicas is not None and q.timestamp == LATEST:
                 q.offset = ctx.replicas.served_high_watermark(q.topic, q.partition)
