@@ -53,9 +53,10 @@ class LeaderReplicas:
         self.positions: list[int] = []
         self.changed = trio.Event()
 
-    def check_readable(self, topic: str, partition: int) -> None:
+    def check_readable(self, topic: str, partition: int, current_leader_epoch: int = -1) -> None:
         if (topic, partition) not in self.parts:
             raise NotLeaderOrFollowerError(f"not the leader of {topic}-{partition}")
+        self.parts[(topic, partition)][1].check_epoch(current_leader_epoch)
 
     def served_high_watermark(self, topic: str, partition: int) -> int:
         return self.parts[(topic, partition)][1].served_high_watermark()
