@@ -764,19 +764,29 @@ def _d_isolate_follower(dr: DataRun) -> None:
     # the leader cut from etcd cover)
     others = [ETCD_HOST, CLIENT_HOST] + [broker_host(n) for n in dr.cluster.brokers if n != victim]
     dr.net.isolate(broker_host(victim), others)
+    _cut_off(
+        dr, victim, f"follower {victim} of {TOPIC}/{p} isolated: out of every ISR",
+        f"follower {victim} isolated", f"follower {victim} rejoined",
+    )  # fmt: skip
+
+
+def _cut_off(dr: DataRun, victim: int, out: str, cut: str, healed: str) -> None:
+    """With ``victim`` cut off by the caller's rule: the others settle and
+    it leaves every ISR (``out``), acknowledgements go on (``cut``); then
+    the rule goes and it rejoins (``healed``)."""
     rest = set(dr.cluster.brokers) - {victim}
     try:
         dr.run.wait_for(
-            f"follower {victim} of {TOPIC}/{p} isolated: out of every ISR",
+            out,
             lambda d: (
                 dr.run.settled(d, rest)
                 and all(victim not in x["isr"] for x in d["partitions_detail"])
             ),
         )
-        dr.progress(f"follower {victim} isolated")
+        dr.progress(cut)
     finally:
         dr.net.heal()
-    dr.heal_and_rejoin(f"follower {victim} rejoined")
+    dr.heal_and_rejoin(healed)
 
 
 def _d_kill_controller(dr: DataRun) -> None:
@@ -804,19 +814,10 @@ def _d_minority_partition(dr: DataRun) -> None:
         broker_host(n) for n in dr.cluster.brokers if n != victim
     ]
     dr.net.split([broker_host(victim)], majority)
-    rest = set(dr.cluster.brokers) - {victim}
-    try:
-        dr.run.wait_for(
-            f"leader {victim} of {TOPIC}/{p} alone in a minority: the majority re-leads",
-            lambda d: (
-                dr.run.settled(d, rest)
-                and all(victim not in x["isr"] for x in d["partitions_detail"])
-            ),
-        )
-        dr.progress(f"broker {victim} in a minority")
-    finally:
-        dr.net.heal()
-    dr.heal_and_rejoin(f"minority broker {victim} healed")
+    _cut_off(
+        dr, victim, f"leader {victim} of {TOPIC}/{p} alone in a minority: the majority re-leads",
+        f"broker {victim} in a minority", f"minority broker {victim} healed",
+    )  # fmt: skip
 
 
 def _d_pause_controller(dr: DataRun) -> None:
