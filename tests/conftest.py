@@ -46,8 +46,17 @@ def _etcd(tmp_path: Path, members: int) -> Iterator[Any]:
     from tailrace.broker.faultkit.etcd_cluster import EtcdCluster
 
     # 50/500 ms: quick elections and a 1 s minimum lease TTL (defaults 100/1000)
-    cluster = EtcdCluster(tmp_path / "etcd", members=members, heartbeat_ms=50, election_ms=500)
-    cluster.start()
+    for attempt in range(3):
+        cluster = EtcdCluster(tmp_path / "etcd", members=members, heartbeat_ms=50, election_ms=500)
+        try:
+            cluster.start()
+            break
+        except RuntimeError as exc:
+            # a free port picked for a member was taken by another process
+            # before etcd bound it (busy machines): new ports, once more
+            if "address already in use" not in str(exc) or attempt == 2:
+                raise
+            shutil.rmtree(tmp_path / "etcd", ignore_errors=True)
     try:
         yield cluster
     finally:
