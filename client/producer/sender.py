@@ -513,7 +513,7 @@ class Sender:
             pending = await conn.send(request)
         except (BrokerUnavailableError, TimeoutError) as exc:
             self._request_done(batches)
-            self._retry_all(batches, exc)
+            self._retry_all(batches, exc, conn)
             return True
         if pending is None:  # acks 0: no response will come
             self._request_done(batches)
@@ -549,9 +549,11 @@ class Sender:
         while True:
             now = trio.current_time()
             for pending, (conn, deadline) in list(self._awaiting.items()):
-                if deadline <= now:
-                    self._awaiting.pop(pending, None)
-                    conn.expire(pending, self.request_timeout)  # settles it: retried
+                if deadline <= now and pending in self._awaiting:
+                    # settles it (and the connection's other requests): the
+                    # callback, _response_arrived, forgets it and retries
+                    conn.expire(pending, self.request_timeout)
+                    self._awaiting.pop(pending, None)  # settled either way
             wake = min(
                 # list(): a direct send (rule 5) may add one from its thread
                 (deadline for _conn, deadline in list(self._awaiting.values())),
@@ -560,14 +562,14 @@ class Sender:
             await trio.sleep_until(wake)
 
     def _response_arrived(self, batches: list[ProducerBatch], pending: PendingResponse) -> None:
-        self._awaiting.pop(pending, None)
+        conn, _deadline = self._awaiting.pop(pending, (None, 0.0))
         waiting_for_slot = False
         try:
             try:
                 response = pending.result()
             except (BrokerUnavailableError, TimeoutError) as exc:
                 waiting_for_slot = self._request_done(batches)
-                self._retry_all(batches, exc)
+                self._retry_all(batches, exc, conn)
                 return
             waiting_for_slot = self._request_done(batches)
             self._complete_from(batches, response)
@@ -622,8 +624,14 @@ class Sender:
     def _expired(self, batch: ProducerBatch) -> bool:
         return time.monotonic() - batch.created >= self.delivery_timeout
 
-    def _retry_all(self, batches: list[ProducerBatch], error: BaseException) -> None:
+    def _retry_all(
+        self, batches: list[ProducerBatch], error: BaseException, conn: BrokerConnection | None
+    ) -> None:
         routed = self.client.routed
+        if not routed and self.client.bootstrap_unanswered(conn):
+            # the one broker the metadata named is not answering: ask the
+            # next bootstrap broker who leads now (rule 4)
+            self._refresh_wanted.set()
         for b in batches:
             if routed:  # the leader's connection broke or timed out: it may be gone
                 self._leader_lost((b.topic, b.partition))

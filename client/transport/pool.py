@@ -294,6 +294,29 @@ class BrokerClient:
             conn.abort("no answer: trying the next bootstrap address")
         self._bootstrap_index = (self._bootstrap_index + 1) % len(self.bootstrap_addresses)
 
+    def bootstrap_unanswered(self, conn: BrokerConnection | None) -> bool:
+        """A request sent on the bootstrap connection ``conn`` while requests
+        are not routed to leaders (the last metadata named one broker) got
+        no answer, or ``conn`` broke. With several bootstrap addresses the
+        next connection starts from the next one, and True tells the caller
+        to ask for metadata there: the broker that was the only one named
+        may be paused or cut off while the others lead its partitions now,
+        and without a new answer the client would go back to it for as long
+        as the fault lasts. Once per connection (its other requests fail with
+        it); False when routed, with one bootstrap address, or when ``conn``
+        is no longer the bootstrap connection (replaced already)."""
+        if self.routed or conn is None or len(self.bootstrap_addresses) < 2:
+            return False
+        for key, current in self._conns.items():
+            if current is conn and key[1] == BOOTSTRAP:
+                break
+        else:
+            return False
+        del self._conns[key]
+        conn.abort("no answer: trying the next bootstrap address")
+        self._bootstrap_index = (self._bootstrap_index + 1) % len(self.bootstrap_addresses)
+        return True
+
     # --- leaders --------------------------------------------------------------------
 
     def leader_for(self, topic: str, partition: int) -> int | None:

@@ -79,6 +79,9 @@ class ScriptedClient:
     ) -> ScriptedConnection:
         return self.conn
 
+    def bootstrap_unanswered(self, conn: object) -> bool:
+        return False  # one bootstrap address: nowhere else to go
+
     async def request(self, body: object, timeout: float | None = None) -> object:
         assert isinstance(body, InitProducerIdRequest)
         return InitProducerIdResponse(producer_id=7, producer_epoch=0)
