@@ -396,6 +396,12 @@ async def test_a_replica_whose_local_topic_is_still_being_created_is_taken_up_la
     # broker 2 is the partition's preferred leader (assign_replicas): while
     # it has not taken up its replica nobody changes the partition's state
     node = cluster.nodes[2]
+
+    def sees_all() -> bool:  # its view must count three live brokers for RF 3
+        view = node.member.snapshot()
+        return view is not None and len(view.brokers) == len(cluster.nodes)
+
+    await until(sees_all, "every broker registered, as broker 2 sees it")
     node.logs._pending.add(TOPIC)  # a CreateTopics' local create under way
     try:
         await node.member.create_topic(TOPIC, 1, 3, {})
