@@ -41,6 +41,11 @@ async def test_brokers_register_with_growing_epochs_and_one_is_controller(etcd: 
         for m in members:
             await nursery.start(m.run)
             await m.registered.wait()
+            # registered means its own view, the one Metadata answers from,
+            # already holds it
+            served = m.serving_snapshot()
+            assert served is not None
+            assert served.brokers[m.node_id].epoch == m.broker_epoch
         epochs = [m.broker_epoch for m in members]
         assert epochs == sorted(epochs)
         assert len(set(epochs)) == 3
