@@ -39,6 +39,21 @@ def topic(broker: ThreadedBroker, request: pytest.FixtureRequest) -> str:
 IDLE_MS = "10000"
 
 
+@pytest.fixture
+def sigint_not_ignored() -> Iterator[None]:
+    """Children started here begin with SIGINT at its default. A shell that
+    runs a job in the background (CI under nohup, a backgrounded make) starts
+    it with SIGINT ignored, xdist workers inherit that, and an ignored signal
+    stays ignored across exec: the CLI then rightly keeps ignoring Ctrl-C,
+    as any program under nohup does. A handler in this process is reset to
+    the default by exec instead."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def consume_json(addr: str, topic: str, count: int, *extra: str) -> list[dict]:
     """The first ``count`` records from the beginning, parsed."""
     r = call_main(
@@ -305,7 +320,7 @@ def test_default_start_prints_records_produced_after_it_started(broker, topic):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_ctrl_c_ends_a_following_consume_with_a_summary(broker, topic, sig):
+def test_ctrl_c_ends_a_following_consume_with_a_summary(broker, topic, sig, sigint_not_ignored):
     with Producer(broker.address) as producer:
         for i in range(5):
             producer.send(topic, b"r%d" % i, partition=1)
@@ -331,7 +346,7 @@ def test_ctrl_c_ends_a_following_consume_with_a_summary(broker, topic, sig):
     assert err == b"consumed 5 records\n"
 
 
-def test_ctrl_c_interrupts_produce_waiting_for_input(broker, topic):
+def test_ctrl_c_interrupts_produce_waiting_for_input(broker, topic, sigint_not_ignored):
     """Ctrl-C while produce is blocked reading an open stdin: what was read is
     delivered and counted, exit 130 (the signal must reach the main thread,
     not one of the producer's)."""
