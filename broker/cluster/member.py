@@ -241,10 +241,6 @@ class ClusterMember:
                 if current is None or current.create_revision != holder.create_revision:
                     break
                 await view.wait_beyond(view.revision)
-        # serve only a view that holds our own registration: one read just
-        # before it would answer Metadata with no brokers at all (seen on a
-        # busy machine, where the watch delivered it a moment after the txn)
-        await view.wait_beyond(self.broker_epoch - 1)
         self.registered.set()
         log_event(
             log,
