@@ -36,20 +36,26 @@ Rules:
    replicated log, recognises a batch the old one stored. Rule 1 holds
    across a leader change: a partition's batches still in flight to the
    old leader are answered (or failed) before any goes to the new one.
-5. The direct path. While this task is parked with nothing in flight and
-   nothing queued (``_direct_ok``), the blocking producer's ``send`` may do
-   this task's work for the batches it made due itself, on its own thread
-   (:meth:`Sender.send_direct`): drain, number, encode, register the request
-   exactly as ``_send_some`` does, and write it with
-   ``BrokerConnection.send_from_thread``. ``gate`` (a threading lock) makes
-   that exclusive with this task: the task clears ``_direct_ok`` under it
-   whenever it wakes, and everything a trio-side reader of this state needs
-   (flush's ``unfinished``) takes it too. The response is read and handled
-   on the trio thread as any other; once it is and this task is still
-   parked, ``_direct_ok`` is set again. Whatever the direct path cannot do
-   without waiting (a busy write lock, a second batch of a partition)
-   goes back to the accumulator's ready queue, in order, and the task is
-   woken as before.
+5. The direct path. While this task is parked with a request slot free
+   and nothing queued (``_direct_ok``), the blocking producer's ``send`` may
+   do this task's work for the batches it made due itself, on its own
+   thread (:meth:`Sender.send_direct`): drain, number, encode, register the
+   request exactly as ``_send_some`` does, and write it with
+   ``BrokerConnection.send_from_thread``. Requests may be in flight (at
+   2,000 records/s a record usually finds the previous one's answer still
+   on its way): the direct request is pipelined behind them on the same
+   connection, as ``_send_some`` would. ``gate`` (a threading lock) makes
+   that exclusive with the trio side: this task clears ``_direct_ok`` under
+   it whenever it wakes, the handling of an answer (``_response_arrived``,
+   which changes the slots, the in-flight counts and the queues) holds it
+   throughout, and everything a trio-side reader of this state needs
+   (flush's ``unfinished``) takes it too. The batches an answer completes
+   are completed after the gate is released and ``_direct_ok`` recomputed,
+   so an application thread woken by its record's result finds the direct
+   path open. Whatever the direct path cannot do without waiting (a busy
+   write lock, a second batch of a partition, a partition still in flight
+   on another connection) goes back to the accumulator's ready queue, in
+   order, and the task is woken as before.
 6. A gap the broker cannot explain (OUT_OF_ORDER_SEQUENCE_NUMBER with no
    earlier batch being retried, or UNKNOWN_PRODUCER_ID) bumps the producer
    epoch once every in-flight request has been answered; unsent batches are
@@ -161,6 +167,9 @@ class Sender:
         self._clock_offset = 0.0
         #: requests written by send_direct (observability, tests)
         self.direct_requests = 0
+        #: while an answer is handled under gate: the batches it completed,
+        #: completed once the gate is released (see _response_arrived)
+        self._completions: list[tuple[ProducerBatch, int, BaseException | None]] | None = None
 
     def wakeup(self) -> None:
         """Make the sender look at the accumulator (trio thread only)."""
@@ -300,7 +309,7 @@ class Sender:
             self.acks != 0
             and not self.acc.closed
             and not self.client.routed
-            and self._requests_in_flight == 0
+            and self._slots.value > 0
             and not self._has_queued()
             and not self._epoch_bump_needed
             and not (self.idempotent and self.producer_id < 0)
@@ -352,13 +361,20 @@ class Sender:
                     continue
                 taken.append(b)
                 total += len(data)
+            for b in taken:
+                tp = (b.topic, b.partition)
+                if self._in_flight.get(tp, 0) and self._sent_on.get(tp) is not conn:
+                    # still in flight on a connection that broke (its failure
+                    # not handled yet): the task orders them (_take_request)
+                    self.acc.requeue(batches)
+                    return False
             rest = [b for b in batches if b not in taken]
             request = self._produce_request(taken)
             deadline = time.perf_counter() + self._clock_offset + self.request_timeout
 
             def register(pending: PendingResponse) -> None:
                 # what _send_some does around conn.send, before a byte leaves
-                self._slots.acquire_nowait()  # all free: nothing in flight
+                self._slots.acquire_nowait()  # one is free (_direct_conditions)
                 for b in taken:
                     b.attempts += 1
                     tp = (b.topic, b.partition)
@@ -370,7 +386,8 @@ class Sender:
                     self._all_answered = trio.Event()
                 self._awaiting[pending] = (conn, deadline)
                 pending.on_done(partial(self._response_arrived, taken))
-                self._direct_ok = False
+                # still parked: the next record may follow it (a slot left)
+                self._direct_ok = self._direct_conditions()
 
             if conn.send_from_thread(request, register) is None:
                 self.acc.requeue(batches)  # the task sends them, in order
@@ -562,6 +579,34 @@ class Sender:
             await trio.sleep_until(wake)
 
     def _response_arrived(self, batches: list[ProducerBatch], pending: PendingResponse) -> None:
+        if self._completions is not None:
+            # Settled while another answer is handled, on this thread, under
+            # the gate already (that handling broke a connection, which
+            # fails its other requests at once): handled here, in place, as
+            # it always was; its batches complete with the outer answer's.
+            self._handle_answer(batches, pending)
+            return
+        # Under gate (rule 5): a direct send may otherwise be taking a slot,
+        # numbering a batch or counting one in flight on the caller's thread.
+        completions: list[tuple[ProducerBatch, int, BaseException | None]] = []
+        try:
+            with self.gate:
+                self._direct_ok = False
+                self._completions = completions
+                try:
+                    self._handle_answer(batches, pending)
+                finally:
+                    self._completions = None
+                    if self._idle_parked and not self._wake.is_set():
+                        # still parked: the next record may go out directly
+                        self._direct_ok = self._direct_conditions()
+        finally:
+            # outside the gate: the callbacks and the threads these wake
+            # (a result() waiting to send the next record) may send directly
+            for batch, base_offset, error in completions:
+                self._complete(batch, base_offset, error)
+
+    def _handle_answer(self, batches: list[ProducerBatch], pending: PendingResponse) -> None:
         conn, _deadline = self._awaiting.pop(pending, (None, 0.0))
         waiting_for_slot = False
         try:
@@ -580,11 +625,6 @@ class Sender:
             # answer at a low rate gives it nothing: a task switch saved.
             if waiting_for_slot or self.acc.closed or self._epoch_bump_needed or self._has_queued():
                 self._wake.set()
-            elif self._idle_parked:
-                # still parked: the next lone record may go out directly
-                with self.gate:
-                    if self._idle_parked:
-                        self._direct_ok = self._direct_conditions()
 
     def _complete_from(self, batches: list[ProducerBatch], response: Any) -> None:
         if response.error_code:
@@ -616,6 +656,14 @@ class Sender:
             # waits for forever (every later batch of the partition would be
             # out of order): start the numbering again under a new epoch.
             self._epoch_bump_needed = True
+        if self._completions is not None:
+            self._completions.append((batch, base_offset, error))
+        else:
+            self._complete(batch, base_offset, error)
+
+    def _complete(
+        self, batch: ProducerBatch, base_offset: int, error: BaseException | None
+    ) -> None:
         size = batch.reserved
         batch.complete(base_offset, error)
         batch.records = []

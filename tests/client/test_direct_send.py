@@ -1,7 +1,7 @@
-"""The blocking producer's direct path: with nothing in flight and nothing
+"""The blocking producer's direct path: with a request slot free and nothing
 queued, a due batch (linger 0) is written by the thread that called
 ``send``, not by the producer's trio thread (Sender.send_direct,
-BrokerConnection.send_from_thread).
+BrokerConnection.send_from_thread), behind any requests still in flight.
 
 The producer tests run a real broker on its own thread and read what it
 stored with a real consumer. They prove where a request was written by
@@ -63,10 +63,10 @@ def _frozen(producer: Producer, then: Callable[[], None] | None = None) -> Itera
         release.set()
 
 
-def _idle_producer(address: str, topic: str) -> Producer:
+def _idle_producer(address: str, topic: str, **config: object) -> Producer:
     """A linger-0 producer whose first record is acknowledged and whose
     sender is parked idle (a direct send may run)."""
-    producer = Producer(address, linger_ms=0)
+    producer = Producer(address, linger_ms=0, **config)
     assert producer.send(topic, b"warm-up").result(30).offset == 0
     sender = producer._core.sender
     assert sender is not None
@@ -113,10 +113,11 @@ def test_direct_and_trio_thread_requests_keep_order_and_never_duplicate(threaded
     the trio thread reads it) is retried by the trio thread with its
     sequence number, ahead of the record sent meanwhile; the broker keeps
     one copy of each, in order, and the producer never needs a new epoch.
-    Then the next lone record goes out directly again."""
+    Then the next lone record goes out directly again. One request slot:
+    while "a" holds it, "b" is the trio thread's to send."""
     _create(threaded_broker.address, "mixed")
     with (
-        _idle_producer(threaded_broker.address, "mixed") as producer,
+        _idle_producer(threaded_broker.address, "mixed", max_in_flight=1) as producer,
         Consumer(threaded_broker.address, auto_offset_reset="earliest") as consumer,
     ):
         consumer.assign([("mixed", 0)])
@@ -131,8 +132,10 @@ def test_direct_and_trio_thread_requests_keep_order_and_never_duplicate(threaded
         with _frozen(producer, then=lambda: conn.abort("test: the answer is lost")):
             a = producer.send("mixed", b"a")
             assert _values(consumer, 1) == [b"a"]  # stored; its answer is never read
-            # in flight (unanswered): the next one is for the trio thread
+            # in flight (unanswered), no slot left: the next one is for the
+            # trio thread
             b = producer.send("mixed", b"b")
+            assert not sender._direct_ok
             assert sender.direct_requests == direct + 1
         assert (a.result(30).offset, b.result(30).offset) == (1, 2)
         assert conn.broken
@@ -147,6 +150,68 @@ def test_direct_and_trio_thread_requests_keep_order_and_never_duplicate(threaded
     with Consumer(threaded_broker.address, auto_offset_reset="earliest") as again:
         again.assign([("mixed", 0)])
         assert _values(again, 4) == [b"warm-up", b"a", b"b", b"c"]
+
+
+def test_records_follow_unanswered_ones_directly_while_a_slot_is_free(threaded_broker):
+    """At a steady rate a record usually finds the previous one's answer
+    still on its way: it is pipelined behind it from the sending thread
+    (the trio thread, frozen, reads no answer meanwhile), up to the request
+    slots; the next goes to the trio thread, and every answer arrives."""
+    _create(threaded_broker.address, "piped")
+    with (
+        _idle_producer(threaded_broker.address, "piped", max_in_flight=3) as producer,
+        Consumer(threaded_broker.address, auto_offset_reset="earliest") as consumer,
+    ):
+        consumer.assign([("piped", 0)])
+        assert _values(consumer, 1) == [b"warm-up"]
+        sender = producer._core.sender
+        assert sender is not None
+        before = sender.direct_requests
+        with _frozen(producer):
+            futures = [producer.send("piped", b"r%d" % i) for i in range(3)]
+            assert _values(consumer, 3) == [b"r0", b"r1", b"r2"]
+            assert sender.direct_requests == before + 3
+            assert not sender._direct_ok  # every slot is taken
+            futures.append(producer.send("piped", b"r3"))
+            assert sender.direct_requests == before + 3
+            assert not any(f.done() for f in futures)
+        assert [f.result(30).offset for f in futures] == [1, 2, 3, 4]
+        assert _values(consumer, 1) == [b"r3"]
+        _wait_for(lambda: sender._direct_ok)
+        assert producer.send("piped", b"r4").result(30).offset == 5
+        assert sender.direct_requests == before + 4
+
+
+def test_pipelined_direct_requests_whose_answers_are_lost_are_stored_once(threaded_broker):
+    """Two direct requests in flight when their connection breaks: the trio
+    thread retries both, in order, with their sequence numbers; the broker
+    keeps one copy of each and the producer keeps its epoch."""
+    _create(threaded_broker.address, "lost2")
+    with (
+        _idle_producer(threaded_broker.address, "lost2") as producer,
+        Consumer(threaded_broker.address, auto_offset_reset="earliest") as consumer,
+    ):
+        consumer.assign([("lost2", 0)])
+        assert _values(consumer, 1) == [b"warm-up"]
+        sender = producer._core.sender
+        client = producer._core.client
+        assert sender is not None
+        assert client is not None
+        conn = client.ready_connection()
+        assert conn is not None
+        epoch, direct = sender.producer_epoch, sender.direct_requests
+        with _frozen(producer, then=lambda: conn.abort("test: the answers are lost")):
+            a = producer.send("lost2", b"a")
+            b = producer.send("lost2", b"b")
+            assert _values(consumer, 2) == [b"a", b"b"]
+            assert sender.direct_requests == direct + 2
+        assert (a.result(30).offset, b.result(30).offset) == (1, 2)
+        assert sender.producer_epoch == epoch
+        producer.flush()
+    with Consumer(threaded_broker.address, auto_offset_reset="earliest") as again:
+        again.assign([("lost2", 0)])
+        assert _values(again, 3) == [b"warm-up", b"a", b"b"]
+        assert again.poll(timeout_ms=300) == []
 
 
 def _big_request(size: int) -> ProduceRequest:

@@ -320,6 +320,37 @@ async def test_a_producer_leaves_a_silent_bootstrap_broker_for_the_next_one(
         assert [p for p, _data in cluster.produced[2]] == [0]
 
 
+async def test_leaving_a_silent_bootstrap_broker_with_two_requests_unanswered() -> None:
+    """As above (metadata named the silent broker alone), with two requests
+    unanswered on its connection: handling the first's timeout drops the
+    connection, which fails the second at once, inside that handling. The
+    second is handled there too (not waited for: the sender's lock is
+    already held by that handling on the same thread) and both records go
+    to the new leaders."""
+    async with stand_ins([1, 2]) as cluster:
+        cluster.leaders = {0: (1, 0), 1: (1, 0)}
+        cluster.named = {1}
+        bootstrap = f"{cluster.addresses[1]},{cluster.addresses[2]}"
+        async with AsyncProducer(
+            bootstrap,
+            linger_ms=0,
+            retry_backoff_ms=10,
+            request_timeout_ms=300,
+            delivery_timeout_ms=10_000,  # the record fails, not the test hangs
+        ) as producer:
+            assert (await (await producer.send(TOPIC, b"a", partition=0))).offset == 0
+            cluster.silent.add(1)
+            cluster.named = None
+            cluster.leaders = {0: (2, 1), 1: (2, 1)}
+            with trio.fail_after(30):  # bounds a hung test only
+                first = await producer.send(TOPIC, b"b", partition=0)
+                await trio.sleep(0.05)  # its request is on the wire, unanswered
+                second = await producer.send(TOPIC, b"c", partition=1)
+                assert (await first).offset == 1
+                assert (await second).offset == 0
+        assert sorted(p for p, _data in cluster.produced[2]) == [0, 1]
+
+
 async def test_a_consumer_fetches_each_partition_from_its_leader_and_follows_a_move() -> None:
     async with stand_ins([1, 2]) as cluster:
         cluster.leaders = {0: (1, 0), 1: (2, 0)}

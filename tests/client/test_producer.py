@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 
 import pytest
 import trio
@@ -255,6 +256,70 @@ def test_blocking_producer_from_several_threads(threaded_broker):
     for n in range(4):
         mine = [int(r.value.split(b"-")[1]) for r in got if r.value.startswith(b"%d-" % n)]
         assert mine == list(range(500))  # per key, in order
+
+
+def test_linger_zero_threads_mixing_direct_and_trio_sends_lose_and_repeat_nothing(
+    threaded_broker,
+):
+    """Linger 0 from four threads, some waiting for each answer and some
+    not, plus records sent from completion callbacks (on the trio thread):
+    direct sends from the threads, pipelined behind unanswered requests,
+    interleave with the trio thread's; every record is stored once, each
+    key's in order, under one producer epoch."""
+    from tailrace.client import Admin
+
+    with Admin(threaded_broker.address) as admin:
+        admin.create_topic("mix0", partitions=2, config={"flush": "none"})
+    futures = []
+    lock = threading.Lock()
+    with Producer(threaded_broker.address, linger_ms=0) as producer:
+        sender = producer._core.sender
+        assert sender is not None
+        producer.send("mix0", b"warm-up", key=b"w").result(30)
+        epoch = sender.producer_epoch
+
+        def echo(value):
+            def send_from_callback(f):
+                # on the trio thread: a record sent from a completion callback
+                assert f.exception() is None
+                producer.send("mix0", b"cb-" + value, key=b"cb")
+
+            return send_from_callback
+
+        def worker(n):
+            for i in range(300):
+                value = b"%d-%d" % (n, i)
+                f = producer.send("mix0", value, key=b"%d" % n)
+                if i % 50 == 0:
+                    f.add_done_callback(echo(value))
+                if n % 2 == 0:
+                    f.result(30)  # closed loop: the next send finds no request
+                elif i % 7 == 0:
+                    time.sleep(0.0005)
+                with lock:
+                    futures.append(f)
+
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        producer.flush()
+        assert all(f.done() and f.exception() is None for f in futures)
+        assert sender.direct_requests > 0
+        assert sender.producer_epoch == epoch
+    with Consumer(threaded_broker.address, auto_offset_reset="earliest") as consumer:
+        consumer.assign([("mix0", 0), ("mix0", 1)])
+        got = []
+        deadline = time.monotonic() + 60
+        while len(got) < 1 + 1200 + 24 and time.monotonic() < deadline:
+            got += consumer.poll(timeout_ms=1000)
+        assert consumer.poll(timeout_ms=300) == []
+    values = [r.value for r in got]
+    assert len(values) == len(set(values)) == 1 + 1200 + 24
+    for n in range(4):
+        mine = [int(v.split(b"-")[1]) for v in values if v.startswith(b"%d-" % n)]
+        assert mine == list(range(300))  # per key, in order, once
 
 
 def test_blocking_producer_close_with_broker_gone_fails_pending_records(threaded_broker):
