@@ -374,7 +374,13 @@ class Broker:
         handler = HANDLERS.get(request.api_key)  # type: ignore[attr-defined]
         if handler is None:
             raise BrokerError(f"no handler for api_key {request.api_key}")  # type: ignore[attr-defined]
-        return handler(self.context, info, request)
+        ctx = self.context
+        try:
+            return handler(ctx, info, request)
+        finally:
+            # long polls this request's appends woke are answered now, before
+            # its own response is queued (handlers/fetch.py, _WokenAnswer)
+            ctx.run_woken_answers()
 
 
 def _is_kafka(listener: BoundListener) -> bool:

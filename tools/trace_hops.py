@@ -190,6 +190,13 @@ def broker_role(out: str, argv: list[str]) -> int:
         "_write",
         lambda _r, a: "b.produce_answered" if type(a[1]) is bytes else "b.fetch_sent",
     )
+    if hasattr(connection.ConnectionHandler, "answer_now"):  # answered in place
+        _after(
+            connection.ConnectionHandler,
+            "answer_now",
+            "b.fetch_sent",
+            lambda r, _a: r is connection.ALREADY_WRITTEN,
+        )
     from tailrace.broker.cli.main import main
 
     count_loops()
@@ -275,9 +282,9 @@ ORDER = [
     ("p.request_written", "producer: Produce request written to the socket"),
     ("b.produce_dispatched", "broker: Produce read, parsed, dispatched"),
     ("b.appended", "broker: appended, high watermark moved (fetch woken)"),
-    ("b.fetch_task_resumed", "broker: the waiting fetch's task resumed"),
+    ("b.fetch_task_resumed", "broker: the waiting fetch resumed (in place, or its task)"),
     ("b.fetch_planned", "broker: fetch response planned (file slice)"),
-    ("b.fetch_sent", "broker: fetch response written (sendfile)"),
+    ("b.fetch_sent", "broker: fetch response written"),
     ("c.response_read", "consumer: response read by the connection's reader"),
     ("c.fetcher_resumed", "consumer: fetcher task resumed with it"),
     ("c.decoded", "consumer: records decoded (take, on the poll's thread)"),

@@ -4,6 +4,8 @@ are the native front-end's."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -24,6 +26,9 @@ if TYPE_CHECKING:
     from ..security.authz import Authorization
 
 __all__ = ["BrokerContext"]
+
+
+log = logging.getLogger(__name__)
 
 
 class BrokerContext:
@@ -59,6 +64,30 @@ class BrokerContext:
         self.replicas: ReplicaManager | None = None
         #: Kafka fetches: down-converted bytes not yet written (kafka/copy_budget.py)
         self.kafka_copy_budget = CopyBudget()
+        #: long polls an append woke in the current step, to be answered
+        #: right after the request that woke them (run_woken_answers)
+        self._woken_answers: list[Callable[[], object]] = []
+
+    # --- long polls answered in the waking step -----------------------------------
+
+    def answer_soon(self, answer: Callable[[], object]) -> None:
+        """Queue ``answer()`` (a woken long poll's attempt to answer at once)
+        for :meth:`run_woken_answers`. Called from a high-watermark watcher,
+        in the middle of an append, where writing to a socket is not safe."""
+        self._woken_answers.append(answer)
+
+    def run_woken_answers(self) -> None:
+        """Run the queued answers, once the request that woke them is done
+        with the log (after each dispatch and after a durable wait). An
+        answer that fails is logged; its long poll's own task, which the
+        same wake-up also scheduled, then answers as it always does."""
+        while self._woken_answers:
+            todo, self._woken_answers = self._woken_answers, []
+            for answer in todo:
+                try:
+                    answer()
+                except Exception:
+                    log.exception("answering a woken long poll in place failed")
 
     # --- addresses -------------------------------------------------------------
 

@@ -79,7 +79,10 @@ def _produce(ctx: BrokerContext, info: ConnectionInfo, request: Request) -> obje
 async def _wait_durable(
     ctx: BrokerContext, request: Request, outcomes: list[service.WriteOutcome], timeout: float
 ) -> bytes:
-    await service.wait_durable(outcomes, timeout)
+    try:
+        await service.wait_durable(outcomes, timeout)
+    finally:
+        ctx.run_woken_answers()  # the long polls this sync woke (see Broker._dispatch)
     return ctx.encode(request, _response(request.body, outcomes))
 
 

@@ -93,10 +93,13 @@ def make_dispatch(ctx: BrokerContext) -> Callable[[ConnectionInfo, Any], object]
         handler = HANDLERS.get(request.api_key)
         if handler is None:  # the codec admits only advertised APIs
             raise BrokerError(f"no handler for Kafka api_key {request.api_key}")
-        if trace_enabled() and type(request) is KafkaRequest:
-            started = trace_request(info, request)
-            return _finish(request, handler(ctx, info, request), started, True)
-        return _finish(request, handler(ctx, info, request))
+        try:
+            if trace_enabled() and type(request) is KafkaRequest:
+                started = trace_request(info, request)
+                return _finish(request, handler(ctx, info, request), started, True)
+            return _finish(request, handler(ctx, info, request))
+        finally:
+            ctx.run_woken_answers()  # native long polls its appends woke (app.py)
 
     return dispatch
 

@@ -32,6 +32,7 @@ from tailrace.client.protocol import ApiKey
 __all__ = [
     "BYTES_RECEIVED",
     "BYTES_SENT",
+    "FETCH_ANSWERED_IN_PLACE",
     "FETCH_BYTES",
     "FETCH_LONG_POLLS",
     "FSYNC_FAILURES",
@@ -171,6 +172,14 @@ SPECS: tuple[MetricSpec, ...] = (
         "counter",
         (),
         "Fetches that waited for data (fewer than min_bytes were available).",
+        "request",
+    ),
+    MetricSpec(
+        "tailrace_fetch_long_polls_answered_in_place_total",
+        "counter",
+        (),
+        "Long polls whose whole response was written from the step of the request "
+        "whose append woke them, before that request's own response (no task switch).",
         "request",
     ),
     MetricSpec(
@@ -480,6 +489,7 @@ _FETCH_BYTES = _counter("tailrace_fetch_bytes_total")
 #: fetch record bytes by path, children bound once
 FETCH_BYTES = {"sendfile": _FETCH_BYTES.labels("sendfile"), "copy": _FETCH_BYTES.labels("copy")}
 FETCH_LONG_POLLS = _counter("tailrace_fetch_long_polls_total")
+FETCH_ANSWERED_IN_PLACE = _counter("tailrace_fetch_long_polls_answered_in_place_total")
 _PARTITION_ERRORS = _counter("tailrace_partition_errors_total")
 FSYNC_SECONDS = _histogram("tailrace_fsync_duration_seconds", _FSYNC_BUCKETS)
 FSYNC_FAILURES = _counter("tailrace_fsync_failures_total")

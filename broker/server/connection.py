@@ -16,7 +16,9 @@ Rules:
 2. Responses are written strictly in request order, one at a time: by the
    writer task, or, for the reply the writer is waiting for (a long poll
    woken by an append), by the task that completed it, which saves a task
-   switch; nothing else writes to the socket.
+   switch, or earlier still by the step of the request that woke it
+   (:meth:`ConnectionHandler.answer_now`, one non-blocking write); nothing
+   else writes to the socket.
 3. The queue bounds how many requests one connection may have in flight;
    when it is full the reader stops reading and TCP pushes back.
 4. A malformed request (intact frame) gets an error response. Broken framing
@@ -57,6 +59,7 @@ from .ratelimit import RateLimitedLogger
 from .sendfile import pread_all, sendfile_all, write_all, writev_all
 
 __all__ = [
+    "ALREADY_WRITTEN",
     "NO_REPLY",
     "CloseConnection",
     "ConnectionHandler",
@@ -130,8 +133,9 @@ class _Written:
     __repr__ = lambda self: "WRITTEN"  # noqa: E731
 
 
-#: A slot's reply once the task that completed it wrote it (the writer skips it).
-_WRITTEN = _Written()
+#: A slot's reply once the task that completed it wrote it (the writer skips
+#: it); a long poll's handler returns it when answer_now wrote its response.
+ALREADY_WRITTEN = _WRITTEN = _Written()
 
 
 class Later:
@@ -154,7 +158,7 @@ class Later:
 class ConnectionInfo:
     """What handlers may know about the connection they serve."""
 
-    __slots__ = ("listener", "peer", "principal", "state", "zero_copy")
+    __slots__ = ("answer_now", "listener", "peer", "principal", "state", "zero_copy")
 
     def __init__(self, listener: str, peer: str, zero_copy: bool) -> None:
         self.listener = listener
@@ -163,17 +167,23 @@ class ConnectionInfo:
         self.principal = "User:ANONYMOUS"
         #: free slot for per-connection protocol state (authentication)
         self.state: Any = None
+        #: ``answer_now(request, build)``: the connection's
+        #: :meth:`ConnectionHandler.answer_now` on a plain zero-copy socket,
+        #: else None
+        self.answer_now: Callable[[Request, Callable[[], Streamed]], Any] | None = None
 
 
 Dispatch = Callable[[ConnectionInfo, Request | BadRequest], Any]
 
 
 class _Slot:
-    __slots__ = ("done", "reply")
+    __slots__ = ("done", "reply", "request")
 
     def __init__(self) -> None:
         self.reply: Any = None
         self.done: trio.Event | None = None
+        #: the request of a slot answered Later (see answer_now)
+        self.request: Any = None
 
 
 class ConnectionHandler:
@@ -208,6 +218,8 @@ class ConnectionHandler:
         #: the slot whose reply the writer is waiting for (see _complete)
         self._awaited: _Slot | None = None
         self._sock = getattr(stream, "socket", None)
+        if self._sock is not None and info.zero_copy:
+            info.answer_now = self.answer_now
 
     def stop_reading(self) -> None:
         """Stop taking requests; those already read are still answered."""
@@ -306,6 +318,7 @@ class ConnectionHandler:
                 continue
             if type(reply) is Later:
                 slot.done = trio.Event()
+                slot.request = event
                 self.in_flight += 1
                 nursery.start_soon(self._complete, slot, event, reply)
             else:
@@ -385,6 +398,40 @@ class ConnectionHandler:
             slot.reply = CloseConnection(self._closing_reason or "connection lost while writing")
         else:
             slot.reply = _WRITTEN
+
+    def answer_now(self, request: Request, build: Callable[[], Streamed]) -> Any:
+        """Write a waiting request's response from the current step, from
+        any task (a long poll answered by the append that woke it).
+
+        Only when the writer waits for exactly this request's slot (every
+        earlier response is written, nothing is being written) and the
+        response is small: ``build()`` is then called, its slices read into
+        memory and the whole response written with one non-blocking send.
+        Returns None when nothing was built (the request's task answers as
+        usual), ALREADY_WRITTEN when all of it went out, else what is left to
+        write (the bytes the socket did not take, or the built Streamed when
+        it is not small): the request's handler returns that as its reply,
+        and the task writes it in order."""
+        slot = self._awaited
+        if slot is None or slot.request is not request or self._writer_done:
+            return None
+        reply = build()
+        if not _small(reply):
+            return reply
+        try:
+            data = b"".join(_read_small(reply))
+        finally:
+            reply.release()
+        try:
+            sent = os.write(self._sock.fileno(), data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            return data  # the task's write meets the broken socket and says so
+        _SENT.inc(sent)
+        if sent == len(data):
+            return _WRITTEN
+        return data[sent:]
 
     async def _run_later(self, slot: _Slot, event: Request, later: Later) -> None:
         try:
@@ -480,21 +527,9 @@ class ConnectionHandler:
                 # it with one recv (header then sendfile: two segments, and
                 # often two reads or two wake-ups); still two syscalls here
                 try:
-                    buffers = [reply.prefix]
-                    copied = 0
-                    for part in reply.parts:
-                        if type(part) is SendfileSlice:
-                            src = part.source
-                            data = os.pread(src.fd, src.length, src.position)
-                            if len(data) != src.length:
-                                raise OSError(f"read {len(data)} of {src.length} slice bytes")
-                            buffers.append(data)
-                            copied += src.length
-                        else:
-                            buffers.append(part)
+                    buffers = _read_small(reply)
                     await writev_all(sock, buffers)
                     sent = sum(map(len, buffers))
-                    _COPIED_BYTES.inc(copied)
                 finally:
                     _SENT.inc(sent)
                     reply.release()
@@ -547,6 +582,25 @@ class ConnectionHandler:
                 return
             if isinstance(slot.reply, Streamed):
                 slot.reply.release()
+
+
+def _read_small(reply: Streamed) -> list[bytes]:
+    """A small response as buffers, its slices read into memory (counted as
+    copied fetch bytes); the slices stay the reply's to release."""
+    buffers = [reply.prefix]
+    copied = 0
+    for part in reply.parts:
+        if type(part) is SendfileSlice:
+            src = part.source
+            data = os.pread(src.fd, src.length, src.position)
+            if len(data) != src.length:
+                raise OSError(f"read {len(data)} of {src.length} slice bytes")
+            buffers.append(data)
+            copied += src.length
+        else:
+            buffers.append(part)
+    _COPIED_BYTES.inc(copied)
+    return buffers
 
 
 def _small(reply: Streamed) -> bool:

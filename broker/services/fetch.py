@@ -123,10 +123,19 @@ def must_wait(outcomes: list[ReadOutcome], min_bytes: int, max_wait_ms: int) -> 
 
 
 async def wait(
-    ctx: BrokerContext, outcomes: list[ReadOutcome], min_bytes: int, max_wait_ms: int
+    ctx: BrokerContext,
+    outcomes: list[ReadOutcome],
+    min_bytes: int,
+    max_wait_ms: int,
+    on_wake: Callable[[], object] | None = None,
 ) -> None:
     """Until ``min_bytes`` are readable, the broker drains or
-    ``max_wait_ms`` passes."""
+    ``max_wait_ms`` passes.
+
+    ``on_wake``, when given, is queued with :meth:`BrokerContext.answer_soon`
+    at every wake-up besides waking this task: the front-end may answer
+    from the waking request's step (it checks for itself that enough is
+    readable, and that this task has not gone on), saving the task switch."""
     deadline = trio.current_time() + max_wait_ms / 1000
     logs = [o.plog for o in outcomes if o.plog is not None]
     wanted = max(min_bytes, 1)
@@ -138,7 +147,7 @@ async def wait(
     # watch_hw): no waiter tasks. A draining broker wakes every partition's
     # watchers.
     woken = trio.Event()
-    wake = woken.set
+    wake = _waker(ctx, woken, on_wake)
     for plog in logs:
         plog.watch_hw(wake)
     try:
@@ -152,12 +161,26 @@ async def wait(
             woken = trio.Event()
             for plog in logs:
                 plog.unwatch_hw(wake)
-            wake = woken.set
+            wake = _waker(ctx, woken, on_wake)
             for plog in logs:
                 plog.watch_hw(wake)
     finally:
         for plog in logs:
             plog.unwatch_hw(wake)
+
+
+def _waker(
+    ctx: BrokerContext, woken: trio.Event, on_wake: Callable[[], object] | None
+) -> Callable[[], object]:
+    if on_wake is None:
+        return woken.set
+
+    def wake() -> None:
+        if not woken.is_set():
+            woken.set()
+            ctx.answer_soon(on_wake)
+
+    return wake
 
 
 def read(outcomes: list[ReadOutcome], max_bytes: int, convert: Convert | None = None) -> None:
