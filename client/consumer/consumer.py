@@ -178,7 +178,11 @@ class Consumer:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return RecordList()
-            ready.wait(remaining)
+            fetcher.poll_waiting = True
+            try:
+                ready.wait(remaining)
+            finally:
+                fetcher.poll_waiting = False
 
     def __iter__(self) -> Iterator[Record]:
         while True:

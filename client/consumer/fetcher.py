@@ -32,7 +32,8 @@ thing a low-rate consumer does). The state both threads touch (the chunks,
 the partitions' positions) is guarded by ``_lock``; ``data_ready`` is a
 ``threading.Event`` set whenever poll has news (records, an error, an
 interrupt) and cleared when the buffer is empty, for a waiting application
-thread.
+thread. When such a poll waits (``poll_waiting``), the fetch loop lets it
+take what arrived before it goes on (:meth:`Fetcher._hand_over`).
 """
 
 from __future__ import annotations
@@ -98,6 +99,12 @@ class _Chunk:
     next_offset: int  # the offset the next record from this chunk must have
 
 
+#: how long the trio thread stands aside for a waiting blocking poll to take
+#: what just arrived (see Fetcher._hand_over); the poll's thread wakes well
+#: within it on an ordinary machine
+HAND_OVER_S = 0.001
+
+
 class PartitionState:
     __slots__ = ("epoch", "error", "fetch_offset", "high_watermark", "position")
 
@@ -136,6 +143,10 @@ class Fetcher:
         self._data_arrived = trio.Event()
         #: the same news for a poll waiting on another thread (take_from_thread)
         self.data_ready = threading.Event()
+        #: set by a blocking poll while it waits on data_ready (its thread)
+        self.poll_waiting = False
+        #: set by take_from_thread once it holds the records (see _hand_over)
+        self._taken = threading.Event()
         #: guards _chunks, _buffered and the partitions against take_from_thread
         self._lock = threading.RLock()
         #: the running fetch loops: route (leader node id, None for the
@@ -415,6 +426,7 @@ class Fetcher:
                     self._loops[node] = trio.Event()
                     continue
                 if self._absorb(response, asked):
+                    self._hand_over()
                     # Let a poll waiting for these records take them before the
                     # next fetch is built and written (a record's latency is
                     # until poll returns it; the next fetch is a step later).
@@ -460,9 +472,25 @@ class Fetcher:
         with self._lock:
             arrived = self._absorb_locked(response, epochs)
             if arrived:
+                self._taken.clear()
                 self._data_arrived.set()
                 self.data_ready.set()
         return arrived
+
+    def _hand_over(self) -> None:
+        """Records just arrived for a blocking poll waiting on its own
+        thread: stand aside until it took them (at most ``HAND_OVER_S``).
+
+        The poll's thread, woken by ``data_ready``, needs the interpreter
+        lock, which this thread would otherwise hold while it goes on to
+        build and write the next fetch, through several turns of the event
+        loop: the wake-up waited for all of that (about 300 µs a record at a
+        low rate on the 2-core test machine, the consumer's largest hop).
+        Blocking here on a threading event releases the lock at once; the
+        poll's take sets the event. It blocks the trio loop, for the
+        consumer's own tasks only, and for a bounded time."""
+        if self.poll_waiting:
+            self._taken.wait(HAND_OVER_S)
 
     def _absorb_locked(self, response, epochs: dict[TopicPartition, tuple[int, int]]) -> bool:
         if response.error_code:
@@ -566,6 +594,7 @@ class Fetcher:
         with self._lock:
             records = self._take(max_records)
             wake = bool(self._parked) and self._buffered < self.max_buffer_bytes
+            self._taken.set()
         if wake:
             run_on_loop(self._wake)
         return records
