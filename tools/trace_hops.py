@@ -286,7 +286,7 @@ ORDER = [
     ("b.fetch_planned", "broker: fetch response planned (file slice)"),
     ("b.fetch_sent", "broker: fetch response written"),
     ("c.response_read", "consumer: response read by the connection's reader"),
-    ("c.fetcher_resumed", "consumer: fetcher task resumed with it"),
+    ("c.fetcher_resumed", "consumer: records buffered (reader's step, or fetcher task)"),
     ("c.decoded", "consumer: records decoded (take, on the poll's thread)"),
     ("c.poll_returned", "consumer: poll() returned in the application thread"),
 ]

@@ -8,8 +8,10 @@ response to a fetch sent before the seek is recognised and dropped.
 The fetcher task sends one Fetch for every partition whose fetch offset is
 known, as long as the buffered bytes stay under ``max_buffer_bytes``; when
 the response arrives it buffers each partition's raw records and sends the
-next one at once, so the network works while the user decodes. Decoding
-happens in ``take()``, called by poll, not here.
+next one at once, so the network works while the user decodes. The
+buffering is done by the connection's reader in the step that reads the
+response (``on_response``), a task switch before the fetch loop resumes to
+send the next one. Decoding happens in ``take()``, called by poll, not here.
 
 Leaders. In a cluster (metadata naming several brokers) each partition is
 fetched from its leader: one fetch loop per leader, each with its own
@@ -45,6 +47,7 @@ import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 
 import trio
 
@@ -68,6 +71,7 @@ from ..protocol import (
     ListOffsetsRequest,
     ListOffsetsTopic,
 )
+from ..transport.connection import PendingResponse
 from ..transport.pool import BrokerClient
 from .record import RecordList, TopicPartition, decode_batches
 
@@ -403,6 +407,7 @@ class Fetcher:
                     self._loops[node] = trio.Event()
                     continue
                 response = None
+                absorbed: list[bool] = []
                 try:
                     with trio.CancelScope() as self._fetch_scopes[node]:
                         response = await self.client.request(
@@ -410,6 +415,7 @@ class Fetcher:
                             timeout=self.client.request_timeout + self.fetch_max_wait_ms / 1000,
                             lane=FETCH_LANE,
                             node=node,
+                            on_response=partial(self._absorb_on_arrival, asked, absorbed),
                         )
                 except (BrokerUnavailableError, TimeoutError) as exc:
                     log.debug("fetch failed, retrying: %s", exc)
@@ -425,11 +431,19 @@ class Fetcher:
                 if response is None:  # cancelled by a seek or assignment change
                     self._loops[node] = trio.Event()
                     continue
-                if self._absorb(response, asked):
-                    self._hand_over()
-                    # Let a poll waiting for these records take them before the
-                    # next fetch is built and written (a record's latency is
-                    # until poll returns it; the next fetch is a step later).
+                if absorbed:
+                    for outcome in absorbed:
+                        if isinstance(outcome, BaseException):
+                            raise outcome
+                    news = any(absorbed)
+                else:  # not through the connection (a stand-in client)
+                    news = self._absorb(response, asked)
+                    if news:
+                        self._hand_over()
+                if news:
+                    # Let a poll on the trio thread take these records before
+                    # the next fetch is built and written (a record's latency
+                    # is until poll returns it; the next fetch is a step later).
                     await trio.lowlevel.checkpoint()
         finally:
             del self._loops[node]
@@ -476,6 +490,30 @@ class Fetcher:
                 self._data_arrived.set()
                 self.data_ready.set()
         return arrived
+
+    def _absorb_on_arrival(
+        self,
+        asked: dict[TopicPartition, tuple[int, int]],
+        absorbed: list,
+        pending: PendingResponse,
+    ) -> None:
+        """Buffer a fetch response in the step of the connection's reader
+        that read it (``on_response``), and hand it to a waiting blocking
+        poll there: the fetch loop's task resumes a step later, which the
+        records need not wait for. Appends to ``absorbed`` whether poll has
+        news, or the exception the loop raises (never into the reader)."""
+        try:
+            response = pending.result()
+        except Exception:
+            return  # the request's failure reaches the fetch loop as before
+        try:
+            news = self._absorb(response, asked)
+        except Exception as exc:
+            absorbed.append(exc)
+            return
+        absorbed.append(news)
+        if news:
+            self._hand_over()
 
     def _hand_over(self) -> None:
         """Records just arrived for a blocking poll waiting on its own

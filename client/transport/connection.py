@@ -352,11 +352,21 @@ class BrokerConnection:
         data, self._unsent = self._unsent, b""
         await self.stream.send_all(data)
 
-    async def request(self, body: Any, api_version: int = 0, timeout: float | None = None) -> Any:
-        """Send ``body`` and wait for its response body."""
+    async def request(
+        self,
+        body: Any,
+        api_version: int = 0,
+        timeout: float | None = None,
+        on_response: Callable[[PendingResponse], None] | None = None,
+    ) -> Any:
+        """Send ``body`` and wait for its response body. ``on_response``, if
+        given, is called with the settled request in the step that reads the
+        response (or fails the request), before the caller resumes."""
         pending = await self.send(body, api_version)
         if pending is None:
             return None
+        if on_response is not None:
+            pending.on_done(on_response)
         return await self.wait(pending, timeout)
 
     async def wait(self, pending: PendingResponse, timeout: float | None = None) -> Any:

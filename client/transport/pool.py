@@ -26,13 +26,14 @@ import logging
 import math
 import random
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 import trio
 
 from ..errors import BrokerError, BrokerUnavailableError, TimeoutError, error_for_code
 from ..protocol import ApiVersionsRequest, Limits, MetadataRequest, MetadataResponse
-from .connection import BrokerConnection, split_address
+from .connection import BrokerConnection, PendingResponse, split_address
 
 __all__ = ["BOOTSTRAP", "BrokerClient", "TopicInfo", "split_bootstrap"]
 
@@ -246,11 +247,13 @@ class BrokerClient:
         lane: str = "main",
         node: int | None = None,
         address: str | None = None,
+        on_response: Callable[[PendingResponse], None] | None = None,
     ) -> Any:
         """Send ``body`` on ``lane`` to ``node`` (None: the bootstrap
         connection; ``address``: that broker, see :meth:`connection`) and
         return the response, retrying connection failures until ``timeout``
-        (default: the request timeout) passes."""
+        (default: the request timeout) passes. ``on_response``: see
+        :meth:`BrokerConnection.request` (called for every attempt)."""
         limit = self.request_timeout if timeout is None else timeout
         deadline = trio.current_time() + limit
         last: Exception | None = None
@@ -264,7 +267,7 @@ class BrokerClient:
             try:
                 with trio.fail_after(remaining):
                     conn = await self.connection(lane, node=node, address=address)
-                    return await conn.request(body, timeout=remaining)
+                    return await conn.request(body, timeout=remaining, on_response=on_response)
             except BrokerUnavailableError as exc:
                 last = exc
                 if address is not None:

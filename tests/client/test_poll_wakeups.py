@@ -28,6 +28,7 @@ from tailrace.client.protocol import (
     FetchResponse,
     FetchTopicResult,
 )
+from tailrace.client.transport.connection import PendingResponse
 
 
 class IdleBroker:
@@ -46,7 +47,13 @@ class IdleBroker:
         return None  # the one connection
 
     async def request(
-        self, body: FetchRequest, *, timeout: float, lane: str, node: int | None = None
+        self,
+        body: FetchRequest,
+        *,
+        timeout: float,
+        lane: str,
+        node: int | None = None,
+        on_response: object = None,  # the fetcher absorbs the answer itself then
     ) -> FetchResponse:
         assert isinstance(body, FetchRequest)
         self.fetches.append(trio.current_time())
@@ -217,3 +224,43 @@ def test_with_no_poll_waiting_the_fetcher_does_not_stand_aside(tmp_path, monkeyp
                     assert time.monotonic() < deadline
                     time.sleep(0.005)
             assert [r.value for r in c.poll(timeout_ms=5000)] == [b"0", b"1", b"2"]
+
+
+def test_a_fetch_response_is_buffered_in_the_step_that_reads_it(tmp_path, monkeypatch):
+    """The records of a fetch response are buffered (and handed to a
+    waiting poll) by the connection's reader as it reads them, not a task
+    switch later when the fetch loop resumes."""
+    inside_read = threading.local()
+    absorbs: list[bool] = []
+    real_set = PendingResponse._set
+    real_absorb = Fetcher._absorb
+
+    def read(self, result):  # type: ignore[no-untyped-def]
+        inside_read.now = True
+        try:
+            return real_set(self, result)
+        finally:
+            inside_read.now = False
+
+    def absorb(self, response, epochs):  # type: ignore[no-untyped-def]
+        absorbs.append(getattr(inside_read, "now", False))
+        return real_absorb(self, response, epochs)
+
+    monkeypatch.setattr(PendingResponse, "_set", read)
+    monkeypatch.setattr(Fetcher, "_absorb", absorb)
+    with BrokerProcess(tmp_path / "data") as broker:
+        with Admin(broker.address) as admin:
+            admin.create_topic("step", 1, {"flush": "none"})
+        with Producer(broker.address, linger_ms=0) as producer:
+            for i in range(5):
+                producer.send("step", b"%d" % i, partition=0).result(10)
+        with Consumer(broker.address, auto_offset_reset="earliest") as consumer:
+            consumer.assign([("step", 0)])
+            got: list[bytes] = []
+            deadline = time.monotonic() + 10
+            while len(got) < 5:
+                assert time.monotonic() < deadline
+                got += [r.value for r in consumer.poll(timeout_ms=1000)]
+    assert got == [b"%d" % i for i in range(5)]
+    assert absorbs
+    assert all(absorbs), absorbs
