@@ -190,6 +190,13 @@ def broker_role(out: str, argv: list[str]) -> int:
         "_write",
         lambda _r, a: "b.produce_answered" if type(a[1]) is bytes else "b.fetch_sent",
     )
+    if hasattr(connection.ConnectionHandler, "_write_now"):  # written by the reader
+        _after(
+            connection.ConnectionHandler,
+            "_write_now",
+            "b.produce_answered",
+            lambda r, a: r is None and type(a[1]) is bytes,
+        )
     if hasattr(connection.ConnectionHandler, "answer_now"):  # answered in place
         _after(
             connection.ConnectionHandler,

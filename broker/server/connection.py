@@ -14,7 +14,9 @@ Rules:
    so pipelined produces keep their order. Only the waiting part runs in a
    task of its own.
 2. Responses are written strictly in request order, one at a time: by the
-   writer task, or, for the reply the writer is waiting for (a long poll
+   writer task; by the reader, for an immediate reply to the last request
+   it has read while the writer is idle (every earlier reply written); or,
+   for the reply the writer is waiting for (a long poll
    woken by an append), by the task that completed it, which saves a task
    switch, or earlier still by the step of the request that woke it
    (:meth:`ConnectionHandler.answer_now`, one non-blocking write); nothing
@@ -217,6 +219,9 @@ class ConnectionHandler:
         self._writer_done = False
         #: the slot whose reply the writer is waiting for (see _complete)
         self._awaited: _Slot | None = None
+        #: the writer waits for a slot with every earlier reply written (a
+        #: plain socket): the reader may write an immediate reply itself
+        self._writer_idle = False
         self._sock = getattr(stream, "socket", None)
         if self._sock is not None and info.zero_copy:
             info.answer_now = self.answer_now
@@ -322,7 +327,16 @@ class ConnectionHandler:
                 self.in_flight += 1
                 nursery.start_soon(self._complete, slot, event, reply)
             else:
+                if self._writer_idle and not conn.buffered and _immediate(reply):
+                    # the last request read so far, answered at once, with
+                    # nothing before it unwritten: written here (no writer
+                    # task switch); what the socket does not take goes to
+                    # the writer, first
+                    reply = self._write_now(reply)
+                    if reply is None:
+                        continue
                 slot.reply = reply
+            self._writer_idle = False  # it has a slot to write now
             try:
                 # No task switch per request: requests already buffered are
                 # handled in one go and the writer then sends their responses
@@ -418,20 +432,30 @@ class ConnectionHandler:
         reply = build()
         if not _small(reply):
             return reply
-        try:
-            data = b"".join(_read_small(reply))
-        finally:
-            reply.release()
+        rest = self._write_now(reply)
+        return _WRITTEN if rest is None else rest
+
+    def _write_now(self, reply: bytes | Streamed) -> bytes | None:
+        """Write ``reply`` (bytes, or a small Streamed, its slices read into
+        memory and released) with one non-blocking send, from the current
+        step, when no other write can be under way (the writer idle, or
+        waiting for exactly this reply). None when all of it went out, else
+        the bytes left, for whoever writes next in order."""
+        if type(reply) is Streamed:
+            try:
+                data = b"".join(_read_small(reply))
+            finally:
+                reply.release()
+        else:
+            data = reply
         try:
             sent = os.write(self._sock.fileno(), data)
         except BlockingIOError:
             sent = 0
         except OSError:
-            return data  # the task's write meets the broken socket and says so
+            return data  # the next send meets the broken socket and says so
         _SENT.inc(sent)
-        if sent == len(data):
-            return _WRITTEN
-        return data[sent:]
+        return None if sent == len(data) else data[sent:]
 
     async def _run_later(self, slot: _Slot, event: Request, later: Later) -> None:
         try:
@@ -463,7 +487,17 @@ class ConnectionHandler:
                     slot, held = held, None
                 else:
                     try:
-                        slot = await receive.receive()
+                        slot = receive.receive_nowait()
+                    except trio.WouldBlock:
+                        # parked with every reply written: until the reader
+                        # queues the next slot (it clears this as it does)
+                        self._writer_idle = self._sock is not None
+                        try:
+                            slot = await receive.receive()
+                        except trio.EndOfChannel:
+                            break
+                        finally:
+                            self._writer_idle = False
                     except trio.EndOfChannel:
                         break
                 if slot.done is not None:
@@ -582,6 +616,12 @@ class ConnectionHandler:
                 return
             if isinstance(slot.reply, Streamed):
                 slot.reply.release()
+
+
+def _immediate(reply: Any) -> bool:
+    """A reply the reader may write itself: bytes, or a small Streamed."""
+    kind = type(reply)
+    return kind is bytes or (kind is Streamed and _small(reply))
 
 
 def _read_small(reply: Streamed) -> list[bytes]:

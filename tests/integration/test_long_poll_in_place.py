@@ -1,8 +1,10 @@
-"""A long poll woken by an append is answered from the appending request's
-step (handlers/fetch.py, _WokenAnswer; ConnectionHandler.answer_now): its
-response is written before the producer's own, with no task switch, and
-everything the ordinary path promises still holds (order on the
-connection, one response per request, nothing torn)."""
+"""Replies written where they are made, not by the connection's writer task:
+a long poll woken by an append is answered from the appending request's
+step (handlers/fetch.py, _WokenAnswer; ConnectionHandler.answer_now), before
+the producer's own response, and a request answered at once is written by
+the reader when nothing before it is unwritten. Everything the ordinary
+path promises still holds (order on the connection, one response per
+request, nothing torn)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,14 @@ from test_broker_wire import batch, connect, create, fetch_request, offsets_in, 
 
 from tailrace.broker.app import Broker
 from tailrace.broker.metrics.definitions import REGISTRY
-from tailrace.client.protocol import NEED_DATA, ClientConnection
+from tailrace.broker.server.connection import ConnectionHandler
+from tailrace.client.protocol import (
+    NEED_DATA,
+    ClientConnection,
+    ProducePartition,
+    ProduceRequest,
+    ProduceTopic,
+)
 
 
 def answered_in_place() -> float:
@@ -135,4 +144,82 @@ async def test_a_woken_response_the_socket_takes_in_part_arrives_whole(tmp_path,
         assert offsets_in(first) == list(range(14))
         assert offsets_in(second) == list(range(14, 28))
         assert offsets_in(third) == list(range(14))  # the first batch comes whole
+    b.shutdown()
+
+
+async def test_an_immediate_reply_is_written_by_the_reader_when_the_writer_is_idle(
+    tmp_path, nursery, monkeypatch
+):
+    """A request answered at once, with nothing before it unwritten, is
+    written by the connection's reader itself: the writer task does not
+    wake for it."""
+    writes: list[object] = []
+    real_write = ConnectionHandler._write
+
+    async def counting_write(self, reply):  # type: ignore[no-untyped-def]
+        writes.append(reply)
+        return await real_write(self, reply)
+
+    monkeypatch.setattr(ConnectionHandler, "_write", counting_write)
+    b, address = await start(nursery, tmp_path, "none")
+    conn = await connect(nursery, address)
+    await create(conn, "now")
+    writes.clear()
+    for i in range(5):
+        assert (await produce(conn, "now", batch(i))).base_offset == i
+    response = await conn.request(fetch_request("now", 0))
+    assert offsets_in(response.topics[0].partitions[0].records) == [0, 1, 2, 3, 4]
+    assert writes == []
+    b.shutdown()
+
+
+async def test_pipelined_replies_stay_in_order_behind_a_waiting_one(tmp_path, nursery):
+    """Requests sent together: a long poll that waits, then two answered at
+    once. The two wait for the poll's answer (the reader writes a reply
+    only when nothing before it is unwritten), and all three come in the
+    order asked."""
+    b, address = await start(nursery, tmp_path, "none")
+    writer = await connect(nursery, address)
+    await create(writer, "wait")
+    await create(writer, "other")
+    host, port = address.rsplit(":", 1)
+    with trio.socket.socket() as sock:
+        await sock.connect((host, int(port)))
+        codec = ClientConnection()
+        asked = [
+            fetch_request("wait", 0, max_wait_ms=30_000),
+            ProduceRequest(
+                acks=1,
+                timeout_ms=10_000,
+                topics=[
+                    ProduceTopic(
+                        name="other", partitions=[ProducePartition(partition=0, records=batch(0))]
+                    )
+                ],
+            ),
+            fetch_request("other", 0),
+        ]
+        frames, cids = [], []
+        for request in asked:
+            cid, prefix, buffers = codec.send_request(request)
+            cids.append(cid)
+            frames.append(b"".join([prefix, *buffers]))
+        await sock.send(b"".join(frames))
+        await trio.sleep(0.2)  # all three read; the first waits
+        assert (await produce(writer, "wait", batch(7, n=2))).error_code == 0
+        responses = []
+        with trio.fail_after(10):
+            while len(responses) < 3:
+                event = codec.next_event()
+                if event is NEED_DATA:
+                    data = await sock.recv(65536)
+                    assert data, "the broker closed the connection"
+                    codec.receive_data(data)
+                    continue
+                responses.append(event)
+    assert [r.correlation_id for r in responses] == cids
+    polled, produced, fetched = (r.body for r in responses)
+    assert offsets_in(polled.topics[0].partitions[0].records) == [0, 1]
+    assert produced.topics[0].partitions[0].base_offset == 0
+    assert offsets_in(fetched.topics[0].partitions[0].records) == [0]
     b.shutdown()
