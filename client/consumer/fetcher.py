@@ -440,10 +440,11 @@ class Fetcher:
                     news = self._absorb(response, asked)
                     if news:
                         self._hand_over()
-                if news:
+                if news and not self._taken.is_set():
                     # Let a poll on the trio thread take these records before
                     # the next fetch is built and written (a record's latency
-                    # is until poll returns it; the next fetch is a step later).
+                    # is until poll returns it; the next fetch is a step
+                    # later). Not needed when a blocking poll took them.
                     await trio.lowlevel.checkpoint()
         finally:
             del self._loops[node]
