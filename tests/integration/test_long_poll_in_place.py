@@ -38,6 +38,21 @@ async def start(nursery: trio.Nursery, tmp_path, flush: str) -> tuple[Broker, st
     return b, listeners[0].address
 
 
+async def read_responses(sock, codec: ClientConnection, count: int) -> list:
+    """The next ``count`` responses on a raw socket (bounded wait)."""
+    responses = []
+    with trio.fail_after(10):
+        while len(responses) < count:
+            event = codec.next_event()
+            if event is NEED_DATA:
+                data = await sock.recv(65536)
+                assert data, "the broker closed the connection"
+                codec.receive_data(data)
+                continue
+            responses.append(event)
+    return responses
+
+
 @pytest.mark.parametrize("flush", ["none", "sync"])
 async def test_a_woken_long_poll_is_written_by_the_appending_request(tmp_path, nursery, flush):
     b, address = await start(nursery, tmp_path, flush)
@@ -129,16 +144,7 @@ async def test_a_woken_response_the_socket_takes_in_part_arrives_whole(tmp_path,
         cid, prefix, _ = codec.send_request(asked[2])
         cids.append(cid)
         await sock.send(prefix)
-        responses = []
-        with trio.fail_after(10):
-            while len(responses) < 3:
-                event = codec.next_event()
-                if event is NEED_DATA:
-                    data = await sock.recv(65536)
-                    assert data, "the broker closed the connection"
-                    codec.receive_data(data)
-                    continue
-                responses.append(event)
+        responses = await read_responses(sock, codec, 3)
         assert [r.correlation_id for r in responses] == cids
         first, second, third = (r.body.topics[0].partitions[0].records for r in responses)
         assert offsets_in(first) == list(range(14))
@@ -207,16 +213,7 @@ async def test_pipelined_replies_stay_in_order_behind_a_waiting_one(tmp_path, nu
         await sock.send(b"".join(frames))
         await trio.sleep(0.2)  # all three read; the first waits
         assert (await produce(writer, "wait", batch(7, n=2))).error_code == 0
-        responses = []
-        with trio.fail_after(10):
-            while len(responses) < 3:
-                event = codec.next_event()
-                if event is NEED_DATA:
-                    data = await sock.recv(65536)
-                    assert data, "the broker closed the connection"
-                    codec.receive_data(data)
-                    continue
-                responses.append(event)
+        responses = await read_responses(sock, codec, 3)
     assert [r.correlation_id for r in responses] == cids
     polled, produced, fetched = (r.body for r in responses)
     assert offsets_in(polled.topics[0].partitions[0].records) == [0, 1]
