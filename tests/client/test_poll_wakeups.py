@@ -11,8 +11,10 @@ partition); the blocking poll runs against a real broker process.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 
 import trio
 from harness import BrokerProcess
@@ -145,6 +147,22 @@ def _poll_without_hops(address: str, monkeypatch) -> None:  # type: ignore[no-un
         assert consumer.position(("hop", 0)) == 50
 
 
+@contextlib.contextmanager
+def assigned_pair(tmp_path, topic: str) -> Iterator[tuple[Consumer, Producer]]:
+    """A broker process, ``topic`` (flush none), a consumer assigned to its
+    partition 0 from the start (long polls of 30 s) and a linger-0 producer."""
+    with BrokerProcess(tmp_path / "data") as broker:
+        with Admin(broker.address) as admin:
+            admin.create_topic(topic, 1, {"flush": "none"})
+        with (
+            Consumer(broker.address, auto_offset_reset="earliest", fetch_max_wait_ms=30_000) as c,
+            Producer(broker.address, linger_ms=0) as producer,
+        ):
+            c.assign([(topic, 0)])
+            assert c.position((topic, 0)) == 0
+            yield c, producer
+
+
 def test_the_fetcher_lets_a_waiting_poll_take_before_it_fetches_again(tmp_path, monkeypatch):
     """A response arrives while a blocking poll waits for it: the consumer's
     trio thread stands aside (blocks, so the poll's thread has the
@@ -170,35 +188,26 @@ def test_the_fetcher_lets_a_waiting_poll_take_before_it_fetches_again(tmp_path, 
 
     monkeypatch.setattr(Fetcher, "_build_request", build)
     monkeypatch.setattr(Fetcher, "_take", take)
-    with BrokerProcess(tmp_path / "data") as broker:
-        with Admin(broker.address) as admin:
-            admin.create_topic("hand", 1, {"flush": "none"})
-        with (
-            Consumer(broker.address, auto_offset_reset="earliest", fetch_max_wait_ms=30_000) as c,
-            Producer(broker.address, linger_ms=0) as producer,
-        ):
-            c.assign([("hand", 0)])
-            assert c.position(("hand", 0)) == 0
-            for i in range(3):
-                got: list[bytes] = []
+    with assigned_pair(tmp_path, "hand") as (c, producer):
+        for i in range(3):
 
-                def produce_once_waiting(i: int = i) -> None:
-                    fetcher = c._consumer._fetcher
-                    deadline = time.monotonic() + 10
-                    while not fetcher.poll_waiting:  # the poll below waits
-                        assert time.monotonic() < deadline
-                        time.sleep(0.001)
-                    producer.send("hand", b"%d" % i, partition=0).result(10)
+            def produce_once_waiting(i: int = i) -> None:
+                fetcher = c._consumer._fetcher
+                deadline = time.monotonic() + 10
+                while not fetcher.poll_waiting:  # the poll below waits
+                    assert time.monotonic() < deadline
+                    time.sleep(0.001)
+                producer.send("hand", b"%d" % i, partition=0).result(10)
 
-                sender = threading.Thread(target=produce_once_waiting)
-                sender.start()
-                got = [r.value for r in c.poll(timeout_ms=10_000)]
-                sender.join()
-                assert got == [b"%d" % i]
-            deadline = time.monotonic() + 10
-            while events.count("fetch built") < 4:  # the fetch after the last one
-                assert time.monotonic() < deadline
-                time.sleep(0.01)
+            sender = threading.Thread(target=produce_once_waiting)
+            sender.start()
+            got = [r.value for r in c.poll(timeout_ms=10_000)]
+            sender.join()
+            assert got == [b"%d" % i]
+        deadline = time.monotonic() + 10
+        while events.count("fetch built") < 4:  # the fetch after the last one
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
     # each arrival: taken by the poll, then the next fetch
     assert events[:7] == ["fetch built", *["records taken", "fetch built"] * 3]
 
@@ -207,23 +216,15 @@ def test_with_no_poll_waiting_the_fetcher_does_not_stand_aside(tmp_path, monkeyp
     """Records that arrive while nobody polls are buffered and the next
     fetch goes out at once: the hand-over waits only for a poll that waits."""
     monkeypatch.setattr(fetcher_module, "HAND_OVER_S", 30.0)
-    with BrokerProcess(tmp_path / "data") as broker:
-        with Admin(broker.address) as admin:
-            admin.create_topic("aside", 1, {"flush": "none"})
-        with (
-            Consumer(broker.address, auto_offset_reset="earliest", fetch_max_wait_ms=30_000) as c,
-            Producer(broker.address, linger_ms=0) as producer,
-        ):
-            c.assign([("aside", 0)])
-            assert c.position(("aside", 0)) == 0
-            fetcher = c._consumer._fetcher
-            for i in range(3):  # three responses, each followed by a fetch
-                producer.send("aside", b"%d" % i, partition=0).result(10)
-                deadline = time.monotonic() + 10  # far below 30 s a response
-                while fetcher.partitions[TopicPartition("aside", 0)].fetch_offset != i + 1:
-                    assert time.monotonic() < deadline
-                    time.sleep(0.005)
-            assert [r.value for r in c.poll(timeout_ms=5000)] == [b"0", b"1", b"2"]
+    with assigned_pair(tmp_path, "aside") as (c, producer):
+        fetcher = c._consumer._fetcher
+        for i in range(3):  # three responses, each followed by a fetch
+            producer.send("aside", b"%d" % i, partition=0).result(10)
+            deadline = time.monotonic() + 10  # far below 30 s a response
+            while fetcher.partitions[TopicPartition("aside", 0)].fetch_offset != i + 1:
+                assert time.monotonic() < deadline
+                time.sleep(0.005)
+        assert [r.value for r in c.poll(timeout_ms=5000)] == [b"0", b"1", b"2"]
 
 
 def test_a_fetch_response_is_buffered_in_the_step_that_reads_it(tmp_path, monkeypatch):
