@@ -61,6 +61,7 @@ from .errors import CorruptLogError
 from .files import TMP_SUFFIX, atomic_write
 from .partition import PartitionLog, init_partition_dir
 from .storage_io import StorageIO
+from .syncer import SyncThread
 
 __all__ = ["LogManager", "TopicInfo", "validate_topic_name"]
 
@@ -138,6 +139,8 @@ class LogManager:
         self._meta_lock = trio.Lock()
         self._checkpoint_lock = trio.Lock()
         self._closed = False
+        #: runs the partitions' sync rounds (syncer.py), stopped at close
+        self._syncer = SyncThread()
         #: Whether the previous shutdown was clean (the marker was present).
         self.clean_start = False
 
@@ -257,6 +260,7 @@ class LogManager:
                     clean=self.clean_start,
                     io=self._io,
                     clock_ms=self._clock_ms,
+                    syncer=self._syncer,
                 )
             except StorageError as exc:
                 logger.error("partition %s-%d refused: %s", name, p, exc)
@@ -342,6 +346,7 @@ class LogManager:
                     clean=True,
                     io=self._io,
                     clock_ms=self._clock_ms,
+                    syncer=self._syncer,
                 )
             self._topics[name] = info
         finally:
@@ -410,6 +415,7 @@ class LogManager:
                     clean=True,
                     io=self._io,
                     clock_ms=self._clock_ms,
+                    syncer=self._syncer,
                 )
             info = info._replace(partitions=partitions, overrides=dict(info.overrides))
             self._topics[name] = info
@@ -628,6 +634,7 @@ class LogManager:
         self._closed = True
         for _key, log in self.logs():
             log.abandon()
+        self._syncer.close()
         if self._lock_fd >= 0:
             os.close(self._lock_fd)
             self._lock_fd = -1

@@ -47,8 +47,9 @@ watermark (HW). What the HW covers depends on the topic's ``flush`` mode:
 * ``sync``: the HW is the offset up to which data has been fdatasynced. An
   append's ack waits in :meth:`wait_durable`; appends that arrive while an
   fdatasync runs share the next one (group commit: the first waiter becomes
-  the leader, runs the sync in a worker thread via ``trio.to_thread``, and
-  wakes the others). Survives power loss.
+  the leader, runs the sync off the trio thread, on the log manager's sync
+  thread (syncer.py) or else via ``trio.to_thread``, and wakes the others).
+  Survives power loss.
 * ``interval``: the HW advances at append (the page cache survives ``kill -9``);
   :meth:`maybe_flush` fdatasyncs every ``flush_ms``, so a power cut loses at
   most that window of acknowledged data.
@@ -133,6 +134,7 @@ from .producer_state import ProducerStateManager
 from .recovery import scan_segment
 from .segment import NO_TIMESTAMP, Segment, SegmentContext
 from .storage_io import StorageIO
+from .syncer import SyncThread
 from .truncation import (
     TRUNCATION_FILE,
     TruncationMarker,
@@ -312,10 +314,17 @@ class PartitionLog:
     # ------------------------------------------------------------------ open
 
     def __init__(
-        self, path: str, config: LogConfig, io: StorageIO, clock_ms: Callable[[], int]
+        self,
+        path: str,
+        config: LogConfig,
+        io: StorageIO,
+        clock_ms: Callable[[], int],
+        syncer: SyncThread | None = None,
     ) -> None:
         """Use :meth:`open`."""
         self._dir = path
+        #: runs the sync rounds' blocking part; None: trio.to_thread
+        self._run_sync = trio.to_thread.run_sync if syncer is None else syncer.run_sync
         self._name = f"{os.path.basename(os.path.dirname(path))}-{os.path.basename(path)}"
         self._ctx = SegmentContext(config, io)
         self._io = io
@@ -384,6 +393,7 @@ class PartitionLog:
         clean: bool = False,
         io: StorageIO | None = None,
         clock_ms: Callable[[], int] | None = None,
+        syncer: SyncThread | None = None,
     ) -> PartitionLog:
         """Load the partition at ``path`` (created empty if missing).
 
@@ -394,7 +404,7 @@ class PartitionLog:
         corrupt data below the recovery point raises CorruptLogError.
         """
         io = io or StorageIO()
-        log = cls(path, config, io, clock_ms or _default_clock_ms)
+        log = cls(path, config, io, clock_ms or _default_clock_ms, syncer)
         if not os.path.isdir(path):
             os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
             init_partition_dir(path, io)
@@ -1791,7 +1801,7 @@ class PartitionLog:
                 seg.refs += 1
             started = time.perf_counter()
             try:
-                await trio.to_thread.run_sync(
+                await self._run_sync(
                     self._sync_files,
                     sealed,
                     dir_gen != self._dir_synced_gen,
