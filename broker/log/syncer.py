@@ -51,7 +51,7 @@ class SyncThread:
         self._outcome: tuple[bool, Any] | None = None
         self._busy = False
         self._closed = False
-        #: jobs run here, and jobs that went to trio.to_thread (tests, metrics)
+        #: jobs run here, and jobs that went to trio.to_thread (for tests)
         self.jobs_here = 0
         self.jobs_elsewhere = 0
 
