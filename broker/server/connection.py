@@ -215,6 +215,8 @@ class ConnectionHandler:
         self.idle_timeout = idle_timeout if idle_timeout > 0 else math.inf
         self.in_flight = 0
         self._reader_scope: trio.CancelScope | None = None
+        #: when the request frame under way must be complete (see _reader)
+        self._frame_deadline = math.inf
         self._closing_reason: str | None = None
         self._writer_done = False
         #: the slot whose reply the writer is waiting for (see _complete)
@@ -251,8 +253,33 @@ class ConnectionHandler:
     # --- reading -------------------------------------------------------
 
     async def _reader(self, send: trio.MemorySendChannel[_Slot], nursery: trio.Nursery) -> None:
+        # One timer for both limits, armed around each socket read by setting
+        # its deadline (no cancel scope entered and left per read, a few
+        # microseconds each on the hot path). A cancelled scope stays
+        # cancelled, so when it fires (or went off just as data came) a new
+        # one is made here; which limit ran out is told below.
+        self._frame_deadline = math.inf
+        while True:
+            with trio.CancelScope() as timer:
+                if await self._read_requests(timer, send, nursery):
+                    return
+            if not timer.cancelled_caught:
+                continue  # it went off as data came: the data was taken, renew it
+            if trio.current_time() >= self._frame_deadline:
+                self._closing_reason = (
+                    f"a request frame took longer than {self.idle_timeout:g} s to arrive"
+                )
+                return
+            if self.in_flight == 0:
+                self._closing_reason = f"idle for {self.idle_timeout:g} s"
+                return
+
+    async def _read_requests(
+        self, timer: trio.CancelScope, send: trio.MemorySendChannel[_Slot], nursery: trio.Nursery
+    ) -> bool:
+        """Read and dispatch requests until the connection ends (True) or
+        ``timer`` goes off (False, or Cancelled out of a read)."""
         conn = self.conn
-        frame_deadline = math.inf
         while True:
             event = self._next_event()
             if event is NEED_DATA:
@@ -260,41 +287,31 @@ class ConnectionHandler:
                 # its first byte (the clock restarts with each whole frame): a
                 # client trickling bytes (slow loris) would otherwise hold its
                 # connection forever.
-                if conn.buffered and frame_deadline == math.inf:
-                    frame_deadline = trio.current_time() + self.idle_timeout
+                if conn.buffered and self._frame_deadline == math.inf:
+                    self._frame_deadline = trio.current_time() + self.idle_timeout
                 # a large frame (a big produce) goes straight into its own buffer
                 target = conn.receive_buffer() if self._sock is not None else None
                 if target is None:
                     wanted = conn.bytes_wanted()
                     size = _RECEIVE_MIN if wanted <= _RECEIVE_MIN else min(wanted, _RECEIVE_MAX)
-                data = None
-                while data is None:
-                    # one timer for both limits (which one ran out is told below)
-                    limit = min(frame_deadline, trio.current_time() + self.idle_timeout)
-                    with trio.move_on_at(limit):
-                        data = await (
-                            self._receive(size) if target is None else self._receive_into(target)
-                        )
-                    if data is None and trio.current_time() >= frame_deadline:
-                        self._closing_reason = (
-                            f"a request frame took longer than {self.idle_timeout:g} s to arrive"
-                        )
-                        return
-                    if data is None and self.in_flight == 0:
-                        self._closing_reason = f"idle for {self.idle_timeout:g} s"
-                        return
+                # armed only for the read: nothing else here waits on it
+                timer.deadline = min(self._frame_deadline, trio.current_time() + self.idle_timeout)
+                data = await (self._receive(size) if target is None else self._receive_into(target))
+                timer.deadline = math.inf
                 if data is False:
-                    return
+                    return True
                 if target is None:
                     conn.receive_data(data)
                     _RECEIVED.inc(len(data))
                 else:
                     conn.received_into(data)
                     _RECEIVED.inc(data)
+                if timer.cancel_called:
+                    return False  # before anything else waits in a cancelled scope
                 continue
-            frame_deadline = math.inf
+            self._frame_deadline = math.inf
             if event is CLOSED or event is None:
-                return
+                return True
             slot = _Slot()
             try:
                 if type(event) is self._bad_request:
@@ -302,7 +319,7 @@ class ConnectionHandler:
                 reply = self.dispatch(self.info, event)
             except CloseConnection as exc:
                 self._closing_reason = exc.reason
-                return
+                return True
             except BrokerError as exc:
                 reply = self._error_reply(event, exc)
             except Exception as exc:
@@ -310,7 +327,7 @@ class ConnectionHandler:
                 reply = self._error_reply(event, UnknownServerError(f"{type(exc).__name__}"))
             if type(reply) is CloseConnection:
                 self._closing_reason = reply.reason
-                return
+                return True
             if type(reply) is Later and reply.barrier:
                 slot.done = trio.Event()
                 self.in_flight += 1
@@ -318,7 +335,7 @@ class ConnectionHandler:
                 reply = slot.reply
                 slot.done = None
                 if isinstance(reply, CloseConnection):
-                    return
+                    return True
             if reply is NO_REPLY:
                 continue
             if type(reply) is Later:

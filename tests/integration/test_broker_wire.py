@@ -10,7 +10,7 @@ import trio
 from harness import broker_config
 
 from tailrace.broker.app import Broker
-from tailrace.client.errors import ErrorCode
+from tailrace.client.errors import BrokerUnavailableError, ErrorCode
 from tailrace.client.protocol import (
     ApiVersionsRequest,
     CreatableTopic,
@@ -474,6 +474,29 @@ async def test_idle_connection_is_closed(tmp_path, nursery):
     with trio.fail_after(5):
         assert await s.receive_some(10) == b""
     await s.aclose()
+    b.shutdown()
+
+
+async def test_a_request_waiting_past_the_idle_timeout_keeps_its_connection(tmp_path, nursery):
+    """The idle timer goes off while a long poll is under way: the connection
+    stays, the poll is answered, the next request is served, and only then,
+    idle with nothing in flight, is the connection closed."""
+    b = Broker(broker_config(tmp_path / "d", limits__connections_max_idle_ms=200))
+    listeners = await nursery.start(b.serve)
+    conn = await connect(nursery, listeners[0].address)
+    await create(conn, "idle-poll")
+    start = trio.current_time()
+    response = await conn.request(fetch_request("idle-poll", 0, max_wait_ms=700))
+    assert trio.current_time() - start >= 0.69  # past three idle timeouts
+    assert response.topics[0].partitions[0].error_code == 0
+    assert (await produce(conn, "idle-poll", batch(0))).error_code == 0
+    # then idle: the broker closes it (before a socket opened after it)
+    s = await raw_socket(listeners[0].address)
+    with trio.fail_after(5):
+        assert await s.receive_some(10) == b""
+    await s.aclose()
+    with pytest.raises(BrokerUnavailableError):
+        await conn.request(fetch_request("idle-poll", 1, max_wait_ms=0))
     b.shutdown()
 
 
