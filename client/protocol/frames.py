@@ -60,6 +60,9 @@ _MAX_U32 = 2**32 - 1
 
 #: msgpack bytes fed to the decoder at first; bodies are small, records big.
 _FIRST_FEED = 64 * 1024
+#: Payloads up to this size are decoded with one ``msgpack.unpackb`` call
+#: (split_body); a produce's records after the body are copied once then.
+_ONE_CALL = 4096
 #: Frames with at least this many bytes still to come are read straight into
 #: a buffer of their own (FrameReader.receive_buffer).
 LARGE_FRAME = 256 * 1024
@@ -317,6 +320,28 @@ def split_body(payload: memoryview, limits: Limits) -> tuple[Any, memoryview]:
     Returns ``(body, records)``, ``records`` being the rest of the payload.
     Raises RemoteProtocolError(fatal=False): the frame itself was intact.
     """
+    total = len(payload)
+    if total <= _ONE_CALL and total <= limits.max_body_bytes:
+        # A small payload (most requests and responses) is decoded in one C
+        # call, without an Unpacker and its buffer per frame. What follows
+        # the body (a small produce's records) comes back as ExtraData.
+        # Anything else wrong is decoded again below, for its exact error.
+        try:
+            return msgpack.unpackb(
+                payload,
+                raw=False,
+                strict_map_key=True,
+                use_list=True,
+                max_str_len=limits.max_str_len,
+                max_bin_len=limits.max_bin_len,
+                max_array_len=limits.max_array_len,
+                max_map_len=limits.max_map_len,
+                max_ext_len=0,
+            ), payload[total:]
+        except msgpack.ExtraData as extra:
+            return extra.unpacked, payload[total - len(extra.extra) :]
+        except (ValueError, TypeError, msgpack.UnpackException):
+            pass
     unpacker = msgpack.Unpacker(
         raw=False,
         strict_map_key=True,
@@ -328,7 +353,6 @@ def split_body(payload: memoryview, limits: Limits) -> tuple[Any, memoryview]:
         max_map_len=limits.max_map_len,
         max_ext_len=0,
     )
-    total = len(payload)
     fed = min(total, _FIRST_FEED, limits.max_body_bytes)
     try:
         unpacker.feed(payload[:fed])

@@ -169,6 +169,18 @@ def test_records_arrive_as_views_of_the_frame():
     assert bytes(records) == b"abcd"
 
 
+@pytest.mark.parametrize("size", [4, 3000, 5000, 70_000])
+def test_records_after_the_body_are_split_off_at_any_payload_size(size):
+    """Small payloads are decoded in one call, larger ones with an Unpacker
+    (frames.split_body): both give the same body and records."""
+    records = bytes(range(256)) * (size // 256) + b"z" * (size % 256)
+    (event,) = server_events(frame(ApiKey.PRODUCE, _produce_body(size) + records))
+    assert isinstance(event, Request)
+    got = event.body.topics[0].partitions[0].records
+    assert isinstance(got, memoryview)
+    assert bytes(got) == records
+
+
 def test_unknown_keys_are_ignored_for_forward_compatibility():
     (event,) = server_events(frame(ApiKey.METADATA, msgpack.packb({"future_field": 1})))
     assert isinstance(event, Request)
