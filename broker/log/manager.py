@@ -271,6 +271,10 @@ class LogManager:
     def topics(self) -> dict[str, TopicInfo]:
         return dict(self._topics)
 
+    def has_topic(self, name: str) -> bool:
+        """Whether topic ``name`` exists here (no copy of the topic table)."""
+        return name in self._topics
+
     def topic(self, name: str) -> TopicInfo:
         info = self._topics.get(name)
         if info is None:

@@ -112,11 +112,16 @@ def topics_to_auto_create(ctx: BrokerContext, info: ConnectionInfo, names: list[
     empty when ``auto_create_topics`` is off."""
     if not ctx.config.auto_create_topics:
         return []
-    existing = set(ctx.manager.topics())
+    # every produce asks: those hosted here are looked up, not copied
+    has_topic = ctx.manager.has_topic
+    unknown = [n for n in names if not has_topic(n)]
+    if not unknown:
+        return []
+    existing: set[str] = set()
     if ctx.cluster is not None:  # the cluster's topics, hosted here or not
         view = ctx.cluster.snapshot()
-        existing |= set(view.topics) if view is not None else set()
-    missing = [n for n in dict.fromkeys(names) if n not in existing and _valid_name(n)]
+        existing = set(view.topics) if view is not None else set()
+    missing = [n for n in dict.fromkeys(unknown) if n not in existing and _valid_name(n)]
     if missing and ctx.authz is not None:
         missing = [n for n in missing if ctx.authz.may_create_topic(info, n)]
     return missing
