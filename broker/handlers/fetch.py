@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import msgpack
+
 from tailrace.client.protocol import (
     FetchPartitionResult,
     FetchRequest,
@@ -24,6 +26,7 @@ from tailrace.client.protocol import (
     Request,
     SendfileSlice,
 )
+from tailrace.client.protocol.frames import encode_frame_prefix
 
 from ..metrics import definitions as metrics
 from ..server.connection import ALREADY_WRITTEN, ConnectionInfo, Later, Streamed
@@ -125,24 +128,69 @@ def _respond(ctx: BrokerContext, request: Request, outcomes: list[service.ReadOu
     body: FetchRequest = request.body
     service.read(outcomes, body.max_bytes)
     try:
-        it = iter(outcomes)
-        topics = []
-        for t in body.topics:
-            results = []
-            for _ in t.partitions:
-                o = next(it)
-                result = FetchPartitionResult(
-                    partition=o.partition,
-                    high_watermark=o.high_watermark,
-                    log_start_offset=o.log_start_offset,
-                )
-                fill(result, o.error)
-                if o.slice is not None:
-                    result.records = SendfileSlice(o.slice.length, o.slice)
-                results.append(result)
-            topics.append(FetchTopicResult(name=t.name, partitions=results))
-        prefix, parts = ctx.encode_parts(request, FetchResponse(topics=topics))
+        if request.api_version == 0 and all(o.error is None for o in outcomes):
+            return _respond_plain(request, outcomes)
+        return _respond_schema(ctx, request, outcomes)
     except BaseException:
         service.release(outcomes)
         raise
+
+
+def _respond_schema(
+    ctx: BrokerContext, request: Request, outcomes: list[service.ReadOutcome]
+) -> Streamed:
+    """The response built as message objects and encoded by the schema."""
+    it = iter(outcomes)
+    topics = []
+    for t in request.body.topics:
+        results = []
+        for _ in t.partitions:
+            o = next(it)
+            result = FetchPartitionResult(
+                partition=o.partition,
+                high_watermark=o.high_watermark,
+                log_start_offset=o.log_start_offset,
+            )
+            fill(result, o.error)
+            if o.slice is not None:
+                result.records = SendfileSlice(o.slice.length, o.slice)
+            results.append(result)
+        topics.append(FetchTopicResult(name=t.name, partitions=results))
+    prefix, parts = ctx.encode_parts(request, FetchResponse(topics=topics))
+    return Streamed(prefix, parts)
+
+
+def _respond_plain(request: Request, outcomes: list[service.ReadOutcome]) -> Streamed:
+    """``_respond`` when no partition has an error (the usual answer): the
+    msgpack map is built here directly, with the keys and order of the
+    schema's encoder for FetchResponse (``records_length`` after the other
+    fields of a partition, its bytes in the records section in order),
+    which costs a third of building the message objects and encoding them.
+    tests/broker/test_fetch_response.py holds the two byte for byte equal."""
+    it = iter(outcomes)
+    topics = []
+    parts: list = []
+    total = 0
+    for t in request.body.topics:
+        partitions = []
+        for _ in t.partitions:
+            o = next(it)
+            length = 0 if o.slice is None else o.slice.length
+            partitions.append(
+                {
+                    "partition": o.partition,
+                    "error_code": 0,
+                    "error_message": None,
+                    "high_watermark": o.high_watermark,
+                    "log_start_offset": o.log_start_offset,
+                    "records_length": length,
+                }
+            )
+            parts.append(b"" if o.slice is None else SendfileSlice(length, o.slice))
+            total += length
+        topics.append({"name": t.name, "partitions": partitions})
+    body = msgpack.packb({"error_code": 0, "error_message": None, "topics": topics})
+    prefix = encode_frame_prefix(
+        request.api_key, request.api_version, request.correlation_id, body, total
+    )
     return Streamed(prefix, parts)
