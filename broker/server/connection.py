@@ -217,6 +217,8 @@ class ConnectionHandler:
         self._reader_scope: trio.CancelScope | None = None
         #: when the request frame under way must be complete (see _reader)
         self._frame_deadline = math.inf
+        #: when the reader last read (or last waited for something else)
+        self._last_read = 0.0
         self._closing_reason: str | None = None
         self._writer_done = False
         #: the slot whose reply the writer is waiting for (see _complete)
@@ -253,26 +255,39 @@ class ConnectionHandler:
     # --- reading -------------------------------------------------------
 
     async def _reader(self, send: trio.MemorySendChannel[_Slot], nursery: trio.Nursery) -> None:
-        # One timer for both limits, armed around each socket read by setting
-        # its deadline (no cancel scope entered and left per read, a few
-        # microseconds each on the hot path). A cancelled scope stays
-        # cancelled, so when it fires (or went off just as data came) a new
-        # one is made here; which limit ran out is told below.
+        # One timer for both limits, and no cancel scope, nor even a deadline
+        # set, per read (each costs microseconds on the hot path): a read only
+        # notes its time. The timer is armed for the earliest moment a limit
+        # could run out (_timer_deadline); when it goes off, the limits are
+        # checked against what happened since, and unless one ran out it is
+        # armed again. A cancelled scope stays cancelled: each arming is a
+        # new one.
         self._frame_deadline = math.inf
+        self._last_read = trio.current_time()
         while True:
-            with trio.CancelScope() as timer:
+            with trio.CancelScope(deadline=self._timer_deadline()) as timer:
                 if await self._read_requests(timer, send, nursery):
                     return
             if not timer.cancelled_caught:
                 continue  # it went off as data came: the data was taken, renew it
-            if trio.current_time() >= self._frame_deadline:
+            now = trio.current_time()
+            if now >= self._frame_deadline:
                 self._closing_reason = (
                     f"a request frame took longer than {self.idle_timeout:g} s to arrive"
                 )
                 return
-            if self.in_flight == 0:
+            if self.in_flight == 0 and now >= self._last_read + self.idle_timeout:
                 self._closing_reason = f"idle for {self.idle_timeout:g} s"
                 return
+
+    def _timer_deadline(self) -> float:
+        """When the reader's timer must go off: ``idle_timeout`` after the
+        last read (with requests in flight once that passed: a whole timeout
+        more), or the frame under way's deadline if sooner."""
+        idle = self._last_read + self.idle_timeout
+        if idle <= trio.current_time():
+            idle = trio.current_time() + self.idle_timeout
+        return min(self._frame_deadline, idle)
 
     async def _read_requests(
         self, timer: trio.CancelScope, send: trio.MemorySendChannel[_Slot], nursery: trio.Nursery
@@ -288,16 +303,15 @@ class ConnectionHandler:
                 # client trickling bytes (slow loris) would otherwise hold its
                 # connection forever.
                 if conn.buffered and self._frame_deadline == math.inf:
-                    self._frame_deadline = trio.current_time() + self.idle_timeout
+                    # its first bytes came with the last read
+                    self._frame_deadline = self._last_read + self.idle_timeout
                 # a large frame (a big produce) goes straight into its own buffer
                 target = conn.receive_buffer() if self._sock is not None else None
                 if target is None:
                     wanted = conn.bytes_wanted()
                     size = _RECEIVE_MIN if wanted <= _RECEIVE_MIN else min(wanted, _RECEIVE_MAX)
-                # armed only for the read: nothing else here waits on it
-                timer.deadline = min(self._frame_deadline, trio.current_time() + self.idle_timeout)
                 data = await (self._receive(size) if target is None else self._receive_into(target))
-                timer.deadline = math.inf
+                self._last_read = trio.current_time()
                 if data is False:
                     return True
                 if target is None:
@@ -331,7 +345,9 @@ class ConnectionHandler:
             if type(reply) is Later and reply.barrier:
                 slot.done = trio.Event()
                 self.in_flight += 1
+                timer.deadline = math.inf  # the timer is for reads only
                 await self._complete(slot, event, reply)
+                self._rearm(timer)
                 reply = slot.reply
                 slot.done = None
                 if isinstance(reply, CloseConnection):
@@ -360,7 +376,16 @@ class ConnectionHandler:
                 # together. The socket read below is the checkpoint.
                 send.send_nowait(slot)
             except trio.WouldBlock:
-                await send.send(slot)  # max_in_flight reached: wait for the writer
+                # max_in_flight reached: wait for the writer (the timer is for reads only)
+                timer.deadline = math.inf
+                await send.send(slot)
+                self._rearm(timer)
+
+    def _rearm(self, timer: trio.CancelScope) -> None:
+        """Arm the reader's timer again after the reader waited for something
+        else than a read, which counts as activity: the idle clock restarts."""
+        self._last_read = trio.current_time()
+        timer.deadline = self._timer_deadline()
 
     def _error_reply(self, event: Any, exc: BrokerError) -> bytes | CloseConnection:
         """The codec's answer to a failed request, or CloseConnection when the

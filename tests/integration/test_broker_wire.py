@@ -477,6 +477,20 @@ async def test_idle_connection_is_closed(tmp_path, nursery):
     b.shutdown()
 
 
+async def test_a_connection_busy_across_several_idle_timeouts_stays_open(tmp_path, nursery):
+    """The reader's timer goes off an idle timeout after it was armed, finds
+    reads since, and is armed again: a connection in use is never closed."""
+    b = Broker(broker_config(tmp_path / "d", limits__connections_max_idle_ms=300))
+    listeners = await nursery.start(b.serve)
+    conn = await connect(nursery, listeners[0].address)
+    start = trio.current_time()
+    while trio.current_time() - start < 1.5:  # five idle timeouts
+        await conn.request(ApiVersionsRequest())
+        await trio.sleep(0.1)
+    assert not conn.broken
+    b.shutdown()
+
+
 async def test_a_request_waiting_past_the_idle_timeout_keeps_its_connection(tmp_path, nursery):
     """The idle timer goes off while a long poll is under way: the connection
     stays, the poll is answered, the next request is served, and only then,
