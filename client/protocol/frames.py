@@ -25,6 +25,7 @@ exactly.
 
 from __future__ import annotations
 
+import functools
 import mmap
 import struct
 import sys
@@ -314,6 +315,22 @@ def _tls_hint(length: int) -> str:
     return ""
 
 
+@functools.lru_cache(maxsize=16)
+def _unpack_options(limits: Limits) -> dict[str, Any]:
+    """msgpack's decoding options for a peer's body: strings as str, map
+    keys str or bytes only, and every length bounded by ``limits``."""
+    return {
+        "raw": False,
+        "strict_map_key": True,
+        "use_list": True,
+        "max_str_len": limits.max_str_len,
+        "max_bin_len": limits.max_bin_len,
+        "max_array_len": limits.max_array_len,
+        "max_map_len": limits.max_map_len,
+        "max_ext_len": 0,
+    }
+
+
 def split_body(payload: memoryview, limits: Limits) -> tuple[Any, memoryview]:
     """Decode the msgpack body at the start of ``payload``.
 
@@ -327,32 +344,12 @@ def split_body(payload: memoryview, limits: Limits) -> tuple[Any, memoryview]:
         # the body (a small produce's records) comes back as ExtraData.
         # Anything else wrong is decoded again below, for its exact error.
         try:
-            return msgpack.unpackb(
-                payload,
-                raw=False,
-                strict_map_key=True,
-                use_list=True,
-                max_str_len=limits.max_str_len,
-                max_bin_len=limits.max_bin_len,
-                max_array_len=limits.max_array_len,
-                max_map_len=limits.max_map_len,
-                max_ext_len=0,
-            ), payload[total:]
+            return msgpack.unpackb(payload, **_unpack_options(limits)), payload[total:]
         except msgpack.ExtraData as extra:
             return extra.unpacked, payload[total - len(extra.extra) :]
         except (ValueError, TypeError, msgpack.UnpackException):
             pass
-    unpacker = msgpack.Unpacker(
-        raw=False,
-        strict_map_key=True,
-        use_list=True,
-        max_buffer_size=limits.max_body_bytes,
-        max_str_len=limits.max_str_len,
-        max_bin_len=limits.max_bin_len,
-        max_array_len=limits.max_array_len,
-        max_map_len=limits.max_map_len,
-        max_ext_len=0,
-    )
+    unpacker = msgpack.Unpacker(max_buffer_size=limits.max_body_bytes, **_unpack_options(limits))
     fed = min(total, _FIRST_FEED, limits.max_body_bytes)
     try:
         unpacker.feed(payload[:fed])
