@@ -58,7 +58,6 @@ magic-2 batch does not pay. :func:`load_codec` imports it ahead of time.
 
 from __future__ import annotations
 
-import gc
 import struct
 from collections.abc import Iterator, Sequence
 from operator import attrgetter, lt
@@ -79,6 +78,7 @@ from .header import (
     BatchHeader,
     patch_base_offset,
 )
+from .nogc import no_collection
 
 __all__ = [
     "MAGIC",
@@ -120,21 +120,6 @@ def load_codec() -> None:
 
         _corrupt_exc = (KafkaError, ValueError, IndexError, TypeError, OverflowError)
         _crecords = default_records
-
-
-class _no_collection:
-    """Cyclic garbage collection off for a block, restored after (left off
-    if it was off: another thread's or the application's choice stands)."""
-
-    __slots__ = ("was",)
-
-    def __enter__(self) -> None:
-        self.was = gc.isenabled()
-        gc.disable()
-
-    def __exit__(self, *exc: object) -> None:
-        if self.was:
-            gc.enable()
 
 
 def _parse(buf: bytes | bytearray | memoryview, pos: int, h: BatchHeader, limit: int) -> list[Any]:
@@ -260,7 +245,7 @@ def check(
     if h.record_count == 0:
         _parse(buf, pos, h, max_decompressed_bytes)  # checks that no body follows
         return
-    with _no_collection():
+    with no_collection():
         records = _parse(buf, pos, h, max_decompressed_bytes)
         biggest = max(map(_timestamp, records))
         del records
@@ -301,7 +286,7 @@ def columns(
     ``(0, timestamps, keys, values, headers)`` (native.columns' shape with
     ts0 = 0: the deltas are absolute timestamps); headers None or a tuple of
     ``(name, value)`` tuples, as the native format decodes them."""
-    with _no_collection():
+    with no_collection():
         records = _parse(buf, pos, h, max_decompressed_bytes)
         if skip or len(records) - skip > limit:
             records = records[skip : skip + limit]
@@ -327,7 +312,7 @@ def sparse_columns(
     ``limit``) as ``(offsets, timestamps, keys, values, headers)``: the
     consumer's decode of a batch with offset gaps, where a record's offset
     is not its index."""
-    with _no_collection():
+    with no_collection():
         records = _parse(buf, pos, h, max_decompressed_bytes)
         if records and records[0].offset < from_offset:
             records = [r for r in records if r.offset >= from_offset]
@@ -382,7 +367,7 @@ def build_compacted(
             MAGIC, codec, 0, h.producer_id, h.producer_epoch, h.base_sequence, _NO_LIMIT
         )
         append = b.append
-        with _no_collection():
+        with no_collection():
             for offset, ts, key, value, headers in records:
                 if not headers:
                     headers = []
@@ -459,7 +444,7 @@ def build_deltas(
     append = b.append
     # append returns an object per record (dropped at once): keep those
     # allocations from triggering collections, as in _parse
-    with _no_collection():
+    with no_collection():
         for i, (delta, key, value, headers) in enumerate(records):
             if not headers:
                 headers = []

@@ -44,6 +44,7 @@ from .header import (
     HEADER_SIZE,
     BatchHeader,
 )
+from .nogc import no_collection
 
 __all__ = [
     "COMPRESSION_GZIP",
@@ -306,12 +307,13 @@ def columns(
     body: Any = memoryview(buf)[pos + HEADER_SIZE : pos + h.batch_length + 12]
     if h.attributes & ATTR_COMPRESSION_MASK == COMPRESSION_GZIP:
         body = decompress_gzip(body, max_decompressed_bytes)
-    records = _unpackb(body, use_list=False)
-    if type(records) is not tuple or len(records) != h.record_count:
-        raise InvalidRecordError("record count does not match the header")
-    if skip or len(records) - skip > limit:
-        records = records[skip : skip + limit]
-    deltas, keys, values, headers = zip(*records, strict=True)
+    with no_collection():  # a tuple per record, twice (see nogc.py)
+        records = _unpackb(body, use_list=False)
+        if type(records) is not tuple or len(records) != h.record_count:
+            raise InvalidRecordError("record count does not match the header")
+        if skip or len(records) - skip > limit:
+            records = records[skip : skip + limit]
+        deltas, keys, values, headers = zip(*records, strict=True)
     return h.base_timestamp, deltas, keys, values, headers
 
 
