@@ -327,6 +327,8 @@ class ProducerCore:
         acc = self.acc
         lock = acc._lock
         open_batches = acc._open
+        reserve = acc._reserve
+        batch_bytes = acc.batch_bytes
         max_bytes = self.max_record_bytes
         time_ns = _time_ns
         for_key = partition_for_key
@@ -361,12 +363,24 @@ class ProducerCore:
                 batch = by_partition.get(partition)
                 if batch is None:
                     return 0, None
-                room = batch.reserved - batch.size
-                # at most this many can fit (each costs at least the overhead):
-                # the work below is bounded by the reservation, not len(values)
-                rest = values[start : start + room // overhead + 1]
-                if not rest:
+                if start >= len(values):
                     return 0, None
+                # the first value's size estimates how many fit: the scan
+                # below is bounded by what the batch can take, not by
+                # len(values) (with 1 KiB values a call used to scan every
+                # value left for each 64 KiB reservation it filled)
+                first_size = len(values[start]) + overhead
+                if first_size > max_bytes:
+                    return 0, None  # the general path raises RecordTooLargeError
+                room = batch.reserved - batch.size
+                if room < first_size and batch.size + first_size <= batch_bytes:
+                    # grow the reservation here, as the general path would,
+                    # when the buffer has room now (never waits: reserve()
+                    # says no and the caller takes the general path)
+                    if not reserve(batch, first_size - room):
+                        return 0, None
+                    room = batch.reserved - batch.size
+                rest = values[start : start + room // first_size + 1]
                 # as many as fit even if all were the longest one: exact for
                 # equal sizes, a little short otherwise (the rest comes next)
                 longest = max(map(len, rest)) + overhead

@@ -7,6 +7,7 @@ import pytest
 
 from tailrace.client import Admin, Consumer, Producer
 from tailrace.client.producer import partition_for_key
+from tailrace.client.producer.batch import ProducerBatch
 
 
 def consume_all(address, topic, partitions, expected):
@@ -85,3 +86,70 @@ def test_values_are_the_records_values_in_order(threaded_broker):
             assert records.values() == [r.value for r in records]
             seen += len(records)
     assert seen == 3000
+
+
+def test_send_many_grows_reservations_in_place_not_by_a_send_each(threaded_broker):
+    address = threaded_broker.address
+    with Admin(address) as admin:
+        admin.create_topic("kib", partitions=1, config={"flush": "none"})
+    values = [b"%06d" % i + b"k" * 1018 for i in range(3000)]  # 1 KiB each
+    with Producer(address, batch_bytes=256 * 1024, linger_ms=50) as producer:
+        general = []
+        send = producer.send
+
+        def counted(*args, **kwargs):
+            general.append(args[1])
+            return send(*args, **kwargs)
+
+        producer.send = counted  # what send_many falls back to
+        handles = []
+        for start in range(0, 3000, 1000):
+            handles += producer.send_many("kib", values[start : start + 1000])
+        producer.flush()
+        assert all(h.exception(10) is None for h in handles)
+    # about 12 batches of 256 KiB: the general path opens each (and the
+    # first call learns the topic); growing a 64 KiB reservation no longer
+    # takes a general send (that was about 4 a batch)
+    assert len(general) <= 3000 * 1040 // (256 * 1024) + 3
+    got = consume_all(address, "kib", 1, 3000)
+    assert [r.value for r in got] == values
+
+
+def test_send_many_waits_for_buffer_space_as_send_does(threaded_broker):
+    address = threaded_broker.address
+    with Admin(address) as admin:
+        admin.create_topic("tight", partitions=1, config={"flush": "none"})
+    # a buffer of four batches: the calls outrun it and must wait for acks
+    values = [b"%05d" % i + b"t" * 1019 for i in range(2000)]
+    with Producer(address, batch_bytes=16 * 1024, buffer_bytes=64 * 1024) as producer:
+        handles = producer.send_many("tight", values[:1000])
+        handles += producer.send_many("tight", values[1000:])
+        producer.flush()
+        assert all(h.exception(10) is None for h in handles)
+    got = consume_all(address, "tight", 1, 2000)
+    assert [r.value for r in got] == values
+
+
+def test_send_many_sizes_a_call_by_its_longest_value(threaded_broker, monkeypatch):
+    address = threaded_broker.address
+    with Admin(address) as admin:
+        admin.create_topic("mixed", partitions=1, config={"flush": "none"})
+    sizes = []
+    encode = ProducerBatch.encode
+
+    def recorded(self, *args, **kwargs):
+        sizes.append(self.size)
+        return encode(self, *args, **kwargs)
+
+    monkeypatch.setattr(ProducerBatch, "encode", recorded)
+    # the first value is small, later ones much longer: the estimate from the
+    # first value must not overfill a batch
+    values = [b"s"] + [b"%04d" % i + b"L" * 3000 for i in range(200)] + [b"e"]
+    with Producer(address, batch_bytes=16 * 1024, linger_ms=1) as producer:
+        handles = producer.send_many("mixed", values)
+        producer.flush()
+        assert all(h.exception(10) is None for h in handles)
+    assert len(sizes) >= 200 * 3016 // (16 * 1024)
+    assert max(sizes) <= 16 * 1024
+    got = consume_all(address, "mixed", 1, len(values))
+    assert [r.value for r in got] == values
