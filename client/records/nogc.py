@@ -5,10 +5,11 @@ codec's records) in one C call. None of them is part of a cycle and
 reference counting frees them, but each is a tracked allocation: thousands
 of them trigger collections, and a collection of the older generations
 scans every object the process holds. Measured: Kafka-format decode 0.5 ->
-2.7 µs a record in a process holding many objects (kafka.py); the native
-consumer's decode (native.columns) held a 100 B consume to 1.0-1.5 M
-records/s, 2.8-3.2 M with collection paused (docs/benchmarks.md, "Garbage
-collection in the decoders").
+2.7 µs a record in a process holding many objects (kafka.py); with the
+native consumer's decode (native.columns) a 100 B consume of values gave
+0.9-1.5 M records/s, 1.8-3.1 M with collection paused (docs/benchmarks.md,
+"Collections in the decoder, send_many's reservations, the sync round's
+stages").
 """
 
 from __future__ import annotations
