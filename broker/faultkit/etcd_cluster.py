@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
 import shutil
 import signal
 import socket
@@ -39,8 +40,37 @@ def etcd_binary() -> str:
     return path
 
 
+#: where free_port looks first: below the kernel's ephemeral range
+_LOW_PORT = 20000
+_EPHEMERAL = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(_EPHEMERAL.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on now (the caller binds it soon after)."""
+    """A port nothing listens on now (the caller binds it soon after).
+
+    Picked at random below the kernel's ephemeral range and checked by
+    binding it. A port from ``bind(host, 0)`` lies inside that range,
+    which every outgoing connection draws its source port from: between
+    this call and the caller's bind, a connection from ``host`` may take
+    it (seen once: an etcd member's peer port taken while brokers bound
+    to the same loopback address connected out). Falls back to
+    ``bind(host, 0)`` when the low range has no free port."""
+    high = _ephemeral_low()
+    for _ in range(64):
+        port = random.randrange(_LOW_PORT, high) if high > _LOW_PORT else 0
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
@@ -151,6 +181,12 @@ class EtcdMember:
         self.proc.send_signal(signal.SIGCONT)
 
 
+#: how often EtcdCluster.start tries a new cluster whose port was taken
+_START_ATTEMPTS = 3
+#: what etcd logs when a port it was given is in use
+_PORT_TAKEN = "address already in use"
+
+
 class EtcdCluster:
     """``members`` etcd members on ``host``; ``endpoints`` are their client URLs."""
 
@@ -167,6 +203,8 @@ class EtcdCluster:
     ) -> None:
         self.base_dir = Path(base_dir)
         token = f"tailrace-{uuid.uuid4().hex[:12]}"
+        #: ports picked here (not given) may be picked again (see start)
+        self._ports_chosen = not client_ports and not peer_ports
         self.members: list[EtcdMember] = []
         for i in range(members):
             client_port = client_ports[i] if client_ports else free_port(host)
@@ -182,6 +220,9 @@ class EtcdCluster:
                     election_ms=election_ms,
                 )
             )
+        self._link()
+
+    def _link(self) -> None:
         initial = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
         for m in self.members:
             m.initial_cluster = initial
@@ -191,15 +232,39 @@ class EtcdCluster:
         return [m.client_url for m in self.members]
 
     def start(self, timeout: float = 30.0, *, new_session: bool = False) -> EtcdCluster:
-        """Start every member; return once each says it is healthy."""
+        """Start every member; return once each says it is healthy.
+
+        A new cluster whose ports were picked here is started again on
+        fresh ports (up to ``_START_ATTEMPTS`` times in all) when a member
+        exits because one of its ports was taken meanwhile: free_port can
+        only say a port is free now."""
+        fresh = self._ports_chosen and not any(m.data_dir.exists() for m in self.members)
+        for attempt in range(1, _START_ATTEMPTS + 1):
+            for m in self.members:
+                m.start(new_session=new_session)
+            try:
+                self.wait_healthy(timeout)
+            except RuntimeError:
+                self.stop()
+                taken = any(_PORT_TAKEN in self.log_tail(m) for m in self.members)
+                if not (fresh and taken and attempt < _START_ATTEMPTS):
+                    raise
+                self._repick_ports()
+                continue
+            except BaseException:
+                self.stop()
+                raise
+            return self
+        raise AssertionError("unreachable")
+
+    def _repick_ports(self) -> None:
+        # a new cluster only: its members' data and logs go with the old ports
         for m in self.members:
-            m.start(new_session=new_session)
-        try:
-            self.wait_healthy(timeout)
-        except BaseException:
-            self.stop()
-            raise
-        return self
+            shutil.rmtree(m.data_dir.parent, ignore_errors=True)
+            m.client_port = free_port(m.host)
+            m.peer_port = free_port(m.host)
+            m.proc = None
+        self._link()
 
     def wait_healthy(self, timeout: float = 30.0, members: list[EtcdMember] | None = None) -> None:
         deadline = time.monotonic() + timeout
