@@ -34,7 +34,6 @@ import os
 import random
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,6 +43,7 @@ from typing import Any
 
 import trio
 
+from tailrace.broker.faultkit.etcd_cluster import free_port  # below the ephemeral range
 from tailrace.broker.log import LogConfig, PartitionLog
 from tailrace.broker.log.cleaner import CleanerSettings
 from tailrace.client import Admin, Producer
@@ -147,12 +147,6 @@ def throughput(args: argparse.Namespace) -> dict[str, Any]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _bench(address: str, records: int) -> dict[str, Any]:
     out = subprocess.run(
         [
@@ -191,7 +185,7 @@ def _fill(address: str, topic: str, keys: int) -> None:
 
 def produce(args: argparse.Namespace) -> dict[str, Any]:
     root = tempfile.mkdtemp(prefix="bench-cleaner-broker-")
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_port()}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAILRACE_")}
     env["TAILRACE_CLEANER_CHECK_INTERVAL_MS"] = "200"
     log_path = os.path.join(root, "broker.log")

@@ -88,6 +88,7 @@ from typing import Any
 
 from tailrace.broker.bench.histogram import Histogram
 from tailrace.broker.bench.procstats import sample, wait_for_idle
+from tailrace.broker.faultkit.etcd_cluster import free_port  # below the ephemeral range
 
 ROOT = Path(__file__).resolve().parents[1]
 STAMP = struct.Struct(">q")
@@ -122,12 +123,6 @@ WARMUP_TOPIC = "e2e-warmup"
 E2E_FETCH_WAIT_MS = 50
 #: an e2e consumer that got records and then nothing for this long stops
 E2E_IDLE_S = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def payload(size: int) -> bytes:
