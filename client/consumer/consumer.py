@@ -7,7 +7,10 @@ fetcher has already buffered on the caller's own thread, and when there are
 none it waits for the fetcher's ``data_ready`` event there. A poll then
 costs no hop to the trio thread and back (a wake-up of each thread: at a low
 rate, most of what consuming a record costs); the fetcher keeps fetching on
-the trio thread meanwhile. Anything else goes through the loop as before.
+the trio thread meanwhile. Anything else goes through the loop as before,
+and so does a poll with many large values buffered: the trio thread decodes
+them (see ``Fetcher.loop_should_take``: its malloc arena keeps the memory
+that the main thread's would hand back and fault in again).
 """
 
 from __future__ import annotations
@@ -167,6 +170,8 @@ class Consumer:
         while True:
             if consumer._attention or consumer._closed or not fetcher.positions_known():
                 return None
+            if fetcher.loop_should_take():
+                return None  # many large values: decoded on the trio thread
             records = fetcher.take_from_thread(limit, loop.run_sync_soon)
             if records:
                 return records

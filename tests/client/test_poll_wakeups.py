@@ -147,6 +147,69 @@ def _poll_without_hops(address: str, monkeypatch) -> None:  # type: ignore[no-un
         assert consumer.position(("hop", 0)) == 50
 
 
+def _count_hops(monkeypatch) -> list[object]:  # type: ignore[no-untyped-def]
+    """The functions run on the consumer's trio thread from here on."""
+    hops: list[object] = []
+    real_run = BackgroundTrio.run
+
+    def counting_run(self: BackgroundTrio, fn, *args):  # type: ignore[no-untyped-def]
+        hops.append(getattr(fn, "__name__", fn))
+        return real_run(self, fn, *args)
+
+    monkeypatch.setattr(BackgroundTrio, "run", counting_run)
+    return hops
+
+
+def _large_values(address: str, topic: str, count: int) -> list[bytes]:
+    with Admin(address) as admin:
+        admin.create_topic(topic, 1, {"flush": "none"})
+    values = [bytes([i]) * (64 * 1024) for i in range(count)]
+    with Producer(address, linger_ms=0) as producer:
+        for value in values:
+            producer.send(topic, value, partition=0)
+        producer.flush()
+    return values
+
+
+def test_many_large_values_are_decoded_on_the_trio_thread(tmp_path, monkeypatch):
+    """With a mebibyte or more of large values buffered, a blocking poll
+    hands the decoding to the trio thread (the main thread's malloc arena
+    would give the memory back and fault it in again on every poll); the
+    records are the same, in order."""
+    with BrokerProcess(tmp_path / "data") as broker:
+        values = _large_values(broker.address, "large", 40)  # 2.5 MiB
+        with Consumer(broker.address, auto_offset_reset="earliest") as consumer:
+            consumer.assign([("large", 0)])
+            assert consumer.position(("large", 0)) == 0
+            fetcher = consumer._consumer._fetcher
+            deadline = time.monotonic() + 10
+            while not fetcher.loop_should_take():  # the whole topic buffered
+                assert time.monotonic() < deadline
+                time.sleep(0.005)
+            hops = _count_hops(monkeypatch)
+            got: list[bytes] = []
+            while len(got) < len(values):
+                got += [r.value for r in consumer.poll(timeout_ms=5000, max_records=8)]
+            assert got == values
+            assert "poll" in hops  # the loop's poll decoded them
+
+
+def test_a_few_large_values_are_taken_on_the_callers_thread(tmp_path, monkeypatch):
+    """Below a mebibyte buffered, large values are decoded where the poll
+    is, as small ones are: no wake-up of the trio thread."""
+    with BrokerProcess(tmp_path / "data") as broker:
+        values = _large_values(broker.address, "few", 4)  # 256 KiB
+        with Consumer(broker.address, auto_offset_reset="earliest") as consumer:
+            consumer.assign([("few", 0)])
+            assert consumer.position(("few", 0)) == 0
+            hops = _count_hops(monkeypatch)
+            got: list[bytes] = []
+            while len(got) < len(values):
+                got += [r.value for r in consumer.poll(timeout_ms=5000)]
+            assert got == values
+            assert hops == []
+
+
 @contextlib.contextmanager
 def assigned_pair(tmp_path, topic: str) -> Iterator[tuple[Consumer, Producer]]:
     """A broker process, ``topic`` (flush none), a consumer assigned to its
