@@ -170,7 +170,7 @@ class Consumer:
         while True:
             if consumer._attention or consumer._closed or not fetcher.positions_known():
                 return None
-            if fetcher.loop_should_take():
+            if fetcher.loop_should_take(limit):
                 return None  # many large values: decoded on the trio thread
             records = fetcher.take_from_thread(limit, loop.run_sync_soon)
             if records:

@@ -633,12 +633,15 @@ class Fetcher:
             self._wake()
         return records
 
-    def loop_should_take(self) -> bool:
-        """Whether a blocking poll should have the trio thread decode what is
-        buffered (one hop there and back) rather than decode it itself.
+    def loop_should_take(self, max_records: int) -> bool:
+        """Whether a blocking poll of up to ``max_records`` should have the
+        trio thread decode what is buffered (one hop there and back) rather
+        than decode it itself.
 
-        True when at least ``LOOP_TAKE_BYTES`` are buffered and the first
-        batch's records average more than ``SMALL_OBJECT_BYTES``: their
+        True when the poll would decode at least ``LOOP_TAKE_BYTES`` (that
+        much buffered, and ``max_records`` records of the first batch's
+        average size come to that much) and the first batch's records
+        average more than ``SMALL_OBJECT_BYTES``: their
         values then come from malloc, which serves each thread from an
         arena of its own. The application's main thread uses the heap's
         main arena. That arena hands the memory freed at its top back to
@@ -647,9 +650,9 @@ class Fetcher:
         64 KiB values on the caller's thread took 1.7 times the page faults
         and ran at half the speed of the trio thread's decode
         (docs/benchmarks.md, "Large values decoded on the trio thread").
-        Small records, and a few large ones (a consumer that keeps up),
-        stay on the caller's thread, where no wake-up of the trio thread
-        is paid."""
+        Small records, a few large ones (a consumer that keeps up) and
+        polls of a few records each stay on the caller's thread, where no
+        wake-up of the trio thread is paid."""
         with self._lock:
             if self._buffered < LOOP_TAKE_BYTES or not self._chunks:
                 return False
@@ -658,7 +661,8 @@ class Fetcher:
                 return False
             (length,) = struct.unpack_from(">i", data, 8)
             (delta,) = struct.unpack_from(">i", data, 23)  # last_offset_delta
-            if length + 12 <= SMALL_OBJECT_BYTES * (delta + 1):
+            average = (length + 12) / (delta + 1)
+            if average <= SMALL_OBJECT_BYTES or average * max_records < LOOP_TAKE_BYTES:
                 return False
             # the poll will not take them here: a fetch loop standing aside
             # for it (_hand_over) goes on at once

@@ -183,15 +183,37 @@ def test_many_large_values_are_decoded_on_the_trio_thread(tmp_path, monkeypatch)
             assert consumer.position(("large", 0)) == 0
             fetcher = consumer._consumer._fetcher
             deadline = time.monotonic() + 10
-            while not fetcher.loop_should_take():  # the whole topic buffered
+            while not fetcher.loop_should_take(20):  # the whole topic buffered
                 assert time.monotonic() < deadline
                 time.sleep(0.005)
             hops = _count_hops(monkeypatch)
             got: list[bytes] = []
             while len(got) < len(values):
-                got += [r.value for r in consumer.poll(timeout_ms=5000, max_records=8)]
+                got += [r.value for r in consumer.poll(timeout_ms=5000, max_records=20)]
             assert got == values
             assert "poll" in hops  # the loop's poll decoded them
+
+
+def test_large_values_polled_a_few_at_a_time_are_taken_on_the_callers_thread(tmp_path, monkeypatch):
+    """A poll of a few records decodes less than a mebibyte however much is
+    buffered: it stays on the caller's thread (a hop per poll would cost
+    more than it saves)."""
+    with BrokerProcess(tmp_path / "data") as broker:
+        values = _large_values(broker.address, "some", 40)  # 2.5 MiB
+        with Consumer(broker.address, auto_offset_reset="earliest") as consumer:
+            consumer.assign([("some", 0)])
+            assert consumer.position(("some", 0)) == 0
+            fetcher = consumer._consumer._fetcher
+            deadline = time.monotonic() + 10
+            while not fetcher.loop_should_take(16):  # the whole topic buffered
+                assert time.monotonic() < deadline
+                time.sleep(0.005)
+            hops = _count_hops(monkeypatch)
+            got: list[bytes] = []
+            while len(got) < len(values):
+                got += [r.value for r in consumer.poll(timeout_ms=5000, max_records=2)]
+            assert got == values
+            assert hops == []  # 2 x 64 KiB a poll: decoded where the poll is
 
 
 def test_a_few_large_values_are_taken_on_the_callers_thread(tmp_path, monkeypatch):
