@@ -93,6 +93,19 @@ def _messages(buf: bytearray, data: bytes) -> list[int]:
     return stamps
 
 
+async def _read_when_readable(sock: socket.socket) -> bytes:
+    """Up to 64 KiB from a non-blocking socket, waiting with trio for
+    readability first (b"" at the peer's end of stream)."""
+    import trio
+
+    while True:
+        await trio.lowlevel.wait_readable(sock)
+        try:
+            return os.read(sock.fileno(), 65536)
+        except BlockingIOError:
+            continue
+
+
 # --- relay (the broker's place) ----------------------------------------
 
 
@@ -115,11 +128,7 @@ def relay_trio(srv: socket.socket) -> None:
 
     async def main() -> None:
         while True:
-            await trio.lowlevel.wait_readable(src)
-            try:
-                data = os.read(src.fileno(), 65536)
-            except BlockingIOError:
-                continue
+            data = await _read_when_readable(src)
             if not data:
                 return
             dst.sendall(data)  # small, blocking is fine: the peer reads at once
@@ -184,11 +193,7 @@ def consume_trio(sock: socket.socket) -> list[int]:
     async def reader() -> None:
         buf = bytearray()
         while True:
-            await trio.lowlevel.wait_readable(sock)
-            try:
-                data = os.read(sock.fileno(), 65536)
-            except BlockingIOError:
-                continue
+            data = await _read_when_readable(sock)
             stamps = _messages(buf, data) if data else [-1]
             got.extend(stamps)
             ready.set()
@@ -372,11 +377,7 @@ def _relay_work(src: socket.socket, dst: socket.socket, log_fd: int) -> None:
     async def serve(sock: socket.socket, handle, scope: trio.CancelScope) -> None:
         conn = ServerConnection()
         while True:
-            await trio.lowlevel.wait_readable(sock)
-            try:
-                data = os.read(sock.fileno(), 65536)
-            except BlockingIOError:
-                continue
+            data = await _read_when_readable(sock)
             if not data:
                 scope.cancel()  # a peer is gone: the run is over
                 return
@@ -435,11 +436,7 @@ def consume_trio_work(sock: socket.socket) -> list[int]:
         conn = ClientConnection()
         _write_all(sock.fileno(), _fetch_frame(conn, 0))
         while True:
-            await trio.lowlevel.wait_readable(sock)
-            try:
-                data = os.read(sock.fileno(), 65536)
-            except BlockingIOError:
-                continue
+            data = await _read_when_readable(sock)
             if not data:
                 return
             conn.receive_data(data)

@@ -160,76 +160,56 @@ def _count_hops(monkeypatch) -> list[object]:  # type: ignore[no-untyped-def]
     return hops
 
 
-def _large_values(address: str, topic: str, count: int) -> list[bytes]:
-    with Admin(address) as admin:
-        admin.create_topic(topic, 1, {"flush": "none"})
-    values = [bytes([i]) * (64 * 1024) for i in range(count)]
-    with Producer(address, linger_ms=0) as producer:
-        for value in values:
-            producer.send(topic, value, partition=0)
-        producer.flush()
-    return values
-
-
-def test_many_large_values_are_decoded_on_the_trio_thread(tmp_path, monkeypatch):
-    """With a mebibyte or more of large values buffered, a blocking poll
-    hands the decoding to the trio thread (the main thread's malloc arena
-    would give the memory back and fault it in again on every poll); the
-    records are the same, in order."""
+def _consume_large(tmp_path, monkeypatch, count: int, max_records: int) -> list[object]:  # type: ignore[no-untyped-def]
+    """Produce ``count`` values of 64 KiB, wait until a consumer buffered
+    them all, poll them back ``max_records`` at a time (checking every
+    value, in order) and return what ran on the consumer's trio thread
+    meanwhile."""
     with BrokerProcess(tmp_path / "data") as broker:
-        values = _large_values(broker.address, "large", 40)  # 2.5 MiB
+        with Admin(broker.address) as admin:
+            admin.create_topic("large", 1, {"flush": "none"})
+        values = [bytes([i]) * (64 * 1024) for i in range(count)]
+        with Producer(broker.address, linger_ms=0) as producer:
+            for value in values:
+                producer.send("large", value, partition=0)
+            producer.flush()
         with Consumer(broker.address, auto_offset_reset="earliest") as consumer:
             consumer.assign([("large", 0)])
             assert consumer.position(("large", 0)) == 0
+            tp = TopicPartition("large", 0)
             fetcher = consumer._consumer._fetcher
             deadline = time.monotonic() + 10
-            while not fetcher.loop_should_take(20):  # the whole topic buffered
+            while fetcher.partitions[tp].fetch_offset != count:  # all buffered
                 assert time.monotonic() < deadline
                 time.sleep(0.005)
             hops = _count_hops(monkeypatch)
             got: list[bytes] = []
-            while len(got) < len(values):
-                got += [r.value for r in consumer.poll(timeout_ms=5000, max_records=20)]
+            while len(got) < count:
+                got += [r.value for r in consumer.poll(timeout_ms=5000, max_records=max_records)]
             assert got == values
-            assert "poll" in hops  # the loop's poll decoded them
+            return hops
+
+
+def test_many_large_values_are_decoded_on_the_trio_thread(tmp_path, monkeypatch):
+    """With a mebibyte or more of large values to decode, a blocking poll
+    hands the decoding to the trio thread (the main thread's malloc arena
+    would give the memory back and fault it in again on every poll); the
+    records are the same, in order."""
+    hops = _consume_large(tmp_path, monkeypatch, 40, max_records=20)  # 1.25 MiB a poll
+    assert "poll" in hops  # the loop's poll decoded them
 
 
 def test_large_values_polled_a_few_at_a_time_are_taken_on_the_callers_thread(tmp_path, monkeypatch):
     """A poll of a few records decodes less than a mebibyte however much is
     buffered: it stays on the caller's thread (a hop per poll would cost
     more than it saves)."""
-    with BrokerProcess(tmp_path / "data") as broker:
-        values = _large_values(broker.address, "some", 40)  # 2.5 MiB
-        with Consumer(broker.address, auto_offset_reset="earliest") as consumer:
-            consumer.assign([("some", 0)])
-            assert consumer.position(("some", 0)) == 0
-            fetcher = consumer._consumer._fetcher
-            deadline = time.monotonic() + 10
-            while not fetcher.loop_should_take(16):  # the whole topic buffered
-                assert time.monotonic() < deadline
-                time.sleep(0.005)
-            hops = _count_hops(monkeypatch)
-            got: list[bytes] = []
-            while len(got) < len(values):
-                got += [r.value for r in consumer.poll(timeout_ms=5000, max_records=2)]
-            assert got == values
-            assert hops == []  # 2 x 64 KiB a poll: decoded where the poll is
+    assert _consume_large(tmp_path, monkeypatch, 40, max_records=2) == []
 
 
 def test_a_few_large_values_are_taken_on_the_callers_thread(tmp_path, monkeypatch):
     """Below a mebibyte buffered, large values are decoded where the poll
     is, as small ones are: no wake-up of the trio thread."""
-    with BrokerProcess(tmp_path / "data") as broker:
-        values = _large_values(broker.address, "few", 4)  # 256 KiB
-        with Consumer(broker.address, auto_offset_reset="earliest") as consumer:
-            consumer.assign([("few", 0)])
-            assert consumer.position(("few", 0)) == 0
-            hops = _count_hops(monkeypatch)
-            got: list[bytes] = []
-            while len(got) < len(values):
-                got += [r.value for r in consumer.poll(timeout_ms=5000)]
-            assert got == values
-            assert hops == []
+    assert _consume_large(tmp_path, monkeypatch, 4, max_records=10_000) == []
 
 
 @contextlib.contextmanager
