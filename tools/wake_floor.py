@@ -289,6 +289,34 @@ def _sendfile_all(out_fd: int, in_fd: int, pos: int, length: int) -> None:
         length -= n
 
 
+def _fetch_answer(correlation_id: int, api_version: int, high_watermark: int, length: int) -> bytes:
+    """The bytes of a FetchResponse for ``TOPIC`` partition 0 up to its
+    records: ``length`` bytes of records follow (by sendfile)."""
+    from tailrace.client.protocol import (
+        ApiKey,
+        FetchPartitionResult,
+        FetchResponse,
+        FetchTopicResult,
+    )
+    from tailrace.client.protocol.connection import encode_response
+    from tailrace.client.protocol.schema import SendfileSlice
+
+    response = FetchResponse(
+        topics=[
+            FetchTopicResult(
+                name=TOPIC,
+                partitions=[
+                    FetchPartitionResult(
+                        partition=0, high_watermark=high_watermark, records=SendfileSlice(length)
+                    )
+                ],
+            )
+        ]
+    )
+    prefix, _ = encode_response(ApiKey.FETCH, api_version, correlation_id, response)
+    return prefix
+
+
 def relay_trio_work(srv: socket.socket) -> None:
     import tempfile
 
@@ -308,15 +336,10 @@ def _relay_work(src: socket.socket, dst: socket.socket, log_fd: int) -> None:
     import trio
 
     from tailrace.client.protocol import (
-        FetchPartitionResult,
-        FetchResponse,
-        FetchTopicResult,
         ProduceRequest,
         Request,
         ServerConnection,
     )
-    from tailrace.client.protocol.connection import encode_response
-    from tailrace.client.protocol.schema import SendfileSlice
     from tailrace.client.records.batch import validate_batch
 
     # the base offset and file position of each batch (an offset index);
@@ -335,23 +358,7 @@ def _relay_work(src: socket.socket, dst: socket.socket, log_fd: int) -> None:
         pos = positions[i]
         parked.clear()
         length = state["end"] - pos
-        response = FetchResponse(
-            topics=[
-                FetchTopicResult(
-                    name=TOPIC,
-                    partitions=[
-                        FetchPartitionResult(
-                            partition=0,
-                            high_watermark=state["next"],
-                            records=SendfileSlice(length),
-                        )
-                    ],
-                )
-            ]
-        )
-        prefix, _parts = encode_response(
-            request.api_key, request.api_version, request.correlation_id, response
-        )
+        prefix = _fetch_answer(request.correlation_id, request.api_version, state["next"], length)
         _write_all(dst.fileno(), prefix)
         _sendfile_all(dst.fileno(), log_fd, pos, length)
 
@@ -469,13 +476,8 @@ def time_pieces(repeats: int = 20_000) -> list[tuple[str, float]]:
 
     from tailrace.client.protocol import (
         ClientConnection,
-        FetchPartitionResult,
-        FetchResponse,
-        FetchTopicResult,
         ServerConnection,
     )
-    from tailrace.client.protocol.connection import encode_response
-    from tailrace.client.protocol.schema import SendfileSlice
     from tailrace.client.records.batch import validate_batch
 
     value = STAMP.pack(0) + b"\0" * (MSG - STAMP.size)
@@ -495,20 +497,7 @@ def time_pieces(repeats: int = 20_000) -> list[tuple[str, float]]:
         BASE_OFFSET.pack_into(data, 0, 0)
 
     def fetch_response(correlation_id: int = 0) -> bytes:
-        response = FetchResponse(
-            topics=[
-                FetchTopicResult(
-                    name=TOPIC,
-                    partitions=[
-                        FetchPartitionResult(
-                            partition=0, high_watermark=1, records=SendfileSlice(len(records))
-                        )
-                    ],
-                )
-            ]
-        )
-        prefix, _ = encode_response(1, 0, correlation_id, response)
-        return prefix
+        return _fetch_answer(correlation_id, 0, 1, len(records))
 
     # the consumer's side: answers to requests sent beforehand (their cost
     # is the next piece's), matched in order as the connection requires
