@@ -661,6 +661,8 @@ class Fetcher:
                 return False
             (length,) = struct.unpack_from(">i", data, 8)
             (delta,) = struct.unpack_from(">i", data, 23)  # last_offset_delta
+            if length < 0 or delta < 0:
+                return False  # a corrupt header: take() raises its error here
             average = (length + 12) / (delta + 1)
             if average <= SMALL_OBJECT_BYTES or average * max_records < LOOP_TAKE_BYTES:
                 return False

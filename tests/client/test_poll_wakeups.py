@@ -206,6 +206,25 @@ def test_large_values_polled_a_few_at_a_time_are_taken_on_the_callers_thread(tmp
     assert _consume_large(tmp_path, monkeypatch, 40, max_records=2) == []
 
 
+def test_a_corrupt_header_does_not_send_the_poll_to_the_loop():
+    """The size check reads two fields of the first buffered batch's header
+    before anything validated it: a corrupt one (a negative record count or
+    length) leaves the poll on the caller's thread, whose decode raises the
+    batch's typed error, rather than failing in the check."""
+    f = fetcher(IdleBroker())
+    tp = TopicPartition("t", 0)
+    big = 2 << 20
+    for length, delta in ((big, -1), (-5, 3), (big, 0)):
+        header = bytearray(61)
+        header[8:12] = length.to_bytes(4, "big", signed=True)
+        header[23:27] = delta.to_bytes(4, "big", signed=True)
+        f._chunks.clear()
+        f._chunks.append(fetcher_module._Chunk(tp, 0, memoryview(bytes(header) + bytes(big)), 0))
+        f._buffered = big + 61
+        # only the last (one record of 2 MiB) is a batch large values make
+        assert f.loop_should_take(10_000) is (delta == 0)
+
+
 def test_a_few_large_values_are_taken_on_the_callers_thread(tmp_path, monkeypatch):
     """Below a mebibyte buffered, large values are decoded where the poll
     is, as small ones are: no wake-up of the trio thread."""
