@@ -110,8 +110,8 @@ class _Chunk:
 #: within it on an ordinary machine
 HAND_OVER_S = 0.001
 
-#: A blocking poll leaves the decoding to the trio thread when at least this
-#: much is buffered and the records are large (Fetcher.loop_should_take).
+#: A blocking poll leaves the decoding to the trio thread when it would decode
+#: at least this much and the records are large (Fetcher.loop_should_take).
 LOOP_TAKE_BYTES = 1 << 20
 
 #: CPython's small-object allocator serves objects up to this size; a larger
@@ -662,7 +662,7 @@ class Fetcher:
             (length,) = struct.unpack_from(">i", data, 8)
             (delta,) = struct.unpack_from(">i", data, 23)  # last_offset_delta
             if length < 0 or delta < 0:
-                return False  # a corrupt header: take() raises its error here
+                return False  # corrupt: the decode on the caller's thread says so
             average = (length + 12) / (delta + 1)
             if average <= SMALL_OBJECT_BYTES or average * max_records < LOOP_TAKE_BYTES:
                 return False
